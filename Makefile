@@ -1,0 +1,42 @@
+# The two commands that matter: `make demo` and `make test`. Both bootstrap everything from a clean clone:
+# a pinned uv in .tools/, then the locked environment in .venv/ (uv.lock, --frozen: never re-resolved).
+SHELL := /bin/bash
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+UV := .tools/bin/uv
+VENV_PY := .venv/bin/python
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := .venv
+
+.PHONY: demo test lint format up bench clean-state
+
+$(UV):
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet "uv==$(UV_VERSION)"
+
+.venv/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --python $(PYTHON)
+	@touch $@
+
+## demo: set everything up and run the main job
+demo: .venv/.synced
+	$(VENV_PY) scripts/rebuild_system.py
+
+## test: set everything up and run the whole test suite
+test: .venv/.synced
+	$(VENV_PY) -m pytest
+
+## lint: ruff (lint + format check) and mypy --strict on lib/ and functions/
+lint: .venv/.synced
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy
+
+format: .venv/.synced
+	.venv/bin/ruff format .
+	.venv/bin/ruff check --fix .
+
+## clean-state: stop the embedded database and delete local state (.aitradex/), secrets included
+clean-state: .venv/.synced
+	-$(VENV_PY) -m lib.cli db stop
+	rm -rf .aitradex

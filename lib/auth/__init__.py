@@ -1,0 +1,1 @@
+"""Authentication: HS256 JWTs the Supabase way (``tokens``) and local users (``users``)."""

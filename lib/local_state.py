@@ -1,0 +1,78 @@
+"""The local stack's state folder (``.aitradex/``, git-ignored): generated secrets and runtime facts.
+
+Secrets are generated here on the first local run only, with owner-only permissions, and never
+overwritten: regenerating the JWT secret or a master key would orphan tokens and encrypted keys.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from lib.config import SECRETS_FILE
+
+STACK_FILE = "stack.json"
+
+
+def _write_private(path: Path, data: dict[str, Any]) -> None:
+    """Write JSON atomically with mode 0600, so a crash never leaves half a secrets file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh, indent=2, sort_keys=True)
+        fh.write("\n")
+    os.replace(tmp, path)
+
+
+def ensure_local_secrets(state_dir: Path) -> list[str]:
+    """Create any missing local secret; returns the names it generated (empty when all existed)."""
+    path = state_dir / SECRETS_FILE
+    current: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    generators = {
+        "JWT_SECRET": lambda: secrets.token_urlsafe(48),
+        "AITRADEX_MASTER_KEYS": lambda: "1:" + base64.b64encode(secrets.token_bytes(32)).decode(),
+        "AITRADEX_AUTHENTICATOR_PASSWORD": lambda: secrets.token_urlsafe(24),
+        "POSTGRES_SUPERUSER_PASSWORD": lambda: secrets.token_urlsafe(24),
+    }
+    created = [name for name in generators if not current.get(name)]
+    if created:
+        for name in created:
+            current[name] = generators[name]()
+        _write_private(path, current)
+    return created
+
+
+def read_local_secret(state_dir: Path, name: str) -> str | None:
+    """One value from the local secrets file, or None."""
+    path = state_dir / SECRETS_FILE
+    if not path.exists():
+        return None
+    value = json.loads(path.read_text()).get(name)
+    return value if isinstance(value, str) and value else None
+
+
+def write_local_secret(state_dir: Path, name: str, value: str) -> None:
+    """Set one value in the local secrets file (used by key rotation to add a master key)."""
+    path = state_dir / SECRETS_FILE
+    current: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    current[name] = value
+    _write_private(path, current)
+
+
+def read_stack(state_dir: Path) -> dict[str, Any]:
+    """Runtime facts of the local stack (ports, URLs), or {} when it was never brought up."""
+    path = state_dir / STACK_FILE
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def update_stack(state_dir: Path, **facts: Any) -> dict[str, Any]:
+    """Merge ``facts`` into the stack file and return the result."""
+    current = read_stack(state_dir)
+    current.update(facts)
+    _write_private(state_dir / STACK_FILE, current)
+    return current

@@ -1,0 +1,216 @@
+"""Rebuild the whole pipeline from nothing, idempotently (DESIGN.md section 8).
+
+Steps, in order; each reports whether it changed anything, so a second run reports no change:
+
+1. local secrets (generated on the first local run only, never overwritten);
+2. the database: start the embedded server or reach ``DATABASE_URL``; create the database;
+3. the Supabase compatibility layer, where the database lacks Supabase's own objects;
+4. ``authenticator``'s password (only for databases this project manages);
+5. migrations (tracked, checksummed; an edited applied migration stops the rebuild);
+6. ``app_settings`` restored from the versioned ``supabase/seed/app_settings.json``;
+7. ``markets`` seeded from ``supabase/seed/markets.json``.
+
+``dry_run`` reports the same plan and changes nothing: no secret, server, database or row.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from lib.config import DEFAULT_STATE_DIR, REPO_ROOT, SECRETS_FILE, load_settings
+from lib.db import migrate
+from lib.errors import AitradexError
+from lib.local_state import ensure_local_secrets
+from lib.stack import DatabaseTarget, admin_connection, database_target, start_database
+
+SEED_DIR = REPO_ROOT / "supabase" / "seed"
+APP_SETTINGS_FILE = SEED_DIR / "app_settings.json"
+MARKETS_FILE = SEED_DIR / "markets.json"
+_MARKET_COLUMNS = (
+    "base",
+    "quote",
+    "status",
+    "tick_size",
+    "qty_step",
+    "min_qty",
+    "max_qty",
+    "min_notional",
+    "enabled",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    """One step's outcome: ``changed`` is False when the step found everything already in place."""
+
+    name: str
+    changed: bool
+    detail: str
+
+
+@dataclass
+class RebuildReport:
+    """Every step's outcome, in order."""
+
+    dry_run: bool
+    steps: list[StepResult] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return any(step.changed for step in self.steps)
+
+    def add(self, name: str, changed: bool, detail: str) -> None:
+        self.steps.append(StepResult(name, changed, detail))
+
+
+def load_seed(path: Path) -> list[dict[str, Any]]:
+    """Read a seed file: a JSON list of objects."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, list) or not all(isinstance(row, dict) for row in data):
+        raise AitradexError(f"{path} must be a JSON list of objects")
+    return data
+
+
+def restore_app_settings(conn: psycopg.Connection, rows: list[dict[str, Any]]) -> int:
+    """Upsert each setting whose value or description differs; returns how many rows changed."""
+    changed = 0
+    with conn.transaction():
+        for row in rows:
+            cur = conn.execute(
+                "insert into public.app_settings (key, value, description) values (%s, %s, %s) "
+                "on conflict (key) do update set value = excluded.value, description = excluded.description "
+                "where (app_settings.value, app_settings.description) "
+                "is distinct from (excluded.value, excluded.description)",
+                (row["key"], Jsonb(row["value"]), row.get("description", "")),
+            )
+            changed += cur.rowcount
+    return changed
+
+
+def seed_markets(conn: psycopg.Connection, rows: list[dict[str, Any]]) -> int:
+    """Upsert each market whose metadata differs; returns how many rows changed."""
+    changed = 0
+    assignments = ", ".join(f"{c} = excluded.{c}" for c in _MARKET_COLUMNS)
+    current = ", ".join(f"markets.{c}" for c in _MARKET_COLUMNS)
+    incoming = ", ".join(f"excluded.{c}" for c in _MARKET_COLUMNS)
+    columns = ("symbol", "category", *_MARKET_COLUMNS)
+    query = (
+        f"insert into public.markets ({', '.join(columns)}) values ({', '.join(['%s'] * len(columns))}) "
+        f"on conflict (category, symbol) do update set {assignments} "
+        f"where ({current}) is distinct from ({incoming})"
+    )
+    with conn.transaction():
+        for row in rows:
+            cur = conn.execute(query, tuple(row[c] for c in columns))  # type: ignore[arg-type]
+            changed += cur.rowcount
+    return changed
+
+
+def _secrets_step(report: RebuildReport, state_dir: Path, env: Mapping[str, str]) -> None:
+    if report.dry_run:
+        path = state_dir / SECRETS_FILE
+        detail = f"would generate local secrets in {path}" if not path.exists() else f"keep {path}"
+        report.add("secrets", not path.exists(), detail)
+        return
+    created = ensure_local_secrets(state_dir)
+    overridden = [n for n in created if env.get(n)]
+    detail = f"generated {', '.join(created)} in {state_dir / SECRETS_FILE}" if created else "local secrets kept"
+    if overridden:
+        detail += f" (the environment overrides {', '.join(overridden)})"
+    report.add("secrets", bool(created), detail)
+
+
+def _dry_run_database(report: RebuildReport, target: DatabaseTarget) -> None:
+    server = target.embedded
+    if server is not None and not server.is_running():
+        report.add("database", True, f"would start embedded PostgreSQL on 127.0.0.1:{server.port}")
+        report.add("migrations", True, f"would apply all {len(migrate.discover())} migrations")
+        report.add("seeds", True, f"would restore {APP_SETTINGS_FILE.name} and {MARKETS_FILE.name}")
+        return
+    report.add("database", False, "database reachable")
+    # Everything below runs in one transaction that is always rolled back: exact answers, no change.
+    with admin_connection(target) as conn, conn.transaction(force_rollback=True):
+        row = conn.execute("select to_regclass('aitradex_meta.schema_migrations') is not null").fetchone()
+        pending = migrate.check(conn, migrate.discover()).pending if row and row[0] else tuple(migrate.discover())
+        names = ", ".join(m.path.name for m in pending)
+        report.add("migrations", bool(pending), f"would apply {names}" if pending else "up to date")
+        if pending:
+            report.add("seeds", True, "would restore app_settings and markets after the migrations")
+            return
+        n = restore_app_settings(conn, load_seed(APP_SETTINGS_FILE))
+        report.add("app_settings", n > 0, f"would restore {n} setting(s)" if n else "match the backup")
+        n = seed_markets(conn, load_seed(MARKETS_FILE))
+        report.add("markets", n > 0, f"would seed {n} market(s)" if n else "match the seed")
+
+
+def rebuild(
+    *,
+    dry_run: bool = False,
+    env: Mapping[str, str] | None = None,
+    progress: Callable[[StepResult], None] | None = None,
+) -> RebuildReport:
+    """Run (or, with ``dry_run``, plan) every step. Raises AitradexError on the first failure."""
+    env = dict(os.environ if env is None else env)
+    report = RebuildReport(dry_run=dry_run)
+
+    def emit() -> None:
+        if progress is not None:
+            progress(report.steps[-1])
+
+    state_dir = Path(env.get("AITRADEX_STATE_DIR") or DEFAULT_STATE_DIR).resolve()
+    _secrets_step(report, state_dir, env)
+    emit()
+    if dry_run and report.steps[-1].changed:
+        report.add("database", True, "would start embedded PostgreSQL and apply every migration and seed")
+        emit()
+        return report
+
+    settings = load_settings(env)
+    if dry_run:
+        _dry_run_database(report, database_target(settings))
+        for step in report.steps[1:]:
+            if progress is not None:
+                progress(step)
+        return report
+
+    target, done = start_database(settings)
+    report.add("database", bool(done), "; ".join(done) or "database already running")
+    emit()
+
+    with admin_connection(target) as conn:
+        roles_before = conn.execute(
+            "select count(*) from pg_roles where rolname in ('anon','authenticated','service_role','authenticator')"
+        ).fetchone()
+        auth_before = conn.execute("select to_regclass('auth.users') is not null").fetchone()
+        migrate.apply_compat_layer(conn)
+        compat_changed = (roles_before or (0,))[0] != 4 or not (auth_before or (False,))[0]
+        report.add("compat", compat_changed, "created Supabase roles and auth schema" if compat_changed else "present")
+        emit()
+
+        if settings.database.embedded or not env.get("AITRADEX_APP_DB_URL"):
+            changed = migrate.ensure_authenticator_password(
+                conn, target.app_url, settings.database.authenticator_password.reveal()
+            )
+            report.add("authenticator", changed, "password set" if changed else "logs in")
+            emit()
+
+        applied = migrate.migrate(conn)
+        report.add("migrations", bool(applied), f"applied {', '.join(applied)}" if applied else "up to date")
+        emit()
+
+        n = restore_app_settings(conn, load_seed(APP_SETTINGS_FILE))
+        report.add("app_settings", n > 0, f"{n} setting(s) restored" if n else "match the backup")
+        emit()
+
+        n = seed_markets(conn, load_seed(MARKETS_FILE))
+        report.add("markets", n > 0, f"{n} market(s) seeded" if n else "match the seed")
+        emit()
+    return report

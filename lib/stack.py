@@ -1,0 +1,88 @@
+"""Where the database is, and bringing it up: the embedded server by default, or ``DATABASE_URL``.
+
+This is operations code (CLI, rebuild, test fixtures). The application itself only ever receives the
+``authenticator`` URL from here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+from lib.config import Settings
+from lib.db.embedded import EmbeddedPostgres
+from lib.errors import ConfigError, DatabaseUnavailable
+from lib.local_state import read_stack, update_stack
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseTarget:
+    """The two ways into one database: the owner's (operations) and ``authenticator``'s (application)."""
+
+    admin_url: str
+    app_url: str
+    embedded: EmbeddedPostgres | None
+
+
+def embedded_server(settings: Settings) -> EmbeddedPostgres:
+    """The embedded server handle, on the port recorded for this state folder (or a free one)."""
+    port = read_stack(settings.state_dir).get("pg_port")
+    return EmbeddedPostgres.in_state_dir(settings.state_dir, int(port) if port else None)
+
+
+def database_target(settings: Settings) -> DatabaseTarget:
+    """URLs for the configured database, without connecting."""
+    db = settings.database
+    if not db.embedded:
+        assert db.external_admin_url is not None and db.external_app_url is not None
+        return DatabaseTarget(db.external_admin_url.reveal(), db.external_app_url.reveal(), None)
+    if db.embedded_superuser_password is None:
+        raise ConfigError("POSTGRES_SUPERUSER_PASSWORD is not set for the embedded database")
+    server = embedded_server(settings)
+    return DatabaseTarget(
+        admin_url=server.admin_url(db.embedded_superuser_password.reveal(), db.db_name),
+        app_url=server.app_url(db.authenticator_password.reveal(), db.db_name),
+        embedded=server,
+    )
+
+
+def start_database(settings: Settings) -> tuple[DatabaseTarget, list[str]]:
+    """Start (embedded) or reach (external) the database and create it if needed; returns what it did."""
+    target = database_target(settings)
+    done: list[str] = []
+    server = target.embedded
+    if server is not None:
+        password = settings.database.embedded_superuser_password
+        assert password is not None
+        if not server.is_initialized():
+            server.initialize(password.reveal())
+            done.append(f"initialized embedded PostgreSQL in {server.data_dir}")
+        if not server.is_running():
+            server.start()
+            done.append(f"started embedded PostgreSQL on 127.0.0.1:{server.port}")
+        update_stack(settings.state_dir, pg_port=server.port)
+        maintenance_url = server.admin_url(password.reveal(), "postgres")
+        if _create_database(maintenance_url, settings.database.db_name):
+            done.append(f"created database {settings.database.db_name}")
+    else:
+        try:
+            psycopg.connect(target.admin_url, connect_timeout=10).close()
+        except psycopg.OperationalError as exc:
+            raise DatabaseUnavailable("DATABASE_URL cannot be reached", details={"error": str(exc)[:300]}) from None
+    return target, done
+
+
+def _create_database(maintenance_url: str, name: str) -> bool:
+    with psycopg.connect(maintenance_url, autocommit=True) as conn:
+        exists = conn.execute("select 1 from pg_database where datname = %s", (name,)).fetchone()
+        if exists:
+            return False
+        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+        return True
+
+
+def admin_connection(target: DatabaseTarget) -> psycopg.Connection:
+    """An owner connection (autocommit; use ``conn.transaction()`` for atomic work)."""
+    return psycopg.connect(target.admin_url, autocommit=True)

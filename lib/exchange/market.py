@@ -370,8 +370,10 @@ class MarketDataClient:
         if status >= 500:
             raise ExchangeUnavailable(f"Bybit answered HTTP {status} for {path}", details=details)
 
-        envelope = _envelope(response, path, details)
         if status != 200:
+            # Any other 4xx is about this request (wrong path, category, parameters): not retried.
+            # The body may or may not be Bybit's JSON envelope; take its code when it is.
+            envelope = _json_object(response)
             code = envelope.get("retCode") if envelope else None
             raise ExchangeRejected(
                 f"Bybit answered HTTP {status} for {path}",
@@ -379,9 +381,12 @@ class MarketDataClient:
                 ret_msg=str(envelope["retMsg"]) if envelope and "retMsg" in envelope else None,
                 details=details,
             )
+        envelope = _json_object(response)
         if envelope is None:
+            # A proxy or load-balancer page, or a truncated body: transient as far as we can tell.
             raise ExchangeUnavailable(
-                f"Bybit sent a body that is not a JSON object for {path}", details=details
+                f"Bybit sent a body that is not JSON for {path}",
+                details={**details, "content_type": response.headers.get("content-type", "")},
             )
         return self._result(envelope, response, path, details)
 
@@ -455,16 +460,12 @@ def _paused_error(paused: PauseTooLong, path: str) -> ExchangeError:
     return RateLimited(f"Bybit requests are paused for {paused.remaining_s:.0f} s", details=details)
 
 
-def _envelope(response: httpx.Response, path: str, details: dict[str, Any]) -> dict[str, Any] | None:
-    """The JSON object of a response, ``None`` if the body is JSON but not an object."""
+def _json_object(response: httpx.Response) -> dict[str, Any] | None:
+    """The body as a JSON object, or ``None`` when it is not JSON or not an object."""
     try:
         body = response.json()
-    except ValueError as exc:
-        # A proxy or load balancer error page, or a truncated body: transient as far as we can tell.
-        raise ExchangeUnavailable(
-            f"Bybit sent a body that is not JSON for {path}",
-            details={**details, "content_type": response.headers.get("content-type", "")},
-        ) from exc
+    except ValueError:
+        return None
     return body if isinstance(body, dict) else None
 
 

@@ -266,7 +266,9 @@ async def test_klines_come_back_oldest_first_as_numpy_arrays(
         return_value=ok({"category": "linear", "symbol": "BTCUSDT", "list": newest_first})
     )
 
-    klines = await client.klines("linear", "BTCUSDT", "5", limit=3, start=1_700_000_000_000, end=1_700_000_600_000)
+    klines = await client.klines(
+        "linear", "BTCUSDT", "5", limit=3, start=1_700_000_000_000, end=1_700_000_600_000
+    )
 
     sent = route.calls.last.request.url.params
     assert (sent["interval"], sent["limit"], sent["start"], sent["end"]) == (
@@ -290,7 +292,9 @@ async def test_klines_come_back_oldest_first_as_numpy_arrays(
 async def test_klines_with_an_empty_list_are_empty_arrays(
     client: MarketDataClient, bybit: respx.MockRouter
 ) -> None:
-    bybit.get("/v5/market/kline").mock(return_value=ok({"category": "linear", "symbol": "NEWUSDT", "list": []}))
+    bybit.get("/v5/market/kline").mock(
+        return_value=ok({"category": "linear", "symbol": "NEWUSDT", "list": []})
+    )
 
     klines = await client.klines("linear", "NEWUSDT", "60")
 
@@ -312,7 +316,13 @@ async def test_a_kline_row_that_is_not_a_number_is_a_clear_error(
 
 @pytest.mark.parametrize(
     ("category", "interval", "limit"),
-    [("linear", "2", 200), ("linear", "1h", 200), ("option", "5", 200), ("linear", "5", 0), ("linear", "5", 1001)],
+    [
+        ("linear", "2", 200),
+        ("linear", "1h", 200),
+        ("option", "5", 200),
+        ("linear", "5", 0),
+        ("linear", "5", 1001),
+    ],
 )
 async def test_invalid_kline_arguments_are_refused_before_any_request(
     client: MarketDataClient, bybit: respx.MockRouter, category: str, interval: str, limit: int
@@ -365,9 +375,14 @@ async def test_a_connection_error_is_retried(
     assert route.call_count == 2
 
 
-async def test_a_5xx_is_retried(client: MarketDataClient, bybit: respx.MockRouter, fake_time: FakeTime) -> None:
+async def test_a_5xx_is_retried(
+    client: MarketDataClient, bybit: respx.MockRouter, fake_time: FakeTime
+) -> None:
     route = bybit.get("/v5/market/time").mock(
-        side_effect=[httpx.Response(502, text="Bad Gateway"), ok({"timeSecond": "3", "timeNano": "3000000000"})]
+        side_effect=[
+            httpx.Response(502, text="Bad Gateway"),
+            ok({"timeSecond": "3", "timeNano": "3000000000"}),
+        ]
     )
 
     assert (await client.server_time()).epoch_ms == 3_000
@@ -384,7 +399,9 @@ async def test_10006_waits_until_the_reset_timestamp_then_retries(
     def answer(request: httpx.Request) -> httpx.Response:
         sent_at.append(fake_time.now)
         if len(sent_at) == 1:
-            return rejected(10006, "Too many visits!", headers={"X-Bapi-Limit-Reset-Timestamp": str(reset_ms)})
+            return rejected(
+                10006, "Too many visits!", headers={"X-Bapi-Limit-Reset-Timestamp": str(reset_ms)}
+            )
         return ok({"timeSecond": "4", "timeNano": "4000000000"})
 
     bybit.get("/v5/market/time").mock(side_effect=answer)
@@ -464,7 +481,9 @@ async def test_a_business_ret_code_raises_exchange_rejected_with_the_code(
     assert raised.value.to_dict()["error"]["details"]["ret_code"] == 10001
 
 
-async def test_an_http_404_is_rejected_without_retrying(client: MarketDataClient, bybit: respx.MockRouter) -> None:
+async def test_an_http_404_is_rejected_without_retrying(
+    client: MarketDataClient, bybit: respx.MockRouter
+) -> None:
     route = bybit.get("/v5/market/time").mock(return_value=httpx.Response(404, text="Not Found"))
 
     with pytest.raises(ExchangeRejected):
@@ -522,7 +541,9 @@ async def test_klines_many_reports_a_failing_symbol_and_returns_the_others(
     assert error.ret_code == 10001
 
 
-async def test_klines_many_keeps_to_its_concurrency_bound(client: MarketDataClient, bybit: respx.MockRouter) -> None:
+async def test_klines_many_keeps_to_its_concurrency_bound(
+    client: MarketDataClient, bybit: respx.MockRouter
+) -> None:
     in_flight = 0
     most_in_flight = 0
 

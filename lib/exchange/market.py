@@ -340,10 +340,13 @@ class MarketDataClient:
         raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
 
     def _retry_delay(self, error: ExchangeError, attempt: int) -> float:
+        backoff = self._retry.backoff_s(attempt, self._rng)
         retry_after = error.details.get("retry_after_s")
         if isinstance(error, RateLimited) and isinstance(retry_after, int | float):
-            return float(retry_after)
-        return self._retry.backoff_s(attempt, self._rng)
+            # Wait for Bybit's reset, but never less than the backoff: a reset that looks past is
+            # clock skew, and retrying at once would only earn another 10006.
+            return max(float(retry_after), backoff)
+        return backoff
 
     async def _send_once(self, path: str, params: Mapping[str, str | int]) -> dict[str, Any]:
         details: dict[str, Any] = {"path": path}

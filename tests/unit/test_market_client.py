@@ -390,6 +390,17 @@ async def test_a_5xx_is_retried(
     assert len(fake_time.sleeps) == 1
 
 
+async def test_a_bybit_server_error_ret_code_is_retried(
+    client: MarketDataClient, bybit: respx.MockRouter
+) -> None:
+    route = bybit.get("/v5/market/time").mock(
+        side_effect=[rejected(10016, "Server error."), ok({"timeSecond": "6", "timeNano": "6000000000"})]
+    )
+
+    assert (await client.server_time()).epoch_ms == 6_000
+    assert route.call_count == 2
+
+
 async def test_10006_waits_until_the_reset_timestamp_then_retries(
     client: MarketDataClient, bybit: respx.MockRouter, fake_time: FakeTime
 ) -> None:

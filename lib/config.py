@@ -13,7 +13,8 @@ Environment variables:
 ``AITRADEX_APP_DB_URL``
     The application's connection (as ``authenticator``) to an external database. Without it, it is
     derived from ``DATABASE_URL`` with the user ``authenticator`` and ``AITRADEX_AUTHENTICATOR_PASSWORD``.
-``JWT_SECRET``, ``AITRADEX_MASTER_KEYS`` (``"1:<base64 32 bytes>,2:<...>"``), ``AITRADEX_AUTHENTICATOR_PASSWORD``
+``JWT_SECRET``, ``AITRADEX_MASTER_KEYS`` (``"1:<base64 32 bytes>,2:<...>"``),
+``AITRADEX_AUTHENTICATOR_PASSWORD``
     Secrets; locally they come from the generated secrets file.
 ``AITRADEX_STATE_DIR`` (default ``<repo>/.aitradex``), ``AITRADEX_DB_NAME`` (default ``aitradex``).
 """

@@ -36,7 +36,8 @@ def database_target(settings: Settings) -> DatabaseTarget:
     """URLs for the configured database, without connecting."""
     db = settings.database
     if not db.embedded:
-        assert db.external_admin_url is not None and db.external_app_url is not None
+        assert db.external_admin_url is not None
+        assert db.external_app_url is not None
         return DatabaseTarget(db.external_admin_url.reveal(), db.external_app_url.reveal(), None)
     if db.embedded_superuser_password is None:
         raise ConfigError("POSTGRES_SUPERUSER_PASSWORD is not set for the embedded database")
@@ -70,7 +71,9 @@ def start_database(settings: Settings) -> tuple[DatabaseTarget, list[str]]:
         try:
             psycopg.connect(target.admin_url, connect_timeout=10).close()
         except psycopg.OperationalError as exc:
-            raise DatabaseUnavailable("DATABASE_URL cannot be reached", details={"error": str(exc)[:300]}) from None
+            raise DatabaseUnavailable(
+                "DATABASE_URL cannot be reached", details={"error": str(exc)[:300]}
+            ) from None
     return target, done
 
 

@@ -45,4 +45,9 @@ def create_local_user(
             row = admin.execute("select id from auth.users where email = %s", (email,)).fetchone()
     assert row is not None
     user_id = str(row[0])
-    return LocalUser(id=user_id, email=email, token=mint_user_token(user_id, email, jwt_secret, ttl_s=ttl_s), created=created)
+    return LocalUser(
+        id=user_id,
+        email=email,
+        token=mint_user_token(user_id, email, jwt_secret, ttl_s=ttl_s),
+        created=created,
+    )

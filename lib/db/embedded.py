@@ -82,7 +82,7 @@ class EmbeddedPostgres:
 
     def is_running(self) -> bool:
         """Whether a server answers on the port (without logging in)."""
-        result = subprocess.run(
+        result = subprocess.run(  # noqa: S603 - fixed argv of a bundled binary
             [str(bin_path("pg_isready")), "-h", "127.0.0.1", "-p", str(self.port), "-t", "2"],
             capture_output=True,
             check=False,
@@ -91,7 +91,9 @@ class EmbeddedPostgres:
 
     def _run_as_owner(self, args: list[str], timeout: float = START_TIMEOUT_S) -> None:
         user = SYSTEM_USER if os.geteuid() == 0 else None
-        result = subprocess.run(args, capture_output=True, text=True, user=user, timeout=timeout, check=False)
+        result = subprocess.run(  # noqa: S603 - argv built here from bundled binaries
+            args, capture_output=True, text=True, user=user, timeout=timeout, check=False
+        )
         if result.returncode != 0:
             tail = ""
             if self.log_file.exists():

@@ -104,7 +104,9 @@ def _map_error(exc: psycopg.Error) -> AitradexError:
 class Database:
     """A pool of ``authenticator`` connections. Construct it freely: it connects in :meth:`open`."""
 
-    def __init__(self, app_url: str, *, min_size: int = 1, max_size: int = 10, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, app_url: str, *, min_size: int = 1, max_size: int = 10, timeout_s: float = 10.0
+    ) -> None:
         self._pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
             app_url,
             min_size=min_size,
@@ -122,7 +124,7 @@ class Database:
         async with self._pool.connection() as conn:
             rows = await conn.execute(
                 "select rolname, coalesce((select split_part(c, '=', 2) from unnest(rolconfig) c "
-                "where c like 'statement_timeout=%'), '0') as timeout "
+                "where c like 'statement_timeout=%%'), '0') as timeout "
                 "from pg_roles where rolname = any(%s)",
                 (sorted(ROLES),),
             )

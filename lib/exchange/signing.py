@@ -20,7 +20,12 @@ def sign(*, api_secret: str, api_key: str, timestamp_ms: int, recv_window_ms: in
 
 
 def signed_headers(
-    *, api_key: str, api_secret: str, timestamp_ms: int, payload: str, recv_window_ms: int = DEFAULT_RECV_WINDOW_MS
+    *,
+    api_key: str,
+    api_secret: str,
+    timestamp_ms: int,
+    payload: str,
+    recv_window_ms: int = DEFAULT_RECV_WINDOW_MS,
 ) -> dict[str, str]:
     """The four ``X-BAPI-*`` headers of a signed request."""
     signature = sign(

@@ -102,14 +102,16 @@ def seed_markets(conn: psycopg.Connection, rows: list[dict[str, Any]]) -> int:
     current = ", ".join(f"markets.{c}" for c in _MARKET_COLUMNS)
     incoming = ", ".join(f"excluded.{c}" for c in _MARKET_COLUMNS)
     columns = ("symbol", "category", *_MARKET_COLUMNS)
+    # Column names come from _MARKET_COLUMNS above, never from input.
+    placeholders = ", ".join(["%s"] * len(columns))
     query = (
-        f"insert into public.markets ({', '.join(columns)}) values ({', '.join(['%s'] * len(columns))}) "
+        f"insert into public.markets ({', '.join(columns)}) values ({placeholders}) "  # noqa: S608
         f"on conflict (category, symbol) do update set {assignments} "
         f"where ({current}) is distinct from ({incoming})"
     )
     with conn.transaction():
         for row in rows:
-            cur = conn.execute(query, tuple(row[c] for c in columns))  # type: ignore[arg-type]
+            cur = conn.execute(query, tuple(row[c] for c in columns))
             changed += cur.rowcount
     return changed
 
@@ -122,7 +124,9 @@ def _secrets_step(report: RebuildReport, state_dir: Path, env: Mapping[str, str]
         return
     created = ensure_local_secrets(state_dir)
     overridden = [n for n in created if env.get(n)]
-    detail = f"generated {', '.join(created)} in {state_dir / SECRETS_FILE}" if created else "local secrets kept"
+    detail = (
+        f"generated {', '.join(created)} in {state_dir / SECRETS_FILE}" if created else "local secrets kept"
+    )
     if overridden:
         detail += f" (the environment overrides {', '.join(overridden)})"
     report.add("secrets", bool(created), detail)
@@ -139,7 +143,9 @@ def _dry_run_database(report: RebuildReport, target: DatabaseTarget) -> None:
     # Everything below runs in one transaction that is always rolled back: exact answers, no change.
     with admin_connection(target) as conn, conn.transaction(force_rollback=True):
         row = conn.execute("select to_regclass('aitradex_meta.schema_migrations') is not null").fetchone()
-        pending = migrate.check(conn, migrate.discover()).pending if row and row[0] else tuple(migrate.discover())
+        pending = (
+            migrate.check(conn, migrate.discover()).pending if row and row[0] else tuple(migrate.discover())
+        )
         names = ", ".join(m.path.name for m in pending)
         report.add("migrations", bool(pending), f"would apply {names}" if pending else "up to date")
         if pending:
@@ -187,12 +193,17 @@ def rebuild(
 
     with admin_connection(target) as conn:
         roles_before = conn.execute(
-            "select count(*) from pg_roles where rolname in ('anon','authenticated','service_role','authenticator')"
+            "select count(*) from pg_roles "
+            "where rolname in ('anon', 'authenticated', 'service_role', 'authenticator')"
         ).fetchone()
         auth_before = conn.execute("select to_regclass('auth.users') is not null").fetchone()
         migrate.apply_compat_layer(conn)
         compat_changed = (roles_before or (0,))[0] != 4 or not (auth_before or (False,))[0]
-        report.add("compat", compat_changed, "created Supabase roles and auth schema" if compat_changed else "present")
+        report.add(
+            "compat",
+            compat_changed,
+            "created Supabase roles and auth schema" if compat_changed else "present",
+        )
         emit()
 
         if settings.database.embedded or not env.get("AITRADEX_APP_DB_URL"):

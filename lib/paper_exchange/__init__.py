@@ -1,0 +1,34 @@
+"""A local exchange that answers like Bybit V5 while replaying the bundled 5-minute candles.
+
+Public API::
+
+    create_app(config) -> Starlette                     # the ASGI app
+    PaperExchangeConfig(...)                            # frozen settings
+    running_paper_exchange(config) -> ContextManager[str]   # background server, yields its base URL
+    serve(config)                                       # foreground server (python -m lib.paper_exchange)
+    create_paper_account(base_url, balance) -> PaperAccount
+    await create_paper_account_async(base_url, balance, client=None) -> PaperAccount
+
+pybit works against it unchanged: ``session = HTTP(api_key=..., api_secret=...)`` then
+``session.endpoint = base_url``.
+"""
+
+from lib.paper_exchange.app import create_app
+from lib.paper_exchange.config import PaperExchangeConfig
+from lib.paper_exchange.server import (
+    PaperAccount,
+    create_paper_account,
+    create_paper_account_async,
+    running_paper_exchange,
+    serve,
+)
+
+__all__ = [
+    "PaperAccount",
+    "PaperExchangeConfig",
+    "create_app",
+    "create_paper_account",
+    "create_paper_account_async",
+    "running_paper_exchange",
+    "serve",
+]

@@ -1,0 +1,434 @@
+"""The HTTP face of the paper exchange: Bybit V5 endpoints plus local ``/_paper`` controls.
+
+A thin layer: parse the query or body, call :class:`lib.paper_exchange.engine.PaperEngine`, wrap the
+answer in Bybit's envelope ``{"retCode", "retMsg", "result", "retExtInfo", "time"}`` (HTTP 200, errors as
+retCodes, as Bybit does). Injected faults happen here, before anything else, since they imitate the
+network and Bybit's gateway. The ``/_paper`` controls answer plain JSON, only to loopback clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from lib.errors import AitradexError, ExchangeRejected, Forbidden, InvalidRequest, MalformedBody
+from lib.paper_exchange.auth import authenticate
+from lib.paper_exchange.config import PaperExchangeConfig
+from lib.paper_exchange.engine import PaperEngine, parse_balance
+from lib.paper_exchange.faults import Fault, FaultPlan
+from lib.paper_exchange.instruments import CATEGORIES, instrument_info
+from lib.paper_exchange.klines import DEFAULT_LIMIT, MAX_LIMIT, KlineQuery, build_klines, check_interval
+from lib.paper_exchange.models import Account
+from lib.paper_exchange.numbers import params_error, parse_decimal
+from lib.paper_exchange.order_request import parse_order_request
+from lib.paper_exchange.queries import OrderQuery, find_orders, find_positions, page
+from lib.paper_exchange.ratelimit import RateStatus, rate_limited_status
+from lib.paper_exchange.tickers import ticker
+from lib.paper_exchange.views import order_view, position_view, wallet_view
+
+RATE_LIMITED = 10006
+_LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+
+Params = Mapping[str, Any]
+MarketHandler = Callable[[PaperEngine, Params, int], dict[str, Any]]
+PrivateHandler = Callable[[PaperEngine, Account, Params], dict[str, Any]]
+
+
+# ------------------------------------------------------------------------------------------- envelope
+
+
+def _envelope(
+    engine: PaperEngine, result: dict[str, Any], code: int = 0, message: str = "OK"
+) -> dict[str, Any]:
+    return {"retCode": code, "retMsg": message, "result": result, "retExtInfo": {}, "time": engine.wall_ms()}
+
+
+def _bybit(
+    engine: PaperEngine, result: dict[str, Any], headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(_envelope(engine, result), headers=dict(headers or {}))
+
+
+def _bybit_error(
+    engine: PaperEngine, exc: ExchangeRejected, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    code = exc.ret_code if exc.ret_code is not None else 10001
+    return JSONResponse(_envelope(engine, {}, code, exc.ret_msg or exc.message), headers=dict(headers or {}))
+
+
+def _rate_limited(engine: PaperEngine, status: RateStatus) -> JSONResponse:
+    return JSONResponse(_envelope(engine, {}, RATE_LIMITED, "Too many visits!"), headers=status.headers())
+
+
+async def _injected_fault(engine: PaperEngine, group: str, *, order_create: bool = False) -> Response | Fault:
+    """Latency, then the drawn fault: a ready answer for it, or the fault to act on later."""
+    spec = engine.faults.spec(group)
+    if spec.latency_ms:
+        await asyncio.sleep(spec.latency_ms / 1000)
+    fault = engine.faults.draw(group, accepts_after_timeout=order_create)
+    if fault is Fault.TIMEOUT:
+        await asyncio.sleep(spec.hang_ms / 1000)
+        return PlainTextResponse("Gateway Time-out", status_code=504)
+    if fault is Fault.HTTP_5XX:
+        return PlainTextResponse("Service Unavailable", status_code=spec.http_5xx_status)
+    if fault is Fault.RATE_LIMIT:
+        return _rate_limited(engine, rate_limited_status(engine.wall_ms()))
+    return fault
+
+
+# --------------------------------------------------------------------------------------------- params
+
+
+def _category(params: Params, allowed: tuple[str, ...], default: str | None = None) -> str:
+    value = params.get("category") or default
+    if value is None:
+        raise params_error("params error: category is required")
+    if value not in allowed:
+        raise params_error(f"params error: category only support {', '.join(allowed)}")
+    return str(value)
+
+
+def _int(params: Params, name: str, default: int | None, low: int, high: int) -> int | None:
+    value = params.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise params_error(f"params error: {name} must be an integer") from None
+    if not low <= number <= high:
+        raise params_error(f"params error: {name} must be between {low} and {high}")
+    return number
+
+
+def _limit(params: Params, default: int, high: int) -> int:
+    value = _int(params, "limit", default, 1, high)
+    return default if value is None else value
+
+
+def _text(params: Params, name: str) -> str | None:
+    value = params.get(name)
+    return str(value) if value not in (None, "") else None
+
+
+def _symbol(engine: PaperEngine, params: Params) -> str:
+    symbol = _text(params, "symbol")
+    if symbol is None:
+        raise params_error("params error: symbol is required")
+    if symbol not in engine.instruments:
+        raise params_error("Not supported symbols")
+    return symbol
+
+
+# -------------------------------------------------------------------------------------- market routes
+
+
+def server_time(engine: PaperEngine, params: Params, now_ms: int) -> dict[str, Any]:
+    """``/v5/market/time``: wall-clock time (the one signed requests are checked against)."""
+    wall = engine.wall_ms()
+    return {"timeSecond": str(wall // 1000), "timeNano": str(wall * 1_000_000)}
+
+
+def instruments_info(engine: PaperEngine, params: Params, now_ms: int) -> dict[str, Any]:
+    """``/v5/market/instruments-info`` with ``symbol`` filter and cursor paging (``limit`` up to 1000)."""
+    category = _category(params, CATEGORIES)
+    symbol = _text(params, "symbol")
+    items = [
+        instrument_info(category, inst)
+        for name, inst in sorted(engine.instruments.items())
+        if symbol is None or name == symbol
+    ]
+    chunk, cursor = page(items, _limit(params, 500, 1000), _text(params, "cursor"))
+    return {"category": category, "list": chunk, "nextPageCursor": cursor}
+
+
+def tickers(engine: PaperEngine, params: Params, now_ms: int) -> dict[str, Any]:
+    """``/v5/market/tickers`` of one symbol or all, at the replay time."""
+    category = _category(params, CATEGORIES)
+    symbols = [_symbol(engine, params)] if _text(params, "symbol") else sorted(engine.instruments)
+    items = [ticker(engine.market, engine.instruments[s], category, now_ms) for s in symbols]
+    return {"category": category, "list": [item for item in items if item is not None]}
+
+
+def kline(engine: PaperEngine, params: Params, now_ms: int) -> dict[str, Any]:
+    """``/v5/market/kline``: aggregated candles known at the replay time, newest first."""
+    category = _category(params, CATEGORIES, "linear")
+    symbol = _symbol(engine, params)
+    interval = check_interval(_text(params, "interval") or "")
+    query = KlineQuery(
+        symbol=symbol,
+        interval=interval,
+        start_ms=_int(params, "start", None, 0, 2**62),
+        end_ms=_int(params, "end", None, 0, 2**62),
+        limit=_limit(params, DEFAULT_LIMIT, MAX_LIMIT),
+    )
+    return {"category": category, "symbol": symbol, "list": build_klines(engine.market, query, now_ms)}
+
+
+# ------------------------------------------------------------------------------------- private routes
+
+
+def order_create(engine: PaperEngine, account: Account, params: Params) -> dict[str, Any]:
+    """``/v5/order/create``."""
+    order = engine.place_order(account, parse_order_request(params))
+    return {"orderId": order.order_id, "orderLinkId": order.order_link_id}
+
+
+def order_realtime(engine: PaperEngine, account: Account, params: Params) -> dict[str, Any]:
+    """``/v5/order/realtime``: open orders, or recent closed ones (``openOnly``), newest first."""
+    category = _category(params, CATEGORIES)
+    engine.now_ms()
+    query = OrderQuery(
+        category=category,
+        symbol=_text(params, "symbol"),
+        base_coin=_text(params, "baseCoin"),
+        settle_coin=_text(params, "settleCoin"),
+        order_id=_text(params, "orderId"),
+        order_link_id=_text(params, "orderLinkId"),
+        open_only=_int(params, "openOnly", 0, 0, 2) or 0,
+    )
+    orders = find_orders(engine.book, account, query)
+    chunk, cursor = page(orders, _limit(params, 20, 50), _text(params, "cursor"))
+    return {"category": category, "nextPageCursor": cursor, "list": [order_view(o) for o in chunk]}
+
+
+def position_list(engine: PaperEngine, account: Account, params: Params) -> dict[str, Any]:
+    """``/v5/position/list`` (linear only: the paper exchange has no other derivatives)."""
+    category = _category(params, ("linear",))
+    now = engine.now_ms()
+    positions = find_positions(engine.book, account, _text(params, "symbol"), _text(params, "settleCoin"))
+    chunk, cursor = page(positions, _limit(params, 20, 200), _text(params, "cursor"))
+    views = [position_view(p, engine.book.price(p.symbol, now)) for p in chunk]
+    return {"category": category, "nextPageCursor": cursor, "list": views}
+
+
+def set_leverage(engine: PaperEngine, account: Account, params: Params) -> dict[str, Any]:
+    """``/v5/position/set-leverage``; 110043 when the leverage is already the asked one."""
+    _category(params, ("linear",))
+    symbol = _text(params, "symbol")
+    if symbol is None:
+        raise params_error("params error: symbol is required")
+    buy = parse_decimal(params.get("buyLeverage"), "buyLeverage") or Decimal(0)
+    sell = parse_decimal(params.get("sellLeverage"), "sellLeverage") or Decimal(0)
+    engine.set_leverage(account, symbol, buy, sell)
+    return {}
+
+
+def wallet_balance(engine: PaperEngine, account: Account, params: Params) -> dict[str, Any]:
+    """``/v5/account/wallet-balance`` of the unified account, optionally for some coins."""
+    if params.get("accountType") != "UNIFIED":
+        raise params_error("accountType only support UNIFIED")
+    coin = _text(params, "coin")
+    coins = {c.strip() for c in coin.split(",") if c.strip()} if coin else None
+    now = engine.now_ms()
+    return {"list": [wallet_view(engine.book, account, now, coins)]}
+
+
+# ----------------------------------------------------------------------------------- endpoint wrappers
+
+
+def _market_endpoint(engine: PaperEngine, handler: MarketHandler) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        fault = await _injected_fault(engine, "market")
+        if isinstance(fault, Response):
+            return fault
+        try:
+            return _bybit(engine, handler(engine, request.query_params, engine.now_ms()))
+        except ExchangeRejected as exc:
+            return _bybit_error(engine, exc)
+
+    return endpoint
+
+
+def _json_params(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw or b"{}")
+    except ValueError:
+        raise params_error("params error: the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise params_error("params error: the body must be a JSON object")
+    return body
+
+
+def _private_endpoint(
+    engine: PaperEngine, handler: PrivateHandler, *, order_create: bool = False
+) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        fault = await _injected_fault(engine, "order", order_create=order_create)
+        if isinstance(fault, Response):
+            return fault
+        post = request.method == "POST"
+        # The signature covers the bytes exactly as sent: the raw body, or the raw query string.
+        raw = await request.body() if post else request.scope.get("query_string", b"")
+        wall = engine.wall_ms()
+        try:
+            api_key = authenticate(request.headers, raw.decode("utf-8", "replace"), engine.secret_for, wall)
+        except ExchangeRejected as exc:
+            return _bybit_error(engine, exc)
+        account = engine.book.account_for_key(api_key)
+        if account is None:  # authenticate found its secret, so this cannot happen; typed for mypy
+            return _bybit_error(engine, ExchangeRejected("API key is invalid.", ret_code=10003))
+        status = engine.limiter.hit(account.account_id, request.url.path, wall)
+        if not status.allowed:
+            return _rate_limited(engine, status)
+        try:
+            params: Params = _json_params(raw) if post else request.query_params
+            result = handler(engine, account, params)
+        except ExchangeRejected as exc:
+            return _bybit_error(engine, exc, status.headers())
+        if fault is Fault.ACCEPTED_TIMEOUT:
+            # The order is recorded and persisted; the client just never hears about it.
+            await asyncio.sleep(engine.faults.spec("order").hang_ms / 1000)
+            return PlainTextResponse("Gateway Time-out", status_code=504)
+        return _bybit(engine, result, status.headers())
+
+    return endpoint
+
+
+# ------------------------------------------------------------------------------------------- controls
+
+
+class AdvanceBody(BaseModel):
+    """``POST /_paper/clock/advance``."""
+
+    model_config = ConfigDict(extra="forbid")
+    candles: int = Field(ge=0, le=10_000_000)
+
+
+class SetClockBody(BaseModel):
+    """``POST /_paper/clock/set``: a time to jump forward to, a new speed, or both."""
+
+    model_config = ConfigDict(extra="forbid")
+    time_ms: int | None = Field(default=None, ge=0)
+    speed: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+
+
+class AccountBody(BaseModel):
+    """``POST /_paper/accounts``."""
+
+    model_config = ConfigDict(extra="forbid")
+    balance: str | int | float = "10000"
+
+
+def _control_error(exc: AitradexError) -> JSONResponse:
+    return JSONResponse(exc.to_dict(), status_code=exc.http_status)
+
+
+async def _control_body(request: Request, model: type[BaseModel]) -> Any:
+    raw = await request.body()
+    try:
+        body = json.loads(raw or b"{}")
+    except ValueError:
+        raise MalformedBody("the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise MalformedBody("the body must be a JSON object")
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        errors = [{"field": ".".join(map(str, e["loc"])), "message": e["msg"]} for e in exc.errors()]
+        raise InvalidRequest("invalid control request", details={"errors": errors}) from None
+
+
+ControlHandler = Callable[[Request], Awaitable[tuple[dict[str, Any], int]]]
+
+
+def _control_endpoint(handler: ControlHandler) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        try:
+            if request.client is None or request.client.host not in _LOOPBACK:
+                raise Forbidden("the /_paper controls answer local clients only")
+            body, status = await handler(request)
+        except AitradexError as exc:
+            return _control_error(exc)
+        return JSONResponse(body, status_code=status)
+
+    return endpoint
+
+
+def _controls(engine: PaperEngine) -> list[Route]:
+    async def get_clock(request: Request) -> tuple[dict[str, Any], int]:
+        return engine.clock_view(), 200
+
+    async def advance(request: Request) -> tuple[dict[str, Any], int]:
+        body: AdvanceBody = await _control_body(request, AdvanceBody)
+        engine.advance(body.candles)
+        return engine.clock_view(), 200
+
+    async def set_clock(request: Request) -> tuple[dict[str, Any], int]:
+        body: SetClockBody = await _control_body(request, SetClockBody)
+        if body.time_ms is None and body.speed is None:
+            raise InvalidRequest("give time_ms, speed or both")
+        if body.time_ms is not None:
+            engine.set_time(body.time_ms)
+        if body.speed is not None:
+            engine.set_speed(body.speed)
+        return engine.clock_view(), 200
+
+    async def get_faults(request: Request) -> tuple[dict[str, Any], int]:
+        specs = {group: spec.model_dump() for group, spec in engine.faults.specs().items()}
+        return {"seed": engine.faults.seed, **specs}, 200
+
+    async def set_faults(request: Request) -> tuple[dict[str, Any], int]:
+        plan: FaultPlan = await _control_body(request, FaultPlan)
+        engine.faults.configure(plan)
+        return await get_faults(request)
+
+    async def create_account(request: Request) -> tuple[dict[str, Any], int]:
+        body: AccountBody = await _control_body(request, AccountBody)
+        account = engine.create_account(parse_balance(body.balance))
+        # The one answer that carries a secret: the caller needs it to sign requests.
+        return {
+            "account_id": account.account_id,
+            "api_key": account.api_key,
+            "api_secret": account.api_secret,
+        }, 201
+
+    return [
+        Route("/_paper/clock", _control_endpoint(get_clock), methods=["GET"]),
+        Route("/_paper/clock/advance", _control_endpoint(advance), methods=["POST"]),
+        Route("/_paper/clock/set", _control_endpoint(set_clock), methods=["POST"]),
+        Route("/_paper/faults", _control_endpoint(get_faults), methods=["GET"]),
+        Route("/_paper/faults", _control_endpoint(set_faults), methods=["POST"]),
+        Route("/_paper/accounts", _control_endpoint(create_account), methods=["POST"]),
+    ]
+
+
+# ------------------------------------------------------------------------------------------------ app
+
+
+def create_app(config: PaperExchangeConfig, *, engine: PaperEngine | None = None) -> Starlette:
+    """The paper exchange as an ASGI app (state loaded now, saved again on shutdown)."""
+    paper = engine if engine is not None else PaperEngine(config)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        paper.save()
+
+    routes = [
+        Route("/v5/market/time", _market_endpoint(paper, server_time), methods=["GET"]),
+        Route("/v5/market/instruments-info", _market_endpoint(paper, instruments_info), methods=["GET"]),
+        Route("/v5/market/tickers", _market_endpoint(paper, tickers), methods=["GET"]),
+        Route("/v5/market/kline", _market_endpoint(paper, kline), methods=["GET"]),
+        Route(
+            "/v5/order/create", _private_endpoint(paper, order_create, order_create=True), methods=["POST"]
+        ),
+        Route("/v5/order/realtime", _private_endpoint(paper, order_realtime), methods=["GET"]),
+        Route("/v5/position/list", _private_endpoint(paper, position_list), methods=["GET"]),
+        Route("/v5/position/set-leverage", _private_endpoint(paper, set_leverage), methods=["POST"]),
+        Route("/v5/account/wallet-balance", _private_endpoint(paper, wallet_balance), methods=["GET"]),
+        *_controls(paper),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.engine = paper
+    return app

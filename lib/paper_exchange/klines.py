@@ -1,0 +1,143 @@
+"""Bybit klines built from the 5-minute candles known at a replay time.
+
+Every interval of 5 minutes or more is an aggregate of 5-minute candles: open of the first, highest
+high, lowest low, close of the last, summed volume; turnover is the sum of ``volume * close`` of each
+5-minute candle (the bundled data has no turnover). Buckets start on UTC boundaries the way Bybit's do:
+minute intervals on multiples of their length since the epoch, ``D`` at 00:00 UTC, ``W`` on Monday 00:00
+UTC, ``M`` on the first of the month. A bucket with no candle (a data gap) is absent, never invented.
+
+The newest bucket may still be forming: it aggregates the completed candles of its span plus the forming
+5-minute candle as :mod:`lib.paper_exchange.market` serves it (its open only), so it never reveals a
+price from after the replay time. Intervals 1 and 3 cannot be built from 5-minute data and are refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+import numpy as np
+import numpy.typing as npt
+
+from lib.paper_exchange.market import MarketData
+from lib.paper_exchange.numbers import dec, fmt, params_error
+
+BYBIT_INTERVALS = ("1", "3", "5", "15", "30", "60", "120", "240", "360", "720", "D", "W", "M")
+DEFAULT_LIMIT = 200
+MAX_LIMIT = 1000
+_MINUTE_MS = 60_000
+_DAY_MS = 86_400_000
+_WEEK_MS = 7 * _DAY_MS
+_MONDAY_OFFSET_MS = 4 * _DAY_MS  # 1970-01-01 was a Thursday; 1970-01-05 a Monday
+_LONGEST_BUCKET_MS = {"D": _DAY_MS, "W": _WEEK_MS, "M": 31 * _DAY_MS}
+
+IntArray = npt.NDArray[np.int64]
+KlineRow = list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class KlineQuery:
+    """A validated ``/v5/market/kline`` request (times in ms, bounds inclusive on bucket start)."""
+
+    symbol: str
+    interval: str
+    start_ms: int | None
+    end_ms: int | None
+    limit: int
+
+
+def bucket_width_ms(interval: str) -> int:
+    """The longest length of one bucket of ``interval`` (exact for minute intervals)."""
+    if interval in _LONGEST_BUCKET_MS:
+        return _LONGEST_BUCKET_MS[interval]
+    return int(interval) * _MINUTE_MS
+
+
+def check_interval(interval: str) -> str:
+    """``interval`` if the paper exchange can serve it, else Bybit's 10001 parameter error."""
+    if interval not in BYBIT_INTERVALS:
+        raise params_error(f"params error: invalid interval {interval!r}")
+    if interval in ("1", "3"):
+        raise params_error(
+            f"params error: interval {interval} is not supported by the paper exchange, "
+            "which replays 5-minute candles (use 5 or longer)"
+        )
+    return interval
+
+
+def bucket_starts(open_times: IntArray, interval: str) -> IntArray:
+    """The start of the ``interval`` bucket holding each 5-minute open time."""
+    if interval == "M":
+        months = open_times.astype("datetime64[ms]").astype("datetime64[M]")
+        return months.astype("datetime64[ms]").astype(np.int64)
+    if interval == "W":
+        return ((open_times - _MONDAY_OFFSET_MS) // _WEEK_MS) * _WEEK_MS + _MONDAY_OFFSET_MS
+    width = _DAY_MS if interval == "D" else int(interval) * _MINUTE_MS
+    return (open_times // width) * width
+
+
+def build_klines(market: MarketData, query: KlineQuery, now_ms: int) -> list[KlineRow]:
+    """Kline rows ``[start, open, high, low, close, volume, turnover]`` as strings, newest first.
+
+    Without ``start`` (or with ``end``) the newest ``limit`` buckets starting at or before ``end``
+    (default: now) are returned; with ``start`` alone, the oldest ``limit`` buckets from ``start``.
+    """
+    times = market.series(query.symbol).open_time_ms
+    width = bucket_width_ms(query.interval)
+    end = now_ms if query.end_ms is None else min(query.end_ms, now_ms)
+    forward = query.start_ms is not None and query.end_ms is None
+    # Candle range to read: whole buckets only (bounds aligned on bucket starts), a little more than
+    # `limit` buckets, and never a candle that opens after now.
+    if query.start_ms is not None and forward:
+        lower = query.start_ms
+        upper = _align(query.start_ms + (query.limit + 1) * width, query.interval)
+    else:
+        lower = _align(end - (query.limit + 1) * width, query.interval)
+        if query.start_ms is not None:
+            lower = max(lower, query.start_ms)
+        upper = end + width
+    first = int(np.searchsorted(times, lower, side="left"))
+    last = int(np.searchsorted(times, min(upper, now_ms + 1), side="left"))
+    if first >= last:
+        return []
+    forming = market.forming_index(query.symbol, now_ms)
+    keys = bucket_starts(times[first:last], query.interval)
+    boundaries = np.flatnonzero(np.diff(keys)) + 1
+    starts = np.concatenate(([0], boundaries)).tolist()
+    stops = np.concatenate((boundaries, [last - first])).tolist()
+    rows: list[KlineRow] = []
+    for lo, hi in zip(starts, stops, strict=True):
+        key = int(keys[lo])
+        if (query.start_ms is not None and key < query.start_ms) or key > end:
+            continue
+        rows.append(_aggregate(market, query.symbol, first + lo, first + hi, forming, key))
+    rows = rows[: query.limit] if forward else rows[-query.limit :]
+    rows.reverse()
+    return rows
+
+
+def _align(t_ms: int, interval: str) -> int:
+    return int(bucket_starts(np.array([t_ms], dtype=np.int64), interval)[0])
+
+
+def _aggregate(market: MarketData, symbol: str, lo: int, hi: int, forming: int | None, key: int) -> KlineRow:
+    series = market.series(symbol)
+    complete_hi = hi if forming is None or not lo <= forming < hi else forming
+    open_ = dec(series.open[lo])
+    highs = [dec(v) for v in series.high[lo:complete_hi]]
+    lows = [dec(v) for v in series.low[lo:complete_hi]]
+    if complete_hi < hi:
+        # The forming candle contributes its open only (see lib.paper_exchange.market).
+        forming_open = dec(series.open[complete_hi])
+        highs.append(forming_open)
+        lows.append(forming_open)
+        close = forming_open
+    else:
+        close = dec(series.close[hi - 1])
+    volume = Decimal(0)
+    turnover = Decimal(0)
+    for index in range(lo, complete_hi):
+        candle_volume = dec(series.volume[index])
+        volume += candle_volume
+        turnover += candle_volume * dec(series.close[index])
+    return [str(key), fmt(open_), fmt(max(highs)), fmt(min(lows)), fmt(close), fmt(volume), fmt(turnover)]

@@ -55,8 +55,8 @@ This module is pure: no database, network or file access of its own.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
 from typing import Any, TypeVar, cast
 
 import numba
@@ -86,26 +86,33 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 _NAN = math.nan
 
 
+# error_model="numpy": a division by zero gives inf/NaN instead of raising. Every division here is by a
+# period >= 1 or guarded, and Python's check would cost a branch per division in the hot loops.
+
+
 def _jit(fn: _F) -> _F:
     """A serial numba kernel, compiled lazily and cached on disk."""
-    return cast(_F, numba.njit(cache=True)(fn))
+    return cast(_F, numba.njit(cache=True, error_model="numpy")(fn))
 
 
 def _parallel_jit(fn: _F) -> _F:
     """A numba kernel whose ``prange`` loops run on all cores, compiled lazily and cached on disk."""
-    return cast(_F, numba.njit(cache=True, parallel=True)(fn))
+    return cast(_F, numba.njit(cache=True, error_model="numpy", parallel=True)(fn))
 
 
 # --------------------------------------------------------------------------------------------------
 # Row kernels: one symbol, a 1-D row. Each one writes every position of its output rows (NaN during
 # warm-up), so outputs can be allocated with np.empty. ``start`` is the first bar with data.
-# The arithmetic mirrors TA-Lib's operation order so results agree to rounding error.
+# Seeds and recurrences are TA-Lib's. Inside the recurrences a division by the period is replaced by a
+# multiplication by its inverse and branches by selects: the loops are bound by the latency of their
+# dependency chains, and a division (~14 cycles) or a mispredicted branch would dominate. This changes
+# results by rounding only (~1e-15 relative).
 # --------------------------------------------------------------------------------------------------
 
 
 @_jit
 def _first_valid(x: FloatArray) -> int:
-    n = x.shape[0]
+    n: int = x.shape[0]
     for i in range(n):
         if not np.isnan(x[i]):
             return i
@@ -114,7 +121,7 @@ def _first_valid(x: FloatArray) -> int:
 
 @_jit
 def _first_valid_all(a: FloatArray, b: FloatArray, c: FloatArray) -> int:
-    n = a.shape[0]
+    n: int = a.shape[0]
     for i in range(n):
         if not (np.isnan(a[i]) or np.isnan(b[i]) or np.isnan(c[i])):
             return i
@@ -180,16 +187,14 @@ def _rsi_row(x: FloatArray, start: int, period: int, out: FloatArray) -> None:
     loss /= period
     total = gain + loss
     out[first] = 100.0 * (gain / total) if total != 0.0 else 0.0
+    keep = period - 1.0
+    inv = 1.0 / period
     for i in range(first + 1, n):
         delta = x[i] - x[i - 1]
-        gain *= period - 1
-        loss *= period - 1
-        if delta < 0.0:
-            loss -= delta
-        else:
-            gain += delta
-        gain /= period
-        loss /= period
+        up = delta if delta > 0.0 else 0.0
+        down = -delta if delta < 0.0 else 0.0
+        gain = (gain * keep + up) * inv
+        loss = (loss * keep + down) * inv
         total = gain + loss
         out[i] = 100.0 * (gain / total) if total != 0.0 else 0.0
 
@@ -197,7 +202,7 @@ def _rsi_row(x: FloatArray, start: int, period: int, out: FloatArray) -> None:
 @_jit
 def _true_range(high: FloatArray, low: FloatArray, close: FloatArray, i: int) -> float:
     prev_close = close[i - 1]
-    greatest = high[i] - low[i]
+    greatest: float = high[i] - low[i]
     up = abs(prev_close - high[i])
     if up > greatest:
         greatest = up
@@ -221,8 +226,10 @@ def _atr_row(
         total += _true_range(high, low, close, i)
     prev = total / period
     out[first] = prev
+    keep = period - 1.0
+    inv = 1.0 / period
     for i in range(first + 1, n):
-        prev = (prev * (period - 1) + _true_range(high, low, close, i)) / period
+        prev = (prev * keep + _true_range(high, low, close, i)) * inv
         out[i] = prev
 
 
@@ -231,11 +238,9 @@ def _directional_moves(high: FloatArray, low: FloatArray, i: int) -> tuple[float
     # Only the larger of the two moves counts, and only if positive (Wilder); ties count for neither.
     up = high[i] - high[i - 1]
     down = low[i - 1] - low[i]
-    if down > 0.0 and up < down:
-        return 0.0, down
-    if up > 0.0 and up > down:
-        return up, 0.0
-    return 0.0, 0.0
+    plus = up if (up > down and up > 0.0) else 0.0
+    minus = down if (down > up and down > 0.0) else 0.0
+    return plus, minus
 
 
 @_jit
@@ -267,36 +272,39 @@ def _dmi_row(
         plus_dm += up
         minus_dm += down
         tr_sum += _true_range(high, low, close, i)
+    keep = period - 1.0
+    inv = 1.0 / period
+    decay = 1.0 - inv
     dx_sum = 0.0
     prev_adx = 0.0
     for i in range(first_di, n):
         up, down = _directional_moves(high, low, i)
-        plus_dm = plus_dm - plus_dm / period + up
-        minus_dm = minus_dm - minus_dm / period + down
-        tr_sum = tr_sum - tr_sum / period + _true_range(high, low, close, i)
-        dx = _NAN
+        plus_dm = plus_dm * decay + up
+        minus_dm = minus_dm * decay + down
+        tr_sum = tr_sum * decay + _true_range(high, low, close, i)
+        # DX is undefined when there was no range or no directional move; TA-Lib then skips the bar.
+        has_dx = False
+        dx = 0.0
+        plus_di = 0.0
+        minus_di = 0.0
         if tr_sum != 0.0:
-            plus_di = 100.0 * (plus_dm / tr_sum)
-            minus_di = 100.0 * (minus_dm / tr_sum)
+            scale = 100.0 / tr_sum
+            plus_di = plus_dm * scale
+            minus_di = minus_dm * scale
             di_sum = plus_di + minus_di
             if di_sum != 0.0:
+                has_dx = True
                 dx = 100.0 * (abs(minus_di - plus_di) / di_sum)
-        else:
-            plus_di = 0.0
-            minus_di = 0.0
         plus_out[i] = plus_di
         minus_out[i] = minus_di
         if i < first_adx:
-            if not np.isnan(dx):
-                dx_sum += dx
+            dx_sum += dx
         elif i == first_adx:
-            if not np.isnan(dx):
-                dx_sum += dx
-            prev_adx = dx_sum / period
+            prev_adx = (dx_sum + dx) / period
             adx_out[i] = prev_adx
         else:
-            if not np.isnan(dx):
-                prev_adx = (prev_adx * (period - 1) + dx) / period
+            if has_dx:
+                prev_adx = (prev_adx * keep + dx) * inv
             adx_out[i] = prev_adx
 
 
@@ -368,15 +376,35 @@ def _bollinger_row(
     _sma_row(x, start, period, middle_out)
     _fill_nan(upper_out, first)
     _fill_nan(lower_out, first)
+    inv = 1.0 / period
+    # The variance comes from running sums of deviations from a reference close to the prices:
+    # E[x^2] - E[x]^2 on raw prices (TA-Lib's way) loses most digits when the spread is small next to
+    # the price, and recomputing each window costs `period` operations per bar. The reference moves to
+    # the window's mean every `period` bars, where the sums are also recomputed, so they cannot drift.
+    ref = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    until_recenter = 0
     for i in range(first, n):
         mean = middle_out[i]
-        # Two-pass variance over the window: E[x^2] - E[x]^2 from running sums cancels badly when the
-        # spread is small next to the price, and is no faster at period 20.
-        sq = 0.0
-        for j in range(i - period + 1, i + 1):
-            d = x[j] - mean
-            sq += d * d
-        band = k * math.sqrt(sq / period)
+        if until_recenter == 0:
+            ref = mean
+            s1 = 0.0
+            s2 = 0.0
+            for j in range(i - period + 1, i + 1):
+                d = x[j] - ref
+                s1 += d
+                s2 += d * d
+            until_recenter = period
+        else:
+            d_new = x[i] - ref
+            d_old = x[i - period] - ref
+            s1 += d_new - d_old
+            s2 += (d_new - d_old) * (d_new + d_old)
+        until_recenter -= 1
+        m1 = s1 * inv
+        var = s2 * inv - m1 * m1
+        band = k * math.sqrt(var) if var > 0.0 else 0.0
         upper_out[i] = mean + band
         lower_out[i] = mean - band
 
@@ -390,10 +418,8 @@ def _obv_row(close: FloatArray, volume: FloatArray, start: int, out: FloatArray)
     total = volume[start]
     out[start] = total
     for i in range(start + 1, n):
-        if close[i] > close[i - 1]:
-            total += volume[i]
-        elif close[i] < close[i - 1]:
-            total -= volume[i]
+        # sign() is +1, -1 or 0 without a branch: the direction of a close is unpredictable.
+        total += np.sign(close[i] - close[i - 1]) * volume[i]
         out[i] = total
 
 
@@ -404,143 +430,156 @@ def _volume_ratio_row(volume: FloatArray, start: int, period: int, out: FloatArr
     _fill_nan(out, first)
     if first >= n:
         return
+    # The running sum can keep a rounding residue after its window turned all-zero, so zero baselines
+    # are detected by counting the zero volumes in the window, which is exact.
     total = 0.0
+    zeros = 0
     for i in range(start, first):
         total += volume[i]
+        zeros += volume[i] == 0.0
     for i in range(first, n):
-        baseline = total / period
-        out[i] = volume[i] / baseline if baseline != 0.0 else _NAN
+        out[i] = volume[i] * period / total if zeros < period else _NAN
         total += volume[i] - volume[i - period]
+        zeros += (volume[i] == 0.0) - (volume[i - period] == 0.0)
 
 
 # --------------------------------------------------------------------------------------------------
-# 2-D drivers: one parallel loop over symbols each. Inputs are C-contiguous float64 (symbols x time);
-# one signature per driver keeps numba to one compilation each.
+# The 2-D kernel. Every public function, features() included, hands it a list of jobs (an indicator
+# with its parameters); it runs the jobs on each row, the rows in parallel. Why one kernel: numba
+# compiles each parallel function separately, taking seconds each, and each call site of a row kernel
+# is compiled again where it is inlined; with one job loop every row kernel is compiled once, and
+# features() runs exactly the code of the individual functions.
 # --------------------------------------------------------------------------------------------------
 
+# Job kinds. Plain ints: numba freezes module globals into constants.
+_SMA = 0
+_EMA = 1
+_RSI = 2
+_ATR = 3
+_ADX = 4
+_MACD = 5
+_BOLLINGER = 6
+_OBV = 7
+_VOLUME_RATIO = 8
+
+# How many consecutive output slots each kind writes.
+_OUTPUTS = {_SMA: 1, _EMA: 1, _RSI: 1, _ATR: 1, _ADX: 3, _MACD: 3, _BOLLINGER: 3, _OBV: 1, _VOLUME_RATIO: 1}
+
+# Columns of the integer job table.
+_KIND = 0
+_PERIOD = 1
+_PERIOD2 = 2
+_PERIOD3 = 3
+_SLOT = 4
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    kind: int
+    period: int = 0
+    period2: int = 0
+    period3: int = 0
+    k: float = 0.0
+
+
+@_jit
+def _run_jobs_row(
+    jobs: npt.NDArray[np.int64],
+    widths: FloatArray,
+    h: FloatArray,
+    lo: FloatArray,
+    c: FloatArray,
+    v: FloatArray,
+    out: FloatArray,
+    r: int,
+) -> None:
+    s_close = _first_valid(c)
+    s_hlc = _first_valid_all(h, lo, c)
+    for j in range(jobs.shape[0]):
+        kind = jobs[j, _KIND]
+        p = jobs[j, _PERIOD]
+        slot = jobs[j, _SLOT]
+        if kind == _SMA:
+            _sma_row(c, s_close, p, out[slot, r])
+        elif kind == _EMA:
+            _ema_row(c, s_close, p, out[slot, r])
+        elif kind == _RSI:
+            _rsi_row(c, s_close, p, out[slot, r])
+        elif kind == _ATR:
+            _atr_row(h, lo, c, s_hlc, p, out[slot, r])
+        elif kind == _ADX:
+            _dmi_row(h, lo, c, s_hlc, p, out[slot, r], out[slot + 1, r], out[slot + 2, r])
+        elif kind == _MACD:
+            p2 = jobs[j, _PERIOD2]
+            p3 = jobs[j, _PERIOD3]
+            _macd_row(c, s_close, p, p2, p3, out[slot, r], out[slot + 1, r], out[slot + 2, r])
+        elif kind == _BOLLINGER:
+            _bollinger_row(c, s_close, p, widths[j], out[slot, r], out[slot + 1, r], out[slot + 2, r])
+        elif kind == _OBV:
+            _obv_row(c, v, _first_valid_all(c, v, v), out[slot, r])
+        elif kind == _VOLUME_RATIO:
+            _volume_ratio_row(v, _first_valid(v), p, out[slot, r])
+
 
 @_parallel_jit
-def _sma_2d(x: FloatArray, period: int, out: FloatArray) -> None:
-    for r in numba.prange(x.shape[0]):
-        _sma_row(x[r], _first_valid(x[r]), period, out[r])
-
-
-@_parallel_jit
-def _ema_2d(x: FloatArray, period: int, out: FloatArray) -> None:
-    for r in numba.prange(x.shape[0]):
-        _ema_row(x[r], _first_valid(x[r]), period, out[r])
-
-
-@_parallel_jit
-def _rsi_2d(x: FloatArray, period: int, out: FloatArray) -> None:
-    for r in numba.prange(x.shape[0]):
-        _rsi_row(x[r], _first_valid(x[r]), period, out[r])
-
-
-@_parallel_jit
-def _atr_2d(high: FloatArray, low: FloatArray, close: FloatArray, period: int, out: FloatArray) -> None:
-    for r in numba.prange(high.shape[0]):
-        start = _first_valid_all(high[r], low[r], close[r])
-        _atr_row(high[r], low[r], close[r], start, period, out[r])
-
-
-@_parallel_jit
-def _dmi_2d(
+def _run_jobs(
+    jobs: npt.NDArray[np.int64],
+    widths: FloatArray,
     high: FloatArray,
     low: FloatArray,
     close: FloatArray,
-    period: int,
-    adx_out: FloatArray,
-    plus_out: FloatArray,
-    minus_out: FloatArray,
+    volume: FloatArray,
+    out: FloatArray,
 ) -> None:
-    for r in numba.prange(high.shape[0]):
-        start = _first_valid_all(high[r], low[r], close[r])
-        _dmi_row(high[r], low[r], close[r], start, period, adx_out[r], plus_out[r], minus_out[r])
-
-
-@_parallel_jit
-def _macd_2d(
-    x: FloatArray,
-    fast: int,
-    slow: int,
-    signal: int,
-    macd_out: FloatArray,
-    signal_out: FloatArray,
-    hist_out: FloatArray,
-) -> None:
-    for r in numba.prange(x.shape[0]):
-        _macd_row(x[r], _first_valid(x[r]), fast, slow, signal, macd_out[r], signal_out[r], hist_out[r])
-
-
-@_parallel_jit
-def _bollinger_2d(
-    x: FloatArray,
-    period: int,
-    k: float,
-    upper_out: FloatArray,
-    middle_out: FloatArray,
-    lower_out: FloatArray,
-) -> None:
-    for r in numba.prange(x.shape[0]):
-        _bollinger_row(x[r], _first_valid(x[r]), period, k, upper_out[r], middle_out[r], lower_out[r])
-
-
-@_parallel_jit
-def _obv_2d(close: FloatArray, volume: FloatArray, out: FloatArray) -> None:
+    # One type signature for every call: C-contiguous float64 symbols x time inputs (inputs a job
+    # does not read are any array of the same shape) and a 3-D block out[slot, symbol, time].
     for r in numba.prange(close.shape[0]):
-        start = _first_valid_all(close[r], volume[r], volume[r])
-        _obv_row(close[r], volume[r], start, out[r])
+        _run_jobs_row(jobs, widths, high[r], low[r], close[r], volume[r], out, r)
 
 
-@_parallel_jit
-def _volume_ratio_2d(volume: FloatArray, period: int, out: FloatArray) -> None:
-    for r in numba.prange(volume.shape[0]):
-        _volume_ratio_row(volume[r], _first_valid(volume[r]), period, out[r])
+def _run(
+    jobs: Sequence[_Job],
+    shape_of: npt.ArrayLike,
+    close: FloatArray,
+    high: FloatArray | None = None,
+    low: FloatArray | None = None,
+    volume: FloatArray | None = None,
+) -> list[FloatArray]:
+    """Run ``jobs`` on (symbols x time) inputs; their outputs in order, shaped like ``shape_of``."""
+    table = np.empty((len(jobs), 5), dtype=np.int64)
+    slot = 0
+    for j, job in enumerate(jobs):
+        table[j] = (job.kind, job.period, job.period2, job.period3, slot)
+        slot += _OUTPUTS[job.kind]
+    widths = np.array([job.k for job in jobs], dtype=np.float64)
+    block = np.empty((slot, *close.shape), dtype=np.float64)
+    _run_jobs(
+        table,
+        widths,
+        close if high is None else high,
+        close if low is None else low,
+        close,
+        close if volume is None else volume,
+        block,
+    )
+    if np.ndim(shape_of) == 1:
+        return [block[i, 0] for i in range(slot)]
+    return [block[i] for i in range(slot)]
 
 
-# Index of each feature in the block _features_2d fills (its first axis).
-FEATURE_NAMES: tuple[str, ...] = (
-    "ema21",
-    "ema50",
-    "sma200",
-    "rsi14",
-    "atr14",
-    "adx14",
-    "plus_di",
-    "minus_di",
-    "macd",
-    "macd_signal",
-    "macd_hist",
-    "bb_upper",
-    "bb_mid",
-    "bb_lower",
-    "obv",
-    "volume_ratio",
+# The feature set: jobs in the order of Features' fields.
+_FEATURE_JOBS = (
+    _Job(_EMA, 21),
+    _Job(_EMA, 50),
+    _Job(_SMA, 200),
+    _Job(_RSI, 14),
+    _Job(_ATR, 14),
+    _Job(_ADX, 14),
+    _Job(_MACD, 12, 26, 9),
+    _Job(_BOLLINGER, 20, k=2.0),
+    _Job(_OBV),
+    _Job(_VOLUME_RATIO, 20),
 )
-
-
-@_parallel_jit
-def _features_2d(
-    high: FloatArray, low: FloatArray, close: FloatArray, volume: FloatArray, out: FloatArray
-) -> None:
-    for r in numba.prange(close.shape[0]):
-        h = high[r]
-        lo = low[r]
-        c = close[r]
-        v = volume[r]
-        s_close = _first_valid(c)
-        s_hlc = _first_valid_all(h, lo, c)
-        _ema_row(c, s_close, 21, out[0, r])
-        _ema_row(c, s_close, 50, out[1, r])
-        _sma_row(c, s_close, 200, out[2, r])
-        _rsi_row(c, s_close, 14, out[3, r])
-        _atr_row(h, lo, c, s_hlc, 14, out[4, r])
-        _dmi_row(h, lo, c, s_hlc, 14, out[5, r], out[6, r], out[7, r])
-        _macd_row(c, s_close, 12, 26, 9, out[8, r], out[9, r], out[10, r])
-        _bollinger_row(c, s_close, 20, 2.0, out[11, r], out[12, r], out[13, r])
-        _obv_row(c, v, _first_valid_all(c, v, v), out[14, r])
-        _volume_ratio_row(v, _first_valid(v), 20, out[15, r])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -593,17 +632,11 @@ def _period(name: str, value: int, minimum: int) -> int:
     return int(value)
 
 
-def _shaped_like(out: FloatArray, template: npt.ArrayLike) -> FloatArray:
-    return out.reshape(-1) if np.ndim(template) == 1 else out
-
-
 def sma(x: npt.ArrayLike, period: int) -> FloatArray:
     """Simple moving average over ``period`` bars (TA-Lib ``SMA``). First value at ``s + period - 1``."""
     p = _period("period", period, 1)
     (arr,) = _as_arrays(x=x)
-    out = np.empty_like(arr)
-    _sma_2d(arr, p, out)
-    return _shaped_like(out, x)
+    return _run([_Job(_SMA, p)], x, arr)[0]
 
 
 def ema(x: npt.ArrayLike, period: int) -> FloatArray:
@@ -611,19 +644,17 @@ def ema(x: npt.ArrayLike, period: int) -> FloatArray:
     values (TA-Lib ``EMA``). First value at ``s + period - 1``."""
     p = _period("period", period, 1)
     (arr,) = _as_arrays(x=x)
-    out = np.empty_like(arr)
-    _ema_2d(arr, p, out)
-    return _shaped_like(out, x)
+    return _run([_Job(_EMA, p)], x, arr)[0]
 
 
 def rsi(close: npt.ArrayLike, period: int = 14) -> FloatArray:
-    """Wilder's relative strength index in 0..100 (TA-Lib ``RSI``). First value at ``s + period``;
-    0 when the seed window or the smoothed averages saw no move at all, as TA-Lib does."""
+    """Wilder's relative strength index in 0..100 (TA-Lib ``RSI``). First value at ``s + period``.
+
+    0 where the averaged gains and losses are both 0 (no move at all), as in TA-Lib.
+    """
     p = _period("period", period, 2)
     (arr,) = _as_arrays(close=close)
-    out = np.empty_like(arr)
-    _rsi_2d(arr, p, out)
-    return _shaped_like(out, close)
+    return _run([_Job(_RSI, p)], close, arr)[0]
 
 
 def atr(high: npt.ArrayLike, low: npt.ArrayLike, close: npt.ArrayLike, period: int = 14) -> FloatArray:
@@ -631,35 +662,31 @@ def atr(high: npt.ArrayLike, low: npt.ArrayLike, close: npt.ArrayLike, period: i
     ``(prev * (period - 1) + tr) / period``. First value at ``s + period``."""
     p = _period("period", period, 1)
     h, lo, c = _as_arrays(high=high, low=low, close=close)
-    out = np.empty_like(c)
-    _atr_2d(h, lo, c, p, out)
-    return _shaped_like(out, close)
+    return _run([_Job(_ATR, p)], close, c, high=h, low=lo)[0]
 
 
 def adx(
     high: npt.ArrayLike, low: npt.ArrayLike, close: npt.ArrayLike, period: int = 14
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Wilder's directional movement system: ``(adx, plus_di, minus_di)``, each 0..100 (TA-Lib ``ADX``,
-    ``PLUS_DI``, ``MINUS_DI``). +DI/-DI start at ``s + period``, ADX at ``s + 2 * period - 1``."""
+    """Wilder's directional movement system: ``(adx, plus_di, minus_di)``, each in 0..100 (TA-Lib
+    ``ADX``, ``PLUS_DI``, ``MINUS_DI``). +DI and -DI start at ``s + period``, ADX at
+    ``s + 2 * period - 1``."""
     p = _period("period", period, 2)
     h, lo, c = _as_arrays(high=high, low=low, close=close)
-    adx_out = np.empty_like(c)
-    plus_out = np.empty_like(c)
-    minus_out = np.empty_like(c)
-    _dmi_2d(h, lo, c, p, adx_out, plus_out, minus_out)
-    return (
-        _shaped_like(adx_out, close),
-        _shaped_like(plus_out, close),
-        _shaped_like(minus_out, close),
-    )
+    adx_line, plus_di, minus_di = _run([_Job(_ADX, p)], close, c, high=h, low=lo)
+    return adx_line, plus_di, minus_di
 
 
 def macd(
     close: npt.ArrayLike, fast: int = 12, slow: int = 26, signal: int = 9
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
     """MACD as TA-Lib computes it: ``(macd, signal, hist)`` with ``macd = ema_fast - ema_slow``,
-    ``signal = ema(macd, signal)``, ``hist = macd - signal``. Both EMAs are seeded on the slow EMA's
-    first bar. All three start at ``s + slow - 1 + signal - 1`` (bar 33 for 12/26/9)."""
+    ``signal = ema(macd, signal)`` and ``hist = macd - signal``.
+
+    Both EMAs are seeded on the slow EMA's first bar (TA-Lib's way), so the fast line is not
+    ``ema(close, fast)`` early on. All three start at ``s + slow - 1 + signal - 1`` (bar 33 for
+    12/26/9).
+    """
     f = _period("fast", fast, 2)
     sl = _period("slow", slow, 2)
     sg = _period("signal", signal, 1)
@@ -668,11 +695,8 @@ def macd(
             f"fast period ({f}) must not exceed slow period ({sl})", details={"fast": f, "slow": sl}
         )
     (arr,) = _as_arrays(close=close)
-    line = np.empty_like(arr)
-    sig = np.empty_like(arr)
-    hist = np.empty_like(arr)
-    _macd_2d(arr, f, sl, sg, line, sig, hist)
-    return _shaped_like(line, close), _shaped_like(sig, close), _shaped_like(hist, close)
+    line, sig, hist = _run([_Job(_MACD, f, sl, sg)], close, arr)
+    return line, sig, hist
 
 
 def bollinger(
@@ -687,23 +711,18 @@ def bollinger(
     width = float(k)
     if not math.isfinite(width) or width < 0.0:
         raise InvalidRequest(
-            f"k must be a finite number >= 0, got {k}", details={"field": "k", "value": width}
+            f"k must be a finite number >= 0, got {k}", details={"field": "k", "value": repr(k)}
         )
     (arr,) = _as_arrays(close=close)
-    upper = np.empty_like(arr)
-    middle = np.empty_like(arr)
-    lower = np.empty_like(arr)
-    _bollinger_2d(arr, p, width, upper, middle, lower)
-    return _shaped_like(upper, close), _shaped_like(middle, close), _shaped_like(lower, close)
+    upper, middle, lower = _run([_Job(_BOLLINGER, p, k=width)], close, arr)
+    return upper, middle, lower
 
 
 def obv(close: npt.ArrayLike, volume: npt.ArrayLike) -> FloatArray:
-    """On-balance volume (TA-Lib ``OBV``): starts at the first bar's volume, then adds the bar's volume
-    when the close rose, subtracts it when it fell. Defined from ``s`` (no warm-up)."""
+    """On-balance volume (TA-Lib ``OBV``): the first bar's volume, then plus the bar's volume when the
+    close rose and minus it when the close fell. Defined from ``s`` on (no warm-up)."""
     c, v = _as_arrays(close=close, volume=volume)
-    out = np.empty_like(c)
-    _obv_2d(c, v, out)
-    return _shaped_like(out, close)
+    return _run([_Job(_OBV)], close, c, volume=v)[0]
 
 
 def volume_ratio(volume: npt.ArrayLike, period: int = 20) -> FloatArray:
@@ -711,14 +730,12 @@ def volume_ratio(volume: npt.ArrayLike, period: int = 20) -> FloatArray:
 
     The current bar is left out of its own baseline so that a surge is not diluted by itself (with it
     included, the ratio could never exceed ``period``). 1.0 means average volume, 3.0 three times the
-    recent average. First value at ``s + period``; NaN where the baseline volume is 0 (undefined).
-    Equals ``volume[t] / sma(volume, period)[t - 1]``; TA-Lib has no such indicator.
+    recent average. It equals ``volume[t] / sma(volume, period)[t - 1]``; TA-Lib has no such
+    indicator. First value at ``s + period``; NaN where the baseline is 0 (all ``period`` volumes 0).
     """
     p = _period("period", period, 1)
     (arr,) = _as_arrays(volume=volume)
-    out = np.empty_like(arr)
-    _volume_ratio_2d(arr, p, out)
-    return _shaped_like(out, volume)
+    return _run([_Job(_VOLUME_RATIO, p)], volume, arr)[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -748,6 +765,10 @@ class Features:
     volume_ratio: FloatArray
 
 
+# Field names of Features, in the order _FEATURE_JOBS produces them.
+FEATURE_NAMES: tuple[str, ...] = tuple(field.name for field in fields(Features))
+
+
 def features(
     open: npt.ArrayLike,
     high: npt.ArrayLike,
@@ -764,8 +785,5 @@ def features(
     and so on), NaN padding included.
     """
     _, h, lo, c, v = _as_arrays(open=open, high=high, low=low, close=close, volume=volume)
-    block = np.empty((len(FEATURE_NAMES), *c.shape), dtype=np.float64)
-    _features_2d(h, lo, c, v, block)
-    one_d = np.ndim(close) == 1
-    fields = {name: block[i, 0] if one_d else block[i] for i, name in enumerate(FEATURE_NAMES)}
-    return Features(**fields)
+    arrays = _run(_FEATURE_JOBS, close, c, high=h, low=lo, volume=v)
+    return Features(**dict(zip(FEATURE_NAMES, arrays, strict=True)))

@@ -1,0 +1,75 @@
+"""Running the functions server: in the foreground (``aitradex up``), or in a thread (tests, demo)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+
+from lib.config import Settings
+from lib.errors import AitradexError
+from lib.http.app import FunctionsApp
+from lib.runtime.context import Services
+from lib.runtime.wiring import close_services, open_services
+
+
+def create_functions_app(
+    settings: Settings,
+    *,
+    extras: Mapping[str, Any] | None = None,
+    verify_jwt: Mapping[str, bool] | None = None,
+) -> Starlette:
+    """The ASGI app with every registered function, wired to ``settings``."""
+    from functions import registry
+
+    async def open_() -> Services:
+        return await open_services(settings, extras=extras)
+
+    return FunctionsApp(
+        registry(),
+        open_,
+        close_services,
+        jwt_secret=settings.jwt_secret.reveal(),
+        verify_jwt=verify_jwt,
+    ).build()
+
+
+def uvicorn_config(app: Starlette, host: str, port: int) -> uvicorn.Config:
+    """Uvicorn settings shared by every way of running the server."""
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,  # our JSON logging, configured by the caller
+        access_log=False,
+        lifespan="on",
+        limit_concurrency=1000,
+        timeout_keep_alive=30,
+    )
+
+
+@contextmanager
+def serve_in_thread(app: Starlette, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Serve ``app`` from a background thread; yields its base URL and stops it cleanly after."""
+    server = uvicorn.Server(uvicorn_config(app, host, port))
+    thread = threading.Thread(
+        target=lambda: asyncio.run(server.serve()), name="functions-server", daemon=True
+    )
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise AitradexError("the functions server did not start")
+        time.sleep(0.02)
+    bound = server.servers[0].sockets[0].getsockname()
+    try:
+        yield f"http://{bound[0]}:{bound[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)

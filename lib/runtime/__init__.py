@@ -1,0 +1,1 @@
+"""What a function handler sees: its context (``context``) and how it is declared (``spec``)."""

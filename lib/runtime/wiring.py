@@ -1,0 +1,56 @@
+"""Dependencies wired in one place: the database pool, the clock, and named collaborators.
+
+The HTTP adapter, the scheduler, the CLI and the tests all get their ``Services`` from here (tests may
+replace any collaborator with a fake before handing the services to a handler).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from lib.config import Settings
+from lib.db.session import Database
+from lib.runtime.clock import Clock, SystemClock
+from lib.runtime.context import Services
+from lib.stack import database_target
+
+
+def _vault(settings: Settings) -> Any:
+    from lib.crypto import KeyVault
+
+    return KeyVault(settings.master_keys)
+
+
+def _exchange(settings: Settings) -> Any:
+    from lib.exchange.trading import PybitExchange
+    from lib.local_state import read_stack
+
+    return PybitExchange(paper_url=read_stack(settings.state_dir).get("paper_exchange_url"))
+
+
+# Every process gets these collaborators unless the caller supplies its own (a test's fake, say).
+DEFAULT_EXTRAS: dict[str, Callable[[Settings], Any]] = {"vault": _vault, "exchange": _exchange}
+
+
+async def open_services(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    extras: Mapping[str, Any] | None = None,
+    pool_size: int = 10,
+) -> Services:
+    """Open the database pool and build the services. Close them with :func:`close_services`."""
+    db = Database(database_target(settings).app_url, max_size=pool_size)
+    await db.open()
+    given = dict(extras or {})
+    merged = {
+        name: given.pop(name) if name in given else make(settings) for name, make in DEFAULT_EXTRAS.items()
+    }
+    merged.update(given)
+    return Services(db=db, settings=settings, clock=clock or SystemClock(), extras=merged)
+
+
+async def close_services(services: Services) -> None:
+    """Release what :func:`open_services` opened."""
+    await services.db.close()

@@ -1,0 +1,39 @@
+"""The functions server running for real: uvicorn on 127.0.0.1, the real database, real HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+
+from lib.auth.tokens import mint_api_key
+from lib.config import Settings
+from lib.http.server import create_functions_app, serve_in_thread
+
+
+@pytest.fixture(scope="session")
+def functions_url(settings: Settings) -> Iterator[str]:
+    """Base URL of a functions server wired to the test database."""
+    with serve_in_thread(create_functions_app(settings)) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def anon_key(settings: Settings) -> str:
+    return mint_api_key("anon", settings.jwt_secret.reveal())
+
+
+@pytest.fixture(scope="session")
+def service_key(settings: Settings) -> str:
+    return mint_api_key("service_role", settings.jwt_secret.reveal())
+
+
+@pytest.fixture
+async def http(functions_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=functions_url, timeout=30) as client:
+        yield client
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}

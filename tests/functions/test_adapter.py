@@ -1,0 +1,255 @@
+"""The HTTP adapter's conventions, checked over real HTTP."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from lib.auth import tokens
+from lib.auth.users import LocalUser
+from lib.config import Settings
+from lib.http.app import MAX_BODY_BYTES, FunctionsApp
+from lib.http.server import serve_in_thread
+from lib.runtime.context import Context, Services
+from lib.runtime.spec import FunctionSpec, Request, Response
+from tests.functions.conftest import bearer
+
+PREFS = "/functions/v1/trading-preferences"
+
+
+def _b64(data: dict[str, object]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        None,
+        "Bearer",
+        "Basic dXNlcjpwYXNz",
+        "Bearer not.a.jwt",
+    ],
+)
+async def test_a_missing_or_malformed_token_gets_supabases_401(
+    http: httpx.AsyncClient, authorization: str | None
+) -> None:
+    headers = {"Authorization": authorization} if authorization else {}
+    response = await http.post(PREFS, json={"action": "get"}, headers=headers)
+    assert response.status_code == 401
+    assert response.json() == {"msg": "Invalid JWT"}
+
+
+async def test_an_expired_token_gets_401(
+    http: httpx.AsyncClient, settings: Settings, make_user: Callable[[], LocalUser]
+) -> None:
+    user = make_user()
+    expired = tokens.mint_user_token(
+        user.id, user.email, settings.jwt_secret.reveal(), now=time.time() - 7200, ttl_s=60
+    )
+    response = await http.post(PREFS, json={"action": "get"}, headers=bearer(expired))
+    assert (response.status_code, response.json()) == (401, {"msg": "Invalid JWT"})
+
+
+async def test_a_token_signed_with_another_secret_gets_401(
+    http: httpx.AsyncClient, make_user: Callable[[], LocalUser]
+) -> None:
+    user = make_user()
+    forged = tokens.mint_user_token(user.id, user.email, "another-secret-" * 4)
+    response = await http.post(PREFS, json={"action": "get"}, headers=bearer(forged))
+    assert response.status_code == 401
+
+
+async def test_an_alg_none_token_gets_401(
+    http: httpx.AsyncClient, make_user: Callable[[], LocalUser]
+) -> None:
+    user = make_user()
+    claims = {"role": "authenticated", "sub": user.id, "exp": 4102444800}
+    unsigned = f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(claims)}."
+    response = await http.post(PREFS, json={"action": "get"}, headers=bearer(unsigned))
+    assert response.status_code == 401
+
+
+async def test_an_unknown_function_gets_404_listing_the_real_ones(
+    http: httpx.AsyncClient, anon_key: str
+) -> None:
+    response = await http.post("/functions/v1/no-such-function", json={}, headers=bearer(anon_key))
+    assert response.status_code == 404
+    error = response.json()["error"]
+    assert error["code"] == "not_found"
+    assert "trading-preferences" in error["details"]["functions"]
+
+
+async def test_an_oversized_body_gets_413(
+    http: httpx.AsyncClient, make_user: Callable[[], LocalUser]
+) -> None:
+    user = make_user()
+    big = json.dumps({"action": "update", "symbol_allowlist": ["A" * 20] * (MAX_BODY_BYTES // 20)})
+    response = await http.post(
+        PREFS, content=big, headers={**bearer(user.token), "content-type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
+
+
+@pytest.mark.parametrize(("body", "code"), [(b"{not json", "malformed_json"), (b"[1, 2]", "malformed_json")])
+async def test_malformed_json_gets_400(
+    http: httpx.AsyncClient, make_user: Callable[[], LocalUser], body: bytes, code: str
+) -> None:
+    user = make_user()
+    response = await http.post(
+        PREFS, content=body, headers={**bearer(user.token), "content-type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == code
+
+
+@pytest.mark.parametrize(
+    "body", [{}, {"action": "explode"}, {"action": "update", "leverage": "x"}, {"action": 5}]
+)
+async def test_missing_fields_unknown_actions_and_wrong_types_get_422(
+    http: httpx.AsyncClient, make_user: Callable[[], LocalUser], body: dict[str, object]
+) -> None:
+    user = make_user()
+    response = await http.post(PREFS, json=body, headers=bearer(user.token))
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "invalid_request"
+
+
+async def test_validation_errors_never_echo_the_submitted_value(
+    http: httpx.AsyncClient, make_user: Callable[[], LocalUser]
+) -> None:
+    user = make_user()
+    response = await http.post(
+        PREFS, json={"action": "update", "leverage": "sk-live-SECRETVALUE"}, headers=bearer(user.token)
+    )
+    assert response.status_code == 422
+    assert "SECRETVALUE" not in response.text
+
+
+async def test_preflight_is_answered_without_auth_and_every_answer_allows_cors(
+    http: httpx.AsyncClient,
+) -> None:
+    preflight = await http.options(
+        PREFS, headers={"Origin": "https://app.example", "Access-Control-Request-Method": "POST"}
+    )
+    denied = await http.post(PREFS, json={})
+    for response in (preflight, denied):
+        assert response.headers["access-control-allow-origin"] == "*"
+        assert "authorization" in response.headers["access-control-allow-headers"]
+    assert preflight.status_code == 204
+
+
+async def test_every_response_carries_a_request_id_and_echoes_a_valid_incoming_one(
+    http: httpx.AsyncClient,
+) -> None:
+    generated = await http.post(PREFS, json={})
+    echoed = await http.post(PREFS, json={}, headers={"x-request-id": "trace-1234abcd"})
+    assert len(generated.headers["x-request-id"]) == 32
+    assert echoed.headers["x-request-id"] == "trace-1234abcd"
+
+
+async def test_openapi_documents_every_function_from_its_models(http: httpx.AsyncClient) -> None:
+    response = await http.get("/functions/v1/openapi.json")
+    assert response.status_code == 200
+    doc = response.json()
+    operation = doc["paths"]["/functions/v1/trading-preferences"]["post"]
+    schema = json.dumps(operation["requestBody"]["content"]["application/json"]["schema"])
+    assert "discriminator" in schema or "oneOf" in schema
+    assert "UpdatePreferences" in doc["components"]["schemas"]
+    assert (
+        doc["components"]["schemas"]["UpdatePreferences"]["properties"]["leverage"]["anyOf"][0]["maximum"]
+        == 100
+    )
+
+
+class _Boom(Request):
+    action: str = "boom"
+
+
+class _Never(Response):
+    ok: bool
+
+
+async def _explode(_request: _Boom, _ctx: Context) -> _Never:
+    raise RuntimeError("secret=hunter2 at /internal/path")
+
+
+async def test_a_bug_answers_500_with_the_request_id_and_nothing_else(settings: Settings) -> None:
+    spec = FunctionSpec(
+        name="boom", summary="raises", request_type=_Boom, response_type=_Never, handler=_explode
+    )
+
+    async def services() -> Services:
+        from lib.runtime.clock import SystemClock
+
+        return Services(db=None, settings=settings, clock=SystemClock())  # type: ignore[arg-type]
+
+    async def close(_s: Services) -> None:
+        return None
+
+    app = FunctionsApp(
+        {"boom": spec}, services, close, jwt_secret=settings.jwt_secret.reveal(), verify_jwt={"boom": False}
+    )
+    with serve_in_thread(app.build()) as url:
+        async with httpx.AsyncClient(base_url=url) as client:
+            response = await client.post("/functions/v1/boom", json={})
+    assert response.status_code == 500
+    request_id = response.headers["x-request-id"]
+    assert response.json() == {
+        "error": {
+            "code": "internal_error",
+            "message": "internal error",
+            "details": {"request_id": request_id},
+        }
+    }
+    assert "hunter2" not in response.text
+    assert "Traceback" not in response.text
+
+
+class _Whoami(Request):
+    pass
+
+
+class _Role(Response):
+    role: str
+
+
+async def _whoami(_request: _Whoami, ctx: Context) -> _Role:
+    return _Role(role=ctx.caller.role)
+
+
+async def test_where_jwt_is_optional_no_token_means_anon_and_a_bad_token_is_still_refused(
+    settings: Settings, service_key: str
+) -> None:
+    spec = FunctionSpec(
+        name="whoami", summary="role", request_type=_Whoami, response_type=_Role, handler=_whoami
+    )
+
+    async def services() -> Services:
+        from lib.runtime.clock import SystemClock
+
+        return Services(db=None, settings=settings, clock=SystemClock())  # type: ignore[arg-type]
+
+    async def close(_s: Services) -> None:
+        return None
+
+    app = FunctionsApp(
+        {"whoami": spec},
+        services,
+        close,
+        jwt_secret=settings.jwt_secret.reveal(),
+        verify_jwt={"whoami": False},
+    )
+    with serve_in_thread(app.build()) as url:
+        async with httpx.AsyncClient(base_url=url) as client:
+            anonymous = await client.post("/functions/v1/whoami", json={})
+            service = await client.post("/functions/v1/whoami", json={}, headers=bearer(service_key))
+            forged = await client.post("/functions/v1/whoami", json={}, headers=bearer("x.y.z"))
+    assert anonymous.json() == {"role": "anon"}
+    assert service.json() == {"role": "service_role"}
+    assert (forged.status_code, forged.json()) == (401, {"msg": "Invalid JWT"})

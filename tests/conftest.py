@@ -69,3 +69,13 @@ def make_user(owner_conn: psycopg.Connection, settings: Settings) -> Callable[[]
         )
 
     return factory
+
+
+@pytest.fixture(scope="session")
+def paper_exchange_url() -> Iterator[str]:
+    """A paper exchange over real HTTP on 127.0.0.1 (state in memory, clock frozen unless advanced)."""
+    from lib.paper_exchange.config import PaperExchangeConfig
+    from lib.paper_exchange.server import running_paper_exchange
+
+    with running_paper_exchange(PaperExchangeConfig(state_path=None, port=0)) as url:
+        yield url

@@ -92,7 +92,9 @@ def test_a_token_copied_from_the_key_column_to_the_secret_column_does_not_decryp
         vault.decrypt(token, user_id=USER, field=API_SECRET_FIELD)
 
 
-@pytest.mark.parametrize("position", [0, 11, 12, -17, -1], ids=["nonce", "nonce-end", "body", "body-end", "tag"])
+@pytest.mark.parametrize(
+    "position", [0, 11, 12, -17, -1], ids=["nonce", "nonce-end", "body", "body-end", "tag"]
+)
 def test_a_token_with_any_byte_changed_does_not_decrypt(vault: KeyVault, position: int) -> None:
     token = vault.encrypt(PLAINTEXT, user_id=USER, field=API_KEY_FIELD)
     payload = bytearray(_payload(token))
@@ -174,7 +176,7 @@ def test_a_user_id_that_is_not_a_uuid_raises_the_decryption_error_on_decrypt(vau
 def test_encrypting_for_a_non_uuid_user_or_an_odd_field_is_a_programming_error(
     vault: KeyVault, user_id: str, field: str
 ) -> None:
-    with pytest.raises(ValueError, match="field|UUID|hexadecimal"):
+    with pytest.raises(ValueError, match=r"field|UUID|hexadecimal"):
         vault.encrypt(PLAINTEXT, user_id=user_id, field=field)
 
 

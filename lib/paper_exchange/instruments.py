@@ -4,7 +4,8 @@ The bundled pairs have no published Bybit filters (they are 2018 BTC-quoted pair
 deterministically, from the symbol's median close ``p`` over the whole data file:
 
 - ``tickSize`` = 10^(floor(log10 p) - 4): prices carry five significant digits (ETHBTC at 0.1 ticks 0.00001);
-- ``qtyStep`` = ``minOrderQty`` = the smallest power of ten whose notional at ``p`` is at least 0.01;
+- ``qtyStep`` (spot: ``basePrecision``) = the smallest power of ten whose notional at ``p`` is at least
+  0.001, and ``minOrderQty`` = 10 steps (so a notional of at least 0.01);
 - ``maxOrderQty`` = ``maxMktOrderQty`` = the largest power of ten whose notional at ``p`` is at most
   1,000,000;
 - ``minNotionalValue`` (linear) = ``minOrderAmt`` (spot) = 5, ``maxOrderAmt`` (spot) = 1,000,000;
@@ -28,7 +29,8 @@ SETTLE_COIN = "USDT"
 CATEGORIES = ("linear", "spot")
 MIN_NOTIONAL = Decimal(5)
 MAX_NOTIONAL = Decimal(1_000_000)
-STEP_NOTIONAL = Decimal("0.01")
+STEP_NOTIONAL = Decimal("0.001")
+MIN_QTY_STEPS = 10
 MIN_LEVERAGE = Decimal(1)
 MAX_LEVERAGE = Decimal(25)
 LEVERAGE_STEP = Decimal("0.01")
@@ -88,8 +90,8 @@ def derive_instrument(symbol: str, reference_price: Decimal, launch_time_ms: int
         quote_coin=quote,
         tick_size=tick,
         qty_step=step,
-        min_order_qty=step,
-        max_order_qty=max(max_qty, step),
+        min_order_qty=step * MIN_QTY_STEPS,
+        max_order_qty=max(max_qty, step * MIN_QTY_STEPS),
         min_notional=MIN_NOTIONAL,
         max_notional=MAX_NOTIONAL,
         launch_time_ms=launch_time_ms,

@@ -43,7 +43,10 @@ def running_paper_exchange(config: PaperExchangeConfig) -> Iterator[str]:
     ``config.port`` 0 picks a free port. The server binds before this yields, so the URL answers at once.
     """
     app = create_app(config)
-    sock = socket.socket(socket.AF_INET6 if ":" in config.host else socket.AF_INET, socket.SOCK_STREAM)
+    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+    # proto must say TCP explicitly: asyncio only sets TCP_NODELAY on accepted sockets whose proto is
+    # IPPROTO_TCP, and without it every keep-alive answer waits ~40 ms on Nagle + delayed ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((config.host, config.port))

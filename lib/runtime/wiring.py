@@ -29,8 +29,19 @@ def _exchange(settings: Settings) -> Any:
     return PybitExchange(paper_url=read_stack(settings.state_dir).get("paper_exchange_url"))
 
 
+def _market(settings: Settings) -> Any:
+    from lib.exchange.access import MarketAccess
+    from lib.local_state import read_stack
+
+    return MarketAccess(paper_url=read_stack(settings.state_dir).get("paper_exchange_url"))
+
+
 # Every process gets these collaborators unless the caller supplies its own (a test's fake, say).
-DEFAULT_EXTRAS: dict[str, Callable[[Settings], Any]] = {"vault": _vault, "exchange": _exchange}
+DEFAULT_EXTRAS: dict[str, Callable[[Settings], Any]] = {
+    "vault": _vault,
+    "exchange": _exchange,
+    "market": _market,
+}
 
 
 async def open_services(

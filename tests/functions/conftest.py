@@ -9,6 +9,7 @@ import pytest
 
 from lib.auth.tokens import mint_api_key
 from lib.config import Settings
+from lib.exchange.access import MarketAccess
 from lib.exchange.trading import PybitExchange
 from lib.http.server import create_functions_app, serve_in_thread
 
@@ -16,8 +17,11 @@ from lib.http.server import create_functions_app, serve_in_thread
 @pytest.fixture(scope="session")
 def functions_url(settings: Settings, paper_exchange_url: str) -> Iterator[str]:
     """Base URL of a functions server wired to the test database and the test paper exchange."""
-    exchange = PybitExchange(paper_url=paper_exchange_url)
-    with serve_in_thread(create_functions_app(settings, extras={"exchange": exchange})) as url:
+    extras = {
+        "exchange": PybitExchange(paper_url=paper_exchange_url),
+        "market": MarketAccess(paper_url=paper_exchange_url),
+    }
+    with serve_in_thread(create_functions_app(settings, extras=extras)) as url:
         yield url
 
 

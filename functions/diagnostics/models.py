@@ -1,0 +1,38 @@
+"""Request and response models of ``diagnostics``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import Field
+
+from lib.runtime.spec import Request, Response, StatusResponse
+
+Health = Literal["healthy", "degraded", "down"]
+
+
+class DiagnosticsRequest(Request):
+    """``check`` (the default, so an empty body works) runs every health check; ``status`` is liveness."""
+
+    action: Literal["check", "status"] = "check"
+
+
+class Check(Response):
+    name: str
+    status: Health
+    latency_ms: float
+    message: str
+    cold: bool
+    details: dict[str, Any]
+
+
+class HealthDocument(Response):
+    """The health document."""
+
+    status: Health
+    checked_at: datetime
+    checks: list[Check] | None = Field(default=None, description="present for the service role only")
+
+
+DiagnosticsResponse = HealthDocument | StatusResponse

@@ -1,0 +1,264 @@
+"""System health: each check answers ``healthy``, ``degraded`` or ``down``, with its latency and why.
+
+The overall status is the worst of the checks. A check that has nothing to judge yet (no scan has
+ever run, the instruments cache was never filled) says ``degraded`` with ``cold=True``: that is true
+right after a rebuild from nothing, and the rebuild accepts it, while an operator still sees it.
+
+Checks:
+
+- ``database``: connectivity (as service_role) and every shipped migration applied;
+- ``exchange``: ``/v5/market/time`` answers, and the clock skew against it;
+- ``functions``: every registered function imports and answers its ``status`` action;
+- ``scans``: the newest finished scan per scheduled timeframe, against that timeframe's period;
+- ``instruments_cache``: the age of the cached instrument filters;
+- ``queue``: signals waiting for execution, and how long the oldest has waited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from lib.db import migrate
+from lib.db.session import Caller, Database
+from lib.errors import AitradexError
+from lib.exchange.access import MarketAccess
+from lib.exchange.market import RetryPolicy
+
+Status = Literal["healthy", "degraded", "down"]
+_RANK: dict[str, int] = {"healthy": 0, "degraded": 1, "down": 2}
+MAX_CLOCK_SKEW_MS = 5_000
+TIMEFRAME_SECONDS = {
+    "1": 60,
+    "3": 180,
+    "5": 300,
+    "15": 900,
+    "30": 1800,
+    "60": 3600,
+    "120": 7200,
+    "240": 14400,
+    "360": 21600,
+    "720": 43200,
+    "D": 86400,
+    "W": 604800,
+    "M": 2678400,
+}
+CACHE_STALE_S = 15 * 60
+QUEUE_MAX_WAIT_S = 5 * 60
+QUEUE_MAX_DEPTH = 5_000
+CHECK_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """One check's verdict."""
+
+    name: str
+    status: Status
+    latency_ms: float
+    message: str
+    cold: bool = False
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class HealthReport:
+    """Every check, and the worst status among them."""
+
+    status: Status
+    checked_at: datetime
+    checks: tuple[CheckResult, ...]
+
+    @property
+    def healthy_but_cold(self) -> bool:
+        """True when every non-healthy check only lacks history (what a fresh rebuild looks like)."""
+        return all(c.status == "healthy" or (c.status == "degraded" and c.cold) for c in self.checks)
+
+
+def worst(statuses: Sequence[str]) -> Status:
+    """The most severe of ``statuses`` (``healthy`` for none)."""
+    ordered: tuple[Status, ...] = ("healthy", "degraded", "down")
+    return ordered[max((_RANK[s] for s in statuses), default=0)]
+
+
+async def _timed(name: str, check: Awaitable[CheckResult]) -> CheckResult:
+    started = time.perf_counter()
+    try:
+        result = await asyncio.wait_for(check, CHECK_TIMEOUT_S)
+    except TimeoutError:
+        result = CheckResult(name, "down", 0, f"no answer within {CHECK_TIMEOUT_S:.0f} s")
+    except AitradexError as exc:
+        result = CheckResult(name, "down", 0, exc.message, details={"code": exc.code})
+    except Exception as exc:  # a check must report, never crash the report
+        result = CheckResult(name, "down", 0, f"check failed: {type(exc).__name__}")
+    latency = round((time.perf_counter() - started) * 1000, 2)
+    return CheckResult(result.name, result.status, latency, result.message, result.cold, result.details)
+
+
+async def check_database(db: Database) -> CheckResult:
+    """Connectivity as service_role, and whether every shipped migration is applied."""
+    async with db.read(Caller.service()) as conn:
+        rows = await (
+            await conn.execute("select version, checksum from aitradex_meta.schema_migrations")
+        ).fetchall()
+    applied = {r["version"]: r["checksum"] for r in rows}
+    shipped = migrate.discover()
+    pending = [m.path.name for m in shipped if m.version not in applied]
+    edited = [m.path.name for m in shipped if m.version in applied and applied[m.version] != m.checksum]
+    if edited:
+        return CheckResult(
+            "database",
+            "down",
+            0,
+            "applied migrations differ from the shipped files",
+            details={"edited": edited},
+        )
+    if pending:
+        return CheckResult(
+            "database", "degraded", 0, f"{len(pending)} migration(s) pending", details={"pending": pending}
+        )
+    return CheckResult("database", "healthy", 0, f"connected; {len(applied)} migrations applied")
+
+
+async def check_exchange(market: MarketAccess, environment: str, now_ms: Callable[[], int]) -> CheckResult:
+    """The exchange's clock answers, and ours agrees with it."""
+    async with market.client(environment, retry=RetryPolicy(max_attempts=1), timeout_s=5.0) as client:
+        before = now_ms()
+        server = await client.server_time()
+        after = now_ms()
+    skew = server.epoch_ms - (before + after) // 2
+    details = {"environment": environment, "clock_skew_ms": skew}
+    if environment != "paper" and abs(skew) > MAX_CLOCK_SKEW_MS:
+        return CheckResult(
+            "exchange", "degraded", 0, f"clock skew {skew} ms exceeds {MAX_CLOCK_SKEW_MS} ms", details=details
+        )
+    # The paper exchange replays history, so its clock is the replay time: skew is informative only.
+    return CheckResult("exchange", "healthy", 0, f"{environment} answers", details=details)
+
+
+async def check_functions(status_calls: Mapping[str, Callable[[], Awaitable[Any]]]) -> CheckResult:
+    """Every registered function answers its ``status`` action."""
+    failing: dict[str, str] = {}
+    for name, call in status_calls.items():
+        try:
+            await call()
+        except Exception as exc:
+            failing[name] = type(exc).__name__
+    if failing:
+        return CheckResult(
+            "functions",
+            "degraded",
+            0,
+            f"{len(failing)} function(s) fail their status",
+            details={"failing": failing},
+        )
+    return CheckResult(
+        "functions",
+        "healthy",
+        0,
+        f"{len(status_calls)} functions answer",
+        details={"functions": sorted(status_calls)},
+    )
+
+
+async def _setting(db: Database, key: str, default: Any) -> Any:
+    async with db.read(Caller.service()) as conn:
+        row = await (await conn.execute("select value from app_settings where key = %s", (key,))).fetchone()
+    return default if row is None else row["value"]
+
+
+async def check_scans(db: Database, now: datetime) -> CheckResult:
+    """The newest finished scan per scheduled timeframe is younger than two of its candles."""
+    timeframes: list[str] = await _setting(db, "scanner.timeframes", [])
+    async with db.read(Caller.service()) as conn:
+        rows = await (
+            await conn.execute(
+                "select timeframe, max(finished_at) as last from scan_runs "
+                "where status in ('succeeded', 'partial') and not dry_run group by timeframe"
+            )
+        ).fetchall()
+    last = {r["timeframe"]: r["last"] for r in rows}
+    ages = {tf: round((now - last[tf]).total_seconds()) for tf in timeframes if last.get(tf)}
+    never = [tf for tf in timeframes if tf not in ages]
+    stale = [tf for tf, age in ages.items() if age > 2 * TIMEFRAME_SECONDS[tf] + 120]
+    details = {"age_s": ages, "never_scanned": never, "stale": stale}
+    if stale:
+        return CheckResult(
+            "scans", "degraded", 0, f"stale scans for timeframe(s) {', '.join(stale)}", details=details
+        )
+    if never:
+        return CheckResult(
+            "scans",
+            "degraded",
+            0,
+            f"no scan yet for timeframe(s) {', '.join(never)}",
+            cold=True,
+            details=details,
+        )
+    return CheckResult("scans", "healthy", 0, "every scheduled timeframe scanned on time", details=details)
+
+
+async def check_instruments_cache(db: Database, now: datetime) -> CheckResult:
+    """The cached instrument filters are not long past their expiry."""
+    async with db.read(Caller.service()) as conn:
+        rows = await (
+            await conn.execute("select category, fetched_at, expires_at from instruments_cache")
+        ).fetchall()
+    if not rows:
+        return CheckResult("instruments_cache", "degraded", 0, "never filled yet", cold=True)
+    ages = {r["category"]: round((now - r["fetched_at"]).total_seconds()) for r in rows}
+    overdue = [r["category"] for r in rows if (now - r["expires_at"]).total_seconds() > CACHE_STALE_S]
+    if overdue:
+        return CheckResult(
+            "instruments_cache", "degraded", 0, f"stale for {', '.join(overdue)}", details={"age_s": ages}
+        )
+    return CheckResult("instruments_cache", "healthy", 0, "fresh", details={"age_s": ages})
+
+
+async def check_queue(db: Database, now: datetime) -> CheckResult:
+    """Signals waiting for execution: how many, and how long the oldest has waited."""
+    async with db.read(Caller.service()) as conn:
+        row = await (
+            await conn.execute(
+                "select count(*) as depth, min(created_at) as oldest from signals "
+                "where status = 'new' and expires_at > %s",
+                (now,),
+            )
+        ).fetchone()
+    assert row is not None
+    depth = int(row["depth"])
+    wait = round((now - row["oldest"]).total_seconds()) if row["oldest"] else 0
+    details = {"depth": depth, "oldest_wait_s": wait}
+    if depth > QUEUE_MAX_DEPTH or wait > QUEUE_MAX_WAIT_S:
+        return CheckResult(
+            "queue", "degraded", 0, f"{depth} pending, oldest waiting {wait} s", details=details
+        )
+    return CheckResult("queue", "healthy", 0, f"{depth} pending", details=details)
+
+
+async def run_checks(
+    *,
+    db: Database,
+    market: MarketAccess,
+    environment: str | None,
+    now: datetime,
+    status_calls: Mapping[str, Callable[[], Awaitable[Any]]],
+) -> HealthReport:
+    """Run every check concurrently and combine them."""
+    try:
+        env = environment or str(await _setting(db, "exchange.environment", "paper"))
+    except AitradexError:
+        env = "paper"  # the database check below reports why; the exchange is still worth probing
+    checks = await asyncio.gather(
+        _timed("database", check_database(db)),
+        _timed("exchange", check_exchange(market, env, lambda: int(time.time() * 1000))),
+        _timed("functions", check_functions(status_calls)),
+        _timed("scans", check_scans(db, now)),
+        _timed("instruments_cache", check_instruments_cache(db, now)),
+        _timed("queue", check_queue(db, now)),
+    )
+    return HealthReport(status=worst([c.status for c in checks]), checked_at=now, checks=tuple(checks))

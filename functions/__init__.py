@@ -8,6 +8,7 @@ from lib.runtime.spec import FunctionSpec
 
 # kebab-case URL name -> Python package under functions/
 FUNCTIONS: dict[str, str] = {
+    "diagnostics": "diagnostics",
     "trading-preferences": "trading_preferences",
 }
 

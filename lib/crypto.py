@@ -10,8 +10,8 @@ Token format (what is stored in ``api_key_encrypted`` / ``api_secret_encrypted``
 
 - ``version``: the master key version, a positive decimal integer without leading zeros;
 - ``nonce``: 12 random bytes (96 bits, GCM's native size), fresh for every encryption, so encrypting
-  the same key twice gives two different tokens and a nonce is never reused under one key
-  (2**-32 collision bound is reached only after ~2**32 encryptions per key version);
+  the same key twice gives two different tokens. NIST SP 800-38D allows 2**32 encryptions per key with
+  random nonces; API keys are encrypted a few times per account, far below that;
 - ``ciphertext || tag``: AESGCM's output, the 16-byte authentication tag last.
 
 Associated data (authenticated, not stored): ``b"aitradex:v1:" + <canonical user uuid> + b":" + <field>``.
@@ -43,6 +43,7 @@ from lib.errors import AitradexError, ConfigError
 KEY_BYTES = 32  # AES-256
 NONCE_BYTES = 12  # GCM's native 96-bit nonce: no extra GHASH step, and the random-nonce bound applies
 TAG_BYTES = 16
+MAX_VERSION = 999_999_999
 AAD_PREFIX = b"aitradex:v1:"  # the "v1" versions the associated-data layout, not the master key
 
 # The fields the application encrypts: pass these as ``field=`` so the writer and reader always agree.
@@ -132,8 +133,10 @@ def _check_keys(master_keys: Mapping[int, bytes]) -> None:
         raise ConfigError("at least one master key is required")
     for version, key in master_keys.items():
         # bool is an int subclass; a version True would be a bug, not version 1.
-        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-            raise ConfigError("master key versions must be positive integers")
+        # The upper bound keeps every version printable in a token (9 digits) and storable in the
+        # integer column key_version.
+        if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= MAX_VERSION:
+            raise ConfigError(f"master key versions must be positive integers up to {MAX_VERSION}")
         if not isinstance(key, bytes) or len(key) != KEY_BYTES:
             raise ConfigError(f"master key version {version} must be exactly {KEY_BYTES} bytes (AES-256)")
 

@@ -106,7 +106,8 @@ async def rotate_all(
     rotated and failed rows. ``user_ids`` limits the run to those users' accounts (None: every account).
 
     Raises ConfigError, before changing anything, if some row uses a version newer than the vault's
-    newest: this process's ``AITRADEX_MASTER_KEYS`` is then stale, and rotating would mix versions.
+    newest: this process's ``AITRADEX_MASTER_KEYS`` is then stale (another process already writes with
+    a newer key), and the operator should rotate with the complete key list instead.
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")

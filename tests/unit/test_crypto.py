@@ -242,6 +242,7 @@ def test_version_of_and_needs_rotation_refuse_a_malformed_token(vault: KeyVault)
         pytest.param({1: KEY_1, 2: bytes(31)}, "version 2", id="one-bad-among-good"),
         pytest.param({}, "at least one", id="no-key"),
         pytest.param({0: KEY_1}, "positive", id="version-zero"),
+        pytest.param({1_000_000_000: KEY_1}, "up to", id="version-too-long-for-a-token"),
     ],
 )
 def test_the_vault_refuses_anything_but_positive_versions_of_32_byte_keys(

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from lib.errors import ExchangeRejected, InvalidRequest
+from lib.paper_exchange.fills import apply_linear_fill, apply_spot_fill
 from lib.paper_exchange.instruments import (
     DEFAULT_LEVERAGE,
     LEVERAGE_STEP,
@@ -39,7 +40,7 @@ from lib.paper_exchange.matching import limit_fill_price, tpsl_trigger
 from lib.paper_exchange.models import BUY, CANCELLED, FILLED, SELL, Account, BookState, Order, Position
 from lib.paper_exchange.numbers import floor_to, fmt, is_multiple, params_error
 from lib.paper_exchange.order_request import OrderRequest
-from lib.paper_exchange.rules import check_linear, check_spot, check_spot_quote_amount
+from lib.paper_exchange.rules import check_linear, check_spot, check_spot_quote_amount, check_tpsl
 
 DUPLICATE_ORDER_LINK_ID = 110072
 REDUCE_ONLY_NOT_SATISFIED = 110017
@@ -263,7 +264,7 @@ class Book:
                 raise params_error(
                     "params error: takeProfit/stopLoss cannot be attached to a reduce-only order"
                 )
-            _check_tpsl(request.side, request.take_profit, request.stop_loss, reference)
+            check_tpsl(request.side, request.take_profit, request.stop_loss, reference)
         opening = request.qty if same_way else max(Decimal(0), request.qty - abs(signed))
         if opening > 0:
             needed = opening * reference / self.leverage(account, request.symbol)
@@ -337,14 +338,18 @@ class Book:
                     self._cancel(order, now_ms, cancel_type="CancelByReduceOnly")
                     return
             fee = qty * price * fee_rate
-            self._apply_linear_fill(account, order, qty, price, fee, now_ms)
+            position = account.positions.setdefault(
+                order.symbol, Position(symbol=order.symbol, leverage=self.leverage(account, order.symbol))
+            )
+            gain = apply_linear_fill(position, order, qty, price, fee, now_ms)
+            account.wallet[SETTLE_COIN] = account.wallet.get(SETTLE_COIN, Decimal(0)) + gain
         else:
             inst = self.instrument(order.symbol)
             qty = (
                 floor_to(order.qty / price, inst.qty_step) if order.market_unit == "quoteCoin" else order.qty
             )
             fee = qty * price * fee_rate
-            self._apply_spot_fill(account, inst, order.side, qty, price, fee)
+            apply_spot_fill(account.wallet, inst.base_coin, order.side, qty, price, fee)
         order.status = FILLED
         order.cum_exec_qty = qty
         order.cum_exec_value = qty * price
@@ -352,60 +357,6 @@ class Book:
         order.avg_price = price
         order.updated_time_ms = now_ms
         self._open.discard(order.order_id)
-
-    def _apply_spot_fill(
-        self, account: Account, inst: Instrument, side: str, qty: Decimal, price: Decimal, fee: Decimal
-    ) -> None:
-        wallet = account.wallet
-        value = qty * price
-        if side == BUY:
-            wallet[SETTLE_COIN] = wallet.get(SETTLE_COIN, Decimal(0)) - value - fee
-            wallet[inst.base_coin] = wallet.get(inst.base_coin, Decimal(0)) + qty
-        else:
-            wallet[inst.base_coin] = wallet.get(inst.base_coin, Decimal(0)) - qty
-            wallet[SETTLE_COIN] = wallet.get(SETTLE_COIN, Decimal(0)) + value - fee
-
-    def _apply_linear_fill(
-        self, account: Account, order: Order, qty: Decimal, price: Decimal, fee: Decimal, now_ms: int
-    ) -> None:
-        position = account.positions.get(order.symbol)
-        if position is None:
-            position = Position(symbol=order.symbol, leverage=self.leverage(account, order.symbol))
-            account.positions[order.symbol] = position
-        signed = position.signed_size
-        realised = Decimal(0)
-        if signed == 0 or (signed > 0) == (order.direction > 0):
-            held = abs(signed)
-            if held == 0:
-                position.created_time_ms = now_ms
-                position.cur_realised_pnl = Decimal(0)
-            position.avg_price = (held * position.avg_price + qty * price) / (held + qty)
-            position.size = held + qty
-            position.side = order.side
-        else:
-            closing = min(qty, abs(signed))
-            realised = closing * (price - position.avg_price) * (1 if signed > 0 else -1)
-            remaining = abs(signed) - closing
-            flipped = qty - closing
-            if remaining > 0:
-                position.size = remaining
-            elif flipped > 0:
-                position.side, position.size, position.avg_price = order.side, flipped, price
-                position.take_profit = position.stop_loss = None
-                position.tp_trigger_by = position.sl_trigger_by = ""
-                position.created_time_ms = now_ms
-            else:
-                position.side, position.size, position.avg_price = "", Decimal(0), Decimal(0)
-                position.take_profit = position.stop_loss = None
-                position.tp_trigger_by = position.sl_trigger_by = ""
-        if position.size > 0 and order.take_profit is not None:
-            position.take_profit, position.tp_trigger_by = order.take_profit, order.tp_trigger_by
-        if position.size > 0 and order.stop_loss is not None:
-            position.stop_loss, position.sl_trigger_by = order.stop_loss, order.sl_trigger_by
-        account.wallet[SETTLE_COIN] = account.wallet.get(SETTLE_COIN, Decimal(0)) + realised - fee
-        position.cum_realised_pnl += realised - fee
-        position.cur_realised_pnl += realised - fee
-        position.updated_time_ms = now_ms
 
     # ----------------------------------------------------------------------------------------- leverage
 
@@ -511,20 +462,3 @@ class Book:
         )
         self._record(account, order)
         self._fill(account, order, price, self._fees.taker, now_ms)
-
-
-def _check_tpsl(side: str, take_profit: Decimal | None, stop_loss: Decimal | None, base: Decimal) -> None:
-    """Bybit's rule: a long's TP above and SL below the base price; a short's the other way round."""
-    long = side == BUY
-    if take_profit is not None and (take_profit <= base if long else take_profit >= base):
-        relation = "higher" if long else "lower"
-        raise params_error(
-            f"TakeProfit:{fmt(take_profit)} set for {side} position should be {relation} than "
-            f"base_price:{fmt(base)}??LastPrice"
-        )
-    if stop_loss is not None and (stop_loss >= base if long else stop_loss <= base):
-        relation = "lower" if long else "higher"
-        raise params_error(
-            f"StopLoss:{fmt(stop_loss)} set for {side} position should be {relation} than "
-            f"base_price:{fmt(base)}??LastPrice"
-        )

@@ -4,6 +4,7 @@ Linear (derivatives, unified account): a quantity that truncates to zero at the 
 lot or tick violation is 10001 with Bybit's wording, a notional below ``minNotionalValue`` is 110094
 (reduce-only orders are exempt, as on Bybit). Spot: 170134 price decimals, 170137 quantity decimals,
 170136 below the minimum quantity, 170135 above the maximum, 170140 value below ``minOrderAmt``.
+Attached take-profit / stop-loss must sit on the right side of the base price (10001 otherwise).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from decimal import Decimal
 
 from lib.errors import ExchangeRejected
 from lib.paper_exchange.instruments import Instrument
+from lib.paper_exchange.models import BUY
 from lib.paper_exchange.numbers import fmt, is_multiple, params_error
 
 QTY_TRUNCATED_TO_ZERO = 110017
@@ -76,3 +78,20 @@ def check_spot_quote_amount(inst: Instrument, amount: Decimal) -> None:
         raise _reject(SPOT_AMOUNT_DECIMALS, "Market order amount decimal too long")
     if amount < inst.min_notional:
         raise _reject(SPOT_VALUE_TOO_LOW, "Order value exceeded lower limit")
+
+
+def check_tpsl(side: str, take_profit: Decimal | None, stop_loss: Decimal | None, base: Decimal) -> None:
+    """Bybit's rule: a long's TP above and SL below the base price; a short's the other way round."""
+    long = side == BUY
+    if take_profit is not None and (take_profit <= base if long else take_profit >= base):
+        relation = "higher" if long else "lower"
+        raise params_error(
+            f"TakeProfit:{fmt(take_profit)} set for {side} position should be {relation} than "
+            f"base_price:{fmt(base)}??LastPrice"
+        )
+    if stop_loss is not None and (stop_loss >= base if long else stop_loss <= base):
+        relation = "lower" if long else "higher"
+        raise params_error(
+            f"StopLoss:{fmt(stop_loss)} set for {side} position should be {relation} than "
+            f"base_price:{fmt(base)}??LastPrice"
+        )

@@ -306,6 +306,16 @@ def test_a_timeout_fault_holds_the_request_past_the_client_timeout(exchange: str
     assert market(exchange, "/v5/market/time")["retCode"] == 0
 
 
+def test_latency_delays_only_its_own_group(exchange: str) -> None:
+    HTTP_CLIENT.post(f"{exchange}/_paper/faults", json={"market": {"latency_ms": 300}})
+    started = time.monotonic()
+    assert market(exchange, "/v5/market/time")["retCode"] == 0
+    assert time.monotonic() - started >= 0.3
+    started = time.monotonic()
+    session(exchange, create_paper_account(exchange)).get_wallet_balance(accountType="UNIFIED")
+    assert time.monotonic() - started < 0.3
+
+
 # ---------------------------------------------------------------------------------------------- signing
 
 

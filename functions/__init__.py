@@ -9,6 +9,7 @@ from lib.runtime.spec import FunctionSpec
 # kebab-case URL name -> Python package under functions/
 FUNCTIONS: dict[str, str] = {
     "diagnostics": "diagnostics",
+    "signals-api": "signals_api",
     "trading-preferences": "trading_preferences",
 }
 

@@ -1,0 +1,73 @@
+"""Request and response models of ``signals-api``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import AwareDatetime, Field
+
+from lib.domain import Algorithm, Category, Direction, Symbol, Timeframe
+from lib.runtime.spec import Request, Response, StatusRequest, StatusResponse
+from lib.signals_query import DEFAULT_LIMIT, MAX_LIMIT
+
+SignalStatus = Literal["new", "processing", "executed", "expired", "skipped", "failed"]
+
+
+class ListSignals(Request):
+    """Recent signals, newest first; every filter is optional and they combine with AND."""
+
+    action: Literal["list"]
+    symbol: Symbol | None = None
+    algorithm: Algorithm | None = None
+    timeframe: Timeframe | None = None
+    direction: Direction | None = None
+    min_score: Annotated[float, Field(ge=0, le=100)] | None = None
+    # Timezone required: a naive time would silently mean the server's zone.
+    since: Annotated[AwareDatetime, Field(description="signals created at or after this instant")] | None = (
+        None
+    )
+    # Above the maximum is refused, never clamped: a client asking for 500 must learn it gets 200.
+    limit: Annotated[int, Field(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT
+    cursor: (
+        Annotated[
+            str, Field(min_length=1, max_length=200, description="next_cursor of the previous page, as is")
+        ]
+        | None
+    ) = None
+
+
+SignalsRequest = Annotated[ListSignals | StatusRequest, Field(discriminator="action")]
+
+
+class Signal(Response):
+    """One signal, as the scanner stored it; ``components`` explains the score."""
+
+    id: UUID
+    symbol: str
+    category: Category
+    timeframe: Timeframe
+    direction: Direction
+    algorithm: Algorithm
+    score: float
+    confidence: float
+    entry_price: float
+    stop_loss: float
+    take_profit: float
+    atr: float
+    components: dict[str, Any]
+    bar_time: datetime
+    expires_at: datetime
+    status: SignalStatus
+    created_at: datetime
+
+
+class SignalsPage(Response):
+    """One page, newest first; pass ``next_cursor`` back for the next page (null on the last one)."""
+
+    signals: list[Signal]
+    next_cursor: str | None
+
+
+SignalsResponse = SignalsPage | StatusResponse

@@ -1,0 +1,232 @@
+"""Reading signals for display: filters, newest first, with an opaque keyset cursor.
+
+Pages are ordered by ``(created_at desc, id desc)``, the order of the index ``signals_created_idx``.
+A page's cursor is the ``(created_at, id)`` of its last row and the next page is every row strictly
+after it in that order. Unlike ``offset``, this does not shift when rows are inserted between fetches:
+a newer row sorts before the cursor and is not read again by later pages, and a row landing in the
+unread range is read exactly once. So paging never duplicates or skips a row that existed throughout.
+
+The query runs as the caller's role (``Database.read(caller)``): row-level security decides what is
+visible, not this module.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import re
+import struct
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from psycopg import sql
+
+from lib.db.session import Caller, Database
+from lib.errors import InvalidRequest
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200
+
+COLUMNS = (
+    "id",
+    "symbol",
+    "category",
+    "timeframe",
+    "direction",
+    "algorithm",
+    "score",
+    "confidence",
+    "entry_price",
+    "stop_loss",
+    "take_profit",
+    "atr",
+    "components",
+    "bar_time",
+    "expires_at",
+    "status",
+    "created_at",
+)
+_NUMERIC_COLUMNS = ("score", "confidence", "entry_price", "stop_loss", "take_profit", "atr")
+
+# The cursor: version byte, created_at in microseconds since the Unix epoch (PostgreSQL's own
+# precision, so the round trip is exact), the id's 16 bytes, then a 4-byte checksum; base64url
+# without padding. The checksum is not a signature: anyone can build a cursor, and that is harmless,
+# because a cursor only chooses where in the public, RLS-filtered order a page starts, and the
+# filters are sent again with every page. It is there so that a truncated, edited or hand-made
+# cursor is refused (422) instead of silently paging from a wrong position.
+_CURSOR_VERSION = 1
+_CURSOR_BODY = struct.Struct(">Bq16s")
+_CHECKSUM_BYTES = 4
+_CURSOR_BYTES = _CURSOR_BODY.size + _CHECKSUM_BYTES
+_CURSOR_CHARS = -(-_CURSOR_BYTES * 4 // 3)  # base64 without padding
+_CURSOR_TEXT = re.compile(rf"^[A-Za-z0-9_-]{{{_CURSOR_CHARS}}}$")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """A position in the newest-first order: the last row already read."""
+
+    created_at: datetime
+    id: UUID
+
+
+def _checksum(body: bytes) -> bytes:
+    return hashlib.blake2b(body, digest_size=_CHECKSUM_BYTES, person=b"signals-cursor").digest()
+
+
+def encode_cursor(created_at: datetime, signal_id: UUID) -> str:
+    """The opaque cursor for the position of the row ``(created_at, signal_id)``."""
+    if created_at.tzinfo is None:
+        raise ValueError("a cursor's created_at must be timezone-aware")
+    micros = (created_at - _EPOCH) // _MICROSECOND
+    body = _CURSOR_BODY.pack(_CURSOR_VERSION, micros, signal_id.bytes)
+    return base64.urlsafe_b64encode(body + _checksum(body)).rstrip(b"=").decode("ascii")
+
+
+def _invalid_cursor(why: str) -> InvalidRequest:
+    # The same shape as a schema error, so clients read every 422 the same way.
+    return InvalidRequest(
+        "the cursor is not one this API issued",
+        details={"errors": [{"loc": ["cursor"], "msg": why, "type": "invalid_cursor"}]},
+    )
+
+
+def decode_cursor(text: str) -> Cursor:
+    """The position a cursor from :func:`encode_cursor` names. Raises InvalidRequest for anything else."""
+    if not _CURSOR_TEXT.match(text):
+        raise _invalid_cursor("wrong length or characters")
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):
+        raise _invalid_cursor("not base64url") from None
+    # base64 ignores the unused low bits of the last character: accept only the canonical spelling,
+    # so that no edit of the text, however small, decodes to the same bytes.
+    if len(raw) != _CURSOR_BYTES or base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii") != text:
+        raise _invalid_cursor("not canonical base64url")
+    body, checksum = raw[: _CURSOR_BODY.size], raw[_CURSOR_BODY.size :]
+    if not hmac.compare_digest(checksum, _checksum(body)):
+        raise _invalid_cursor("checksum mismatch")
+    version, micros, id_bytes = _CURSOR_BODY.unpack(body)
+    if version != _CURSOR_VERSION:
+        raise _invalid_cursor("unknown cursor version")
+    try:
+        created_at = _EPOCH + micros * _MICROSECOND
+    except OverflowError:
+        raise _invalid_cursor("timestamp out of range") from None
+    return Cursor(created_at=created_at, id=UUID(bytes=id_bytes))
+
+
+@dataclass(frozen=True, slots=True)
+class SignalFilters:
+    """What to narrow the list to; ``None`` means "any". ``since`` is inclusive."""
+
+    symbol: str | None = None
+    algorithm: str | None = None
+    timeframe: str | None = None
+    direction: str | None = None
+    min_score: float | None = None
+    since: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SignalRecord:
+    """One signal as stored, with numbers as floats (for JSON) and timestamps timezone-aware."""
+
+    id: UUID
+    symbol: str
+    category: str
+    timeframe: str
+    direction: str
+    algorithm: str
+    score: float
+    confidence: float
+    entry_price: float
+    stop_loss: float
+    take_profit: float
+    atr: float
+    components: dict[str, Any]
+    bar_time: datetime
+    expires_at: datetime
+    status: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SignalPage:
+    """One page, newest first; ``next_cursor`` is None on the last page."""
+
+    signals: list[SignalRecord]
+    next_cursor: str | None
+
+
+def _where(filters: SignalFilters, cursor: Cursor | None) -> tuple[sql.Composable, list[Any]]:
+    """The WHERE clause: fixed SQL per filter, every value a parameter."""
+    clauses: list[sql.Composable] = []
+    params: list[Any] = []
+    for column, value in (
+        ("symbol", filters.symbol),
+        ("algorithm", filters.algorithm),
+        ("timeframe", filters.timeframe),
+        ("direction", filters.direction),
+    ):
+        if value is not None:
+            clauses.append(sql.SQL("{} = %s").format(sql.Identifier(column)))
+            params.append(value)
+    if filters.min_score is not None:
+        # As numeric, not float8: 80.1 must compare equal to the stored numeric(5,2) 80.10.
+        clauses.append(sql.SQL("score >= %s"))
+        params.append(Decimal(str(filters.min_score)))
+    if filters.since is not None:
+        clauses.append(sql.SQL("created_at >= %s"))
+        params.append(filters.since)
+    if cursor is not None:
+        # A row comparison, which the (created_at desc, id desc) index serves directly.
+        clauses.append(sql.SQL("(created_at, id) < (%s, %s)"))
+        params.extend((cursor.created_at, cursor.id))
+    if not clauses:
+        return sql.SQL(""), params
+    return sql.SQL("where ") + sql.SQL(" and ").join(clauses), params
+
+
+def _record(row: dict[str, Any]) -> SignalRecord:
+    values = dict(row)
+    for column in _NUMERIC_COLUMNS:
+        values[column] = float(values[column])
+    return SignalRecord(**values)
+
+
+async def list_signals(
+    db: Database,
+    caller: Caller,
+    filters: SignalFilters,
+    *,
+    limit: int = DEFAULT_LIMIT,
+    cursor: str | None = None,
+) -> SignalPage:
+    """One page of the signals ``caller`` may see, newest first, after ``cursor`` if given.
+
+    Raises InvalidRequest for a cursor this module did not issue.
+    """
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ValueError(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
+    position = decode_cursor(cursor) if cursor is not None else None
+    where, params = _where(filters, position)
+    # One row more than asked tells whether another page exists, without a count.
+    query = sql.SQL(
+        "select {columns} from signals {where} order by created_at desc, id desc limit %s"
+    ).format(columns=sql.SQL(", ").join(map(sql.Identifier, COLUMNS)), where=where)
+    async with db.read(caller) as conn:
+        rows = await (await conn.execute(query, [*params, limit + 1])).fetchall()
+    records = [_record(row) for row in rows[:limit]]
+    next_cursor = None
+    if len(rows) > limit:
+        last = records[-1]
+        next_cursor = encode_cursor(last.created_at, last.id)
+    return SignalPage(signals=records, next_cursor=next_cursor)

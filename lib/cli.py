@@ -4,7 +4,10 @@ Subcommands:
   rebuild [--dry-run]          rebuild the local stack from nothing (same as scripts/rebuild_system.py)
   status [-o env|pretty]       the running stack's URLs and keys (``-o env``: KEY=value lines)
   user create EMAIL            create a local user; its access token is the last line printed
+  up                           run the functions server and paper exchange in the foreground
+  down                         stop a stack the rebuild started in the background
   db start|stop                start or stop the embedded PostgreSQL
+  keys rotate                  add a master key version and re-encrypt every stored API key
   migrate                      apply pending migrations only
 
 Exit codes: 0 success, 1 failure (the reason on stderr), 2 bad usage.
@@ -22,6 +25,7 @@ from lib.auth.users import create_local_user
 from lib.config import load_settings
 from lib.db import migrate
 from lib.errors import AitradexError
+from lib.ops import stack_runner
 from lib.ops.rebuild import StepResult, rebuild
 from lib.stack import admin_connection, database_target, embedded_server, start_database
 
@@ -45,12 +49,20 @@ def _status_values() -> dict[str, str]:
     if target.embedded is not None and not target.embedded.is_running():
         raise AitradexError("the local stack is not running: run `make demo` or `aitradex rebuild` first")
     secret = settings.jwt_secret.reveal()
-    return {
-        "DB_URL": target.app_url,
+    values = {"DB_URL": target.app_url}
+    facts = stack_runner.running_facts(settings)
+    if facts:
+        values |= {
+            "API_URL": str(facts["api_url"]),
+            "FUNCTIONS_URL": str(facts["functions_url"]),
+            "PAPER_EXCHANGE_URL": str(facts["paper_exchange_url"]),
+        }
+    values |= {
         "ANON_KEY": mint_api_key("anon", secret),
         "SERVICE_ROLE_KEY": mint_api_key("service_role", secret),
         "JWT_SECRET": secret,
     }
+    return values
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -91,6 +103,67 @@ def cmd_db(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_up(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    if settings.database.embedded:
+        start_database(settings)
+    if stack_runner.running_facts(settings):
+        raise AitradexError("the stack is already running: `aitradex down` stops it")
+    functions_port = args.functions_port or stack_runner.DEFAULT_FUNCTIONS_PORT
+    paper_port = args.paper_port or stack_runner.DEFAULT_PAPER_PORT
+    print(f"functions: http://127.0.0.1:{functions_port}/functions/v1  (Ctrl-C stops)", flush=True)
+    stack_runner.run_foreground(
+        settings, functions_port=functions_port, paper_port=paper_port, speed=args.speed
+    )
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    stopped = stack_runner.stop(load_settings())
+    print("stack stopped" if stopped else "no stack was running")
+    return 0
+
+
+def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from tqdm import tqdm
+
+    from lib.crypto import KeyVault
+    from lib.db.session import Database
+    from lib.ops.rotate_keys import add_local_master_key, rotate_all
+
+    settings = load_settings()
+    if not args.no_new_key:
+        version = add_local_master_key(settings.state_dir)
+        print(f"added master key version {version} to {settings.state_dir / 'secrets.json'}")
+        settings = load_settings()
+    vault = KeyVault(settings.master_keys)
+    print(f"re-encrypting every stored API key under master key version {vault.current_version}")
+
+    async def run() -> int:
+        async with Database(database_target(settings).app_url) as db:
+            with tqdm(unit="account", disable=None) as bar:
+
+                def progress(done: int, total: int) -> None:
+                    bar.total = total
+                    bar.n = done
+                    bar.refresh()
+
+                report = await rotate_all(db, vault, batch_size=args.batch_size, progress=progress)
+        counts = f"already current {report.already_current}, remaining {report.remaining}"
+        print(f"rotated {report.rotated}, {counts}")
+        if report.failed:
+            print(
+                f"could not decrypt {len(report.failed)} account(s): {', '.join(report.failed)}",
+                file=sys.stderr,
+            )
+            return 1
+        return 0
+
+    return asyncio.run(run())
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     settings = load_settings()
     with admin_connection(database_target(settings)) as conn:
@@ -122,6 +195,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("db", help="the embedded PostgreSQL")
     p.add_argument("action", choices=["start", "stop"])
     p.set_defaults(func=cmd_db)
+
+    p = sub.add_parser("up", help="run the functions server and paper exchange in the foreground")
+    p.add_argument("--functions-port", type=int, default=0, help="default 54321")
+    p.add_argument("--paper-port", type=int, default=0, help="default 54330")
+    p.add_argument("--speed", type=float, default=0.0, help="paper replay speed (0: advance explicitly)")
+    p.set_defaults(func=cmd_up)
+
+    p = sub.add_parser("down", help="stop a stack started in the background")
+    p.set_defaults(func=cmd_down)
+
+    p = sub.add_parser("keys", help="API key encryption")
+    keys_sub = p.add_subparsers(dest="keys_command", required=True)
+    k = keys_sub.add_parser("rotate", help="add a master key version and re-encrypt every stored key with it")
+    k.add_argument(
+        "--no-new-key", action="store_true", help="only re-encrypt under the newest existing version"
+    )
+    k.add_argument("--batch-size", type=int, default=100)
+    k.set_defaults(func=cmd_keys_rotate)
 
     p = sub.add_parser("migrate", help="apply pending migrations")
     p.set_defaults(func=cmd_migrate)

@@ -76,3 +76,22 @@ def update_stack(state_dir: Path, **facts: Any) -> dict[str, Any]:
     current.update(facts)
     _write_private(state_dir / STACK_FILE, current)
     return current
+
+
+def read_services(state_dir: Path, db_name: str) -> dict[str, Any]:
+    """Facts about the processes serving database ``db_name`` (URLs, pid, code hash), or {}."""
+    services = read_stack(state_dir).get("services", {})
+    entry = services.get(db_name, {})
+    return dict(entry) if isinstance(entry, dict) else {}
+
+
+def write_services(state_dir: Path, db_name: str, facts: dict[str, Any] | None) -> None:
+    """Record (or, with None, forget) the processes serving ``db_name``."""
+    current = read_stack(state_dir)
+    services = dict(current.get("services", {}))
+    if facts is None:
+        services.pop(db_name, None)
+    else:
+        services[db_name] = facts
+    current["services"] = services
+    _write_private(state_dir / STACK_FILE, current)

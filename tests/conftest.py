@@ -19,6 +19,7 @@ import pytest
 from lib.auth.users import LocalUser, create_local_user
 from lib.config import Settings, load_settings
 from lib.db.session import Database
+from lib.ops import stack_runner
 from lib.ops.rebuild import rebuild
 from lib.stack import DatabaseTarget, admin_connection, database_target
 
@@ -32,10 +33,15 @@ def test_env() -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def stack(test_env: dict[str, str]) -> DatabaseTarget:
-    """The rebuilt stack (embedded PostgreSQL started if needed, migrations applied, seeds restored)."""
+def stack(test_env: dict[str, str]) -> Iterator[DatabaseTarget]:
+    """The stack rebuilt as `make demo` does it (database, migrations, seeds, functions server, verified).
+
+    The background functions server it starts for the test database is stopped at the end.
+    """
     rebuild(env=test_env)
-    return database_target(load_settings(test_env))
+    settings = load_settings(test_env)
+    yield database_target(settings)
+    stack_runner.stop(settings)
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,10 @@ Steps, in order; each reports whether it changed anything, so a second run repor
 4. ``authenticator``'s password (only for databases this project manages);
 5. migrations (tracked, checksummed; an edited applied migration stops the rebuild);
 6. ``app_settings`` restored from the versioned ``supabase/seed/app_settings.json``;
-7. ``markets`` seeded from ``supabase/seed/markets.json``.
+7. ``markets`` seeded from ``supabase/seed/markets.json``;
+8. the functions server and paper exchange: started, or redeployed when the code changed;
+9. verification through ``diagnostics``: every check healthy, or only lacking history (no scan yet,
+   instruments cache never filled), which is what a system rebuilt from nothing looks like.
 
 ``dry_run`` reports the same plan and changes nothing: no secret, server, database or row.
 """
@@ -25,10 +28,11 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from lib.config import DEFAULT_STATE_DIR, REPO_ROOT, SECRETS_FILE, load_settings
+from lib.config import DEFAULT_STATE_DIR, REPO_ROOT, SECRETS_FILE, Settings, load_settings
 from lib.db import migrate
 from lib.errors import AitradexError
 from lib.local_state import ensure_local_secrets
+from lib.ops import stack_runner
 from lib.stack import DatabaseTarget, admin_connection, database_target, start_database
 
 SEED_DIR = REPO_ROOT / "supabase" / "seed"
@@ -132,7 +136,7 @@ def _secrets_step(report: RebuildReport, state_dir: Path, env: Mapping[str, str]
     report.add("secrets", bool(created), detail)
 
 
-def _dry_run_database(report: RebuildReport, target: DatabaseTarget) -> None:
+def _dry_run_database(report: RebuildReport, target: DatabaseTarget, settings: Settings) -> None:
     server = target.embedded
     if server is not None and not server.is_running():
         report.add("database", True, f"would start embedded PostgreSQL on 127.0.0.1:{server.port}")
@@ -155,11 +159,36 @@ def _dry_run_database(report: RebuildReport, target: DatabaseTarget) -> None:
         report.add("app_settings", n > 0, f"would restore {n} setting(s)" if n else "match the backup")
         n = seed_markets(conn, load_seed(MARKETS_FILE))
         report.add("markets", n > 0, f"would seed {n} market(s)" if n else "match the seed")
+    facts = stack_runner.running_facts(settings)
+    if facts is None:
+        report.add("functions", True, "would start the functions server and paper exchange")
+    elif facts.get("code_hash") != stack_runner.code_hash():
+        report.add("functions", True, f"would redeploy the server at {facts['api_url']} (code changed)")
+    else:
+        report.add("functions", False, f"running at {facts['api_url']}")
+
+
+def _verify_step(report: RebuildReport, settings: Settings, api_url: str) -> None:
+    document = stack_runner.verify(settings, api_url)
+    checks = document.get("checks") or []
+    bad = {c["name"]: c["message"] for c in checks if c["status"] != "healthy" and not c["cold"]}
+    cold = [c["name"] for c in checks if c["status"] != "healthy" and c["cold"]]
+    if bad or not checks:
+        raise AitradexError(
+            f"diagnostics says {document.get('status')}", details=bad or {"checks": "missing"}
+        )
+    detail = (
+        "diagnostics: healthy"
+        if not cold
+        else f"diagnostics: healthy apart from no history yet ({', '.join(cold)})"
+    )
+    report.add("verify", False, detail)
 
 
 def rebuild(
     *,
     dry_run: bool = False,
+    serve: bool = True,
     env: Mapping[str, str] | None = None,
     progress: Callable[[StepResult], None] | None = None,
 ) -> RebuildReport:
@@ -181,7 +210,7 @@ def rebuild(
 
     settings = load_settings(env)
     if dry_run:
-        _dry_run_database(report, database_target(settings))
+        _dry_run_database(report, database_target(settings), settings)
         for step in report.steps[1:]:
             if progress is not None:
                 progress(step)
@@ -223,5 +252,12 @@ def rebuild(
 
         n = seed_markets(conn, load_seed(MARKETS_FILE))
         report.add("markets", n > 0, f"{n} market(s) seeded" if n else "match the seed")
+        emit()
+
+    if serve:
+        changed, detail, facts = stack_runner.ensure_running(settings, env)
+        report.add("functions", changed, detail)
+        emit()
+        _verify_step(report, settings, str(facts["api_url"]))
         emit()
     return report

@@ -22,18 +22,23 @@ def _vault(settings: Settings) -> Any:
     return KeyVault(settings.master_keys)
 
 
+def _paper_url(settings: Settings) -> str | None:
+    from lib.local_state import read_services
+
+    url = read_services(settings.state_dir, settings.database.db_name).get("paper_exchange_url")
+    return str(url) if url else None
+
+
 def _exchange(settings: Settings) -> Any:
     from lib.exchange.trading import PybitExchange
-    from lib.local_state import read_stack
 
-    return PybitExchange(paper_url=read_stack(settings.state_dir).get("paper_exchange_url"))
+    return PybitExchange(paper_url=_paper_url(settings))
 
 
 def _market(settings: Settings) -> Any:
     from lib.exchange.access import MarketAccess
-    from lib.local_state import read_stack
 
-    return MarketAccess(paper_url=read_stack(settings.state_dir).get("paper_exchange_url"))
+    return MarketAccess(paper_url=_paper_url(settings))
 
 
 # Every process gets these collaborators unless the caller supplies its own (a test's fake, say).

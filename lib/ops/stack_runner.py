@@ -1,0 +1,218 @@
+"""Running the local stack's processes: the paper exchange and the functions server.
+
+``aitradex up`` runs them in the foreground until Ctrl-C (or SIGTERM) and then stops cleanly.
+``start_detached`` runs the same command in the background (the rebuild and the demo use it),
+waits until it answers, and records its pid, URLs and a hash of the code it runs, in
+``.aitradex/stack.json``, keyed by database name. A rebuild redeploys only when that code changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+
+from lib.auth.tokens import mint_api_key
+from lib.config import REPO_ROOT, Settings
+from lib.db.embedded import _free_port
+from lib.errors import AitradexError
+from lib.local_state import read_services, write_services
+from lib.log import configure_logging, log_event
+
+DEFAULT_FUNCTIONS_PORT = 54321
+DEFAULT_PAPER_PORT = 54330
+START_TIMEOUT_S = 60.0
+logger = logging.getLogger("aitradex.stack")
+
+
+@dataclass(frozen=True, slots=True)
+class StackUrls:
+    """Where the running stack answers."""
+
+    api_url: str
+    paper_exchange_url: str
+
+    @property
+    def functions_url(self) -> str:
+        return f"{self.api_url}/functions/v1"
+
+
+def code_hash() -> str:
+    """A digest of the code a server runs: a rebuild redeploys only when this changes."""
+    digest = hashlib.sha256()
+    files = sorted([*REPO_ROOT.glob("lib/**/*.py"), *REPO_ROOT.glob("functions/**/*.py")])
+    for path in [*files, REPO_ROOT / "supabase" / "config.toml"]:
+        digest.update(str(path.relative_to(REPO_ROOT)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/health", timeout=2.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def running_facts(settings: Settings) -> dict[str, Any] | None:
+    """The recorded facts of a stack that is really running (pid alive and answering), else None."""
+    facts = read_services(settings.state_dir, settings.database.db_name)
+    pid = facts.get("pid")
+    if not pid or not _pid_alive(int(pid)) or not _answers(str(facts.get("api_url", ""))):
+        return None
+    return facts
+
+
+def _ports(settings: Settings) -> tuple[int, int]:
+    # The demo's database gets the documented ports; any other (the tests') takes free ones.
+    if settings.database.db_name == "aitradex":
+        return _free_port(DEFAULT_FUNCTIONS_PORT), _free_port(DEFAULT_PAPER_PORT)
+    return _free_port(0), _free_port(0)
+
+
+def run_foreground(settings: Settings, *, functions_port: int, paper_port: int, speed: float = 0.0) -> None:
+    """Serve the paper exchange (in a thread) and the functions server (here) until a stop signal."""
+    from lib.exchange.access import MarketAccess
+    from lib.exchange.trading import PybitExchange
+    from lib.http.server import create_functions_app, uvicorn_config
+    from lib.paper_exchange.config import PaperExchangeConfig
+    from lib.paper_exchange.server import running_paper_exchange
+
+    configure_logging()
+    state_path = settings.state_dir / "paper-exchange" / f"{settings.database.db_name}.json"
+    paper = PaperExchangeConfig(state_path=state_path, port=paper_port, speed=speed)
+    with running_paper_exchange(paper) as paper_url:
+        extras = {"exchange": PybitExchange(paper_url=paper_url), "market": MarketAccess(paper_url=paper_url)}
+        app = create_functions_app(settings, extras=extras)
+        urls = StackUrls(api_url=f"http://127.0.0.1:{functions_port}", paper_exchange_url=paper_url)
+        write_services(
+            settings.state_dir,
+            settings.database.db_name,
+            {
+                "pid": os.getpid(),
+                "api_url": urls.api_url,
+                "functions_url": urls.functions_url,
+                "paper_exchange_url": paper_url,
+                "code_hash": code_hash(),
+                "started_at": time.time(),
+            },
+        )
+        log_event(logger, "stack_up", api_url=urls.api_url, paper_exchange_url=paper_url)
+        try:
+            asyncio.run(uvicorn.Server(uvicorn_config(app, "127.0.0.1", functions_port)).serve())
+        finally:
+            write_services(settings.state_dir, settings.database.db_name, None)
+            log_event(logger, "stack_down")
+
+
+def start_detached(settings: Settings, env: dict[str, str]) -> dict[str, Any]:
+    """Start ``aitradex up`` in the background and wait until it answers; returns its facts."""
+    functions_port, paper_port = _ports(settings)
+    log_dir = settings.state_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"stack-{settings.database.db_name}.log"
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            [
+                sys.executable,
+                "-m",
+                "lib.cli",
+                "up",
+                "--functions-port",
+                str(functions_port),
+                "--paper-port",
+                str(paper_port),
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=REPO_ROOT,
+        )
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])
+            raise AitradexError(
+                "the stack exited during start-up", details={"log": str(log_path), "tail": tail}
+            )
+        facts = running_facts(settings)
+        if facts and int(facts["pid"]) == process.pid:
+            return facts
+        time.sleep(0.2)
+    process.terminate()
+    raise AitradexError("the stack did not answer in time", details={"log": str(log_path)})
+
+
+def stop(settings: Settings, timeout_s: float = 20.0) -> bool:
+    """Stop a detached stack (SIGTERM, then SIGKILL after ``timeout_s``). Returns True if one ran."""
+    facts = read_services(settings.state_dir, settings.database.db_name)
+    pid = facts.get("pid")
+    if not pid or not _pid_alive(int(pid)):
+        write_services(settings.state_dir, settings.database.db_name, None)
+        return False
+    os.kill(int(pid), signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while _pid_alive(int(pid)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if _pid_alive(int(pid)):
+        os.kill(int(pid), signal.SIGKILL)
+    write_services(settings.state_dir, settings.database.db_name, None)
+    return True
+
+
+def ensure_running(settings: Settings, env: dict[str, str]) -> tuple[bool, str, dict[str, Any]]:
+    """Start the stack, or redeploy it if its code changed. Returns (changed, what happened, facts)."""
+    facts = running_facts(settings)
+    current = code_hash()
+    if facts and facts.get("code_hash") == current:
+        return False, f"running at {facts['api_url']} (pid {facts['pid']})", facts
+    verb = "redeployed" if facts else "started"
+    if facts:
+        stop(settings)
+    facts = start_detached(settings, env)
+    return True, f"{verb} at {facts['api_url']} (pid {facts['pid']})", facts
+
+
+def verify(settings: Settings, api_url: str) -> dict[str, Any]:
+    """Ask ``diagnostics`` (as the service role) for the full health document."""
+    key = mint_api_key("service_role", settings.jwt_secret.reveal())
+    response = httpx.post(
+        f"{api_url}/functions/v1/diagnostics",
+        json={"action": "check"},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=30.0,
+    )
+    if response.status_code != 200:
+        raise AitradexError(
+            f"diagnostics answered HTTP {response.status_code}", details={"body": response.text[:500]}
+        )
+    document: dict[str, Any] = response.json()
+    return document
+
+
+def stack_log_path(settings: Settings) -> Path:
+    """Where a detached stack writes its JSON log lines."""
+    return settings.state_dir / "logs" / f"stack-{settings.database.db_name}.log"

@@ -10,6 +10,7 @@ from lib.runtime.spec import FunctionSpec
 FUNCTIONS: dict[str, str] = {
     "diagnostics": "diagnostics",
     "signals-api": "signals_api",
+    "trading-account": "trading_account",
     "trading-preferences": "trading_preferences",
 }
 

@@ -1,0 +1,114 @@
+"""``trading-account``: a user connects Bybit API keys, sees them masked, and disconnects them.
+
+Actions:
+
+- ``connect`` (user): ``environment`` (mainnet, testnet, demo, paper), ``api_key``, ``api_secret``.
+  The keys are checked with a signed wallet-balance call, then stored encrypted; the answer is the
+  masked account, the balance seen, and whether live trading is enabled. Refused keys: 400
+  ``invalid_exchange_credentials``; an exchange that cannot answer: 503.
+- ``account_status`` (user): the caller's accounts, masked.
+- ``disconnect`` (user): ``environment``; 404 when nothing is connected there.
+- ``status`` (anyone): the liveness answer every function gives.
+
+The read action is ``account_status`` rather than ``status`` (DESIGN.md calls it "status") because
+``{"action": "status"}`` is already every function's liveness check, which anyone may call and which
+diagnostics calls with the service role; one word cannot mean both.
+"""
+
+from __future__ import annotations
+
+from functions.trading_account.models import (
+    Account,
+    AccountStatus,
+    Balance,
+    ConnectAccount,
+    Connected,
+    DisconnectAccount,
+    Disconnected,
+    GetAccountStatus,
+    TradingAccountRequest,
+    TradingAccountResponse,
+)
+from lib.accounts import (
+    AccountRecord,
+    connect_account,
+    disconnect_account,
+    list_accounts,
+    live_trading_enabled,
+)
+from lib.exchange.trading import Credentials
+from lib.log import log_event
+from lib.runtime.context import Context
+from lib.runtime.spec import FunctionSpec, StatusRequest, status_response
+
+NAME = "trading-account"
+
+
+def _account(record: AccountRecord) -> Account:
+    return Account(
+        id=record.id,
+        exchange=record.exchange,
+        environment=record.environment,
+        key_hint=record.key_hint,
+        key_version=record.key_version,
+        is_active=record.is_active,
+        last_used_at=record.last_used_at,
+        created_at=record.created_at,
+        updated_at=record.updated_at,
+    )
+
+
+async def handle(
+    request: ConnectAccount | GetAccountStatus | DisconnectAccount | StatusRequest, ctx: Context
+) -> TradingAccountResponse:
+    """Parse, call lib, map."""
+    if isinstance(request, StatusRequest):
+        return await status_response(NAME)
+    user_id = ctx.require_user_id()
+    if isinstance(request, ConnectAccount):
+        creds = Credentials(
+            environment=request.environment,
+            api_key=request.api_key.get_secret_value(),
+            api_secret=request.api_secret.get_secret_value(),
+        )
+        connected = await connect_account(
+            ctx.db, ctx.services.get("vault"), ctx.services.get("exchange"), ctx.caller, user_id, creds
+        )
+        log_event(
+            ctx.log,
+            "trading_account_connected",
+            account_id=connected.account.id,
+            environment=connected.account.environment,
+            key_version=connected.account.key_version,
+        )
+        return Connected(
+            account=_account(connected.account),
+            balance=Balance(
+                total_equity=connected.balance.total_equity,
+                total_available=connected.balance.total_available,
+                coins=connected.balance.coins,
+            ),
+            live_trading_enabled=connected.live_trading_enabled,
+            places_live_orders=connected.places_live_orders,
+        )
+    if isinstance(request, GetAccountStatus):
+        records = await list_accounts(ctx.db, ctx.caller, user_id)
+        return AccountStatus(
+            user_id=user_id,
+            accounts=[_account(r) for r in records],
+            live_trading_enabled=await live_trading_enabled(ctx.db),
+        )
+    account_id = await disconnect_account(ctx.db, ctx.caller, user_id, request.environment)
+    log_event(ctx.log, "trading_account_disconnected", account_id=account_id, environment=request.environment)
+    return Disconnected(environment=request.environment, account_id=account_id)
+
+
+SPEC = FunctionSpec(
+    name=NAME,
+    summary="Connect (checked, then encrypted), show (masked) and disconnect the caller's Bybit API keys",
+    request_type=TradingAccountRequest,
+    response_type=TradingAccountResponse,
+    handler=handle,
+    access={"connect": "user", "account_status": "user", "disconnect": "user", "status": "anyone"},
+    default_access="user",
+)

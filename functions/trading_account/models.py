@@ -1,0 +1,142 @@
+"""Request and response models of ``trading-account``.
+
+API keys arrive as ``SecretStr``: their ``repr``/``str`` show stars, so neither a model dump in a log
+line nor a traceback shows them, and the adapter never echoes submitted values in validation errors.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr
+
+from lib.domain import Environment
+from lib.runtime.spec import Request, Response, StatusRequest, StatusResponse
+
+# Bybit's HMAC API keys are 18 letters and digits and their secrets 36; the bounds leave room for
+# other lengths without accepting a paste of anything at all.
+_ALPHANUMERIC = re.compile(r"[A-Za-z0-9]+")
+API_KEY_LENGTH = (10, 64)
+API_SECRET_LENGTH = (10, 128)
+
+
+def _strip(value: Any) -> Any:
+    # Keys are usually pasted, often with a trailing newline or spaces that are never part of a key.
+    return value.strip() if isinstance(value, str) else value
+
+
+def _alphanumeric(value: SecretStr) -> SecretStr:
+    # A custom check because pydantic cannot apply `pattern` to a SecretStr; the message names the
+    # rule, never the value.
+    if not _ALPHANUMERIC.fullmatch(value.get_secret_value()):
+        raise ValueError("must contain only letters and digits")
+    return value
+
+
+def _secret_field(lengths: tuple[int, int], description: str) -> Any:
+    low, high = lengths
+    return Field(
+        min_length=low,
+        max_length=high,
+        description=description,
+        json_schema_extra={"pattern": "^[A-Za-z0-9]+$"},
+    )
+
+
+ApiKey = Annotated[
+    SecretStr,
+    BeforeValidator(_strip),
+    _secret_field(API_KEY_LENGTH, "The Bybit API key (letters and digits)"),
+    AfterValidator(_alphanumeric),
+]
+ApiSecret = Annotated[
+    SecretStr,
+    BeforeValidator(_strip),
+    _secret_field(API_SECRET_LENGTH, "The Bybit API secret (letters and digits); never shown again"),
+    AfterValidator(_alphanumeric),
+]
+
+
+class ConnectAccount(Request):
+    """Check the keys against the exchange (a signed wallet-balance call), then store them encrypted.
+
+    Connecting an environment that is already connected replaces its keys.
+    """
+
+    action: Literal["connect"]
+    environment: Environment
+    api_key: ApiKey
+    api_secret: ApiSecret
+
+
+class GetAccountStatus(Request):
+    """The caller's connected accounts, masked (``status`` alone is the function's liveness check)."""
+
+    action: Literal["account_status"]
+
+
+class DisconnectAccount(Request):
+    """Delete the caller's account (and its keys) for one environment."""
+
+    action: Literal["disconnect"]
+    environment: Environment
+
+
+TradingAccountRequest = Annotated[
+    ConnectAccount | GetAccountStatus | DisconnectAccount | StatusRequest, Field(discriminator="action")
+]
+
+
+class Account(Response):
+    """One connected account, masked: the key's last 4 characters, never the key or the secret."""
+
+    id: str
+    exchange: str
+    environment: Environment
+    key_hint: str
+    key_version: int
+    is_active: bool
+    last_used_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class Balance(Response):
+    """What the keys saw in the unified wallet when they were checked (decimal strings in JSON)."""
+
+    total_equity: Decimal
+    total_available: Decimal
+    coins: dict[str, Decimal]
+
+
+class Connected(Response):
+    """The account as stored, the balance seen, and whether its orders would reach a live market."""
+
+    account: Account
+    balance: Balance
+    live_trading_enabled: bool = Field(description="The system-wide switch (app_settings)")
+    places_live_orders: bool = Field(
+        description="True only for a mainnet account while live trading is enabled"
+    )
+
+
+class AccountStatus(Response):
+    """The caller's accounts, masked, one per connected environment."""
+
+    user_id: str
+    accounts: list[Account]
+    live_trading_enabled: bool
+
+
+class Disconnected(Response):
+    """The account that was deleted."""
+
+    environment: Environment
+    account_id: str
+    disconnected: Literal[True] = True
+
+
+TradingAccountResponse = Connected | AccountStatus | Disconnected | StatusResponse

@@ -1,0 +1,269 @@
+"""Users' exchange accounts: check keys against the exchange, store them encrypted, list, disconnect.
+
+Who does what, and as which role (``user_trading_accounts`` in the users-and-trading migration):
+
+- checking keys is a signed, read-only wallet-balance call through the ``TradingExchange`` interface;
+- storing them is a write the user may not do directly (the ciphertext columns are granted to nobody
+  but ``service_role``), so it runs as ``service_role``; the caller's user id travels in the claims and
+  its request headers ride along, so the audit trail names the user, their IP and user agent;
+- listing and disconnecting run as the user: row-level security and the column grants decide, and
+  listing never selects a ciphertext column (the user role could not, and should not try);
+- ``app_settings`` is service only, so ``live_trading_enabled`` is read as ``service_role``.
+
+Plain keys exist only in memory, inside :class:`~lib.exchange.trading.Credentials` (masked ``repr``),
+for the length of one call. No message, detail, log line or return value here carries one. That
+includes the exchange's own ``retMsg``: Bybit echoes the signed "origin string", which contains the API
+key, in its bad-signature message, so exchange errors are rebuilt from their retCode alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar
+
+from psycopg import sql
+
+from lib.crypto import API_KEY_FIELD, API_SECRET_FIELD, KeyVault, key_hint
+from lib.db.session import Caller, Database
+from lib.domain import Environment
+from lib.errors import (
+    ConfigError,
+    ExchangeRejected,
+    ExchangeUnavailable,
+    IpBanned,
+    NotFound,
+    RateLimited,
+    RequestError,
+)
+from lib.exchange.trading import AUTH_RET_CODES, Credentials, TradingExchange, WalletBalance
+
+EXCHANGE = "bybit"  # the only exchange the table allows
+LIVE_TRADING_SETTING = "live_trading_enabled"
+
+# The columns a user may read (the migration grants exactly these, and no ciphertext).
+_PUBLIC_COLUMNS = sql.SQL(
+    "id::text as id, exchange, environment, key_hint, key_version, is_active, "
+    "last_used_at, created_at, updated_at"
+)
+
+# Why the exchange refused the keys, by Bybit retCode: what the user should check.
+_REJECTION_REASONS: dict[int, str] = {
+    10003: "the exchange does not know this API key (check the key and the environment)",
+    10004: "the signature did not match: the API secret does not belong to this API key",
+    10005: "this API key lacks the permissions needed (enable read access to the unified account)",
+    10007: "the exchange could not authenticate this API key",
+    10010: "this server's IP address is not in the API key's IP whitelist",
+    33004: "this API key has expired",
+}
+
+
+class InvalidExchangeCredentials(RequestError):
+    """The exchange refused the API key or secret the caller sent (bad key, bad signature, expired...).
+
+    A 400: the request was well formed, but what it carried does not work. It lives here rather than
+    in :mod:`lib.errors` because only connecting an account raises it. ``details`` carries the
+    exchange's ``ret_code`` and a reason, never the key, the secret, or the exchange's message.
+    """
+
+    code: ClassVar[str] = "invalid_exchange_credentials"
+    http_status: ClassVar[int] = 400
+
+
+@dataclass(frozen=True, slots=True)
+class SealedKeys:
+    """An account's keys as stored: two AES-256-GCM tokens, the master key version and the key hint."""
+
+    api_key_encrypted: str
+    api_secret_encrypted: str
+    key_version: int
+    key_hint: str
+
+    def __repr__(self) -> str:
+        return f"SealedKeys(key_version={self.key_version}, key_hint='****')"
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRecord:
+    """One trading account, masked: everything but the keys."""
+
+    id: str
+    exchange: str
+    environment: Environment
+    key_hint: str
+    key_version: int
+    is_active: bool
+    last_used_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectedAccount:
+    """The outcome of a connect: the stored account, the balance the keys saw, the live-trading switch."""
+
+    account: AccountRecord
+    balance: WalletBalance
+    live_trading_enabled: bool
+
+    @property
+    def places_live_orders(self) -> bool:
+        """Whether orders for this account would reach a live market right now."""
+        return places_live_orders(self.account.environment, self.live_trading_enabled)
+
+
+def places_live_orders(environment: str, live_trading_enabled: bool) -> bool:
+    """Orders reach a live market only on mainnet, and only while ``live_trading_enabled`` is on."""
+    return environment == "mainnet" and live_trading_enabled
+
+
+async def verify_credentials(exchange: TradingExchange, creds: Credentials) -> WalletBalance:
+    """The wallet balance ``creds`` see: a signed call, so success proves the keys work.
+
+    Raises :class:`InvalidExchangeCredentials` (400) when the exchange refuses the keys,
+    ``ExchangeUnavailable``/``RateLimited``/``IpBanned`` (503) when it cannot answer now, and
+    ``ExchangeRejected`` (502) for any other refusal. Each is rebuilt without the exchange's message.
+    """
+    try:
+        return await exchange.wallet_balance(creds)
+    except ExchangeRejected as exc:
+        code = exc.ret_code
+        if code in AUTH_RET_CODES:
+            raise InvalidExchangeCredentials(
+                "the exchange refused these API credentials",
+                details={"ret_code": code, "reason": _REJECTION_REASONS.get(code, "authentication failed")},
+            ) from None
+        raise ExchangeRejected(
+            "the exchange refused the balance check for these API credentials",
+            ret_code=code,
+            details={"environment": creds.environment},
+        ) from None
+    except RateLimited:
+        raise RateLimited("the exchange rate limit was hit: try again shortly") from None
+    except IpBanned:
+        raise IpBanned("the exchange is refusing this server's IP for now: try again later") from None
+    except ExchangeUnavailable:
+        raise ExchangeUnavailable(
+            "the exchange could not be reached to check these API credentials: try again shortly",
+            details={"environment": creds.environment},
+        ) from None
+    except ConfigError:
+        # The server does not know where this environment lives (the paper exchange is not running):
+        # the caller asked for nothing wrong, and a later attempt may work.
+        raise ExchangeUnavailable(
+            f"the {creds.environment} exchange is not available on this server",
+            details={"environment": creds.environment},
+        ) from None
+
+
+def seal_credentials(vault: KeyVault, user_id: str, creds: Credentials) -> SealedKeys:
+    """Encrypt the key and the secret for ``user_id``, each bound to its own column."""
+    return SealedKeys(
+        api_key_encrypted=vault.encrypt(creds.api_key, user_id=user_id, field=API_KEY_FIELD),
+        api_secret_encrypted=vault.encrypt(creds.api_secret, user_id=user_id, field=API_SECRET_FIELD),
+        key_version=vault.current_version,
+        key_hint=key_hint(creds.api_key),
+    )
+
+
+def _record(row: dict[str, Any]) -> AccountRecord:
+    return AccountRecord(
+        id=row["id"],
+        exchange=row["exchange"],
+        environment=row["environment"],
+        key_hint=row["key_hint"],
+        key_version=row["key_version"],
+        is_active=row["is_active"],
+        last_used_at=row["last_used_at"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _service_on_behalf_of(caller: Caller, user_id: str) -> Caller:
+    """``service_role`` for a write the user asked for: the audit log records them as the actor."""
+    return Caller(
+        role="service_role", claims={"role": "service_role", "sub": user_id}, headers=dict(caller.headers)
+    )
+
+
+async def store_account(
+    db: Database, caller: Caller, user_id: str, environment: str, sealed: SealedKeys
+) -> AccountRecord:
+    """Insert the account, or replace the keys of the user's existing one for ``environment``."""
+    query = sql.SQL(
+        "insert into user_trading_accounts (user_id, exchange, environment, api_key_encrypted, "
+        "api_secret_encrypted, key_version, key_hint, is_active) values (%s, %s, %s, %s, %s, %s, %s, true) "
+        "on conflict (user_id, exchange, environment) do update set "
+        "api_key_encrypted = excluded.api_key_encrypted, "
+        "api_secret_encrypted = excluded.api_secret_encrypted, "
+        "key_version = excluded.key_version, key_hint = excluded.key_hint, is_active = true "
+        "returning {columns}"
+    ).format(columns=_PUBLIC_COLUMNS)
+    params = (
+        user_id,
+        EXCHANGE,
+        environment,
+        sealed.api_key_encrypted,
+        sealed.api_secret_encrypted,
+        sealed.key_version,
+        sealed.key_hint,
+    )
+    async with db.write(_service_on_behalf_of(caller, user_id)) as conn:
+        row = await (await conn.execute(query, params)).fetchone()
+    assert row is not None, "insert ... returning always returns the row"
+    return _record(row)
+
+
+async def live_trading_enabled(db: Database) -> bool:
+    """The ``live_trading_enabled`` switch; off unless the setting is exactly ``true``."""
+    async with db.read(Caller.service()) as conn:
+        row = await (
+            await conn.execute("select value from app_settings where key = %s", (LIVE_TRADING_SETTING,))
+        ).fetchone()
+    return row is not None and row["value"] is True
+
+
+async def connect_account(
+    db: Database,
+    vault: KeyVault,
+    exchange: TradingExchange,
+    caller: Caller,
+    user_id: str,
+    creds: Credentials,
+) -> ConnectedAccount:
+    """Check ``creds`` against the exchange, then store them encrypted for ``user_id``.
+
+    Nothing is stored unless the exchange accepted the keys; reconnecting an environment replaces
+    its keys. Mainnet is allowed: the check only reads a balance.
+    """
+    balance = await verify_credentials(exchange, creds)
+    record = await store_account(
+        db, caller, user_id, creds.environment, seal_credentials(vault, user_id, creds)
+    )
+    return ConnectedAccount(record, balance, await live_trading_enabled(db))
+
+
+async def list_accounts(db: Database, caller: Caller, user_id: str) -> list[AccountRecord]:
+    """The caller's accounts, masked, read as the caller (RLS shows nobody else's)."""
+    query = sql.SQL(
+        "select {columns} from user_trading_accounts where user_id = %s order by environment"
+    ).format(columns=_PUBLIC_COLUMNS)
+    async with db.read(caller) as conn:
+        rows = await (await conn.execute(query, (user_id,))).fetchall()
+    return [_record(row) for row in rows]
+
+
+async def disconnect_account(db: Database, caller: Caller, user_id: str, environment: str) -> str:
+    """Delete the caller's account for ``environment`` as the caller; its id. NotFound if none."""
+    async with db.write(caller) as conn:
+        row = await (
+            await conn.execute(
+                "delete from user_trading_accounts where user_id = %s and exchange = %s "
+                "and environment = %s returning id::text as id",
+                (user_id, EXCHANGE, environment),
+            )
+        ).fetchone()
+    if row is None:
+        raise NotFound(f"no {environment} trading account is connected", details={"environment": environment})
+    return str(row["id"])

@@ -51,6 +51,8 @@ def uvicorn_config(app: Starlette, host: str, port: int) -> uvicorn.Config:
         lifespan="on",
         limit_concurrency=1000,
         timeout_keep_alive=30,
+        # Idle keep-alive clients must not hold a shutdown hostage.
+        timeout_graceful_shutdown=3,
     )
 
 

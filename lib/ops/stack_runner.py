@@ -59,13 +59,23 @@ def code_hash() -> str:
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether ``pid`` runs. A zombie does not: it has exited and only waits to be reaped."""
+    try:
+        # Reap it if it is our own child (the tests and the demo start the stack themselves).
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:
+        pass
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def _answers(url: str) -> bool:
@@ -91,6 +101,10 @@ def _ports(settings: Settings) -> tuple[int, int]:
     return _free_port(0), _free_port(0)
 
 
+def _exit_on_sigterm(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)
+
+
 def run_foreground(settings: Settings, *, functions_port: int, paper_port: int, speed: float = 0.0) -> None:
     """Serve the paper exchange (in a thread) and the functions server (here) until a stop signal."""
     from lib.exchange.access import MarketAccess
@@ -100,6 +114,9 @@ def run_foreground(settings: Settings, *, functions_port: int, paper_port: int, 
     from lib.paper_exchange.server import running_paper_exchange
 
     configure_logging()
+    # uvicorn re-raises SIGTERM after its own graceful shutdown; turning it into SystemExit lets the
+    # cleanup below run (forget this stack's facts, stop the paper exchange) instead of dying mid-way.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     state_path = settings.state_dir / "paper-exchange" / f"{settings.database.db_name}.json"
     paper = PaperExchangeConfig(state_path=state_path, port=paper_port, speed=speed)
     with running_paper_exchange(paper) as paper_url:

@@ -183,6 +183,34 @@ async def test_a_failed_reconnect_keeps_the_working_keys(
     assert [a["key_hint"] for a in status.json()["accounts"]] == [paper_account.api_key[-4:]]
 
 
+@pytest.mark.parametrize(
+    ("fault", "code"),
+    [("http_5xx_probability", "exchange_unavailable"), ("rate_limit_probability", "rate_limited")],
+)
+async def test_an_exchange_that_cannot_answer_is_a_503_and_nothing_is_stored(
+    http: httpx.AsyncClient,
+    make_user: Callable[[], LocalUser],
+    paper_account: PaperAccount,
+    paper_exchange_url: str,
+    db: Database,
+    fault: str,
+    code: str,
+) -> None:
+    user = make_user()
+    async with httpx.AsyncClient(base_url=paper_exchange_url) as paper:
+        # Faults on signed endpoints only, and always reset: the paper exchange is shared by the session.
+        assert (await paper.post("/_paper/faults", json={"order": {fault: 1.0}})).status_code == 200
+        try:
+            response = await call(http, user, connect_body(paper_account))
+        finally:
+            await paper.post("/_paper/faults", json={})
+
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == code
+    assert paper_account.api_key not in response.text
+    assert await stored_row(db, user.id) is None
+
+
 async def test_an_unknown_environment_is_a_422_naming_the_field(
     http: httpx.AsyncClient, make_user: Callable[[], LocalUser], paper_account: PaperAccount
 ) -> None:

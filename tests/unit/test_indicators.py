@@ -375,6 +375,8 @@ def test_non_integer_periods_and_bad_parameters_are_rejected() -> None:
     _raises_invalid(lambda: ind.macd(x, 26, 12, 9), "must not exceed")
     _raises_invalid(lambda: ind.bollinger(x, 20, -1.0), "k must be")
     _raises_invalid(lambda: ind.bollinger(x, 20, float("nan")), "k must be")
+    _raises_invalid(lambda: ind.sma(x, ind.MAX_PERIOD + 1), "at most 100000")
+    _raises_invalid(lambda: ind.volume_ratio(x, 2**70), "at most")
 
 
 def test_arrays_that_are_not_1d_or_2d_numbers_are_rejected() -> None:

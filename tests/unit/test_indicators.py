@@ -13,7 +13,7 @@ import talib
 
 from lib import indicators as ind
 from lib.errors import InvalidRequest
-from lib.market_data import load_all
+from lib.market_data import list_symbols, load_all
 
 FloatArray = npt.NDArray[np.float64]
 RTOL = 1e-6
@@ -29,14 +29,15 @@ class Bars(NamedTuple):
     volume: FloatArray
 
 
-def _bundled() -> dict[str, Bars]:
+SYMBOLS = list_symbols()
+
+
+@pytest.fixture(scope="module")
+def bundled() -> dict[str, Bars]:
+    """The bundled candles of every symbol, 1-D."""
     return {
         symbol: Bars(c.open, c.high, c.low, c.close, c.volume) for symbol, c in sorted(load_all().items())
     }
-
-
-BUNDLED = _bundled()
-SYMBOLS = list(BUNDLED)
 
 
 def _left_padded_panel(series: dict[str, Bars]) -> tuple[Bars, list[int]]:
@@ -124,9 +125,11 @@ def assert_matches_reference(actual: FloatArray, expected: FloatArray) -> None:
 
 @pytest.mark.parametrize("symbol", SYMBOLS)
 @pytest.mark.parametrize("case", list(CASES))
-def test_every_indicator_matches_talib_on_every_bundled_symbol(case: str, symbol: str) -> None:
+def test_every_indicator_matches_talib_on_every_bundled_symbol(
+    case: str, symbol: str, bundled: dict[str, Bars]
+) -> None:
     ours, reference = CASES[case]
-    bars = BUNDLED[symbol]
+    bars = bundled[symbol]
     actual = _as_tuple(ours(bars))
     expected = _as_tuple(reference(bars))
     assert len(actual) == len(expected)
@@ -136,9 +139,9 @@ def test_every_indicator_matches_talib_on_every_bundled_symbol(case: str, symbol
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_a_nan_padded_2d_panel_matches_talib_row_by_row(case: str) -> None:
+def test_a_nan_padded_2d_panel_matches_talib_row_by_row(case: str, bundled: dict[str, Bars]) -> None:
     ours, reference = CASES[case]
-    panel, pads = _left_padded_panel(BUNDLED)
+    panel, pads = _left_padded_panel(bundled)
     assert max(pads) > 0, "the bundled symbols should differ in length, so some rows are padded"
     actual = _as_tuple(ours(panel))
     for row in range(len(SYMBOLS)):
@@ -150,21 +153,23 @@ def test_a_nan_padded_2d_panel_matches_talib_row_by_row(case: str) -> None:
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_2d_row_i_equals_the_1d_result_for_symbol_i(case: str) -> None:
+def test_2d_row_i_equals_the_1d_result_for_symbol_i(case: str, bundled: dict[str, Bars]) -> None:
     ours, _ = CASES[case]
-    length = min(len(bars.close) for bars in BUNDLED.values())
-    panel = Bars(*(np.vstack([getattr(BUNDLED[s], f)[-length:] for s in SYMBOLS]) for f in Bars._fields))
+    length = min(len(bars.close) for bars in bundled.values())
+    panel = Bars(*(np.vstack([getattr(bundled[s], f)[-length:] for s in SYMBOLS]) for f in Bars._fields))
     together = _as_tuple(ours(panel))
     for row, symbol in enumerate(SYMBOLS):
-        alone = _as_tuple(ours(Bars(*(getattr(BUNDLED[symbol], f)[-length:] for f in Bars._fields))))
+        alone = _as_tuple(ours(Bars(*(getattr(bundled[symbol], f)[-length:] for f in Bars._fields))))
         for got_2d, got_1d in zip(together, alone, strict=True):
             np.testing.assert_array_equal(got_2d[row], got_1d)
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_leading_nan_padding_gives_the_values_of_the_unpadded_series(case: str) -> None:
+def test_leading_nan_padding_gives_the_values_of_the_unpadded_series(
+    case: str, bundled: dict[str, Bars]
+) -> None:
     ours, _ = CASES[case]
-    bars = BUNDLED["ETHBTC"]
+    bars = bundled["ETHBTC"]
     pad = 37
     padded = Bars(*(np.concatenate([np.full(pad, np.nan), field]) for field in bars))
     for got_padded, got_plain in zip(_as_tuple(ours(padded)), _as_tuple(ours(bars)), strict=True):
@@ -172,8 +177,8 @@ def test_leading_nan_padding_gives_the_values_of_the_unpadded_series(case: str) 
         np.testing.assert_array_equal(got_padded[pad:], got_plain)
 
 
-def test_multi_input_indicators_start_where_every_input_has_data() -> None:
-    bars = BUNDLED["XLMBTC"]
+def test_multi_input_indicators_start_where_every_input_has_data(bundled: dict[str, Bars]) -> None:
+    bars = bundled["XLMBTC"]
     high, low, close, volume = (field.copy() for field in (bars.high, bars.low, bars.close, bars.volume))
     high[:5] = np.nan
     low[:9] = np.nan
@@ -192,9 +197,9 @@ def test_multi_input_indicators_start_where_every_input_has_data() -> None:
     assert_matches_reference(obv_line, talib.OBV(close, volume))
 
 
-def test_first_values_appear_where_talib_lookbacks_say() -> None:
-    close = BUNDLED["LTCBTC"].close
-    high, low, volume = BUNDLED["LTCBTC"].high, BUNDLED["LTCBTC"].low, BUNDLED["LTCBTC"].volume
+def test_first_values_appear_where_talib_lookbacks_say(bundled: dict[str, Bars]) -> None:
+    close = bundled["LTCBTC"].close
+    high, low, volume = bundled["LTCBTC"].high, bundled["LTCBTC"].low, bundled["LTCBTC"].volume
 
     def first(values: FloatArray) -> int:
         return int(np.argmax(~np.isnan(values)))
@@ -211,8 +216,8 @@ def test_first_values_appear_where_talib_lookbacks_say() -> None:
     assert first(ind.volume_ratio(volume, 20)) == 20
 
 
-def test_features_equal_the_individual_functions_on_a_padded_panel() -> None:
-    panel, _ = _left_padded_panel(BUNDLED)
+def test_features_equal_the_individual_functions_on_a_padded_panel(bundled: dict[str, Bars]) -> None:
+    panel, _ = _left_padded_panel(bundled)
     o, h, lo, c, v = panel
     got = ind.features(o, h, lo, c, v)
     adx_line, plus_di, minus_di = ind.adx(h, lo, c, 14)
@@ -243,8 +248,8 @@ def test_features_equal_the_individual_functions_on_a_padded_panel() -> None:
         np.testing.assert_array_equal(value, want, err_msg=name)
 
 
-def test_features_of_one_symbol_are_1d_and_match_talib() -> None:
-    bars = BUNDLED["ZECBTC"]
+def test_features_of_one_symbol_are_1d_and_match_talib(bundled: dict[str, Bars]) -> None:
+    bars = bundled["ZECBTC"]
     got = ind.features(*bars)
     assert got.rsi14.shape == bars.close.shape
     assert_matches_reference(got.rsi14, talib.RSI(bars.close, 14))
@@ -284,8 +289,8 @@ def test_flat_stretches_follow_talib_conventions() -> None:
         assert (band[99:] == 14.0).all()
 
 
-def test_series_shorter_than_the_warm_up_are_all_nan_like_talib() -> None:
-    close = BUNDLED["ETHBTC"].close[:25]
+def test_series_shorter_than_the_warm_up_are_all_nan_like_talib(bundled: dict[str, Bars]) -> None:
+    close = bundled["ETHBTC"].close[:25]
     macd_line, _, _ = ind.macd(close)
     assert np.isnan(macd_line).all()
     assert np.isnan(talib.MACD(close, 12, 26, 9)[0]).all()
@@ -293,8 +298,8 @@ def test_series_shorter_than_the_warm_up_are_all_nan_like_talib() -> None:
     assert ind.ema(np.full((3, 0), 1.0), 5).shape == (3, 0)  # no bars at all: empty, not an error
 
 
-def test_period_one_is_the_identity_for_averages_and_the_true_range_for_atr() -> None:
-    bars = BUNDLED["TRXBTC"]
+def test_period_one_is_the_identity_for_averages_and_the_true_range_for_atr(bundled: dict[str, Bars]) -> None:
+    bars = bundled["TRXBTC"]
     np.testing.assert_array_equal(ind.sma(bars.close, 1), bars.close)
     np.testing.assert_array_equal(ind.ema(bars.close, 1), bars.close)
     assert_matches_reference(
@@ -311,6 +316,16 @@ def test_volume_ratio_compares_a_bar_with_the_bars_before_it() -> None:
     # After five zero-volume bars the baseline is 0: the ratio is undefined, not infinite.
     assert np.isnan(ratio[-1])
     assert np.isfinite(ratio[5:-1]).all()
+
+
+def test_strided_and_fortran_ordered_panels_give_the_same_values(bundled: dict[str, Bars]) -> None:
+    panel, _ = _left_padded_panel(bundled)
+    every_other_bar = panel.close[:, ::2]
+    expected = ind.rsi(np.ascontiguousarray(every_other_bar))
+    np.testing.assert_array_equal(ind.rsi(every_other_bar), expected)
+    np.testing.assert_array_equal(ind.rsi(np.asfortranarray(every_other_bar)), expected)
+    for row in range(len(SYMBOLS)):
+        assert_matches_reference(expected[row], talib.RSI(np.ascontiguousarray(every_other_bar[row]), 14))
 
 
 def test_integer_inputs_are_accepted_and_inputs_are_left_untouched() -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any
 
 from psycopg import sql
 
@@ -31,10 +31,10 @@ from lib.errors import (
     ConfigError,
     ExchangeRejected,
     ExchangeUnavailable,
+    InvalidExchangeCredentials,
     IpBanned,
     NotFound,
     RateLimited,
-    RequestError,
 )
 from lib.exchange.trading import AUTH_RET_CODES, Credentials, TradingExchange, WalletBalance
 
@@ -56,18 +56,6 @@ _REJECTION_REASONS: dict[int, str] = {
     10010: "this server's IP address is not in the API key's IP whitelist",
     33004: "this API key has expired",
 }
-
-
-class InvalidExchangeCredentials(RequestError):
-    """The exchange refused the API key or secret the caller sent (bad key, bad signature, expired...).
-
-    A 400: the request was well formed, but what it carried does not work. It lives here rather than
-    in :mod:`lib.errors` because only connecting an account raises it. ``details`` carries the
-    exchange's ``ret_code`` and a reason, never the key, the secret, or the exchange's message.
-    """
-
-    code: ClassVar[str] = "invalid_exchange_credentials"
-    http_status: ClassVar[int] = 400
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,12 +33,11 @@ import secrets
 import uuid
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import ClassVar
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from lib.errors import AitradexError, ConfigError
+from lib.errors import ConfigError, DecryptionError
 
 KEY_BYTES = 32  # AES-256
 NONCE_BYTES = 12  # GCM's native 96-bit nonce: no extra GHASH step, and the random-nonce bound applies
@@ -52,20 +51,6 @@ API_SECRET_FIELD = "api_secret"  # noqa: S105 (a field name, not a secret)
 
 _TOKEN_RE = re.compile(r"v([1-9][0-9]{0,8}):([A-Za-z0-9_-]+)")
 _FIELD_RE = re.compile(r"[a-z][a-z0-9_]{0,62}")
-
-
-class DecryptionError(AitradexError):
-    """A token could not be decrypted: malformed, unknown key version, tampered, or wrong user/field.
-
-    It lives here rather than in :mod:`lib.errors` because nothing outside this module raises it and
-    that module is shared; it is still an :class:`AitradexError`, so the HTTP adapter maps it like any
-    other (500: the stored data or the key configuration is wrong, not the caller's request).
-    The message and details never contain the token, the plaintext or any key: only a reason code
-    (``malformed``, ``unknown_key_version``, ``authentication_failed``, ``bad_associated_data``),
-    the field name and, when known, the key version.
-    """
-
-    code: ClassVar[str] = "decryption_failed"
 
 
 def _b64url_encode(raw: bytes) -> str:

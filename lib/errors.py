@@ -16,11 +16,14 @@ The tree::
     │   ├── InvalidRequest        400/422  malformed JSON, wrong types, out-of-range values
     │   ├── Unauthorized          401      missing, expired or badly signed token
     │   ├── Forbidden             403      valid token, wrong role
+    │   ├── InvalidExchangeCredentials 400 the exchange refused the API key/secret the caller sent
     │   ├── NotFound              404      unknown function, symbol, record
+    │   ├── MethodNotAllowed      405      GET on a function that takes its input only as a body
     │   ├── Conflict              409      a unique rule would be broken
     │   └── PayloadTooLarge       413      body over the adapter's limit
     ├── ConfigError               fatal at startup: a missing secret, a malformed setting
     ├── MigrationError            fatal: an applied migration was edited, or one failed
+    ├── DecryptionError           a stored ciphertext cannot be decrypted (data or key configuration)
     ├── DatabaseError             the database refused or is unreachable (retryable when unreachable)
     └── ExchangeError             Bybit (or the paper exchange) answered with an error
         ├── ExchangeUnavailable   retryable: timeout, 5xx, connection refused
@@ -81,6 +84,17 @@ class Unauthorized(RequestError):
     http_status = 401
 
 
+class InvalidExchangeCredentials(RequestError):
+    """The exchange refused the API key or secret the caller sent (bad key, bad signature, expired...).
+
+    ``details`` carries the exchange's ``ret_code`` and a reason, never the key, the secret, or the
+    exchange's own message (Bybit's bad-signature message repeats the signed string, key included).
+    """
+
+    code = "invalid_exchange_credentials"
+    http_status = 400
+
+
 class Forbidden(RequestError):
     """A valid token whose role may not do this."""
 
@@ -93,6 +107,13 @@ class NotFound(RequestError):
 
     code = "not_found"
     http_status = 404
+
+
+class MethodNotAllowed(RequestError):
+    """The HTTP method is not accepted here (GET only for functions that opt in: no secrets in URLs)."""
+
+    code = "method_not_allowed"
+    http_status = 405
 
 
 class Conflict(RequestError):
@@ -119,6 +140,18 @@ class MigrationError(AitradexError):
     """A migration failed, or an applied one was edited. Fatal."""
 
     code = "migration_error"
+
+
+class DecryptionError(AitradexError):
+    """A stored ciphertext could not be decrypted: malformed, unknown key version, tampered, wrong user/field.
+
+    A 500: the stored data or the key configuration is wrong, not the caller's request. The message
+    and details never contain the token, the plaintext or any key: only a reason code (``malformed``,
+    ``unknown_key_version``, ``authentication_failed``, ``bad_associated_data``), the field name and,
+    when known, the key version.
+    """
+
+    code = "decryption_failed"
 
 
 class DatabaseError(AitradexError):

@@ -63,4 +63,5 @@ SPEC = FunctionSpec(
     response_type=DiagnosticsResponse,
     handler=handle,
     default_access="anyone",
+    http_get=True,
 )

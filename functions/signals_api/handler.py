@@ -45,4 +45,5 @@ SPEC = FunctionSpec(
     handler=handle,
     access={"list": "anyone", "status": "anyone"},
     default_access="anyone",
+    http_get=True,
 )

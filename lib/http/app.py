@@ -1,7 +1,8 @@
 """The functions server: a thin ASGI adapter with Supabase Edge Functions' conventions.
 
-- ``POST /functions/v1/<name>`` (GET with query parameters also works) calls the handler declared in
-  ``functions/<name>``. ``OPTIONS`` answers CORS preflights without auth.
+- ``POST /functions/v1/<name>`` calls the handler declared in ``functions/<name>``; read-only
+  functions that opt in (``http_get``) also take GET with query parameters. ``OPTIONS`` answers
+  CORS preflights without auth.
 - ``verify_jwt`` per function comes from ``supabase/config.toml``. With it, a missing or bad token gets
   401 ``{"msg":"Invalid JWT"}``, as Supabase answers. Without it, a token is optional but must be
   valid when given. The token's role becomes the database role (``lib.db.session.Caller``).
@@ -38,6 +39,7 @@ from lib.errors import (
     AitradexError,
     InvalidRequest,
     MalformedBody,
+    MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
     Unauthorized,
@@ -178,6 +180,8 @@ class FunctionsApp:
                     raise NotFound(
                         f"no function named {name!r}", details={"functions": sorted(self.registry)}
                     )
+                if request.method == "GET" and not spec.http_get:
+                    raise MethodNotAllowed(f"{name} takes a JSON body: use POST")
                 caller = self._caller(request, name)
                 role = caller.role
                 body = await _read_body(request)

@@ -32,13 +32,12 @@ from lib.config import parse_master_keys
 from lib.crypto import (
     API_KEY_FIELD,
     API_SECRET_FIELD,
-    DecryptionError,
     KeyVault,
     format_master_keys,
     generate_master_key,
 )
 from lib.db.session import Caller, Database
-from lib.errors import ConfigError
+from lib.errors import ConfigError, DecryptionError
 from lib.local_state import read_local_secret, write_local_secret
 
 MASTER_KEYS_VAR = "AITRADEX_MASTER_KEYS"

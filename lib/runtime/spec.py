@@ -54,6 +54,8 @@ class FunctionSpec:
     handler: Handler
     access: Mapping[str, Access] = field(default_factory=dict)  # action -> who; "*" is the default
     default_access: Access = "anyone"
+    # GET with query parameters, for read-only functions only: anything else could put secrets in URLs.
+    http_get: bool = False
 
     @property
     def request_adapter(self) -> TypeAdapter[Any]:

@@ -253,3 +253,18 @@ async def test_where_jwt_is_optional_no_token_means_anon_and_a_bad_token_is_stil
     assert anonymous.json() == {"role": "anon"}
     assert service.json() == {"role": "service_role"}
     assert (forged.status_code, forged.json()) == (401, {"msg": "Invalid JWT"})
+
+
+async def test_get_is_refused_where_a_body_could_carry_secrets_and_served_where_read_only(
+    http: httpx.AsyncClient, anon_key: str
+) -> None:
+    refused = await http.get(
+        "/functions/v1/trading-account",
+        params={"action": "connect", "api_key": "K" * 20},
+        headers=bearer(anon_key),
+    )
+    served = await http.get("/functions/v1/diagnostics")
+    assert refused.status_code == 405
+    assert refused.json()["error"]["code"] == "method_not_allowed"
+    assert "K" * 20 not in refused.text
+    assert served.status_code == 200

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -53,18 +54,26 @@ async def test_an_unreachable_exchange_is_reported_down_not_raised() -> None:
 
 
 async def test_scan_freshness_follows_each_timeframes_period(db: Database) -> None:
-    finished = datetime(2041, 1, 1, tzinfo=UTC) + timedelta(minutes=uuid.uuid4().int % 10_000)
+    # Later than any real or earlier test scan, so these rows are the newest per timeframe.
+    finished = datetime(2050, 1, 1, tzinfo=UTC) + timedelta(seconds=int(time.time()))
+    ids = []
     async with db.write(Caller.service()) as conn:
         for timeframe in ("5", "15", "60"):
-            await conn.execute(
-                "insert into scan_runs (timeframe, algorithm, status, started_at, finished_at) "
-                "values (%s, 'unirail_core', 'succeeded', %s, %s)",
-                (timeframe, finished - timedelta(seconds=3), finished),
-            )
-
-    fresh = await diagnostics.check_scans(db, finished + timedelta(minutes=1))
-    late = await diagnostics.check_scans(db, finished + timedelta(minutes=15))
-    very_late = await diagnostics.check_scans(db, finished + timedelta(hours=3))
+            row = await (
+                await conn.execute(
+                    "insert into scan_runs (timeframe, algorithm, status, started_at, finished_at) "
+                    "values (%s, 'unirail_core', 'succeeded', %s, %s) returning id",
+                    (timeframe, finished - timedelta(seconds=3), finished),
+                )
+            ).fetchone()
+            ids.append(row["id"])
+    try:
+        fresh = await diagnostics.check_scans(db, finished + timedelta(minutes=1))
+        late = await diagnostics.check_scans(db, finished + timedelta(minutes=15))
+        very_late = await diagnostics.check_scans(db, finished + timedelta(hours=3))
+    finally:
+        async with db.write(Caller.service()) as conn:
+            await conn.execute("delete from scan_runs where id = any(%s)", (ids,))
 
     assert fresh.status == "healthy"
     assert (late.status, late.details["stale"]) == ("degraded", ["5"])

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from supabase import create_client
-
 from lib.auth.users import LocalUser
+from supabase import create_client
 
 
 def test_functions_invoke_with_the_anon_key_returns_the_health_document(

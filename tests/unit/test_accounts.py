@@ -21,10 +21,11 @@ from lib.accounts import (
     seal_credentials,
     verify_credentials,
 )
-from lib.crypto import API_KEY_FIELD, API_SECRET_FIELD, DecryptionError, KeyVault
+from lib.crypto import API_KEY_FIELD, API_SECRET_FIELD, KeyVault
 from lib.errors import (
     AitradexError,
     ConfigError,
+    DecryptionError,
     ExchangeError,
     ExchangeRejected,
     ExchangeUnavailable,

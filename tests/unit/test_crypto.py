@@ -12,14 +12,13 @@ from lib.config import parse_master_keys
 from lib.crypto import (
     API_KEY_FIELD,
     API_SECRET_FIELD,
-    DecryptionError,
     KeyVault,
     format_master_keys,
     generate_master_key,
     key_hint,
     version_of,
 )
-from lib.errors import AitradexError, ConfigError
+from lib.errors import AitradexError, ConfigError, DecryptionError
 
 PLAINTEXT = "xK9pQ2mN7vR4tY8wZ3"  # looks like a Bybit API secret
 KEY_1 = bytes(range(32))

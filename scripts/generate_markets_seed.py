@@ -19,7 +19,8 @@ from lib.paper_exchange.server import running_paper_exchange
 
 def main() -> None:
     with running_paper_exchange(PaperExchangeConfig(state_path=None, port=0)) as url:
-        body = httpx.get(f"{url}/v5/market/instruments-info", params={"category": "linear", "limit": 1000}).json()
+        params = {"category": "linear", "limit": 1000}
+        body = httpx.get(f"{url}/v5/market/instruments-info", params=params).json()
     rows = [
         {
             "symbol": item["symbol"],

@@ -51,15 +51,15 @@ cores with ``prange``. The time loops run inside compiled code, one small kernel
 to back while its row is in the L1 cache, so the inputs are read from memory once. (A prototype that
 interleaved the close-based indicators in a single time loop was 1.7x faster for those, about 1.4x
 overall: not worth a second implementation of each indicator.) On 500 symbols x 300 candles,
-:func:`features` takes about 5 ms on one core, several times less than a per-symbol TA-Lib loop;
-``bench/indicators.py`` measures it.
+:func:`features` takes about 4 ms on two cores (6-8 ms on one), about 5x less than a per-symbol
+TA-Lib loop on a quiet machine; ``bench/indicators.py`` measures it.
 
 The kernels are compiled on first use and cached on disk (``cache=True``: in ``__pycache__`` next to
-this module, or in ``NUMBA_CACHE_DIR``). Compiling from an empty cache takes about 12-15 s on a 2-core
+this module, or in ``NUMBA_CACHE_DIR``). Compiling from an empty cache takes about 12-16 s on a 2-core
 machine, once per checkout (the parallel kernel alone costs ~5 s, hence a single one); later processes
 load the cache in about a second, on top of about a second to import numba.
 
-This module is pure: no database, network or file access of its own.
+This module is pure: no database, network or file access (numba's compile cache aside).
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from decimal import Decimal
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 import requests
@@ -96,8 +97,15 @@ class PybitExchange:
     """``TradingExchange`` over pybit. Construction does no I/O; each call builds its own session."""
 
     def __init__(
-        self, *, paper_url: str | None = None, timeout_s: int = 10, recv_window_ms: int = 5000
+        self,
+        *,
+        paper_url: str | None = None,
+        endpoints: Mapping[str, str] | None = None,
+        timeout_s: int = 10,
+        recv_window_ms: int = 5000,
     ) -> None:
+        # ``endpoints`` overrides Bybit's URLs per environment (tests point them all at the paper exchange).
+        self._endpoints = {**ENDPOINTS, **(endpoints or {})}
         self._paper_url = paper_url
         self._timeout_s = timeout_s
         self._recv_window_ms = recv_window_ms
@@ -109,7 +117,7 @@ class PybitExchange:
                 raise ConfigError("the paper exchange URL is not known: start the stack with `aitradex up`")
             return self._paper_url.rstrip("/")
         try:
-            return ENDPOINTS[environment]
+            return self._endpoints[environment].rstrip("/")
         except KeyError:
             raise ConfigError(f"unknown exchange environment {environment!r}") from None
 

@@ -17,8 +17,11 @@ from lib.http.server import create_functions_app, serve_in_thread
 @pytest.fixture(scope="session")
 def functions_url(settings: Settings, paper_exchange_url: str) -> Iterator[str]:
     """Base URL of a functions server wired to the test database and the test paper exchange."""
+    # Every environment goes to the paper exchange: this machine has no route to Bybit, and exchange
+    # behaviour is tested against the project's own Bybit-compatible server.
+    everywhere = {env: paper_exchange_url for env in ("mainnet", "testnet", "demo")}
     extras = {
-        "exchange": PybitExchange(paper_url=paper_exchange_url),
+        "exchange": PybitExchange(paper_url=paper_exchange_url, endpoints=everywhere),
         "market": MarketAccess(paper_url=paper_exchange_url),
     }
     with serve_in_thread(create_functions_app(settings, extras=extras)) as url:

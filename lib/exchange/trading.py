@@ -12,9 +12,9 @@ exceptions are mapped onto ``lib.errors`` here, and nowhere else.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from collections.abc import Mapping
 from typing import Any, Protocol
 
 import requests

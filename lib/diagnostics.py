@@ -262,3 +262,27 @@ async def run_checks(
         _timed("queue", check_queue(db, now)),
     )
     return HealthReport(status=worst([c.status for c in checks]), checked_at=now, checks=tuple(checks))
+
+
+class HealthCache:
+    """Shares one recent report among anonymous callers: at most one run at a time, reused for ``ttl_s``.
+
+    Anonymous health checks are public, so without this every anonymous request would run all six
+    checks: an easy way to overload the system. The service role bypasses it and always gets a fresh run.
+    """
+
+    def __init__(self, ttl_s: float = 5.0) -> None:
+        self.ttl_s = ttl_s
+        self._report: HealthReport | None = None
+        self._at = 0.0
+        self._lock = asyncio.Lock()
+
+    async def get(self, run: Callable[[], Awaitable[HealthReport]]) -> HealthReport:
+        """The cached report if fresh, else one new run shared by every concurrent caller."""
+        if self._report is not None and time.monotonic() - self._at < self.ttl_s:
+            return self._report
+        async with self._lock:
+            if self._report is None or time.monotonic() - self._at >= self.ttl_s:
+                self._report = await run()
+                self._at = time.monotonic()
+            return self._report

@@ -8,7 +8,7 @@ from typing import Any
 
 from functions.diagnostics.models import Check, DiagnosticsRequest, DiagnosticsResponse, HealthDocument
 from lib.db.session import Caller
-from lib.diagnostics import run_checks
+from lib.diagnostics import HealthReport, run_checks
 from lib.runtime.context import Context
 from lib.runtime.spec import FunctionSpec, status_response
 
@@ -33,15 +33,20 @@ async def handle(request: DiagnosticsRequest, ctx: Context) -> DiagnosticsRespon
     """Parse, call lib, map; only the service role sees the checks."""
     if request.action == "status":
         return await status_response(NAME)
-    report = await run_checks(
-        db=ctx.db,
-        market=ctx.services.get("market"),
-        environment=None,
-        now=ctx.clock.now(),
-        status_calls=_status_calls(ctx),
-    )
+
+    def run() -> Awaitable[HealthReport]:
+        return run_checks(
+            db=ctx.db,
+            market=ctx.services.get("market"),
+            environment=None,
+            now=ctx.clock.now(),
+            status_calls=_status_calls(ctx),
+        )
+
+    is_service = ctx.caller.role == "service_role"
+    report = await (run() if is_service else ctx.services.get("health_cache").get(run))
     checks = None
-    if ctx.caller.role == "service_role":
+    if is_service:
         checks = [
             Check(
                 name=c.name,

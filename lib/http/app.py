@@ -196,7 +196,8 @@ class FunctionsApp:
                         "the request does not match the schema", details=_validation_details(exc)
                     ) from None
                 result = await spec.handler(parsed, ctx)
-                response = JSONResponse(spec.response_adapter.dump_python(result, mode="json"))
+                # pydantic-core writes the JSON bytes itself: no intermediate dicts, no json.dumps.
+                response = Response(spec.response_adapter.dump_json(result), media_type="application/json")
         except AitradexError as exc:
             response = _error_response(exc)
         except Exception as exc:

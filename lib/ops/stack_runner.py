@@ -8,7 +8,6 @@ waits until it answers, and records its pid, URLs and a hash of the code it runs
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import os
@@ -22,6 +21,7 @@ from typing import Any
 
 import httpx
 import uvicorn
+import uvloop
 
 from lib.auth.tokens import mint_api_key
 from lib.config import REPO_ROOT, Settings
@@ -137,7 +137,8 @@ def run_foreground(settings: Settings, *, functions_port: int, paper_port: int, 
         )
         log_event(logger, "stack_up", api_url=urls.api_url, paper_exchange_url=paper_url)
         try:
-            asyncio.run(uvicorn.Server(uvicorn_config(app, "127.0.0.1", functions_port)).serve())
+            # uvloop (and httptools, which uvicorn picks up itself) roughly halve the per-request overhead.
+            uvloop.run(uvicorn.Server(uvicorn_config(app, "127.0.0.1", functions_port)).serve())
         finally:
             write_services(settings.state_dir, settings.database.db_name, None)
             log_event(logger, "stack_down")

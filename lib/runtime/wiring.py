@@ -41,11 +41,18 @@ def _market(settings: Settings) -> Any:
     return MarketAccess(paper_url=_paper_url(settings))
 
 
+def _health_cache(_settings: Settings) -> Any:
+    from lib.diagnostics import HealthCache
+
+    return HealthCache(ttl_s=5.0)
+
+
 # Every process gets these collaborators unless the caller supplies its own (a test's fake, say).
 DEFAULT_EXTRAS: dict[str, Callable[[Settings], Any]] = {
     "vault": _vault,
     "exchange": _exchange,
     "market": _market,
+    "health_cache": _health_cache,
 }
 
 

@@ -27,6 +27,16 @@ async def test_anyone_gets_only_the_summary(http: httpx.AsyncClient) -> None:
     datetime.fromisoformat(body["checked_at"])
 
 
+async def test_anonymous_callers_share_one_recent_run_while_the_service_role_always_gets_a_fresh_one(
+    http: httpx.AsyncClient, service_key: str
+) -> None:
+    first, second = await http.post(URL), await http.post(URL)
+    fresh_a = await http.post(URL, headers=bearer(service_key))
+    fresh_b = await http.post(URL, headers=bearer(service_key))
+    assert first.json()["checked_at"] == second.json()["checked_at"]
+    assert fresh_a.json()["checked_at"] != fresh_b.json()["checked_at"]
+
+
 async def test_the_service_role_gets_every_check_with_status_latency_and_message(
     http: httpx.AsyncClient, service_key: str
 ) -> None:

@@ -8,8 +8,11 @@ from lib.runtime.spec import FunctionSpec
 
 # kebab-case URL name -> Python package under functions/
 FUNCTIONS: dict[str, str] = {
+    "aitradex1-trade-executor": "aitradex1_trade_executor",
     "diagnostics": "diagnostics",
+    "order-tracker": "order_tracker",
     "signals-api": "signals_api",
+    "symbol-validator": "symbol_validator",
     "trading-account": "trading_account",
     "trading-preferences": "trading_preferences",
 }

@@ -25,7 +25,9 @@ async def listed(paper_exchange_url: str) -> dict[tuple[str, str], Instrument]:
     """What the paper exchange lists, by (category, symbol)."""
     async with MarketAccess(paper_url=paper_exchange_url).client("paper") as market:
         return {
-            (category, i.symbol): i for category in ("linear", "spot") for i in await market.instruments(category)
+            (category, i.symbol): i
+            for category in ("linear", "spot")
+            for i in await market.instruments(category)
         }
 
 

@@ -12,7 +12,11 @@ exceptions are mapped onto ``lib.errors`` here, and nowhere else.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Protocol
@@ -60,10 +64,65 @@ class WalletBalance:
     coins: dict[str, Decimal]
 
 
+@dataclass(frozen=True, slots=True)
+class OrderRequest:
+    """A market order with its stop-loss and take-profit attached, identified by ``order_link_id``."""
+
+    category: str
+    symbol: str
+    side: str  # Buy | Sell
+    qty: str  # already on the qty step, as the exchange expects it
+    order_link_id: str
+    stop_loss: str | None = None
+    take_profit: str | None = None
+    order_type: str = "Market"
+
+
+@dataclass(frozen=True, slots=True)
+class OrderState:
+    """What the exchange says about one order."""
+
+    order_id: str
+    order_link_id: str
+    symbol: str
+    side: str
+    status: str  # Bybit's orderStatus: New, PartiallyFilled, Filled, Cancelled, Rejected, Deactivated...
+    qty: Decimal
+    filled_qty: Decimal
+    avg_price: Decimal | None
+    fee: Decimal
+    create_type: str
+    created_ms: int
+    reject_reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PositionState:
+    """One-way-mode position of a symbol: size 0 means flat."""
+
+    symbol: str
+    side: str
+    size: Decimal
+    avg_price: Decimal
+    cum_realised_pnl: Decimal
+
+
 class TradingExchange(Protocol):
     """Signed calls the application makes for a user's account."""
 
     async def wallet_balance(self, creds: Credentials) -> WalletBalance: ...
+
+    async def set_leverage(self, creds: Credentials, category: str, symbol: str, leverage: int) -> None: ...
+
+    async def place_order(self, creds: Credentials, order: OrderRequest) -> str: ...
+
+    async def find_order(
+        self, creds: Credentials, category: str, symbol: str, order_link_id: str
+    ) -> OrderState | None: ...
+
+    async def recent_orders(self, creds: Credentials, category: str, symbol: str) -> list[OrderState]: ...
+
+    async def position(self, creds: Credentials, category: str, symbol: str) -> PositionState | None: ...
 
 
 def map_pybit_error(exc: Exception) -> ExchangeError:
@@ -93,6 +152,28 @@ def _decimal(value: Any) -> Decimal:
     return Decimal(str(value)) if value not in (None, "") else Decimal(0)
 
 
+LEVERAGE_NOT_MODIFIED = 110043
+DUPLICATE_ORDER_LINK_ID = 110072
+
+
+def _order_state(item: dict[str, Any]) -> OrderState:
+    avg = item.get("avgPrice")
+    return OrderState(
+        order_id=str(item.get("orderId", "")),
+        order_link_id=str(item.get("orderLinkId", "")),
+        symbol=str(item.get("symbol", "")),
+        side=str(item.get("side", "")),
+        status=str(item.get("orderStatus", "")),
+        qty=_decimal(item.get("qty")),
+        filled_qty=_decimal(item.get("cumExecQty")),
+        avg_price=Decimal(str(avg)) if avg not in (None, "", "0") else None,
+        fee=_decimal(item.get("cumExecFee")),
+        create_type=str(item.get("createType", "")),
+        created_ms=int(item.get("createdTime") or 0),
+        reject_reason=str(item.get("rejectReason", "")),
+    )
+
+
 class PybitExchange:
     """``TradingExchange`` over pybit. Construction does no I/O; each call builds its own session."""
 
@@ -103,12 +184,20 @@ class PybitExchange:
         endpoints: Mapping[str, str] | None = None,
         timeout_s: int = 10,
         recv_window_ms: int = 5000,
+        threads: int = 32,
+        max_sessions: int = 4096,
     ) -> None:
         # ``endpoints`` overrides Bybit's URLs per environment (tests point them all at the paper exchange).
         self._endpoints = {**ENDPOINTS, **(endpoints or {})}
         self._paper_url = paper_url
         self._timeout_s = timeout_s
         self._recv_window_ms = recv_window_ms
+        # pybit blocks; a fan-out to many accounts needs more threads than asyncio's default (cpu + 4).
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="pybit")
+        # One pybit session per account keeps its HTTP connection alive between calls.
+        self._sessions: OrderedDict[tuple[str, str], HTTP] = OrderedDict()
+        self._max_sessions = max_sessions
+        self._sessions_lock = threading.Lock()
 
     def endpoint_for(self, environment: str) -> str:
         """The base URL for an account environment."""
@@ -122,7 +211,21 @@ class PybitExchange:
             raise ConfigError(f"unknown exchange environment {environment!r}") from None
 
     def client(self, creds: Credentials) -> HTTP:
-        """A pybit session for ``creds``, with pybit's retries off."""
+        """A pybit session for ``creds`` (reused, least recently used evicted), with pybit's retries off."""
+        key = (creds.environment, hashlib.sha256(f"{creds.api_key}:{creds.api_secret}".encode()).hexdigest())
+        with self._sessions_lock:
+            session = self._sessions.get(key)
+            if session is not None:
+                self._sessions.move_to_end(key)
+                return session
+        session = self._new_client(creds)
+        with self._sessions_lock:
+            self._sessions[key] = session
+            while len(self._sessions) > self._max_sessions:
+                self._sessions.popitem(last=False)
+        return session
+
+    def _new_client(self, creds: Credentials) -> HTTP:
         session = HTTP(
             api_key=creds.api_key,
             api_secret=creds.api_secret,
@@ -143,7 +246,7 @@ class PybitExchange:
             return response
 
         try:
-            response = await asyncio.to_thread(run)
+            response = await asyncio.get_running_loop().run_in_executor(self._pool, run)
         except (InvalidRequestError, FailedRequestError, requests.exceptions.RequestException) as exc:
             raise map_pybit_error(exc) from None
         result: dict[str, Any] = response.get("result") or {}
@@ -162,3 +265,65 @@ class PybitExchange:
             total_available=_decimal(account.get("totalAvailableBalance")),
             coins=coins,
         )
+
+    async def set_leverage(self, creds: Credentials, category: str, symbol: str, leverage: int) -> None:
+        """Set both sides' leverage; "not modified" (110043) counts as done."""
+        try:
+            await self.call(
+                creds,
+                "set_leverage",
+                category=category,
+                symbol=symbol,
+                buyLeverage=str(leverage),
+                sellLeverage=str(leverage),
+            )
+        except ExchangeRejected as exc:
+            if exc.ret_code != LEVERAGE_NOT_MODIFIED:
+                raise
+
+    async def place_order(self, creds: Credentials, order: OrderRequest) -> str:
+        """Create the order; returns the exchange's order id. 110072 surfaces as ExchangeRejected."""
+        params: dict[str, Any] = {
+            "category": order.category,
+            "symbol": order.symbol,
+            "side": order.side,
+            "orderType": order.order_type,
+            "qty": order.qty,
+            "orderLinkId": order.order_link_id,
+            "positionIdx": 0,
+        }
+        if order.stop_loss is not None:
+            params["stopLoss"] = order.stop_loss
+        if order.take_profit is not None:
+            params["takeProfit"] = order.take_profit
+        result = await self.call(creds, "place_order", **params)
+        return str(result.get("orderId", ""))
+
+    async def find_order(
+        self, creds: Credentials, category: str, symbol: str, order_link_id: str
+    ) -> OrderState | None:
+        """The order with this ``orderLinkId``, open or recently closed, or None if the exchange has none."""
+        result = await self.call(
+            creds, "get_open_orders", category=category, symbol=symbol, orderLinkId=order_link_id, openOnly=0
+        )
+        items = [i for i in result.get("list") or [] if i.get("orderLinkId") == order_link_id]
+        return _order_state(items[0]) if items else None
+
+    async def recent_orders(self, creds: Credentials, category: str, symbol: str) -> list[OrderState]:
+        """Recently closed orders of a symbol (where TP/SL closes show up), newest first."""
+        result = await self.call(creds, "get_open_orders", category=category, symbol=symbol, openOnly=1)
+        return [_order_state(i) for i in result.get("list") or []]
+
+    async def position(self, creds: Credentials, category: str, symbol: str) -> PositionState | None:
+        """The symbol's position (one-way mode), or None if the exchange lists none."""
+        result = await self.call(creds, "get_positions", category=category, symbol=symbol)
+        for item in result.get("list") or []:
+            if item.get("symbol") == symbol:
+                return PositionState(
+                    symbol=symbol,
+                    side=str(item.get("side", "")),
+                    size=_decimal(item.get("size")),
+                    avg_price=_decimal(item.get("avgPrice")),
+                    cum_realised_pnl=_decimal(item.get("cumRealisedPnl")),
+                )
+        return None

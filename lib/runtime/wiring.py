@@ -47,12 +47,18 @@ def _health_cache(_settings: Settings) -> Any:
     return HealthCache(ttl_s=5.0)
 
 
+def _account_limiters(_settings: Settings) -> Any:
+    # Bybit's 10 orders/s belongs to the account: one limiter per account for the process's lifetime.
+    return {}
+
+
 # Every process gets these collaborators unless the caller supplies its own (a test's fake, say).
 DEFAULT_EXTRAS: dict[str, Callable[[Settings], Any]] = {
     "vault": _vault,
     "exchange": _exchange,
     "market": _market,
     "health_cache": _health_cache,
+    "account_limiters": _account_limiters,
 }
 
 
@@ -77,3 +83,30 @@ async def open_services(
 async def close_services(services: Services) -> None:
     """Release what :func:`open_services` opened."""
     await services.db.close()
+
+
+def executor_deps(services: Services, *, worker: str) -> Any:
+    """The executor's dependencies, from the process's services."""
+    from lib.executor import ExecutorDeps
+    from lib.instruments_cache import get_filters
+
+    async def filters(category: str, environment: str) -> Any:
+        return await get_filters(
+            services.db, services.get("market"), category, services.clock, environment=environment
+        )
+
+    return ExecutorDeps(
+        db=services.db,
+        exchange=services.get("exchange"),
+        vault=services.get("vault"),
+        filters=filters,
+        worker=worker,
+        account_limiters=services.get("account_limiters"),
+    )
+
+
+def tracker_deps(services: Services) -> Any:
+    """The order tracker's dependencies, from the process's services."""
+    from lib.tracker import TrackerDeps
+
+    return TrackerDeps(db=services.db, exchange=services.get("exchange"), vault=services.get("vault"))

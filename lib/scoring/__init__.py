@@ -1,5 +1,37 @@
 """Signal scoring: ``unirail_core`` (documented confluence score) and ``quantum_ai`` (learned model).
 
-Both are pure functions ``score_panel(panel) -> list[Candidate]`` over a :class:`CandlePanel`.
-:func:`score` dispatches by algorithm name.
+Both are pure functions ``score_panel(panel) -> list[Candidate]`` over a :class:`CandlePanel`: at most
+one candidate per symbol, on the panel's last bar (the scanner passes closed bars only). Both are built
+on ``score_bars(panel)``, which scores every bar of the panel at once; the backtest uses that, so live
+scoring and the backtest share the same math. :func:`score` dispatches by algorithm name.
 """
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from lib.errors import InvalidRequest
+from lib.scoring import quantum_ai, unirail_core
+from lib.scoring.types import Candidate, CandlePanel
+
+__all__ = ["ALGORITHMS", "Candidate", "CandlePanel", "score"]
+
+_SCORERS: dict[str, Callable[[CandlePanel], list[Candidate]]] = {
+    unirail_core.NAME: unirail_core.score_panel,
+    quantum_ai.NAME: quantum_ai.score_panel,
+}
+
+ALGORITHMS: tuple[str, ...] = tuple(_SCORERS)
+"""The algorithm names the scanner, the signals table and the backtest accept (primary first)."""
+
+
+def score(algorithm: str, panel: CandlePanel) -> list[Candidate]:
+    """Score ``panel`` with the named algorithm; an unknown name raises :class:`InvalidRequest`."""
+    try:
+        scorer = _SCORERS[algorithm]
+    except KeyError:
+        raise InvalidRequest(
+            f"unknown scoring algorithm {algorithm!r}",
+            details={"algorithm": algorithm, "known": list(ALGORITHMS)},
+        ) from None
+    return scorer(panel)

@@ -1,0 +1,499 @@
+"""Replay candles through a scorer and measure, per score bucket, how often TP came before SL.
+
+``run_backtest(algorithm, data_dir)`` does, for every symbol of the data folder:
+
+1. load its 5-minute candles; for a longer ``timeframe`` resample them first (below);
+2. score every bar at once with the algorithm's ``score_bars`` (the same math ``score_panel`` uses on
+   the scanner's last bar: features are computed once over the full series, and each bar's score only
+   depends on bars up to it; see :mod:`lib.scoring.features` for why that equals a rolling window);
+3. keep every ``step``-th bar that has a score (warm-up: SMA200 needs 200 bars), one signal per bar:
+   the better side, with entry = close and the ATR levels of :mod:`lib.scoring.levels`;
+4. label each signal with :func:`lib.outcomes.label_outcomes` over ``horizon_bars`` bars of the same
+   timeframe (TP first / SL first / neither, both in one bar counts as SL; R multiple). Signals whose
+   horizon runs past the end of the data without a TP or SL are left out (counted in
+   ``BacktestReport.incomplete``);
+5. count signals per score bucket: ``[0, 10)``, ``[10, 20)``, ..., ``[90, 100]``, plus the summary rows
+   ``>=80`` and ``all``: signals, TP-first / SL-first / neither counts and shares, mean R.
+
+Every bar is a signal here, whatever its score: the table shows what each threshold would have let
+through. Signals on consecutive bars of one move overlap and are not independent; the counts are not
+a number of independent trades.
+
+``quantum_ai`` and its training data. The model was trained on the bundled history. On bars inside
+the training period (same symbol, time between the training data's first and last bar) the backtest
+scores with the walk-forward fold model whose validation window holds the bar: trained only on data
+that ended before that window (purged by the horizon), calibrated only on earlier folds. Bars of the
+first block (training data of every fold) are left out. Bars outside the training period are scored
+with the deployed model. ``BacktestReport.sample`` says which was used; ``out_of_sample=False`` scores
+every bar with the deployed model and labels the report IN-SAMPLE.
+
+Timeframes. ``timeframe`` is a Bybit interval that is a whole number of 5-minute bars: ``5``, ``15``,
+``30``, ``60``, ``120``, ``240``, ``360``, ``720`` or ``D``. Longer bars are built from the 5-minute candles
+in UTC-aligned buckets (``open_time // length``): open of the first candle, highest high, lowest low,
+close of the last, summed volume. A bucket with missing 5-minute candles is built from those present
+(an exchange prints the bar too); the first and last buckets are dropped when the data starts or ends
+inside them. ``horizon_bars`` counts bars of the chosen timeframe. ``quantum_ai`` was trained on
+5-minute bars only; on other timeframes the report says so.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from lib.errors import InvalidRequest
+from lib.market_data import BUNDLED_DATA_DIR, Candles, load_all
+from lib.outcomes import NEITHER, SL_FIRST, TP_FIRST, label_outcomes
+from lib.scoring import ALGORITHMS, quantum_ai, unirail_core
+from lib.scoring.features import BarScores, panel_features, single_symbol_panel
+from lib.scoring.levels import SL_ATR, TP_ATR
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+FIVE_MINUTES_MS = 5 * 60 * 1000
+DEFAULT_HORIZON_BARS = 48
+TIMEFRAME_MINUTES: dict[str, int] = {
+    "5": 5,
+    "15": 15,
+    "30": 30,
+    "60": 60,
+    "120": 120,
+    "240": 240,
+    "360": 360,
+    "720": 720,
+    "D": 1440,
+}
+BUCKET_EDGES: tuple[float, ...] = tuple(float(v) for v in range(0, 101, 10))
+CSV_COLUMNS: tuple[str, ...] = (
+    "bucket",
+    "low",
+    "high",
+    "signals",
+    "tp_first",
+    "sl_first",
+    "neither",
+    "tp_share",
+    "sl_share",
+    "neither_share",
+    "mean_r",
+)
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class BucketRow:
+    """One line of the report: signals with ``low <= score < high`` (``<= 100`` for the top bucket).
+
+    Shares and ``mean_r`` are NaN for an empty bucket.
+    """
+
+    bucket: str
+    low: float
+    high: float
+    signals: int
+    tp_first: int
+    sl_first: int
+    neither: int
+    tp_share: float
+    sl_share: float
+    neither_share: float
+    mean_r: float
+
+
+@dataclass(frozen=True, slots=True)
+class BacktestReport:
+    """The result of :func:`run_backtest`: the buckets (10 of them, then ``>=80`` and ``all``) and the
+    facts needed to read them."""
+
+    algorithm: str
+    timeframe: str
+    horizon_bars: int
+    step: int
+    sl_atr: float
+    tp_atr: float
+    symbols: tuple[str, ...]
+    first_bar_ms: int | None
+    last_bar_ms: int | None
+    signals: int
+    incomplete: int
+    sample: str
+    rows: tuple[BucketRow, ...]
+
+    @property
+    def buckets(self) -> tuple[BucketRow, ...]:
+        """The ten score buckets, without the summary rows."""
+        return self.rows[: len(BUCKET_EDGES) - 1]
+
+    def row(self, bucket: str) -> BucketRow:
+        """The row named ``bucket`` (``"80-90"``, ``">=80"``, ``"all"``...)."""
+        for r in self.rows:
+            if r.bucket == bucket:
+                return r
+        raise KeyError(bucket)
+
+
+# --------------------------------------------------------------------------------------------------
+# Resampling.
+# --------------------------------------------------------------------------------------------------
+
+
+def timeframe_minutes(timeframe: str) -> int:
+    """Minutes per bar of a supported ``timeframe``; anything else raises :class:`InvalidRequest`."""
+    try:
+        return TIMEFRAME_MINUTES[str(timeframe)]
+    except KeyError:
+        raise InvalidRequest(
+            f"timeframe {timeframe!r} is not a multiple of the 5-minute data",
+            details={"timeframe": str(timeframe), "supported": list(TIMEFRAME_MINUTES)},
+        ) from None
+
+
+def resample(candles: Candles, minutes: int) -> Candles:
+    """5-minute candles aggregated into ``minutes``-long UTC-aligned bars (see the module docstring)."""
+    if minutes % 5 != 0 or minutes <= 0:
+        raise InvalidRequest(f"cannot build {minutes}-minute bars from 5-minute candles")
+    if minutes == 5 or len(candles) == 0:
+        return candles
+    length = minutes * 60_000
+    bucket = candles.open_time_ms // length
+    starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
+    ends = np.r_[starts[1:], bucket.shape[0]]
+    keep = np.ones(starts.shape, dtype=np.bool_)
+    # Drop the edge buckets the data only partly covers (started or ended inside them).
+    first_open = bucket[0] * length
+    if candles.open_time_ms[0] != first_open:
+        keep[0] = False
+    last_close = (bucket[-1] + 1) * length
+    if candles.open_time_ms[-1] + FIVE_MINUTES_MS != last_close:
+        keep[-1] = False
+    starts, ends = starts[keep], ends[keep]
+    return Candles(
+        symbol=candles.symbol,
+        open_time_ms=(bucket[starts] * length).astype(np.int64),
+        open=candles.open[starts].copy(),
+        high=np.maximum.reduceat(candles.high, starts)[: starts.shape[0]] if starts.size else _empty(),
+        low=np.minimum.reduceat(candles.low, starts)[: starts.shape[0]] if starts.size else _empty(),
+        close=candles.close[ends - 1].copy(),
+        volume=np.add.reduceat(candles.volume, starts)[: starts.shape[0]] if starts.size else _empty(),
+    )
+
+
+def _empty() -> FloatArray:
+    return np.empty(0, dtype=np.float64)
+
+
+# --------------------------------------------------------------------------------------------------
+# Scoring and aggregation.
+# --------------------------------------------------------------------------------------------------
+
+
+def _bucket_rows(scores: FloatArray, result: IntArray, r: FloatArray) -> tuple[BucketRow, ...]:
+    def row(name: str, low: float, high: float, mask: npt.NDArray[np.bool_]) -> BucketRow:
+        n = int(mask.sum())
+        tp = int((result[mask] == TP_FIRST).sum())
+        sl = int((result[mask] == SL_FIRST).sum())
+        ne = int((result[mask] == NEITHER).sum())
+        nan = float("nan")
+        return BucketRow(
+            bucket=name,
+            low=low,
+            high=high,
+            signals=n,
+            tp_first=tp,
+            sl_first=sl,
+            neither=ne,
+            tp_share=tp / n if n else nan,
+            sl_share=sl / n if n else nan,
+            neither_share=ne / n if n else nan,
+            mean_r=float(r[mask].mean()) if n else nan,
+        )
+
+    rows: list[BucketRow] = []
+    top = len(BUCKET_EDGES) - 2
+    for k in range(len(BUCKET_EDGES) - 1):
+        low, high = BUCKET_EDGES[k], BUCKET_EDGES[k + 1]
+        upper = scores <= high if k == top else scores < high
+        rows.append(row(f"{low:.0f}-{high:.0f}", low, high, (scores >= low) & upper))
+    rows.append(row(">=80", 80.0, 100.0, scores >= 80.0))
+    rows.append(row("all", 0.0, 100.0, np.ones(scores.shape, dtype=np.bool_)))
+    return tuple(rows)
+
+
+@dataclass(frozen=True, slots=True)
+class _QuantumPlan:
+    """Which quantum_ai model scores which bar of one symbol (see the module docstring)."""
+
+    weights: quantum_ai.QuantumWeights
+    out_of_sample: bool
+
+
+def _score_symbol(
+    algorithm: str, candles: Candles, plan: _QuantumPlan | None
+) -> tuple[BarScores, npt.NDArray[np.bool_], str]:
+    """The symbol's bar scores, which bars may be used, and which model scored them."""
+    panel = single_symbol_panel(
+        candles.symbol,
+        candles.open_time_ms,
+        candles.open,
+        candles.high,
+        candles.low,
+        candles.close,
+        candles.volume,
+    )
+    pf = panel_features(panel)
+    if algorithm == unirail_core.NAME:
+        bars = unirail_core.score_features(panel, pf)
+        return bars, bars.valid[0], "all"
+    assert plan is not None  # run_backtest builds the plan for quantum_ai
+    final = quantum_ai.score_features(panel, pf, plan.weights.final)
+    training = plan.weights.training
+    times = candles.open_time_ms
+    in_training = (
+        (candles.symbol in training["symbols"])
+        & (times >= int(training["first_bar_ms"]))
+        & (times <= int(training["last_bar_ms"]))
+    )
+    if not in_training.any():
+        return final, final.valid[0], "outside"
+    if not plan.out_of_sample:
+        return final, final.valid[0], "in_sample"
+    # Each bar of the training period takes the fold model validated on its window; the rest of the
+    # training period (the first block: every fold's training data) is left out.
+    chosen = {name: values.copy() for name, values in _bar_arrays(final).items()}
+    usable = final.valid[0] & ~in_training
+    for fold in plan.weights.folds:
+        window = in_training & (times >= fold.valid_from_ms) & (times < fold.valid_to_ms)
+        if not window.any():
+            continue
+        scored = quantum_ai.score_features(panel, pf, fold.model)
+        for name, values in _bar_arrays(scored).items():
+            chosen[name][window] = values[window]
+        usable |= window & scored.valid[0]
+    merged = BarScores(
+        symbols=final.symbols,
+        open_time_ms=final.open_time_ms,
+        valid=usable[None, :],
+        sign=chosen["sign"].astype(np.int8)[None, :],
+        score=chosen["score"][None, :],
+        confidence=chosen["confidence"][None, :],
+        entry=chosen["entry"][None, :],
+        stop_loss=chosen["stop_loss"][None, :],
+        take_profit=chosen["take_profit"][None, :],
+        atr=chosen["atr"][None, :],
+        components={},
+    )
+    return merged, usable, "walk_forward"
+
+
+def _bar_arrays(bars: BarScores) -> dict[str, FloatArray]:
+    return {
+        "sign": bars.sign[0].astype(np.float64),
+        "score": bars.score[0],
+        "confidence": bars.confidence[0],
+        "entry": bars.entry[0],
+        "stop_loss": bars.stop_loss[0],
+        "take_profit": bars.take_profit[0],
+        "atr": bars.atr[0],
+    }
+
+
+def _sample_note(algorithm: str, modes: set[str], timeframe: str) -> str:
+    if algorithm == unirail_core.NAME:
+        return "every scored bar (unirail_core has no training data)"
+    parts: list[str] = []
+    if "walk_forward" in modes:
+        parts.append(
+            "OUT-OF-SAMPLE: bars in the training period scored by walk-forward fold models trained and "
+            "calibrated only on earlier data; the first block (training only) is left out"
+        )
+    if "outside" in modes:
+        parts.append("bars outside the training data scored by the deployed model")
+    if "in_sample" in modes:
+        parts.append("IN-SAMPLE: every bar scored by the deployed model, which was trained on these bars")
+    if timeframe != "5":
+        parts.append(f"the model was trained on 5-minute bars, not {timeframe}")
+    return "; ".join(parts) or "no bars"
+
+
+def run_backtest(
+    algorithm: str,
+    data_dir: Path | str = BUNDLED_DATA_DIR,
+    *,
+    timeframe: str = "5",
+    horizon_bars: int = DEFAULT_HORIZON_BARS,
+    step: int = 1,
+    progress: Progress | None = None,
+    out_of_sample: bool = True,
+    weights_path: Path | None = None,
+) -> BacktestReport:
+    """Replay ``data_dir``'s candles through ``algorithm`` and aggregate outcomes per score bucket.
+
+    ``progress(done, total)`` is called after each symbol (``total`` = number of symbols). For
+    ``quantum_ai``, ``out_of_sample`` (default) scores the training period with the walk-forward fold
+    models; ``weights_path`` picks another weights file. See the module docstring for every rule.
+    """
+    if algorithm not in ALGORITHMS:
+        raise InvalidRequest(
+            f"unknown algorithm {algorithm!r}", details={"algorithm": algorithm, "known": list(ALGORITHMS)}
+        )
+    minutes = timeframe_minutes(timeframe)
+    if isinstance(horizon_bars, bool) or not isinstance(horizon_bars, int) or horizon_bars < 1:
+        raise InvalidRequest(f"horizon_bars must be an integer >= 1, got {horizon_bars!r}")
+    if isinstance(step, bool) or not isinstance(step, int) or step < 1:
+        raise InvalidRequest(f"step must be an integer >= 1, got {step!r}")
+    plan = None
+    if algorithm == quantum_ai.NAME:
+        weights = quantum_ai.load_weights(weights_path or quantum_ai.WEIGHTS_PATH)
+        plan = _QuantumPlan(weights=weights, out_of_sample=out_of_sample)
+
+    candles_by_symbol = load_all(Path(data_dir))
+    symbols = tuple(sorted(candles_by_symbol))
+    bar_ms = minutes * 60_000
+    all_scores: list[FloatArray] = []
+    all_results: list[IntArray] = []
+    all_r: list[FloatArray] = []
+    all_times: list[IntArray] = []
+    incomplete = 0
+    modes: set[str] = set()
+    for done, symbol in enumerate(symbols, start=1):
+        candles = resample(candles_by_symbol[symbol], minutes)
+        if len(candles) > 0:
+            bars, usable, mode = _score_symbol(algorithm, candles, plan)
+            picked = np.flatnonzero(usable)
+            picked = picked[picked % step == 0]
+            if picked.size:
+                modes.add(mode)
+                out = label_outcomes(
+                    candles.open_time_ms,
+                    candles.high,
+                    candles.low,
+                    candles.close,
+                    bar_index=picked,
+                    sign=bars.sign[0, picked].astype(np.float64),
+                    entry=bars.entry[0, picked],
+                    stop_loss=bars.stop_loss[0, picked],
+                    take_profit=bars.take_profit[0, picked],
+                    horizon_bars=horizon_bars,
+                    bar_ms=bar_ms,
+                )
+                keep = out.complete
+                incomplete += int((~keep).sum())
+                all_scores.append(bars.score[0, picked][keep])
+                all_results.append(out.result[keep])
+                all_r.append(out.r_multiple[keep])
+                all_times.append(candles.open_time_ms[picked][keep])
+        if progress is not None:
+            progress(done, len(symbols))
+
+    scores = np.concatenate(all_scores) if all_scores else np.empty(0)
+    results = np.concatenate(all_results) if all_results else np.empty(0, dtype=np.int64)
+    r_multiple = np.concatenate(all_r) if all_r else np.empty(0)
+    times = np.concatenate(all_times) if all_times else np.empty(0, dtype=np.int64)
+    return BacktestReport(
+        algorithm=algorithm,
+        timeframe=str(timeframe),
+        horizon_bars=horizon_bars,
+        step=step,
+        sl_atr=SL_ATR,
+        tp_atr=TP_ATR,
+        symbols=symbols,
+        first_bar_ms=int(times.min()) if times.size else None,
+        last_bar_ms=int(times.max()) if times.size else None,
+        signals=int(scores.shape[0]),
+        incomplete=incomplete,
+        sample=_sample_note(algorithm, modes, str(timeframe)),
+        rows=_bucket_rows(scores, results, r_multiple),
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Output.
+# --------------------------------------------------------------------------------------------------
+
+
+def _utc(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def _pct(x: float) -> str:
+    return "-" if math.isnan(x) else f"{100.0 * x:.1f}%"
+
+
+def format_table(report: BacktestReport) -> str:
+    """The report as a fixed-width text table with a header describing the run."""
+    lines = [
+        f"backtest {report.algorithm}: timeframe {report.timeframe}, horizon {report.horizon_bars} bars, "
+        f"step {report.step}, SL {report.sl_atr:g} ATR / TP {report.tp_atr:g} ATR "
+        f"(TP first = +{report.tp_atr / report.sl_atr:g} R, SL first = -1 R)",
+        f"{len(report.symbols)} symbols, bars {_utc(report.first_bar_ms)} .. {_utc(report.last_bar_ms)} UTC, "
+        f"{report.signals} signals ({report.incomplete} left out: horizon past the data's end)",
+        f"sample: {report.sample}",
+        "",
+        f"{'score':>7} {'signals':>8} {'TP first':>9} {'SL first':>9} {'neither':>8} {'mean R':>8}",
+    ]
+    rule = "-" * len(lines[-1])
+    lines.append(rule)
+    for r in report.rows:
+        if r.bucket == ">=80":
+            lines.append(rule)
+        mean_r = "-" if math.isnan(r.mean_r) else f"{r.mean_r:+.3f}"
+        lines.append(
+            f"{r.bucket:>7} {r.signals:>8} {_pct(r.tp_share):>9} {_pct(r.sl_share):>9} "
+            f"{_pct(r.neither_share):>8} {mean_r:>8}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_csv(report: BacktestReport, path: Path | str) -> None:
+    """One row per bucket (the ten buckets, ``>=80`` and ``all``) with :data:`CSV_COLUMNS`.
+
+    Empty buckets have empty share and mean-R cells.
+    """
+
+    def cell(value: float | int | str) -> str | float | int:
+        if isinstance(value, float) and math.isnan(value):
+            return ""
+        return value
+
+    with Path(path).open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(CSV_COLUMNS)
+        for r in report.rows:
+            writer.writerow([cell(getattr(r, column)) for column in CSV_COLUMNS])
+
+
+def read_csv(path: Path | str) -> tuple[BucketRow, ...]:
+    """The rows written by :func:`write_csv` (empty cells read back as NaN)."""
+
+    def number(text: str) -> float:
+        return float(text) if text != "" else float("nan")
+
+    with Path(path).open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        return tuple(
+            BucketRow(
+                bucket=row["bucket"],
+                low=float(row["low"]),
+                high=float(row["high"]),
+                signals=int(row["signals"]),
+                tp_first=int(row["tp_first"]),
+                sl_first=int(row["sl_first"]),
+                neither=int(row["neither"]),
+                tp_share=number(row["tp_share"]),
+                sl_share=number(row["sl_share"]),
+                neither_share=number(row["neither_share"]),
+                mean_r=number(row["mean_r"]),
+            )
+            for row in reader
+        )

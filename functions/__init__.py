@@ -15,6 +15,7 @@ FUNCTIONS: dict[str, str] = {
     "symbol-validator": "symbol_validator",
     "trading-account": "trading_account",
     "trading-preferences": "trading_preferences",
+    "unireli-core-scanner": "unireli_core_scanner",
 }
 
 

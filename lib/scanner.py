@@ -26,7 +26,6 @@ All database work runs as ``service_role`` (``Caller.service()``).
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import logging
 import math
@@ -66,9 +65,9 @@ DEFAULT_CONCURRENCY = 16
 
 def default_scorer(algorithm: str, panel: CandlePanel) -> Sequence[Candidate]:
     """``lib.scoring.score``, imported on first use (it loads numba kernels and model weights)."""
-    scoring = importlib.import_module("lib.scoring")
-    candidates: Sequence[Candidate] = scoring.score(algorithm, panel)
-    return candidates
+    from lib.scoring import score
+
+    return score(algorithm, panel)
 
 
 # -- settings --------------------------------------------------------------------------------------

@@ -130,8 +130,8 @@ def normalize_qty(qty: Decimal, filters: InstrumentFilters) -> Decimal:
 
     Raises ValueError for a negative or non-finite quantity (a caller's bug, not an order to refuse).
     """
-    if qty < 0:
-        raise ValueError(f"quantity must not be negative, got {qty}")
+    if not qty.is_finite() or qty < 0:
+        raise ValueError(f"quantity must be a finite number, not negative: got {qty}")
     return _to_multiple(qty, filters.qty_step, ROUND_FLOOR)
 
 
@@ -142,8 +142,8 @@ def normalize_price(price: Decimal, filters: InstrumentFilters, rounding: Roundi
     or a SHORT's take-profit; ``up`` for a SHORT's stop-loss or a LONG's take-profit (see the module
     docstring: levels round away from the entry). Raises ValueError for a negative or non-finite price.
     """
-    if price < 0:
-        raise ValueError(f"price must not be negative, got {price}")
+    if not price.is_finite() or price < 0:
+        raise ValueError(f"price must be a finite number, not negative: got {price}")
     return _to_multiple(price, filters.tick_size, _ROUNDING_MODES[rounding])
 
 
@@ -161,7 +161,10 @@ def validate_order(qty: Decimal, price: Decimal | None, filters: InstrumentFilte
 
     ``price`` may be None (a market order without a reference price): then the tick and the minimum
     notional cannot be checked and are not reported. An empty list means the exchange's filters accept it.
+    Raises ValueError for a non-finite quantity or price (a caller's bug).
     """
+    if not qty.is_finite() or (price is not None and not price.is_finite()):
+        raise ValueError(f"quantity and price must be finite numbers, got {qty} and {price}")
     f = filters
     status = status_violation(f)
     violations: list[Violation] = [] if status is None else [status]

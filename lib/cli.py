@@ -9,6 +9,7 @@ Subcommands:
   db start|stop                start or stop the embedded PostgreSQL
   keys rotate                  add a master key version and re-encrypt every stored API key
   migrate                      apply pending migrations only
+  scan -t TF [--dry-run ...]   scan a timeframe now, in this process (not over HTTP), and print a summary
 
 Exit codes: 0 success, 1 failure (the reason on stderr), 2 bad usage.
 """
@@ -24,6 +25,7 @@ from lib.auth.tokens import mint_api_key
 from lib.auth.users import create_local_user
 from lib.config import load_settings
 from lib.db import migrate
+from lib.domain import ALGORITHMS, ENVIRONMENTS, TIMEFRAMES
 from lib.errors import AitradexError
 from lib.ops import stack_runner
 from lib.ops.rebuild import StepResult, rebuild
@@ -172,6 +174,42 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_scan(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from tqdm import tqdm
+
+    from lib.scanner import ScanRequest, format_summary, scan_local
+
+    requests = [
+        ScanRequest(
+            timeframe=args.timeframe,
+            algorithm=algorithm,
+            symbols=tuple(s.strip().upper() for s in args.symbols.split(",") if s.strip())
+            if args.symbols
+            else None,
+            max_symbols=args.max_symbols,
+            min_score=args.min_score,
+            dry_run=args.dry_run,
+        )
+        for algorithm in dict.fromkeys(args.algorithm or ["unirail_core"])
+    ]
+    with tqdm(unit="symbol", desc="klines", disable=None) as bar:
+
+        class Progress:
+            def universe(self, symbols: int) -> None:
+                bar.reset(total=symbols)
+
+            def fetched(self, symbol: str, ok: bool) -> None:
+                bar.update(1)
+
+        results = asyncio.run(
+            scan_local(load_settings(), requests, environment=args.environment, progress=Progress())
+        )
+    print(format_summary(results))
+    return 1 if any(r.status == "failed" for r in results) else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     parser = argparse.ArgumentParser(prog="aitradex", description="AITRADEX1 operations")
@@ -216,6 +254,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("migrate", help="apply pending migrations")
     p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser(
+        "scan", help="scan a timeframe now (in this process) and store the signals that qualify"
+    )
+    p.add_argument("-t", "--timeframe", required=True, choices=TIMEFRAMES, help="Bybit kline interval")
+    p.add_argument(
+        "-a", "--algorithm", action="append", choices=ALGORITHMS, help="repeatable; default unirail_core"
+    )
+    p.add_argument("--symbols", help="comma-separated symbols instead of the tickers universe")
+    p.add_argument("--max-symbols", type=int, help="replaces scanner.universe's cap")
+    p.add_argument("--min-score", type=float, help="replaces scanner.threshold for this run")
+    p.add_argument("--dry-run", action="store_true", help="score and record the run, store no signal")
+    p.add_argument("--environment", choices=ENVIRONMENTS, help="default: exchange.environment (paper)")
+    p.set_defaults(func=cmd_scan)
     return parser
 
 

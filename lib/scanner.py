@@ -47,6 +47,7 @@ from lib.scoring.types import Candidate, CandlePanel
 from lib.universe import UniverseFilter, select_universe
 
 if TYPE_CHECKING:
+    from lib.config import Settings as AppSettings
     from lib.exchange.access import MarketAccess
     from lib.runtime.context import Services
 
@@ -736,3 +737,68 @@ async def build_scan_scheduler(services: Services, *, scorer: Scorer | None = No
         scan_job(tf, db=services.db, market_access=market_access, scorer=scorer) for tf in settings.timeframes
     ]
     return Scheduler(jobs, market_clock=clock)
+
+
+async def scan_local(
+    app_settings: AppSettings,
+    requests: Sequence[ScanRequest],
+    *,
+    environment: str | None = None,
+    progress: ScanProgress | None = None,
+) -> list[ScanResult]:
+    """Run scans in this process against the configured stack (what ``aitradex scan`` does).
+
+    The database is the configured one; market data comes from ``exchange.environment`` (or
+    ``environment``): on ``paper``, the paper exchange the local stack runs for this database. The rate
+    limiter keeps to ``exchange.rate_limit_share``.
+    """
+    from lib.exchange.access import MarketAccess
+    from lib.exchange.rate_limit import RateLimiter
+    from lib.local_state import read_services
+    from lib.stack import database_target
+
+    paper_url = read_services(app_settings.state_dir, app_settings.database.db_name).get("paper_exchange_url")
+    async with Database(database_target(app_settings).app_url, max_size=4) as db:
+        settings = await load_scan_settings(db)
+        env = environment or settings.environment
+        if env == "paper" and not paper_url:
+            raise ConfigError(
+                "no paper exchange is running for this database: start the stack (`aitradex up`, `make demo`)"
+            )
+        access = MarketAccess(
+            paper_url=str(paper_url) if paper_url else None, limiter=RateLimiter(settings.rate_limit_share)
+        )
+        return await scan_many(
+            requests, db=db, market_access=access, settings=settings, environment=env, progress=progress
+        )
+
+
+def format_summary(results: Sequence[ScanResult], *, max_errors: int = 20) -> str:
+    """A plain-text table of scan results, then the distinct errors (at most ``max_errors``)."""
+    header: tuple[object, ...] = ("timeframe", "algorithm", "status", "bar (UTC)", "symbols", "scanned")
+    header += ("candidates", "qualified", "stored", "dupes", "errors", "ms")
+    rows: list[tuple[object, ...]] = [header]
+    for r in results:
+        rows.append(
+            (
+                r.timeframe,
+                r.algorithm,
+                r.status + (" (dry run)" if r.dry_run else ""),
+                r.bar_time.strftime("%Y-%m-%d %H:%M") if r.bar_time else "-",
+                r.symbols_requested,
+                r.symbols_scanned,
+                r.candidates,
+                f"{r.qualified} (>= {r.threshold:g})",
+                r.signals_created,
+                r.duplicates,
+                len(r.errors),
+                r.duration_ms,
+            )
+        )
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    errors = sorted({(e.symbol or "(run)", e.code, e.message) for r in results for e in r.errors})
+    lines += [f"! {symbol}: {code}: {message}" for symbol, code, message in errors[:max_errors]]
+    if len(errors) > max_errors:
+        lines.append(f"! ... and {len(errors) - max_errors} more")
+    return "\n".join(lines)

@@ -451,3 +451,33 @@ async def test_scan_freshness_in_diagnostics_is_healthy_after_scanning_each_sche
     assert check.status == "healthy"
     elapsed = time.time() - started + 1
     assert all(check.details["age_s"][tf] <= elapsed for tf in settings.timeframes)
+
+
+# -- the command line ------------------------------------------------------------------------------
+
+
+def test_aitradex_scan_runs_in_process_against_the_stacks_paper_exchange_and_prints_a_summary(
+    stack: object, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lib.cli import main
+
+    monkeypatch.setenv("AITRADEX_DB_NAME", "aitradex_test")  # the stack the session rebuilt and started
+    code = main(["scan", "-t", "5", "--symbols", "ethbtc,LTCBTC,NOSUCHBTC", "--dry-run", "--min-score", "0"])
+    out = capsys.readouterr().out
+
+    assert code == 0
+    header, row, *errors = out.strip().splitlines()
+    assert header.split()[:4] == ["timeframe", "algorithm", "status", "bar"]
+    assert row.split()[:4] == ["5", "unirail_core", "partial", "(dry"]
+    assert row.split()[7:9] == ["3", "2"]  # symbols requested, scanned
+    assert errors == [next(e for e in errors if e.startswith("! NOSUCHBTC: exchange_rejected:"))]
+
+
+def test_aitradex_scan_refuses_bad_arguments_with_a_reason(
+    stack: object, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lib.cli import main
+
+    monkeypatch.setenv("AITRADEX_DB_NAME", "aitradex_test")
+    assert main(["scan", "-t", "5", "--max-symbols", "0", "--dry-run"]) == 1
+    assert "max_symbols must be at least 1" in capsys.readouterr().err

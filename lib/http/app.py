@@ -21,8 +21,8 @@ import re
 import time
 import tomllib
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +30,14 @@ from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from lib.auth import tokens
 from lib.config import REPO_ROOT
 from lib.db.session import Caller
 from lib.errors import (
     AitradexError,
+    Forbidden,
     InvalidRequest,
     MalformedBody,
     MethodNotAllowed,
@@ -113,7 +114,7 @@ def _validation_details(exc: ValidationError) -> dict[str, Any]:
     }
 
 
-def _error_response(exc: AitradexError) -> JSONResponse:
+def error_response(exc: AitradexError) -> JSONResponse:
     if isinstance(exc, Unauthorized):
         return JSONResponse({"msg": "Invalid JWT"}, status_code=401)
     return JSONResponse(exc.to_dict(), status_code=exc.http_status)
@@ -130,6 +131,8 @@ class FunctionsApp:
         *,
         jwt_secret: str,
         verify_jwt: Mapping[str, bool] | None = None,
+        hooks: Sequence[Callable[[Services], AbstractAsyncContextManager[None]]] = (),
+        extra_routes: Sequence[BaseRoute] = (),
     ) -> None:
         self.registry = dict(registry)
         self._open_services = services
@@ -138,16 +141,38 @@ class FunctionsApp:
         self.verify_jwt = dict(load_verify_jwt() if verify_jwt is None else verify_jwt)
         self.services: Services | None = None
         self._openapi: dict[str, Any] | None = None
+        # Work that lives as long as the server, with its services (the scheduler), and its routes.
+        self._hooks = list(hooks)
+        self._extra_routes = list(extra_routes)
+
+    def add_hook(self, hook: Callable[[Services], AbstractAsyncContextManager[None]]) -> None:
+        """Run ``hook(services)`` as a context for the server's lifetime (before :meth:`build`)."""
+        self._hooks.append(hook)
+
+    def add_route(self, route: BaseRoute) -> None:
+        """Serve ``route`` beside the functions (before :meth:`build`)."""
+        self._extra_routes.append(route)
 
     @asynccontextmanager
     async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
         self.services = await self._open_services()
         log_event(logger, "functions_server_started", functions=sorted(self.registry))
         try:
-            yield
+            async with AsyncExitStack() as stack:
+                for hook in self._hooks:
+                    await stack.enter_async_context(hook(self.services))
+                yield
         finally:
             await self._close_services(self.services)
             self.services = None
+
+    def require_service_role(self, request: Request) -> None:
+        """For operator routes beside the functions: only a valid service-role token passes."""
+        token = _bearer(request)
+        if token is None:
+            raise Unauthorized("Invalid JWT", details={"reason": "missing"})
+        if tokens.verify(token, self._jwt_secret).get("role") != "service_role":
+            raise Forbidden("this route needs the service role")
 
     def _caller(self, request: Request, name: str) -> Caller:
         token = _bearer(request)
@@ -199,7 +224,7 @@ class FunctionsApp:
                 # pydantic-core writes the JSON bytes itself: no intermediate dicts, no json.dumps.
                 response = Response(spec.response_adapter.dump_json(result), media_type="application/json")
         except AitradexError as exc:
-            response = _error_response(exc)
+            response = error_response(exc)
         except Exception as exc:
             log_event(
                 logger, "unhandled_error", level=logging.ERROR, function=name, error_type=type(exc).__name__
@@ -242,6 +267,7 @@ class FunctionsApp:
         """The ASGI application."""
         return Starlette(
             routes=[
+                *self._extra_routes,
                 Route("/health", self.health, methods=["GET"]),
                 Route("/functions/v1/openapi.json", self.openapi, methods=["GET"]),
                 Route("/functions/v1/{name}", self.invoke, methods=["GET", "POST", "OPTIONS"]),

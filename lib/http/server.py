@@ -19,13 +19,13 @@ from lib.runtime.context import Services
 from lib.runtime.wiring import close_services, open_services
 
 
-def create_functions_app(
+def functions_app(
     settings: Settings,
     *,
     extras: Mapping[str, Any] | None = None,
     verify_jwt: Mapping[str, bool] | None = None,
-) -> Starlette:
-    """The ASGI app with every registered function, wired to ``settings``."""
+) -> FunctionsApp:
+    """Every registered function, wired to ``settings`` (call ``.build()`` for the ASGI app)."""
     from functions import registry
 
     async def open_() -> Services:
@@ -37,7 +37,17 @@ def create_functions_app(
         close_services,
         jwt_secret=settings.jwt_secret.reveal(),
         verify_jwt=verify_jwt,
-    ).build()
+    )
+
+
+def create_functions_app(
+    settings: Settings,
+    *,
+    extras: Mapping[str, Any] | None = None,
+    verify_jwt: Mapping[str, bool] | None = None,
+) -> Starlette:
+    """The ASGI app with every registered function, wired to ``settings``."""
+    return functions_app(settings, extras=extras, verify_jwt=verify_jwt).build()
 
 
 def uvicorn_config(app: Starlette, host: str, port: int) -> uvicorn.Config:

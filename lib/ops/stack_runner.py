@@ -8,6 +8,7 @@ waits until it answers, and records its pid, URLs and a hash of the code it runs
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import os
@@ -15,6 +16,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,17 +25,24 @@ from typing import Any
 import httpx
 import uvicorn
 import uvloop
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from lib.auth.tokens import mint_api_key
 from lib.config import REPO_ROOT, Settings
 from lib.db.embedded import _free_port
+from lib.db.session import Caller
 from lib.errors import AitradexError
+from lib.http.app import FunctionsApp, error_response
 from lib.local_state import read_services, write_services
 from lib.log import configure_logging, log_event
+from lib.runtime.context import Services
 
 DEFAULT_FUNCTIONS_PORT = 54321
 DEFAULT_PAPER_PORT = 54330
 START_TIMEOUT_S = 60.0
+WARMUP_CANDLES = 3600
 logger = logging.getLogger("aitradex.stack")
 
 
@@ -101,15 +111,104 @@ def _ports(settings: Settings) -> tuple[int, int]:
     return _free_port(0), _free_port(0)
 
 
+def replay_start_ms() -> int:
+    """Where a new paper exchange starts its replay: late enough for a full scan window on every
+    scanned timeframe (300 hourly bars = 3,600 five-minute candles), leaving the rest to replay.
+    An existing paper state file resumes at its own saved time instead."""
+    from lib.market_data import CANDLE_MS, load_all
+
+    first = min(int(c.open_time_ms[0]) for c in load_all().values())
+    return first + WARMUP_CANDLES * CANDLE_MS
+
+
 def _exit_on_sigterm(_signum: int, _frame: object) -> None:
     raise SystemExit(0)
+
+
+async def _setting(services: Services, key: str, default: Any) -> Any:
+    async with services.db.read(Caller.service()) as conn:
+        row = await (await conn.execute("select value from app_settings where key = %s", (key,))).fetchone()
+    return default if row is None else row["value"]
+
+
+def attach_scheduler(app: FunctionsApp, *, paper_url: str, tick_driven: bool) -> None:
+    """Run the built-in scheduler beside the functions, and serve ``/scheduler/tick`` and ``/status``.
+
+    ``tick_driven``: the paper clock is frozen (speed 0), so time moves only when a driver advances
+    it; the driver then calls ``POST /scheduler/tick`` and gets the jobs' outcomes back. Otherwise the
+    scheduler polls its clock every second by itself.
+    """
+    from functions import registry
+    from lib.ops.pipeline import build_scheduler
+
+    holder: dict[str, Any] = {}
+
+    @asynccontextmanager
+    async def run_scheduler(services: Services) -> AsyncIterator[None]:
+        environment = str(await _setting(services, "exchange.environment", "paper"))
+        scheduler, pipeline = build_scheduler(
+            services,
+            registry(),
+            environment=environment,
+            paper_url=paper_url,
+            timeframes=await _setting(services, "scanner.timeframes", ["5"]),
+            algorithms=await _setting(services, "scanner.algorithms", ["unirail_core"]),
+        )
+        holder.update(scheduler=scheduler, pipeline=pipeline, environment=environment)
+        stop = asyncio.Event()
+        task = None if tick_driven else asyncio.create_task(scheduler.run_forever(stop))
+        log_event(
+            logger,
+            "scheduler_started",
+            environment=environment,
+            tick_driven=tick_driven,
+            jobs=[j.name for j in scheduler.jobs],
+        )
+        try:
+            yield
+        finally:
+            stop.set()
+            if task is not None:
+                await task
+
+    async def tick(request: Request) -> Response:
+        try:
+            app.require_service_role(request)
+            report = await holder["scheduler"].tick(wait=True)
+        except AitradexError as exc:
+            return error_response(exc)
+        return JSONResponse(
+            {
+                "market_ms": report.market_ms,
+                "started": list(report.started),
+                "skipped": list(report.skipped),
+                "outcomes": report.outcomes,
+            }
+        )
+
+    async def status(request: Request) -> Response:
+        try:
+            app.require_service_role(request)
+        except AitradexError as exc:
+            return error_response(exc)
+        scheduler = holder["scheduler"]
+        jobs = {
+            job.name: dict(zip(("runs", "failures", "skips"), scheduler.stats(job.name), strict=True))
+            for job in scheduler.jobs
+        }
+        body = {"environment": holder["environment"], "tick_driven": tick_driven, "jobs": jobs}
+        return JSONResponse({**body, "running": list(scheduler.running())})
+
+    app.add_hook(run_scheduler)
+    app.add_route(Route("/scheduler/tick", tick, methods=["POST"]))
+    app.add_route(Route("/scheduler/status", status, methods=["GET"]))
 
 
 def run_foreground(settings: Settings, *, functions_port: int, paper_port: int, speed: float = 0.0) -> None:
     """Serve the paper exchange (in a thread) and the functions server (here) until a stop signal."""
     from lib.exchange.access import MarketAccess
     from lib.exchange.trading import PybitExchange
-    from lib.http.server import create_functions_app, uvicorn_config
+    from lib.http.server import functions_app, uvicorn_config
     from lib.paper_exchange.config import PaperExchangeConfig
     from lib.paper_exchange.server import running_paper_exchange
 
@@ -118,10 +217,14 @@ def run_foreground(settings: Settings, *, functions_port: int, paper_port: int, 
     # cleanup below run (forget this stack's facts, stop the paper exchange) instead of dying mid-way.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     state_path = settings.state_dir / "paper-exchange" / f"{settings.database.db_name}.json"
-    paper = PaperExchangeConfig(state_path=state_path, port=paper_port, speed=speed)
+    paper = PaperExchangeConfig(
+        state_path=state_path, port=paper_port, speed=speed, start_time_ms=replay_start_ms()
+    )
     with running_paper_exchange(paper) as paper_url:
         extras = {"exchange": PybitExchange(paper_url=paper_url), "market": MarketAccess(paper_url=paper_url)}
-        app = create_functions_app(settings, extras=extras)
+        functions = functions_app(settings, extras=extras)
+        attach_scheduler(functions, paper_url=paper_url, tick_driven=speed == 0)
+        app = functions.build()
         urls = StackUrls(api_url=f"http://127.0.0.1:{functions_port}", paper_exchange_url=paper_url)
         write_services(
             settings.state_dir,

@@ -1,0 +1,103 @@
+"""The scheduled pipeline: scans at each candle close, then execution, then order tracking.
+
+The scheduler calls the functions' handlers directly (no HTTP), as the service role, with the same
+services the HTTP adapter uses. Its jobs depend on where time comes from:
+
+- paper (replay time): one ``pipeline`` job at every 5-minute close. It scans each configured
+  timeframe whose candle closed since the last run, with each configured algorithm, then runs the
+  executor, then the order tracker, in that order. A signal found at a close is therefore executed
+  at that same close, and replayed hours behave like real ones;
+- live environments (wall time): a scan job per timeframe at its candle close, and the executor and
+  the order tracker every minute, as independent jobs.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+from lib.db.session import Caller
+from lib.log import log_event
+from lib.panel import candle_open_ms
+from lib.runtime.context import Context, Services
+from lib.runtime.spec import FunctionSpec
+from lib.scheduler import CandleClose, Every, Job, MarketClock, Scheduler, market_clock_for
+
+logger = logging.getLogger("aitradex.pipeline")
+SCANNER = "unireli-core-scanner"
+EXECUTOR = "aitradex1-trade-executor"
+TRACKER = "order-tracker"
+
+
+@dataclass
+class Pipeline:
+    """Runs the functions in pipeline order for the scheduler (and for ``/scheduler/tick``)."""
+
+    services: Services
+    registry: Mapping[str, FunctionSpec]
+    timeframes: Sequence[str]
+    algorithms: Sequence[str]
+    market_clock: MarketClock
+    last_market_ms: int | None = None
+    runs: list[dict[str, Any]] = field(default_factory=list)
+
+    async def call(self, name: str, body: dict[str, Any]) -> Any:
+        """Call one function's handler as the service role."""
+        spec = self.registry[name]
+        ctx = Context(caller=Caller.service(), services=self.services, request_id=uuid.uuid4().hex)
+        return await spec.handler(spec.request_adapter.validate_python(body), ctx)
+
+    async def scan(self, timeframe: str) -> None:
+        for algorithm in self.algorithms:
+            await self.call(SCANNER, {"action": "scan", "timeframe": timeframe, "algorithm": algorithm})
+
+    async def execute(self) -> None:
+        await self.call(EXECUTOR, {"action": "execute_pending"})
+
+    async def track(self) -> None:
+        await self.call(TRACKER, {"action": "track"})
+
+    def closed_timeframes(self, previous_ms: int | None, now_ms: int) -> list[str]:
+        """Timeframes whose candle closed in (previous, now]; all of them on the first run."""
+        if previous_ms is None:
+            return list(self.timeframes)
+        return [tf for tf in self.timeframes if candle_open_ms(tf, now_ms) > candle_open_ms(tf, previous_ms)]
+
+    async def after_candle(self) -> None:
+        """The paper pipeline: scans of every timeframe that closed, then execution, then tracking."""
+        now_ms = await self.market_clock.now_ms()
+        closed = self.closed_timeframes(self.last_market_ms, now_ms)
+        self.last_market_ms = now_ms
+        for timeframe in closed:
+            await self.scan(timeframe)
+        await self.execute()
+        await self.track()
+        self.runs.append({"market_ms": now_ms, "scanned": closed})
+        log_event(logger, "pipeline_run", market_ms=now_ms, scanned=closed)
+
+
+def build_scheduler(
+    services: Services,
+    registry: Mapping[str, FunctionSpec],
+    *,
+    environment: str,
+    paper_url: str | None,
+    timeframes: Sequence[str],
+    algorithms: Sequence[str],
+) -> tuple[Scheduler, Pipeline]:
+    """The scheduler for this stack, with the jobs the module docstring describes."""
+    clock = market_clock_for(environment, paper_url=paper_url)
+    pipeline = Pipeline(services, registry, timeframes, algorithms, clock)
+    if environment == "paper":
+        jobs = [Job("pipeline", CandleClose("5"), pipeline.after_candle)]
+    else:
+        jobs = [Job(f"scan:{tf}", CandleClose(tf), partial(pipeline.scan, tf)) for tf in timeframes]
+        jobs += [
+            Job("execute", Every.minutes(1), pipeline.execute),
+            Job("track", Every.minutes(1), pipeline.track),
+        ]
+    return Scheduler(jobs, market_clock=clock), pipeline

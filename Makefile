@@ -18,9 +18,9 @@ $(UV):
 	$(UV) sync --frozen --python $(PYTHON)
 	@touch $@
 
-## demo: set everything up and run the main job
+## demo: set everything up and run the main job (rebuild, then replay hours through the whole pipeline)
 demo: .venv/.synced
-	$(VENV_PY) scripts/rebuild_system.py
+	$(VENV_PY) -m lib.cli demo
 
 ## test: set everything up and run the whole test suite
 test: .venv/.synced

@@ -8,6 +8,8 @@ Subcommands:
   down                         stop a stack the rebuild started in the background
   db start|stop                start or stop the embedded PostgreSQL
   keys rotate                  add a master key version and re-encrypt every stored API key
+  demo [--hours H]             rebuild, then replay H hours through scans, execution and tracking
+  paper-account create         open a funded paper account; prints its API key and secret
   migrate                      apply pending migrations only
   scan -t TF [--dry-run ...]   scan a timeframe now, in this process (not over HTTP), and print a summary
 
@@ -166,6 +168,28 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from lib.ops.demo import run_demo
+
+    run_demo(hours=args.hours)
+    return 0
+
+
+def cmd_paper_account_create(args: argparse.Namespace) -> int:
+    from lib.paper_exchange.server import create_paper_account
+
+    settings = load_settings()
+    facts = stack_runner.running_facts(settings)
+    if facts is None:
+        raise AitradexError("the local stack is not running: run `make demo` or `aitradex rebuild` first")
+    account = create_paper_account(str(facts["paper_exchange_url"]), args.balance)
+    print(f"paper account {account.account_id} with {args.balance} USDT on {facts['paper_exchange_url']}")
+    print("connect it with the trading-account function (environment: paper); keep the secret private:")
+    print(f"API_KEY={account.api_key}")
+    print(f"API_SECRET={account.api_secret}")
+    return 0
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     settings = load_settings()
     with admin_connection(database_target(settings)) as conn:
@@ -251,6 +275,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     k.add_argument("--batch-size", type=int, default=100)
     k.set_defaults(func=cmd_keys_rotate)
+
+    p = sub.add_parser("demo", help="rebuild, then replay hours of candles through the whole pipeline")
+    p.add_argument("--hours", type=float, default=3.0, help="replayed hours (default 3: about a minute)")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("paper-account", help="accounts on the local paper exchange")
+    paper_sub = p.add_subparsers(dest="paper_command", required=True)
+    c = paper_sub.add_parser("create", help="open a funded paper account and print its API key and secret")
+    c.add_argument("--balance", default="10000", help="USDT balance (default 10000)")
+    c.set_defaults(func=cmd_paper_account_create)
 
     p = sub.add_parser("migrate", help="apply pending migrations")
     p.set_defaults(func=cmd_migrate)

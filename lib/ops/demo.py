@@ -138,7 +138,8 @@ SUMMARY_SQL = {
         where o.created_at >= %(since)s and u.email = any(%(emails)s)
         group by 1, 2 order by 1, 2""",
     "closes": """
-        select u.email, o.symbol, o.side, o.qty, o.avg_fill_price, o.exit_price, o.close_reason, o.realized_pnl
+        select u.email, o.symbol, o.side, o.qty, o.avg_fill_price, o.exit_price, o.close_reason,
+               o.realized_pnl
         from execution_orders o join auth.users u on u.id = o.user_id
         where o.created_at >= %(since)s and u.email = any(%(emails)s) and o.closed_at is not null
         order by o.closed_at""",

@@ -9,8 +9,10 @@ Steps, in order; each reports whether it changed anything, so a second run repor
 5. migrations (tracked, checksummed; an edited applied migration stops the rebuild);
 6. ``app_settings`` restored from the versioned ``supabase/seed/app_settings.json``;
 7. ``markets`` seeded from ``supabase/seed/markets.json``;
-8. the functions server and paper exchange: started, or redeployed when the code changed;
-9. verification through ``diagnostics``: every check healthy, or only lacking history (no scan yet,
+8. the schedules: pg_cron + pg_net jobs where the database has them (hosted Supabase; the functions'
+   public URL comes from ``AITRADEX_FUNCTIONS_URL``), otherwise the stack's built-in scheduler;
+9. the functions server and paper exchange: started, or redeployed when the code changed;
+10. verification through ``diagnostics``: every check healthy, or only lacking history (no scan yet,
    instruments cache never filled), which is what a system rebuilt from nothing looks like.
 
 ``dry_run`` reports the same plan and changes nothing: no secret, server, database or row.
@@ -30,9 +32,9 @@ from psycopg.types.json import Jsonb
 
 from lib.config import DEFAULT_STATE_DIR, REPO_ROOT, SECRETS_FILE, Settings, load_settings
 from lib.db import migrate
-from lib.errors import AitradexError
+from lib.errors import AitradexError, ConfigError
 from lib.local_state import ensure_local_secrets
-from lib.ops import stack_runner
+from lib.ops import schedules, stack_runner
 from lib.stack import DatabaseTarget, admin_connection, database_target, start_database
 
 SEED_DIR = REPO_ROOT / "supabase" / "seed"
@@ -159,6 +161,9 @@ def _dry_run_database(report: RebuildReport, target: DatabaseTarget, settings: S
         report.add("app_settings", n > 0, f"would restore {n} setting(s)" if n else "match the backup")
         n = seed_markets(conn, load_seed(MARKETS_FILE))
         report.add("markets", n > 0, f"would seed {n} market(s)" if n else "match the seed")
+        report.add(
+            "schedules", False, "would use " + schedules.plan(conn, *_schedule_settings(conn)).describe()
+        )
     facts = stack_runner.running_facts(settings)
     if facts is None:
         report.add("functions", True, "would start the functions server and paper exchange")
@@ -166,6 +171,29 @@ def _dry_run_database(report: RebuildReport, target: DatabaseTarget, settings: S
         report.add("functions", True, f"would redeploy the server at {facts['api_url']} (code changed)")
     else:
         report.add("functions", False, f"running at {facts['api_url']}")
+
+
+def _schedule_settings(conn: psycopg.Connection) -> tuple[list[str], list[str]]:
+    rows: dict[str, Any] = dict(
+        conn.execute(
+            "select key, value from app_settings where key in ('scanner.timeframes', 'scanner.algorithms')"
+        ).fetchall()
+    )
+    return list(rows.get("scanner.timeframes", ["5"])), list(rows.get("scanner.algorithms", ["unirail_core"]))
+
+
+def _schedules_step(report: RebuildReport, conn: psycopg.Connection, env: Mapping[str, str]) -> None:
+    plan = schedules.plan(conn, *_schedule_settings(conn))
+    if not plan.uses_pg_cron:
+        report.add("schedules", False, plan.describe())
+        return
+    functions_url = env.get("AITRADEX_FUNCTIONS_URL")
+    if not functions_url:
+        raise ConfigError("pg_cron is available: set AITRADEX_FUNCTIONS_URL to the functions' public URL")
+    changed = schedules.register(conn, plan, functions_url)
+    report.add(
+        "schedules", changed > 0, f"{changed} pg_cron job(s) registered" if changed else plan.describe()
+    )
 
 
 def _verify_step(report: RebuildReport, settings: Settings, api_url: str) -> None:
@@ -252,6 +280,9 @@ def rebuild(
 
         n = seed_markets(conn, load_seed(MARKETS_FILE))
         report.add("markets", n > 0, f"{n} market(s) seeded" if n else "match the seed")
+        emit()
+
+        _schedules_step(report, conn, env)
         emit()
 
     if serve:

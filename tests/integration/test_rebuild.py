@@ -45,6 +45,7 @@ async def test_a_second_rebuild_reports_no_change_and_changes_nothing(
         "migrations",
         "app_settings",
         "markets",
+        "schedules",
         "functions",
         "verify",
     ]

@@ -1,0 +1,123 @@
+"""Registering the schedules: pg_cron + pg_net where the database has them, the built-in scheduler otherwise.
+
+On a hosted Supabase project, ``cron.schedule`` jobs POST to the functions with ``net.http_post``: a
+scan per timeframe at its candle close (a minute's grace after the boundary is not needed: Bybit's
+closed candle is available at once), and the executor and order tracker every minute. The service-role
+key is read from Supabase Vault (secret ``aitradex_service_role_key``) when the job runs, so it is never
+stored in ``cron.job``. Jobs are upserted by name (``cron.schedule`` replaces a job of the same name), so
+registering again changes nothing.
+
+Elsewhere (the embedded database, a plain Postgres) the stack's built-in scheduler runs the same
+pipeline (``lib.ops.pipeline``), and nothing is registered in the database.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import psycopg
+
+CRON_BY_TIMEFRAME = {
+    "1": "* * * * *",
+    "3": "*/3 * * * *",
+    "5": "*/5 * * * *",
+    "15": "*/15 * * * *",
+    "30": "*/30 * * * *",
+    "60": "0 * * * *",
+    "120": "0 */2 * * *",
+    "240": "0 */4 * * *",
+    "360": "0 */6 * * *",
+    "720": "0 */12 * * *",
+    "D": "0 0 * * *",
+    "W": "0 0 * * 1",
+    "M": "0 0 1 * *",
+}
+VAULT_SECRET = "aitradex_service_role_key"  # noqa: S105 - the Vault entry's name, not a secret
+
+
+@dataclass(frozen=True, slots=True)
+class CronJob:
+    """One pg_cron job: its name, cron expression, and the function call it makes."""
+
+    name: str
+    schedule: str
+    function: str
+    body: dict[str, object]
+
+    def command(self, functions_url: str) -> str:
+        """The SQL pg_cron runs: an authenticated POST through pg_net, the key read from Vault."""
+        # Every interpolated value goes through _literal (quote doubling): the SQL text is stored by
+        # pg_cron and run later, so it cannot take bind parameters.
+        url = _literal(f"{functions_url.rstrip('/')}/{self.function}")
+        key = f"(select decrypted_secret from vault.decrypted_secrets where name = {_literal(VAULT_SECRET)})"  # noqa: S608
+        headers = (
+            f"jsonb_build_object('Content-Type', 'application/json', 'Authorization', 'Bearer ' || {key})"
+        )
+        body = _literal(json.dumps(self.body))
+        return f"select net.http_post(url := {url}, headers := {headers}, body := {body}::jsonb)"
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulePlan:
+    """How schedules run on this database: pg_cron jobs, or the built-in scheduler."""
+
+    uses_pg_cron: bool
+    jobs: tuple[CronJob, ...]
+
+    def describe(self) -> str:
+        if not self.uses_pg_cron:
+            return "built-in scheduler in the stack (no pg_cron/pg_net here)"
+        return "pg_cron: " + ", ".join(f"{job.name} [{job.schedule}]" for job in self.jobs)
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def cron_jobs(timeframes: Sequence[str], algorithms: Sequence[str]) -> tuple[CronJob, ...]:
+    """The jobs for these timeframes and algorithms, plus the executor and tracker every minute."""
+    jobs = [
+        CronJob(
+            f"aitradex-scan-{tf}-{algorithm}",
+            CRON_BY_TIMEFRAME[tf],
+            "unireli-core-scanner",
+            {"action": "scan", "timeframe": tf, "algorithm": algorithm},
+        )
+        for tf in timeframes
+        for algorithm in algorithms
+    ]
+    jobs.append(
+        CronJob("aitradex-executor", "* * * * *", "aitradex1-trade-executor", {"action": "execute_pending"})
+    )
+    jobs.append(CronJob("aitradex-order-tracker", "* * * * *", "order-tracker", {"action": "track"}))
+    return tuple(jobs)
+
+
+def has_pg_cron(conn: psycopg.Connection) -> bool:
+    """Whether both pg_cron and pg_net are installed in this database."""
+    row = conn.execute("select count(*) from pg_extension where extname in ('pg_cron', 'pg_net')").fetchone()
+    return bool(row and row[0] == 2)
+
+
+def plan(conn: psycopg.Connection, timeframes: Sequence[str], algorithms: Sequence[str]) -> SchedulePlan:
+    """What :func:`register` would do on this database."""
+    if not has_pg_cron(conn):
+        return SchedulePlan(uses_pg_cron=False, jobs=())
+    return SchedulePlan(uses_pg_cron=True, jobs=cron_jobs(timeframes, algorithms))
+
+
+def register(conn: psycopg.Connection, schedule: SchedulePlan, functions_url: str) -> int:
+    """Create or update the pg_cron jobs of ``schedule``; returns how many changed (0 when already so)."""
+    changed = 0
+    for job in schedule.jobs:
+        command = job.command(functions_url)
+        current = conn.execute(
+            "select schedule, command from cron.job where jobname = %s", (job.name,)
+        ).fetchone()
+        if current == (job.schedule, command):
+            continue
+        conn.execute("select cron.schedule(%s, %s, %s)", (job.name, job.schedule, command))
+        changed += 1
+    return changed

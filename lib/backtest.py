@@ -167,28 +167,25 @@ def resample(candles: Candles, minutes: int) -> Candles:
     bucket = candles.open_time_ms // length
     starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
     ends = np.r_[starts[1:], bucket.shape[0]]
+    # Aggregate every bucket first: reduceat runs from each start to the next one given.
+    high = np.maximum.reduceat(candles.high, starts)
+    low = np.minimum.reduceat(candles.low, starts)
+    volume = np.add.reduceat(candles.volume, starts)
+    # Then drop the edge buckets the data only partly covers (started or ended inside them).
     keep = np.ones(starts.shape, dtype=np.bool_)
-    # Drop the edge buckets the data only partly covers (started or ended inside them).
-    first_open = bucket[0] * length
-    if candles.open_time_ms[0] != first_open:
+    if candles.open_time_ms[0] != bucket[0] * length:
         keep[0] = False
-    last_close = (bucket[-1] + 1) * length
-    if candles.open_time_ms[-1] + FIVE_MINUTES_MS != last_close:
+    if candles.open_time_ms[-1] + FIVE_MINUTES_MS != (bucket[-1] + 1) * length:
         keep[-1] = False
-    starts, ends = starts[keep], ends[keep]
     return Candles(
         symbol=candles.symbol,
-        open_time_ms=(bucket[starts] * length).astype(np.int64),
-        open=candles.open[starts].copy(),
-        high=np.maximum.reduceat(candles.high, starts)[: starts.shape[0]] if starts.size else _empty(),
-        low=np.minimum.reduceat(candles.low, starts)[: starts.shape[0]] if starts.size else _empty(),
-        close=candles.close[ends - 1].copy(),
-        volume=np.add.reduceat(candles.volume, starts)[: starts.shape[0]] if starts.size else _empty(),
+        open_time_ms=(bucket[starts[keep]] * length).astype(np.int64),
+        open=candles.open[starts[keep]],
+        high=high[keep],
+        low=low[keep],
+        close=candles.close[ends[keep] - 1],
+        volume=volume[keep],
     )
-
-
-def _empty() -> FloatArray:
-    return np.empty(0, dtype=np.float64)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -40,8 +40,8 @@ The winner holds one pooled connection for the length of the fetch; waiters hold
 Exchange failures. With an expired entry the stale filters are served and the failure is logged
 (``instruments_cache_serving_stale``, warning); filters rarely change, and refusing every order because
 Bybit hiccuped would be worse. With no entry: ``ExchangeUnavailable`` (retryable) for a timeout, 5xx,
-rate limit or ban; an ``ExchangeRejected`` (the exchange refused the request, e.g. a category it does not
-list) is raised as it is.
+rate limit or ban; any other exchange error (``ExchangeRejected``, e.g. a category the exchange does not
+list, or an answer this client does not understand) is raised as it is: retrying would not help.
 
 In-process memo. Each process also keeps what it read for :data:`LOCAL_TTL_S` seconds (never past the
 entry's own expiry). Measured on this machine (2 shared cores, local PostgreSQL, a 600-instrument entry
@@ -67,7 +67,14 @@ from psycopg import errors as pg_errors
 from psycopg.types.json import Jsonb
 
 from lib.db.session import Caller, Connection, Database
-from lib.errors import ExchangeError, ExchangeRejected, ExchangeUnavailable, InvalidRequest, NotFound
+from lib.errors import (
+    ExchangeError,
+    ExchangeUnavailable,
+    InvalidRequest,
+    IpBanned,
+    NotFound,
+    RateLimited,
+)
 from lib.exchange.models import Instrument
 from lib.instruments import (
     InstrumentFilters,
@@ -376,7 +383,7 @@ async def _refresh(
                 return _stale(current)
             raise ExchangeUnavailable(
                 f"the {category} instrument filters could not be fetched just now; try again shortly",
-                details=facts,
+                details=dict(facts),
             )
         ttl = await _ttl(conn)
         try:
@@ -394,8 +401,8 @@ async def _refresh(
                     fetched_at=fallback.fetched_at.isoformat(),
                 )
                 return _stale(fallback)
-            if isinstance(error, ExchangeRejected):
-                raise
+            if not isinstance(error, ExchangeUnavailable | RateLimited | IpBanned):
+                raise  # refused on purpose, or an answer not understood: retrying will not help
             raise ExchangeUnavailable(
                 f"the {category} instrument filters are not cached and the exchange did not answer",
                 details={**facts, "cause": error.code},

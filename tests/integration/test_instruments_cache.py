@@ -25,7 +25,7 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from lib.db.session import Caller, Database
-from lib.errors import ExchangeUnavailable
+from lib.errors import ExchangeRejected, ExchangeUnavailable
 from lib.exchange.access import MarketAccess
 from lib.exchange.market import MarketDataClient, RetryPolicy
 from lib.exchange.models import Instrument
@@ -306,6 +306,18 @@ async def test_an_exchange_outage_with_nothing_cached_raises_the_retryable_excha
     assert raised.value.details["category"] == CATEGORY
     assert down.fetches == [CATEGORY]
     assert await stored_entry(db, CATEGORY, environment) is None
+
+
+async def test_an_exchange_refusal_with_nothing_cached_is_raised_as_the_refusal_not_as_retryable(
+    db: Database, market: CountingMarket, clock: FixedClock, environment: str
+) -> None:
+    # The paper exchange lists linear and spot only; 'option' can have no row, so nothing is touched.
+    with pytest.raises(ExchangeRejected) as raised:
+        await get_snapshot(db, market, "option", clock, environment=environment, memo=None)
+
+    assert not raised.value.retryable
+    assert raised.value.ret_code == 10001
+    assert market.fetches == ["option"]
 
 
 async def test_an_unreadable_entry_is_fetched_again_rather_than_trusted(

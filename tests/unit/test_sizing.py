@@ -176,7 +176,8 @@ def test_levels_that_cannot_keep_their_order_above_zero_are_refused() -> None:
 
 # -- properties ------------------------------------------------------------------------------------
 
-directions = st.sampled_from(["LONG", "SHORT"])
+DIRECTIONS: list[Direction] = ["LONG", "SHORT"]
+directions = st.sampled_from(DIRECTIONS)
 
 
 def _scaled(mantissas: list[int], lo: int, hi: int) -> st.SearchStrategy[D]:

@@ -248,10 +248,10 @@ def _score_symbol(
     )
     pf = panel_features(panel)
     if algorithm == unirail_core.NAME:
-        bars = unirail_core.score_features(panel, pf)
+        bars = unirail_core.score_features(pf)
         return bars, bars.valid[0], "all"
     assert plan is not None  # run_backtest builds the plan for quantum_ai
-    final = quantum_ai.score_features(panel, pf, plan.weights.final)
+    final = quantum_ai.score_features(pf, plan.weights.final)
     training = plan.weights.training
     times = candles.open_time_ms
     in_training = (
@@ -271,7 +271,7 @@ def _score_symbol(
         window = in_training & (times >= fold.valid_from_ms) & (times < fold.valid_to_ms)
         if not window.any():
             continue
-        scored = quantum_ai.score_features(panel, pf, fold.model)
+        scored = quantum_ai.score_features(pf, fold.model)
         for name, values in _bar_arrays(scored).items():
             chosen[name][window] = values[window]
         usable |= window & scored.valid[0]

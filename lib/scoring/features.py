@@ -26,8 +26,10 @@ Per-bar scores
 --------------
 Each scorer computes a score for LONG and one for SHORT on every bar (``score_bars``), and
 :func:`combine_sides` turns them into a :class:`BarScores` table: the better side (LONG on a tie), its
-score, its components, the confidence and the levels. ``score_panel`` reads the last bar of that
-table with :func:`last_bar_candidates`, so live scoring and the backtest share the same math.
+score, its components, the confidence and the levels. ``score_panel`` runs the same functions on
+:meth:`PanelFeatures.last_bar` (the features of the last bar, computed over the whole panel) and turns
+that one column into candidates with :func:`last_bar_candidates`, so live scoring and the backtest
+share the same math.
 
 Confidence (both scorers): ``(best - other) / best`` where ``best`` and ``other`` are the chosen and the
 opposite side's scores (0 when ``best`` is 0): 1 when the opposite side has no case at all, 0 when both
@@ -41,9 +43,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from numpy.lib.stride_tricks import sliding_window_view
 
-from lib.indicators import Features, features
+from lib.indicators import FEATURE_NAMES, Features, features
 from lib.scoring.levels import SL_ATR, TP_ATR, levels, levels_valid
 from lib.scoring.types import Candidate, CandlePanel, Direction
 
@@ -63,6 +64,8 @@ FIVE_MINUTES_MS = 5 * 60 * 1000
 class PanelFeatures:
     """A panel's candles, its indicators and the derived series, all symbols x time."""
 
+    symbols: tuple[str, ...]
+    open_time_ms: IntArray
     open: FloatArray
     high: FloatArray
     low: FloatArray
@@ -75,6 +78,32 @@ class PanelFeatures:
     atr_pct: FloatArray
     change12: FloatArray
     bar_minutes: float
+
+    def last_bar(self) -> PanelFeatures:
+        """The same features restricted to the panel's last bar (views, symbols x 1).
+
+        ``score_panel`` scores this instead of every bar: the same functions on one column, so the
+        scanner pays for the indicators' time loops (which need the history) but not for scoring
+        bars it will not use.
+        """
+        last = slice(max(self.open_time_ms.shape[0] - 1, 0), None)
+        ind = Features(**{name: getattr(self.ind, name)[:, last] for name in FEATURE_NAMES})
+        return PanelFeatures(
+            symbols=self.symbols,
+            open_time_ms=self.open_time_ms[last],
+            open=self.open[:, last],
+            high=self.high[:, last],
+            low=self.low[:, last],
+            close=self.close[:, last],
+            volume=self.volume[:, last],
+            ind=ind,
+            prev_high20=self.prev_high20[:, last],
+            prev_low20=self.prev_low20[:, last],
+            obv_flow20=self.obv_flow20[:, last],
+            atr_pct=self.atr_pct[:, last],
+            change12=self.change12[:, last],
+            bar_minutes=self.bar_minutes,
+        )
 
 
 def bar_minutes(open_time_ms: npt.NDArray[np.int64]) -> float:
@@ -96,12 +125,19 @@ def _shift(x: FloatArray, k: int) -> FloatArray:
 
 
 def _rolling(x: FloatArray, window: int, how: str) -> FloatArray:
-    """Rolling max/min/sum over the ``window`` bars ending at each bar; NaN before a full window."""
+    """Rolling max/min/sum over the ``window`` bars ending at each bar; NaN before a full window.
+
+    ``window`` whole-array operations on shifted views (NaN propagates through all three): several
+    times faster than reducing a sliding-window view, whose inner axis is strided.
+    """
     out = np.full_like(x, np.nan)
-    if x.shape[1] >= window:
-        view = sliding_window_view(x, window, axis=1)
-        reduced = {"max": view.max(axis=2), "min": view.min(axis=2), "sum": view.sum(axis=2)}[how]
-        out[:, window - 1 :] = reduced
+    n = x.shape[1]
+    if n >= window:
+        op = {"max": np.maximum, "min": np.minimum, "sum": np.add}[how]
+        acc = x[:, window - 1 :].copy()
+        for k in range(1, window):
+            op(acc, x[:, window - 1 - k : n - k], out=acc)
+        out[:, window - 1 :] = acc
     return out
 
 
@@ -121,6 +157,8 @@ def panel_features(panel: CandlePanel) -> PanelFeatures:
         flow = np.where(np.isnan(obv_change) | np.isnan(volume_sum), np.nan, flow)
         atr_pct = 100.0 * ind.atr14 / c
     return PanelFeatures(
+        symbols=panel.symbols,
+        open_time_ms=np.asarray(panel.open_time_ms, dtype=np.int64),
         open=o,
         high=h,
         low=lo,
@@ -188,7 +226,6 @@ class BarScores:
 
 
 def combine_sides(
-    panel: CandlePanel,
     pf: PanelFeatures,
     valid: BoolArray,
     long_score: FloatArray,
@@ -218,8 +255,8 @@ def combine_sides(
         for name in long_components
     }
     return BarScores(
-        symbols=panel.symbols,
-        open_time_ms=panel.open_time_ms,
+        symbols=pf.symbols,
+        open_time_ms=pf.open_time_ms,
         valid=ok,
         sign=np.where(ok, sign, 0).astype(np.int8),
         score=np.where(ok, np.clip(best, 0.0, 100.0), nan),

@@ -232,8 +232,8 @@ class QuantumWeights:
     training: dict[str, Any]
 
 
-def score_features(panel: CandlePanel, pf: PanelFeatures, model: CalibratedModel) -> BarScores:
-    """Score every bar of ``panel`` from its precomputed features with ``model``."""
+def score_features(pf: PanelFeatures, model: CalibratedModel) -> BarScores:
+    """Score every bar of precomputed features (a whole panel's, or its last bar's) with ``model``."""
     valid = base_valid(pf)
     sides: list[tuple[FloatArray, dict[str, FloatArray]]] = []
     a, b = model.platt.a, model.platt.b
@@ -247,17 +247,19 @@ def score_features(panel: CandlePanel, pf: PanelFeatures, model: CalibratedModel
         components.update({name: a * contrib[name] for name in FEATURE_NAMES})
         sides.append((100.0 * _sigmoid(a * logit + b), components))
     (long_score, long_c), (short_score, short_c) = sides
-    return combine_sides(panel, pf, valid, long_score, short_score, long_c, short_c)
+    return combine_sides(pf, valid, long_score, short_score, long_c, short_c)
 
 
 def score_bars(panel: CandlePanel, model: CalibratedModel | None = None) -> BarScores:
     """Score every bar of every symbol in ``panel`` (default: the deployed model of the weights file)."""
-    return score_features(panel, panel_features(panel), model or load_weights().final)
+    return score_features(panel_features(panel), model or load_weights().final)
 
 
 def score_panel(panel: CandlePanel, model: CalibratedModel | None = None) -> list[Candidate]:
     """At most one candidate per symbol, on the panel's last bar (the scanner's entry point)."""
-    return last_bar_candidates(score_bars(panel, model))
+    return last_bar_candidates(
+        score_features(panel_features(panel).last_bar(), model or load_weights().final)
+    )
 
 
 # --------------------------------------------------------------------------------------------------

@@ -175,21 +175,30 @@ def side_components(pf: PanelFeatures, d: float) -> dict[str, FloatArray]:
     }
 
 
-def score_features(panel: CandlePanel, pf: PanelFeatures) -> BarScores:
-    """Score every bar of ``panel`` from its precomputed features (see :func:`score_bars`)."""
+def score_features(pf: PanelFeatures) -> BarScores:
+    """Score every bar of precomputed features (all of a panel's, or :meth:`PanelFeatures.last_bar`)."""
     valid = base_valid(pf)
     long_c = side_components(pf, 1.0)
     short_c = side_components(pf, -1.0)
-    long_score = np.sum([long_c[name] for name in COMPONENTS], axis=0)
-    short_score = np.sum([short_c[name] for name in COMPONENTS], axis=0)
-    return combine_sides(panel, pf, valid, long_score, short_score, long_c, short_c)
+    long_score = _total(long_c)
+    short_score = _total(short_c)
+    return combine_sides(pf, valid, long_score, short_score, long_c, short_c)
+
+
+def _total(components: dict[str, FloatArray]) -> FloatArray:
+    # Added in COMPONENTS order, one by one: the score is exactly the sum a reader of the components
+    # would compute in that order.
+    total = np.zeros_like(components[COMPONENTS[0]])
+    for name in COMPONENTS:
+        total = total + components[name]
+    return total
 
 
 def score_bars(panel: CandlePanel) -> BarScores:
     """Score every bar of every symbol in ``panel`` at once (the backtest's entry point)."""
-    return score_features(panel, panel_features(panel))
+    return score_features(panel_features(panel))
 
 
 def score_panel(panel: CandlePanel) -> list[Candidate]:
     """At most one candidate per symbol, on the panel's last bar (the scanner's entry point)."""
-    return last_bar_candidates(score_bars(panel))
+    return last_bar_candidates(score_features(panel_features(panel).last_bar()))

@@ -63,7 +63,14 @@ training period out of sample (:mod:`lib.backtest`).
 
 Boosting: Newton steps on the log-loss, learning rate 0.05, L2 on leaf values, a minimum number of
 samples per leaf, a fixed number of rounds; no sampling, so training is deterministic (ties between
-splits go to the first feature and cut). Rerunning on the same data gives bit-identical weights.
+splits go to the first feature and cut). Rerunning on the same data, machine and numpy build gives
+byte-identical weights (``scripts/train_quantum_ai.py --check``); another CPU or numpy build may round
+a long sum differently in the last bits.
+
+What to expect: with 2 R targets the TP-first rate on the bundled data is about 23%, and the honest,
+calibrated probabilities stay between about 0.15 and 0.46. A ``quantum_ai`` score therefore never
+comes near the default threshold of 80; a threshold for this algorithm has to be chosen on its own
+scale (the backtest's buckets show what each level let through).
 
 The weights live in ``lib/scoring/weights/quantum_ai_v1.json`` with the feature names, bin edges,
 tables, calibration, the fold models and the training metadata (data fingerprint, date range, folds,

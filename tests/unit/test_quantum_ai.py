@@ -104,6 +104,19 @@ def test_inference_is_deterministic_and_scores_are_probabilities(bundled: dict[s
             assert set(cand.components) == {"intercept", *q.FEATURE_NAMES}
 
 
+def test_the_scanner_path_scores_the_last_bar_exactly_like_the_backtest_path(
+    bundled: dict[str, Candles],
+) -> None:
+    panel = window_panel(bundled, 3210)
+    bars = q.score_bars(panel)
+    candidates = q.score_panel(panel)
+    assert len(candidates) == 8
+    for i, cand in enumerate(candidates):
+        assert cand.score == bars.score[i, -1]
+        assert cand.confidence == bars.confidence[i, -1]
+        assert cand.components == {name: values[i, -1] for name, values in bars.components.items()}
+
+
 def test_the_side_with_the_higher_probability_is_chosen(bundled: dict[str, Candles]) -> None:
     c = bundled["XLMBTC"]
     panel = single_symbol_panel("XLMBTC", c.open_time_ms, c.open, c.high, c.low, c.close, c.volume)

@@ -234,6 +234,15 @@ def test_a_300_bar_window_scores_like_the_full_history(bundled: dict[str, Candle
             assert cand.direction == ("LONG" if full.sign[0, t] > 0 else "SHORT")
 
 
+def test_the_scanner_path_scores_the_last_bar_exactly_like_the_backtest_path() -> None:
+    panel = bundled_panel(300, 4321)
+    bars = unirail_core.score_bars(panel)
+    for i, cand in enumerate(unirail_core.score_panel(panel)):
+        assert cand.score == bars.score[i, -1]
+        assert cand.components == {name: bars.components[name][i, -1] for name in unirail_core.COMPONENTS}
+        assert (cand.stop_loss, cand.take_profit) == (bars.stop_loss[i, -1], bars.take_profit[i, -1])
+
+
 def test_scores_spread_across_the_range_on_the_bundled_data(bundled: dict[str, Candles]) -> None:
     scores = np.concatenate(list(full_history_scores(bundled).values()))
     assert scores.size > 40_000

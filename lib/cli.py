@@ -10,6 +10,7 @@ Subcommands:
   keys rotate                  add a master key version and re-encrypt every stored API key
   demo [--hours H]             rebuild, then replay H hours through scans, execution and tracking
   paper-account create         open a funded paper account; prints its API key and secret
+  backtest --algorithm NAME    replay the data; per score bucket: signals, TP-first, SL-first, neither, mean R
   migrate                      apply pending migrations only
   scan -t TF [--dry-run ...]   scan a timeframe now, in this process (not over HTTP), and print a summary
 
@@ -190,6 +191,38 @@ def cmd_paper_account_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from lib.backtest import format_table, run_backtest, write_csv
+    from lib.market_data import BUNDLED_DATA_DIR
+
+    data = Path(args.data) if args.data else BUNDLED_DATA_DIR
+    with tqdm(unit="symbol", disable=None, desc=f"backtest {args.algorithm}") as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+        report = run_backtest(
+            args.algorithm,
+            data,
+            timeframe=args.timeframe,
+            horizon_bars=args.horizon,
+            step=args.step,
+            progress=progress,
+            out_of_sample=not args.in_sample,
+        )
+    print(format_table(report), end="")
+    if args.csv:
+        write_csv(report, args.csv)
+        print(f"wrote {args.csv}")
+    return 0
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     settings = load_settings()
     with admin_connection(database_target(settings)) as conn:
@@ -285,6 +318,22 @@ def build_parser() -> argparse.ArgumentParser:
     c = paper_sub.add_parser("create", help="open a funded paper account and print its API key and secret")
     c.add_argument("--balance", default="10000", help="USDT balance (default 10000)")
     c.set_defaults(func=cmd_paper_account_create)
+
+    p = sub.add_parser("backtest", help="replay candles through an algorithm: outcomes per score bucket")
+    p.add_argument("--algorithm", required=True, choices=["unirail_core", "quantum_ai"])
+    p.add_argument("--data", help="folder of <SYMBOL>-5m.csv[.gz] files (default: the bundled data)")
+    p.add_argument("--csv", help="also write the table as CSV, one row per bucket")
+    p.add_argument(
+        "--timeframe", default="5", help="candle interval, built from the 5-minute data (default 5)"
+    )
+    p.add_argument(
+        "--horizon", type=int, default=48, help="bars a trade may take to reach TP or SL (default 48)"
+    )
+    p.add_argument("--step", type=int, default=1, help="score every Nth bar (default every bar)")
+    p.add_argument(
+        "--in-sample", action="store_true", help="quantum_ai: score with the deployed model throughout"
+    )
+    p.set_defaults(func=cmd_backtest)
 
     p = sub.add_parser("migrate", help="apply pending migrations")
     p.set_defaults(func=cmd_migrate)

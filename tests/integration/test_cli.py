@@ -59,3 +59,30 @@ def test_user_create_rejects_a_malformed_email_with_a_clear_error(test_env: dict
     assert result.returncode == 1
     assert "not an email address" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_backtest_prints_a_bucket_table_and_writes_the_same_rows_as_csv(
+    test_env: dict[str, str], tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    csv_path = tmp_path / "unirail.csv"
+
+    result = _aitradex(
+        test_env, "backtest", "--algorithm", "unirail_core", "--step", "10", "--csv", str(csv_path)
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "TP first" in result.stdout
+    assert ">=80" in result.stdout
+    rows = csv_path.read_text().splitlines()
+    assert rows[0].startswith("bucket,low,high,signals,tp_first,sl_first,neither")
+    buckets = [r.split(",")[0] for r in rows[1:]]
+    assert buckets[:10] == [f"{i * 10}-{i * 10 + 10}" for i in range(10)]
+    signals_by_bucket = sum(int(r.split(",")[3]) for r in rows[1:11])
+    total_row = next(r for r in rows if r.startswith("all,"))
+    assert signals_by_bucket == int(total_row.split(",")[3]) > 0
+
+
+def test_backtest_refuses_an_unknown_algorithm_with_a_usage_error(test_env: dict[str, str]) -> None:
+    result = _aitradex(test_env, "backtest", "--algorithm", "moon_ai")
+    assert result.returncode == 2
+    assert "invalid choice" in result.stderr

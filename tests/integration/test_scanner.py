@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 
 from lib import diagnostics
@@ -90,7 +91,7 @@ async def cleanup(db: Database, exchange: Exchange) -> AsyncIterator[None]:
 
 
 @pytest.fixture
-async def settings(db: Database) -> ScanSettings:
+async def scan_settings(db: Database) -> ScanSettings:
     """The seeded app_settings, as the scanner reads them."""
     return await load_scan_settings(db)
 
@@ -273,7 +274,7 @@ async def test_an_unknown_symbol_is_reported_in_the_run_and_the_others_are_still
 
 @pytest.mark.usefixtures("cleanup")
 async def test_an_exchange_failing_every_kline_request_fails_the_run_without_raising(
-    db: Database, exchange: Exchange, settings: ScanSettings
+    db: Database, exchange: Exchange, scan_settings: ScanSettings
 ) -> None:
     await exchange.control("faults", {"seed": 1, "market": {"http_5xx_probability": 1.0}})
     try:
@@ -286,7 +287,7 @@ async def test_an_exchange_failing_every_kline_request_fails_the_run_without_rai
                 db=db,
                 market=market,
                 clock=PaperClock(exchange.url),
-                settings=settings,
+                settings=scan_settings,
             )
     finally:
         await exchange.control("faults", {})
@@ -336,7 +337,7 @@ def fixed_scorer(score: float, broken: str | None = None) -> Any:
 
 
 async def test_only_candidates_at_or_above_the_threshold_qualify_and_a_refused_level_is_reported(
-    db: Database, exchange: Exchange, settings: ScanSettings
+    db: Database, exchange: Exchange, scan_settings: ScanSettings
 ) -> None:
     symbols = exchange.symbols[:4]
     async with exchange.access.client("paper") as market:
@@ -346,7 +347,7 @@ async def test_only_candidates_at_or_above_the_threshold_qualify_and_a_refused_l
             db=db,
             market=market,
             clock=clock,
-            settings=settings,
+            settings=scan_settings,
             scorer=fixed_scorer(79.99),
         )
         at = await run_scans(
@@ -354,7 +355,7 @@ async def test_only_candidates_at_or_above_the_threshold_qualify_and_a_refused_l
             db=db,
             market=market,
             clock=clock,
-            settings=replace(settings, threshold=80),
+            settings=replace(scan_settings, threshold=80),
             scorer=fixed_scorer(80, broken=symbols[0]),
         )
 
@@ -366,7 +367,7 @@ async def test_only_candidates_at_or_above_the_threshold_qualify_and_a_refused_l
 
 
 async def test_one_fetch_serves_several_algorithms_with_a_run_each(
-    db: Database, exchange: Exchange, settings: ScanSettings
+    db: Database, exchange: Exchange, scan_settings: ScanSettings
 ) -> None:
     calls: list[tuple[str, int]] = []
     inner = fixed_scorer(50)
@@ -384,7 +385,7 @@ async def test_one_fetch_serves_several_algorithms_with_a_run_each(
             db=db,
             market=market,
             clock=PaperClock(exchange.url),
-            settings=settings,
+            settings=scan_settings,
             scorer=scorer,
         )
 
@@ -395,7 +396,7 @@ async def test_one_fetch_serves_several_algorithms_with_a_run_each(
 
 
 async def test_a_scorer_failure_fails_every_run_it_touches_and_is_raised(
-    db: Database, exchange: Exchange, settings: ScanSettings
+    db: Database, exchange: Exchange, scan_settings: ScanSettings
 ) -> None:
     def scorer(algorithm: str, panel: CandlePanel) -> list[Candidate]:
         raise ConfigError(f"model weights missing ({marker})")
@@ -409,7 +410,7 @@ async def test_a_scorer_failure_fails_every_run_it_touches_and_is_raised(
                 db=db,
                 market=market,
                 clock=PaperClock(exchange.url),
-                settings=settings,
+                settings=scan_settings,
                 scorer=scorer,
             )
     async with db.read(Caller.service()) as conn:
@@ -434,10 +435,10 @@ async def test_a_scorer_failure_fails_every_run_it_touches_and_is_raised(
 
 @pytest.mark.usefixtures("cleanup")
 async def test_scan_freshness_in_diagnostics_is_healthy_after_scanning_each_scheduled_timeframe(
-    db: Database, exchange: Exchange, settings: ScanSettings
+    db: Database, exchange: Exchange, scan_settings: ScanSettings
 ) -> None:
     started = time.time()
-    for timeframe in settings.timeframes:
+    for timeframe in scan_settings.timeframes:
         result = await scan(
             ScanRequest(timeframe=timeframe, symbols=exchange.symbols, min_score=100),
             db=db,
@@ -450,7 +451,7 @@ async def test_scan_freshness_in_diagnostics_is_healthy_after_scanning_each_sche
 
     assert check.status == "healthy"
     elapsed = time.time() - started + 1
-    assert all(check.details["age_s"][tf] <= elapsed for tf in settings.timeframes)
+    assert all(check.details["age_s"][tf] <= elapsed for tf in scan_settings.timeframes)
 
 
 # -- the command line ------------------------------------------------------------------------------
@@ -481,3 +482,89 @@ def test_aitradex_scan_refuses_bad_arguments_with_a_reason(
     monkeypatch.setenv("AITRADEX_DB_NAME", "aitradex_test")
     assert main(["scan", "-t", "5", "--max-symbols", "0", "--dry-run"]) == 1
     assert "max_symbols must be at least 1" in capsys.readouterr().err
+
+
+# -- the scanner's pure parts ----------------------------------------------------------------------
+
+
+def test_the_seeded_app_settings_parse_into_the_scanners_settings() -> None:
+    import json
+
+    from lib.ops.rebuild import APP_SETTINGS_FILE
+
+    seed = {row["key"]: row["value"] for row in json.loads(APP_SETTINGS_FILE.read_text())}
+    parsed = ScanSettings.from_values(seed)
+
+    assert parsed.threshold == 80
+    assert parsed.timeframes == ("5", "15", "60")
+    assert parsed.kline_limit == 300
+    assert parsed.signal_ttl_bars == 3
+    assert (parsed.environment, parsed.rate_limit_share) == ("paper", 0.5)
+    assert parsed.universe.max_symbols == 500
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"scanner.threshold": 120},
+        {"scanner.threshold": "80"},
+        {"scanner.timeframes": ["7"]},
+        {"scanner.algorithms": []},
+        {"scanner.kline_limit": 150},  # fewer than the 200 closed bars scoring needs
+        {"scanner.signal_ttl_bars": 0},
+        {"exchange.environment": "moon"},
+        {"exchange.rate_limit_share": 1.5},
+        {"scanner.universe": {"category": "option"}},
+    ],
+)
+def test_a_malformed_scanner_setting_is_a_config_error(values: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError):
+        ScanSettings.from_values(values)
+
+
+def test_a_signal_expires_its_ttl_in_candles_after_its_bar_closes() -> None:
+    from lib.scanner import expires_at_ms
+
+    bar = int(datetime(2018, 1, 12, 7, 0, tzinfo=UTC).timestamp() * 1000)
+    assert expires_at_ms("5", bar, 3) == bar + 4 * 5 * 60_000
+    january = int(datetime(2024, 1, 1, tzinfo=UTC).timestamp() * 1000)
+    assert expires_at_ms("M", january, 2) == int(datetime(2024, 4, 1, tzinfo=UTC).timestamp() * 1000)
+
+
+def test_candidates_the_table_would_refuse_are_reported_instead_of_failing_the_batch() -> None:
+    from lib.scanner import check_candidates
+
+    times = np.array([0, 300_000], dtype=np.int64)
+    prices = np.ones((3, 2))
+    panel = CandlePanel(("A1", "B1", "C1"), times, prices, prices, prices, prices, prices)
+    good = Candidate("A1", "LONG", 90, 0.5, 1.0, 0.9, 1.2, 0.01, 300_000)
+    old_bar = Candidate("B1", "LONG", 90, 0.5, 1.0, 0.9, 1.2, 0.01, 0)
+    negative_tp = Candidate("C1", "SHORT", 90, 0.5, 1.0, 1.1, -0.2, 0.01, 300_000)
+    stranger = Candidate("ZZ", "LONG", 90, 0.5, 1.0, 0.9, 1.2, 0.01, 300_000)
+
+    kept, refused = check_candidates([good, old_bar, negative_tp, stranger, good], panel)
+
+    assert kept == [good]
+    assert [(e.symbol, e.code) for e in refused] == [
+        ("B1", "invalid_candidate"),
+        ("C1", "invalid_candidate"),
+        ("ZZ", "invalid_candidate"),
+        ("A1", "invalid_candidate"),  # a second candidate for one symbol
+    ]
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"timeframe": "7"},
+        {"timeframe": "5", "algorithm": "magic"},
+        {"timeframe": "5", "max_symbols": 0},
+        {"timeframe": "5", "min_score": -1},
+        {"timeframe": "5", "symbols": ()},
+    ],
+)
+def test_a_scan_request_is_checked_before_anything_runs(fields: dict[str, Any]) -> None:
+    from lib.errors import InvalidRequest
+
+    with pytest.raises(InvalidRequest):
+        ScanRequest(**fields)

@@ -431,17 +431,21 @@ async def store_signals(db: Database, rows: Sequence[Mapping[str, Any]]) -> list
         return [str(row["id"]) for row in await cursor.fetchall()]
 
 
-async def _open_run(db: Database, timeframe: str, algorithm: str, dry_run: bool) -> str:
+async def _open_runs(db: Database, timeframe: str, algorithms: Sequence[str], dry_run: bool) -> list[str]:
+    """One 'running' scan_runs row per algorithm, in one transaction; ids in the algorithms' order."""
+    ids: list[str] = []
     async with db.write(Caller.service()) as conn:
-        row = await (
-            await conn.execute(
-                "insert into scan_runs (timeframe, algorithm, dry_run, status) "
-                "values (%s, %s, %s, 'running') returning id",
-                (timeframe, algorithm, dry_run),
-            )
-        ).fetchone()
-    assert row is not None
-    return str(row["id"])
+        for algorithm in algorithms:
+            row = await (
+                await conn.execute(
+                    "insert into scan_runs (timeframe, algorithm, dry_run, status) "
+                    "values (%s, %s, %s, 'running') returning id",
+                    (timeframe, algorithm, dry_run),
+                )
+            ).fetchone()
+            assert row is not None
+            ids.append(str(row["id"]))
+    return ids
 
 
 async def _close_run(db: Database, run_id: str, result: ScanResult) -> None:
@@ -524,7 +528,7 @@ async def run_scans(
     if not requests:
         return []
     first = requests[0]
-    if any(r.algorithm == first.algorithm for r in requests[1:]) or any(
+    if len({r.algorithm for r in requests}) != len(requests) or any(
         (r.timeframe, r.symbols, r.max_symbols, r.min_score, r.dry_run)
         != (first.timeframe, first.symbols, first.max_symbols, first.min_score, first.dry_run)
         for r in requests
@@ -535,7 +539,7 @@ async def run_scans(
     score_fn = scorer or default_scorer
     threshold = first.min_score if first.min_score is not None else settings.threshold
     started = time.perf_counter()
-    run_ids = [await _open_run(db, first.timeframe, r.algorithm, first.dry_run) for r in requests]
+    run_ids = await _open_runs(db, first.timeframe, [r.algorithm for r in requests], first.dry_run)
 
     def result(request: ScanRequest, run_id: str, **counts: Any) -> ScanResult:
         values: dict[str, Any] = {

@@ -568,3 +568,18 @@ def test_a_scan_request_is_checked_before_anything_runs(fields: dict[str, Any]) 
 
     with pytest.raises(InvalidRequest):
         ScanRequest(**fields)
+
+
+async def test_scans_run_together_must_differ_only_by_algorithm(
+    db: Database, exchange: Exchange, scan_settings: ScanSettings
+) -> None:
+    from lib.errors import InvalidRequest
+
+    a = ScanRequest(timeframe="5", algorithm="unirail_core", dry_run=True)
+    b = ScanRequest(timeframe="5", algorithm="quantum_ai", dry_run=True)
+    async with exchange.access.client("paper") as market:
+        for requests in ([a, b, b], [a, replace(b, timeframe="15")], [a, replace(b, dry_run=False)]):
+            with pytest.raises(InvalidRequest):
+                await run_scans(
+                    requests, db=db, market=market, clock=PaperClock(exchange.url), settings=scan_settings
+                )

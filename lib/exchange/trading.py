@@ -7,21 +7,38 @@ exchange. pybit is synchronous, so every call runs in a worker thread, off the e
 pybit's own retries are turned off (``max_retries=1`` and no retry codes). A retry must be the
 caller's decision, because an order create that timed out may have been accepted. pybit's
 exceptions are mapped onto ``lib.errors`` here, and nowhere else.
+
+Transport: pybit signs and shapes each request, then hands it to its ``client`` attribute, a
+``requests.Session``, through exactly two calls (``prepare_request`` and ``send``) and reads
+``status_code``, ``headers``, ``text``/``json()`` and ``elapsed`` of the answer. :class:`LeanTransport`
+implements those on one ``urllib3`` pool per base URL, shared by every account's pybit session, so a
+fan-out to a thousand accounts reuses a few dozen keep-alive connections instead of opening one per
+account. It maps urllib3's failures onto the ``requests`` exceptions pybit and :func:`map_pybit_error`
+expect. Measured against the paper exchange on this 2-core machine: 0.6-0.7 ms of client CPU per signed
+call, against 1.2-1.5 ms through a shared ``requests.Session`` (cookie jars, hooks, proxy and netrc
+look-ups on every call) and 1.9 ms with one session per account (``bench/fanout.py``). It also never
+reads proxies or credentials from the environment.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import hashlib
+import json
+import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
 import requests
+import urllib3
 from pybit.exceptions import FailedRequestError, InvalidRequestError
 from pybit.unified_trading import HTTP
 
@@ -39,7 +56,12 @@ ENDPOINTS = {
     "testnet": "https://api-testnet.bybit.com",
     "demo": "https://api-demo.bybit.com",
 }
-_NO_RETRY_CODES = {-1}  # pybit treats an empty set as "use the defaults"; -1 never occurs
+_NO_RETRY_CODES = {-1}
+# pybit adds a StreamHandler to this logger for every session it creates while the root logger has none
+# (a script, a test): one is enough.
+_PYBIT_LOGGER = logging.getLogger(
+    "pybit._http_manager"
+)  # pybit treats an empty set as "use the defaults"; -1 never occurs
 AUTH_RET_CODES = frozenset({10003, 10004, 10005, 10007, 10010, 33004})
 
 
@@ -132,7 +154,8 @@ def map_pybit_error(exc: Exception) -> ExchangeError:
         if code == 10006:
             return RateLimited("the exchange rate limit was hit", ret_code=code, ret_msg=exc.message)
         if code in AUTH_RET_CODES:
-            return ExchangeRejected("the exchange refused the API key", ret_code=code, ret_msg=exc.message)
+            # No retMsg: Bybit's bad-signature message echoes the signed string, API key included.
+            return ExchangeRejected("the exchange refused the API key", ret_code=code)
         return ExchangeRejected("the exchange refused the request", ret_code=code, ret_msg=exc.message)
     if isinstance(exc, FailedRequestError):
         status = int(exc.status_code)
@@ -150,6 +173,86 @@ def map_pybit_error(exc: Exception) -> ExchangeError:
 
 def _decimal(value: Any) -> Decimal:
     return Decimal(str(value)) if value not in (None, "") else Decimal(0)
+
+
+class _LeanResponse:
+    """The part of ``requests.Response`` pybit reads."""
+
+    __slots__ = ("content", "elapsed", "headers", "status_code", "url")
+
+    def __init__(self, status: int, headers: Any, content: bytes, url: str, elapsed: timedelta) -> None:
+        self.status_code = status
+        self.headers = headers
+        self.content = content
+        self.url = url
+        self.elapsed = elapsed
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        try:
+            return json.loads(self.content)
+        except ValueError as exc:
+            # requests' own error: pybit catches it as the JSONDecodeError it knows.
+            raise requests.exceptions.JSONDecodeError(str(exc), self.text, 0) from None
+
+
+@dataclass(frozen=True, slots=True)
+class _LeanRequest:
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: bytes | None
+
+
+class LeanTransport:
+    """What pybit needs of a ``requests.Session`` (``prepare_request``, ``send``), on a urllib3 pool.
+
+    Thread-safe (urllib3's pool is); no cookies, redirects, proxies or retries, none of which a signed
+    Bybit call wants. Failures surface as the ``requests`` exceptions pybit and the mapping expect.
+    """
+
+    def __init__(self, pool_size: int) -> None:
+        self._pool = urllib3.PoolManager(num_pools=4, maxsize=pool_size, retries=False)
+
+    def prepare_request(self, request: requests.Request) -> _LeanRequest:
+        # pybit sends a JSON string body (POST) or none (GET, parameters in the URL), headers as str.
+        data: Any = request.data
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        headers.update({str(k): str(v) for k, v in (request.headers or {}).items()})
+        return _LeanRequest(
+            method=str(request.method).upper(),
+            url=str(request.url),
+            headers=headers,
+            body=data.encode("utf-8") if isinstance(data, str) else (bytes(data) if data else None),
+        )
+
+    def send(self, request: _LeanRequest, timeout: float | None = None, **_: Any) -> _LeanResponse:
+        started = time.monotonic()
+        try:
+            answer = self._pool.urlopen(
+                request.method,
+                request.url,
+                body=request.body,
+                headers=request.headers,
+                timeout=timeout,
+                retries=False,
+                redirect=False,
+                preload_content=True,
+            )
+        except urllib3.exceptions.ConnectTimeoutError as exc:
+            raise requests.exceptions.ConnectTimeout(str(exc)) from None
+        except (urllib3.exceptions.ReadTimeoutError, TimeoutError) as exc:
+            raise requests.exceptions.ReadTimeout(str(exc)) from None
+        except urllib3.exceptions.HTTPError as exc:
+            raise requests.exceptions.ConnectionError(str(exc)) from None
+        elapsed = timedelta(seconds=time.monotonic() - started)
+        return _LeanResponse(answer.status, answer.headers, answer.data, request.url, elapsed)
+
+    def close(self) -> None:
+        self._pool.clear()
 
 
 LEVERAGE_NOT_MODIFIED = 110043
@@ -182,7 +285,7 @@ class PybitExchange:
         *,
         paper_url: str | None = None,
         endpoints: Mapping[str, str] | None = None,
-        timeout_s: int = 10,
+        timeout_s: float = 10,
         recv_window_ms: int = 5000,
         threads: int = 32,
         max_sessions: int = 4096,
@@ -194,10 +297,12 @@ class PybitExchange:
         self._recv_window_ms = recv_window_ms
         # pybit blocks; a fan-out to many accounts needs more threads than asyncio's default (cpu + 4).
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="pybit")
-        # One pybit session per account keeps its HTTP connection alive between calls.
+        # One pybit session per account (it holds the keys), all of one URL on one shared transport.
         self._sessions: OrderedDict[tuple[str, str], HTTP] = OrderedDict()
         self._max_sessions = max_sessions
         self._sessions_lock = threading.Lock()
+        self._transport = LeanTransport(pool_size=threads)
+        self._template: HTTP | None = None
 
     def endpoint_for(self, environment: str) -> str:
         """The base URL for an account environment."""
@@ -226,14 +331,24 @@ class PybitExchange:
         return session
 
     def _new_client(self, creds: Credentials) -> HTTP:
-        session = HTTP(
-            api_key=creds.api_key,
-            api_secret=creds.api_secret,
-            timeout=self._timeout_s,
-            recv_window=self._recv_window_ms,
-            max_retries=1,
-            retry_codes=_NO_RETRY_CODES,
-        )
+        # Building a pybit session costs ~0.7 ms (it sets up a requests.Session this class never uses);
+        # a shallow copy of one configured template with this account's keys is the same session.
+        if self._template is None:
+            template = HTTP(
+                api_key="",
+                api_secret="",
+                timeout=self._timeout_s,
+                recv_window=self._recv_window_ms,
+                max_retries=1,
+                retry_codes=_NO_RETRY_CODES,
+            )
+            del _PYBIT_LOGGER.handlers[1:]
+            template.client.close()
+            template.client = self._transport
+            self._template = template
+        session = copy.copy(self._template)
+        session.api_key = creds.api_key
+        session.api_secret = creds.api_secret
         session.endpoint = self.endpoint_for(creds.environment)
         return session
 
@@ -311,7 +426,9 @@ class PybitExchange:
 
     async def recent_orders(self, creds: Credentials, category: str, symbol: str) -> list[OrderState]:
         """Recently closed orders of a symbol (where TP/SL closes show up), newest first."""
-        result = await self.call(creds, "get_open_orders", category=category, symbol=symbol, openOnly=1)
+        result = await self.call(
+            creds, "get_open_orders", category=category, symbol=symbol, openOnly=1, limit=50
+        )
         return [_order_state(i) for i in result.get("list") or []]
 
     async def position(self, creds: Credentials, category: str, symbol: str) -> PositionState | None:

@@ -3,47 +3,56 @@
 For every ``execution_orders`` row that is not final, grouped by account so each account's keys are
 decrypted once:
 
-- ``requested`` for longer than a grace period: the executor died, or never heard back, between
-  sending and recording. The order is looked up on the exchange by its ``orderLinkId``. If found, it
-  is recorded as what the exchange says; if not, it is marked ``failed`` with the reason. It is never
-  sent again from here;
+- ``requested`` for longer than a grace period (longer than the executor keeps sending, see
+  ``lib.executor.ORDER_WINDOW``): the executor died, or never heard back, between sending and
+  recording. The order is looked up on the exchange by its ``orderLinkId``. If found, it is recorded
+  as what the exchange says. If not, it was never accepted: it is marked ``failed`` with the reason,
+  unless its signal is still claimed (``processing``), because the executor that takes the stale claim
+  over sends such rows again itself (with the same ``orderLinkId``). The tracker never sends an order;
 - ``placed`` / ``partially_filled``: synced to the exchange's status, filled quantity, average price
-  and fee;
-- ``filled`` with its position still open: when the symbol's position is flat, the TP/SL that closed
-  it is found among the recent orders, and exit price, close reason and realized P&L are recorded.
+  and fee (never backwards: a late answer does not undo a fill);
+- ``filled`` with its position still open: when the symbol's position is flat, the fills that closed
+  it are found among the symbol's recent orders (opposite side, after the entry), and exit price (their
+  quantity-weighted average), close reason (``TakeProfit``, ``StopLoss`` or ``Closed``) and realized
+  P&L (price difference times quantity, minus the entry's and the exits' fees) are recorded.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from lib.crypto import API_KEY_FIELD, API_SECRET_FIELD, KeyVault
+from lib.crypto import KeyVault
 from lib.db.session import Caller, Database
 from lib.errors import AitradexError, ExchangeError
 from lib.exchange.trading import Credentials, OrderState, TradingExchange
-from lib.executor import log_trade, record_exchange_state
+from lib.executor import account_credentials, log_trade, record_exchange_state
 from lib.log import log_event
 
 logger = logging.getLogger("aitradex.tracker")
 _SERVICE = Caller.service()
+#: ``lib.executor.ORDER_WINDOW`` (40 s) plus one request timeout (10 s), and a margin.
 REQUESTED_GRACE = timedelta(seconds=60)
 _CLOSE_REASONS = {"CreateByStopLoss": "StopLoss", "CreateByTakeProfit": "TakeProfit"}
 
 _OPEN_ORDERS_SQL = """
-select o.id, o.user_id, o.account_id, o.symbol, o.category, o.side, o.qty, o.order_link_id, o.status,
-       o.avg_fill_price, o.filled_at, o.requested_at,
+select o.id, o.user_id, o.account_id, o.signal_id, o.symbol, o.category, o.side, o.qty, o.order_link_id,
+       o.status, o.avg_fill_price, o.filled_qty, o.fee, o.filled_at, o.requested_at,
+       s.status as signal_status,
        a.environment, a.api_key_encrypted, a.api_secret_encrypted
 from execution_orders o
 join user_trading_accounts a on a.id = o.account_id
-where (o.status = 'requested' and o.requested_at < %(grace)s)
-   or o.status in ('placed', 'partially_filled')
-   or (o.status = 'filled' and o.closed_at is null)
+left join signals s on s.id = o.signal_id
+where ((o.status = 'requested' and o.requested_at < %(grace)s)
+       or o.status in ('placed', 'partially_filled')
+       or (o.status = 'filled' and o.closed_at is null))
+  and (%(users)s::uuid[] is null or o.user_id = any(%(users)s::uuid[]))
 order by o.account_id, o.requested_at
 limit %(limit)s
 """
@@ -71,65 +80,116 @@ class TrackerDeps:
     vault: KeyVault
 
 
+@dataclass(frozen=True, slots=True)
+class Close:
+    """How a position ended: the exit fills' average price, the reason, and the realized P&L."""
+
+    exit_price: Decimal | None
+    reason: str
+    realized_pnl: Decimal | None
+
+
+def closing_fills(orders: Sequence[OrderState], entry: OrderState | None, side: str) -> list[OrderState]:
+    """The fills that closed the position ``entry`` opened: filled orders on the opposite side after it,
+    oldest first. Without the entry (it left the exchange's recent list), every opposite fill counts."""
+    opposite = "Sell" if side == "Buy" else "Buy"
+    since = entry.created_ms if entry is not None else 0
+    fills = [
+        o
+        for o in orders
+        if o.side == opposite
+        and o.status == "Filled"
+        and o.filled_qty > 0
+        and o.created_ms >= since
+        and (entry is None or o.order_link_id != entry.order_link_id)
+    ]
+    return sorted(fills, key=lambda o: o.created_ms)
+
+
+def close_of(
+    side: str, entry_price: Decimal | None, qty: Decimal, entry_fee: Decimal, fills: Sequence[OrderState]
+) -> Close:
+    """Exit price, reason and realized P&L of a ``qty`` position closed by ``fills`` (oldest first).
+
+    The first fills that add up to ``qty`` count (a later one belongs to a later position); the reason
+    is the last of them's (``CreateByTakeProfit`` -> ``TakeProfit``, ``CreateByStopLoss`` ->
+    ``StopLoss``, anything else ``Closed``). Without an entry price or any fill, the P&L is unknown.
+    """
+    used: list[tuple[OrderState, Decimal]] = []
+    remaining = qty
+    for fill in fills:
+        if remaining <= 0:
+            break
+        take = min(fill.filled_qty, remaining)
+        used.append((fill, take))
+        remaining -= take
+    if not used or any(fill.avg_price is None for fill, _ in used):
+        return Close(exit_price=None, reason="Closed", realized_pnl=None)
+    closed_qty = sum((take for _, take in used), Decimal(0))
+    exit_price = sum((take * (fill.avg_price or 0) for fill, take in used), Decimal(0)) / closed_qty
+    exit_fees = sum((fill.fee * take / fill.filled_qty for fill, take in used), Decimal(0))
+    reason = _CLOSE_REASONS.get(used[-1][0].create_type, "Closed")
+    if entry_price is None:
+        return Close(exit_price=exit_price, reason=reason, realized_pnl=None)
+    sign = Decimal(1) if side == "Buy" else Decimal(-1)
+    pnl = sign * (exit_price - entry_price) * closed_qty - entry_fee - exit_fees
+    return Close(exit_price=exit_price, reason=reason, realized_pnl=pnl)
+
+
 def _credentials(vault: KeyVault, row: dict[str, Any]) -> Credentials:
-    user = str(row["user_id"])
-    return Credentials(
-        environment=row["environment"],
-        api_key=vault.decrypt(row["api_key_encrypted"], user_id=user, field=API_KEY_FIELD),
-        api_secret=vault.decrypt(row["api_secret_encrypted"], user_id=user, field=API_SECRET_FIELD),
+    return account_credentials(
+        vault, row["user_id"], row["environment"], row["api_key_encrypted"], row["api_secret_encrypted"]
     )
 
 
-async def _mark_failed(db: Database, row: dict[str, Any], reason: str) -> None:
+async def _mark_failed(db: Database, row: dict[str, Any], reason: str) -> bool:
     async with db.write(_SERVICE) as conn:
-        await conn.execute(
+        cursor = await conn.execute(
             "update execution_orders set status = 'failed', status_reason = %s "
             "where id = %s and status = 'requested'",
             (reason, row["id"]),
         )
+    if cursor.rowcount == 0:
+        return False
     await log_trade(db, row["user_id"], "order_failed", reason, order_id=row["id"], level="warning")
+    return True
 
 
 async def _close_if_flat(deps: TrackerDeps, creds: Credentials, row: dict[str, Any], now: datetime) -> bool:
     position = await deps.exchange.position(creds, row["category"], row["symbol"])
     if position is not None and position.size != 0:
         return False
-    closing = _closing_order(await deps.exchange.recent_orders(creds, row["category"], row["symbol"]), row)
-    entry = Decimal(row["avg_fill_price"]) if row["avg_fill_price"] is not None else None
-    exit_price = closing.avg_price if closing is not None else None
-    reason = _CLOSE_REASONS.get(closing.create_type, "Closed") if closing is not None else "Closed"
-    pnl = None
-    if entry is not None and exit_price is not None:
-        sign = Decimal(1) if row["side"] == "Buy" else Decimal(-1)
-        pnl = sign * (exit_price - entry) * Decimal(row["qty"]) - (closing.fee if closing else Decimal(0))
+    orders = await deps.exchange.recent_orders(creds, row["category"], row["symbol"])
+    entry = next((o for o in orders if o.order_link_id == row["order_link_id"]), None)
+    filled_qty = Decimal(row["filled_qty"] or 0) or Decimal(row["qty"])
+    entry_price = Decimal(row["avg_fill_price"]) if row["avg_fill_price"] is not None else None
+    close = close_of(
+        row["side"],
+        entry_price,
+        filled_qty,
+        Decimal(row["fee"] or 0),
+        closing_fills(orders, entry, row["side"]),
+    )
     async with deps.db.write(_SERVICE) as conn:
-        await conn.execute(
+        cursor = await conn.execute(
             "update execution_orders set closed_at = %s, exit_price = %s, close_reason = %s, "
-            "realized_pnl = %s "
-            "where id = %s and closed_at is null",
-            (now, exit_price, reason, pnl, row["id"]),
+            "realized_pnl = %s where id = %s and closed_at is null",
+            (now, close.exit_price, close.reason, close.realized_pnl, row["id"]),
         )
+    if cursor.rowcount == 0:
+        return False
     await log_trade(
         deps.db,
         row["user_id"],
         "position_closed",
-        f"{reason} at {exit_price}",
+        f"{close.reason} at {close.exit_price}",
         order_id=row["id"],
-        context={"realized_pnl": str(pnl) if pnl is not None else None},
+        context={
+            "exit_price": str(close.exit_price) if close.exit_price is not None else None,
+            "realized_pnl": str(close.realized_pnl) if close.realized_pnl is not None else None,
+        },
     )
     return True
-
-
-def _closing_order(orders: list[OrderState], row: dict[str, Any]) -> OrderState | None:
-    """The newest filled TP/SL (or reduce) order on the opposite side after our fill."""
-    opposite = "Sell" if row["side"] == "Buy" else "Buy"
-    candidates = [
-        o
-        for o in orders
-        if o.side == opposite and o.status == "Filled" and o.order_link_id != row["order_link_id"]
-    ]
-    candidates.sort(key=lambda o: o.created_ms, reverse=True)
-    return candidates[0] if candidates else None
 
 
 async def _track_one(
@@ -139,34 +199,46 @@ async def _track_one(
     if status in ("requested", "placed", "partially_filled"):
         state = await deps.exchange.find_order(creds, row["category"], row["symbol"], row["order_link_id"])
         if state is None:
-            if status == "requested":
-                await _mark_failed(
-                    deps.db, row, "not found on the exchange by orderLinkId: it was never accepted"
-                )
-                report.moved("failed")
+            if status == "requested" and row["signal_status"] != "processing":
+                reason = "not found on the exchange by orderLinkId: it was never accepted"
+                if await _mark_failed(deps.db, row, reason):
+                    report.moved("failed")
             return
         new_status = await record_exchange_state(deps.db, row["id"], state, now=now)
         if new_status != status:
             report.moved(new_status)
-            await log_trade(
-                deps.db, row["user_id"], "order_synced", f"{status} -> {new_status}", order_id=row["id"]
-            )
-        if new_status == "filled":
-            row = {**row, "avg_fill_price": state.avg_price, "status": "filled"}
-            if await _close_if_flat(deps, creds, row, now):
-                report.closed += 1
-        return
-    if status == "filled" and await _close_if_flat(deps, creds, row, now):
+            event = "order_reconciled" if status == "requested" else "order_synced"
+            await log_trade(deps.db, row["user_id"], event, f"{status} -> {new_status}", order_id=row["id"])
+        if new_status != "filled":
+            return
+        row = {
+            **row,
+            "status": "filled",
+            "avg_fill_price": state.avg_price,
+            "filled_qty": state.filled_qty,
+            "fee": state.fee,
+        }
+    if row["status"] == "filled" and await _close_if_flat(deps, creds, row, now):
         report.closed += 1
 
 
-async def track_orders(deps: TrackerDeps, *, now: datetime, limit: int = 5000) -> TrackReport:
-    """One tracker run over every non-final order (see the module docstring)."""
+async def track_orders(
+    deps: TrackerDeps,
+    *,
+    now: datetime,
+    limit: int = 5000,
+    user_ids: Sequence[UUID] | None = None,
+    requested_grace: timedelta = REQUESTED_GRACE,
+) -> TrackReport:
+    """One tracker run over every non-final order (only ``user_ids``' if given; see the module docstring)."""
     report = TrackReport()
+    params = {
+        "grace": now - requested_grace,
+        "limit": limit,
+        "users": None if user_ids is None else list(user_ids),
+    }
     async with deps.db.read(_SERVICE) as conn:
-        rows = await (
-            await conn.execute(_OPEN_ORDERS_SQL, {"grace": now - REQUESTED_GRACE, "limit": limit})
-        ).fetchall()
+        rows = await (await conn.execute(_OPEN_ORDERS_SQL, params)).fetchall()
     by_account: dict[UUID, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         by_account[row["account_id"]].append(row)

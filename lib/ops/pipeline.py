@@ -1,7 +1,8 @@
 """The scheduled pipeline: scans at each candle close, then execution, then order tracking.
 
 The scheduler calls the functions' handlers directly (no HTTP), as the service role, with the same
-services the HTTP adapter uses. Its jobs depend on where time comes from:
+services the HTTP adapter uses; scans go straight to ``lib.scanner.scan_many``, which scores every
+configured algorithm from one fetch of the market data. Its jobs depend on where time comes from:
 
 - paper (replay time): one ``pipeline`` job at every 5-minute close. It scans each configured
   timeframe whose candle closed since the last run, with each configured algorithm, then runs the
@@ -28,7 +29,6 @@ from lib.runtime.spec import FunctionSpec
 from lib.scheduler import CandleClose, Every, Job, MarketClock, Scheduler, market_clock_for
 
 logger = logging.getLogger("aitradex.pipeline")
-SCANNER = "unireli-core-scanner"
 EXECUTOR = "aitradex1-trade-executor"
 TRACKER = "order-tracker"
 
@@ -52,8 +52,14 @@ class Pipeline:
         return await spec.handler(spec.request_adapter.validate_python(body), ctx)
 
     async def scan(self, timeframe: str) -> None:
-        for algorithm in self.algorithms:
-            await self.call(SCANNER, {"action": "scan", "timeframe": timeframe, "algorithm": algorithm})
+        """Scan ``timeframe`` with every configured algorithm, fetching its market data once."""
+        from lib.scanner import ScanRequest, scan_many
+
+        await scan_many(
+            [ScanRequest(timeframe=timeframe, algorithm=algorithm) for algorithm in self.algorithms],
+            db=self.services.db,
+            market_access=self.services.get("market"),
+        )
 
     async def execute(self) -> None:
         await self.call(EXECUTOR, {"action": "execute_pending"})

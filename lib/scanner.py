@@ -77,6 +77,7 @@ def default_scorer(algorithm: str, panel: CandlePanel) -> Sequence[Candidate]:
 
 SETTING_KEYS: tuple[str, ...] = (
     "scanner.threshold",
+    "scanner.threshold_by_algorithm",
     "scanner.timeframes",
     "scanner.algorithms",
     "scanner.universe",
@@ -92,6 +93,8 @@ class ScanSettings:
     """The scanner's part of ``app_settings``, validated (defaults are the seed's)."""
 
     threshold: float = 80.0
+    # Per-algorithm overrides of ``threshold``: a calibrated probability needs its own bar (see README).
+    threshold_by_algorithm: Mapping[str, float] = field(default_factory=dict)
     timeframes: tuple[str, ...] = ("5", "15", "60")
     algorithms: tuple[str, ...] = ("unirail_core", "quantum_ai")
     universe: UniverseFilter = field(default_factory=UniverseFilter)
@@ -103,6 +106,9 @@ class ScanSettings:
     def __post_init__(self) -> None:
         if not 0 <= self.threshold <= 100:
             raise ConfigError(f"scanner.threshold must be 0..100, got {self.threshold}")
+        for algorithm, value in self.threshold_by_algorithm.items():
+            if algorithm not in ALGORITHMS or not 0 <= value <= 100:
+                raise ConfigError(f"scanner.threshold_by_algorithm: {algorithm!r} -> {value} is not allowed")
         if not set(self.timeframes) <= set(TIMEFRAMES):
             raise ConfigError(f"scanner.timeframes holds an unknown interval: {list(self.timeframes)}")
         if not self.algorithms or not set(self.algorithms) <= set(ALGORITHMS):
@@ -117,6 +123,10 @@ class ScanSettings:
         if self.rate_limit_share is not None and not 0 < self.rate_limit_share <= 1:
             raise ConfigError(f"exchange.rate_limit_share must be in (0, 1], got {self.rate_limit_share}")
 
+    def threshold_for(self, algorithm: str) -> float:
+        """The minimum score stored for ``algorithm``: its override, else ``scanner.threshold``."""
+        return self.threshold_by_algorithm.get(algorithm, self.threshold)
+
     @classmethod
     def from_values(cls, values: Mapping[str, Any]) -> ScanSettings:
         """Build from ``{key: json value}`` of ``app_settings``; a missing key keeps its default."""
@@ -125,6 +135,10 @@ class ScanSettings:
             share = values.get("exchange.rate_limit_share", base.rate_limit_share)
             return cls(
                 threshold=_number(values.get("scanner.threshold", base.threshold)),
+                threshold_by_algorithm={
+                    str(k): _number(v)
+                    for k, v in dict(values.get("scanner.threshold_by_algorithm") or {}).items()
+                },
                 timeframes=_strings(values.get("scanner.timeframes", list(base.timeframes))),
                 algorithms=_strings(values.get("scanner.algorithms", list(base.algorithms))),
                 universe=UniverseFilter.from_setting(values.get("scanner.universe", {})),
@@ -537,7 +551,10 @@ async def run_scans(
     if concurrency < 1:
         raise InvalidRequest("concurrency must be at least 1")
     score_fn = scorer or default_scorer
-    threshold = first.min_score if first.min_score is not None else settings.threshold
+
+    def threshold_of(request: ScanRequest) -> float:
+        return first.min_score if first.min_score is not None else settings.threshold_for(request.algorithm)
+
     started = time.perf_counter()
     run_ids = await _open_runs(db, first.timeframe, [r.algorithm for r in requests], first.dry_run)
 
@@ -560,7 +577,7 @@ async def run_scans(
             timeframe=first.timeframe,
             algorithm=request.algorithm,
             dry_run=first.dry_run,
-            threshold=threshold,
+            threshold=threshold_of(request),
             duration_ms=round((time.perf_counter() - started) * 1000),
             **values,
         )
@@ -611,7 +628,9 @@ async def run_scans(
     results: list[ScanResult] = []
     for index, (request, run_id) in enumerate(zip(requests, run_ids, strict=True)):
         try:
-            scored = await _score(score_fn, request.algorithm, built, settings, first.timeframe, threshold)
+            scored = await _score(
+                score_fn, request.algorithm, built, settings, first.timeframe, threshold_of(request)
+            )
             ids = [] if first.dry_run else await store_signals(db, scored.qualified)
         except BaseException as exc:
             await asyncio.shield(

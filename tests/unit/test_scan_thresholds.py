@@ -1,0 +1,30 @@
+"""Each algorithm is judged against its own threshold when one is set, else the common one."""
+
+from __future__ import annotations
+
+import pytest
+
+from lib.errors import ConfigError
+from lib.ops.rebuild import APP_SETTINGS_FILE, load_seed
+from lib.scanner import ScanSettings
+
+
+def test_an_algorithm_with_an_override_uses_it_and_the_others_use_the_common_threshold() -> None:
+    settings = ScanSettings.from_values(
+        {"scanner.threshold": 80, "scanner.threshold_by_algorithm": {"quantum_ai": 40}}
+    )
+    assert settings.threshold_for("quantum_ai") == 40
+    assert settings.threshold_for("unirail_core") == 80
+
+
+def test_the_seed_gives_quantum_ai_a_threshold_it_can_reach() -> None:
+    values = {row["key"]: row["value"] for row in load_seed(APP_SETTINGS_FILE)}
+    settings = ScanSettings.from_values(values)
+    assert settings.threshold_for("unirail_core") == 80
+    assert settings.threshold_for("quantum_ai") == 40
+
+
+@pytest.mark.parametrize("override", [{"moon_ai": 40}, {"quantum_ai": 140}, {"quantum_ai": -1}])
+def test_an_override_for_an_unknown_algorithm_or_out_of_range_is_refused(override: dict[str, float]) -> None:
+    with pytest.raises(ConfigError, match="threshold_by_algorithm"):
+        ScanSettings.from_values({"scanner.threshold_by_algorithm": override})

@@ -51,9 +51,9 @@ DEMO_USERS: dict[str, dict[str, Any]] = {
     },
     "bob@demo.aitradex.local": {
         "auto_trade_enabled": True,
-        "algorithms": ["unirail_core", "quantum_ai"],
+        "algorithms": ["quantum_ai"],
         "timeframes": ["5", "15", "60"],
-        "min_score": 85,
+        "min_score": 40,
         "risk_per_trade_pct": 2,
         "max_position_usd": 5000,
         "leverage": 5,

@@ -324,6 +324,7 @@ class _Reservation:
 @dataclass(frozen=True, slots=True)
 class _Reserved:
     order_id: UUID | None
+    reserved: bool  # the pair's row already existed (another executor, or an earlier run)
     symbol_free: bool
     under_max: bool
 
@@ -375,6 +376,7 @@ with input as (
 ),
 checked as (
   select i.*,
+    exists (select 1 from execution_orders o where o.order_link_id = i.order_link_id) as reserved,
     i.max_open is null or not exists (
       select 1 from execution_orders o
       where o.user_id = i.user_id and o.symbol = i.symbol
@@ -394,7 +396,7 @@ inserted as (
     price, stop_loss, take_profit, leverage, order_link_id, environment, requested_at, attempts)
   select user_id, signal_id, account_id, symbol, 'linear', side, 'Market', qty, price, stop_loss,
     take_profit, leverage, order_link_id, environment, requested_at, 0
-  from checked where symbol_free and under_max
+  from checked where not reserved and symbol_free and under_max
   on conflict do nothing
   returning id, order_link_id
 ),
@@ -403,7 +405,7 @@ logged as (
   select c.user_id, ins.id, 'info', 'order_requested', c.message, c.context
   from inserted ins join checked c using (order_link_id)
 )
-select c.order_link_id, ins.id, c.symbol_free, c.under_max
+select c.order_link_id, ins.id, c.reserved, c.symbol_free, c.under_max
 from checked c left join inserted ins using (order_link_id)
 """
 
@@ -511,6 +513,7 @@ class _Writer:
         return [
             _Reserved(
                 order_id=by_link[i.order_link_id]["id"],
+                reserved=bool(by_link[i.order_link_id]["reserved"]),
                 symbol_free=bool(by_link[i.order_link_id]["symbol_free"]),
                 under_max=bool(by_link[i.order_link_id]["under_max"]),
             )
@@ -1037,6 +1040,8 @@ async def _reserve_and_place(
         )
     )
     if reserved.order_id is None:
+        if reserved.reserved:
+            return OrderOutcome(target.user_id, "duplicate", link_id)
         if not reserved.symbol_free:
             message = f"a position in {symbol} is already open"
             return _skip(run, target.user_id, "position_open", message, "position_open", symbol=symbol)

@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import json
 import os
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -158,18 +159,25 @@ class Seeder:
         balance: Decimal = START_BALANCE,
     ) -> PaperUser:
         """One user; ``prefs=None`` leaves them without preferences, ``account=False`` without an account."""
+        return await self._equip(self._auth_user(), prefs, environment, account, balance)
+
+    def _auth_user(self) -> UUID:
         local = create_local_user(
             self.owner_conn, f"user-{uuid.uuid4().hex[:12]}@test.local", self.jwt_secret
         )
-        user_id = UUID(local.id)
-        self.user_ids.append(user_id)
-        caller = Caller(role="authenticated", claims={"role": "authenticated", "sub": local.id})
+        self.user_ids.append(UUID(local.id))
+        return UUID(local.id)
+
+    async def _equip(
+        self, user_id: UUID, prefs: Prefs | None, environment: str, account: bool, balance: Decimal
+    ) -> PaperUser:
+        caller = Caller(role="authenticated", claims={"role": "authenticated", "sub": str(user_id)})
         key = secret = ""
         if account:
             paper = await create_paper_account_async(self.paper_url, str(balance))
             key, secret = paper.api_key, paper.api_secret
             creds = Credentials(environment=environment, api_key=key, api_secret=secret)
-            await connect_account(self.db, self.vault, self.exchange, caller, local.id, creds)
+            await connect_account(self.db, self.vault, self.exchange, caller, str(user_id), creds)
         if prefs is not None:
             async with self.db.write(caller) as conn:
                 await conn.execute(
@@ -197,12 +205,14 @@ class Seeder:
     async def users(self, n: int, prefs: Prefs, *, parallel: int = 8) -> list[PaperUser]:
         """``n`` users with the same preferences (their accounts connected a few at a time)."""
         gate = asyncio.Semaphore(parallel)
+        with self.owner_conn.transaction():
+            ids = [self._auth_user() for _ in range(n)]
 
-        async def one() -> PaperUser:
+        async def one(user_id: UUID) -> PaperUser:
             async with gate:
-                return await self.user(prefs)
+                return await self._equip(user_id, prefs, "paper", True, START_BALANCE)
 
-        return list(await asyncio.gather(*(one() for _ in range(n))))
+        return list(await asyncio.gather(*(one(i) for i in ids)))
 
     def close(self) -> None:
         if self.user_ids:
@@ -365,6 +375,7 @@ async def _execute(args: argparse.Namespace) -> dict[str, Any]:
     from lib.config import load_settings
     from lib.stack import database_target
 
+    started = time.perf_counter()
     settings = load_settings(os.environ)
     db = Database(database_target(settings).app_url, max_size=4)
     await db.open()
@@ -386,7 +397,13 @@ async def _execute(args: argparse.Namespace) -> dict[str, Any]:
             outcomes.extend(report.outcomes)
             if not args.loop or report.claimed == 0:
                 break
-        return {"worker": args.worker, "claimed": claimed, "outcomes": outcomes_summary(outcomes)}
+        return {
+            "worker": args.worker,
+            "claimed": claimed,
+            "outcomes": outcomes_summary(outcomes),
+            "reasons": sorted({o.reason for o in outcomes if o.reason}),
+            "seconds": round(time.perf_counter() - started, 2),
+        }
     finally:
         await db.close()
 

@@ -23,9 +23,15 @@ The signals table is the queue. An executor run:
    a 10006 is retried with the *same* ``orderLinkId``. If the first attempt had in fact been
    accepted, the exchange answers 110072 and the order is looked up, not sent again. If the outcome
    is still unknown when retries run out (or :data:`ORDER_WINDOW` has passed), the row stays
-   ``requested`` for the order tracker to reconcile;
+   ``requested``;
 6. records the result (``placed`` with the exchange's order id, ``rejected`` or ``failed`` with the
-   reason), then marks the signal ``executed`` (some order is live) or ``skipped``.
+   reason), then marks the signal ``executed`` (some order is live) or ``skipped``; but if the exchange
+   left any pair unanswered (a wallet it could not read, leverage it could not set, an order with no
+   answer), the signal goes back to the queue instead. The next run reclaims it, sends the
+   ``requested`` rows again with their own ``orderLinkId`` (so one that was accepted after all is found
+   by its 110072, not placed twice) and retries the users it could not read. A dead executor's claim,
+   once stale, is resumed the same way. The order tracker reconciles ``requested`` rows from the
+   exchange in the meantime, and marks them failed only once no executor will send them any more.
 
 Writes are grouped: reservations, results and log lines from the orders in flight are written a
 batch per statement (:class:`_Batcher`), because one transaction per write cost more CPU than the
@@ -101,6 +107,9 @@ EXCHANGE_STATUS: Mapping[str, str] = {
 # A row that holds (or may hold) a position counts against the open-position rules: requested, placed,
 # partially filled, or filled and not yet closed. The queries below spell this out each time.
 Outcome = Literal["placed", "filled", "rejected", "failed", "unknown", "skipped", "duplicate"]
+#: Skips that a later run may not repeat: the exchange did not answer (as opposed to an account, a rule
+#: or sizing saying no).
+TRANSIENT_SKIPS = frozenset({"exchange_unavailable"})
 
 _NO_REASON = ("", "EC_NoError")
 
@@ -1088,7 +1097,21 @@ async def _send(
     try:
         await _retrying(lambda: deps.exchange.set_leverage(creds, CATEGORY, symbol, leverage))
     except ExchangeError as exc:
-        return _failed(run, user_id, order_id, link_id, "failed", f"leverage not set: {exc.message}", exc, 0)
+        if not exc.retryable:
+            reason = f"leverage not set: {exc.message}"
+            return _failed(run, user_id, order_id, link_id, "failed", reason, exc, 0)
+        # Nothing was sent; the row stays requested and the signal's next run sends it (see _fan_out).
+        run.writer.log(
+            _LogLine(
+                user_id,
+                "order_deferred",
+                f"leverage could not be set just now ({exc.code}); the order is sent on the next run",
+                order_id=order_id,
+                level="warning",
+                context={"error": exc.code},
+            )
+        )
+        return OrderOutcome(user_id, "unknown", link_id, reason=exc.code)
     request = OrderRequest(
         category=CATEGORY,
         symbol=symbol,
@@ -1211,7 +1234,21 @@ async def _fan_out(run: _Run, signal: SignalRow) -> list[OrderOutcome]:
             if isinstance(result, BaseException):
                 raise result
             outcomes.append(result)
-    live = any(o.outcome in ("placed", "filled", "unknown", "duplicate") for o in outcomes)
+    unfinished = [o for o in outcomes if o.outcome == "unknown" or o.reason in TRANSIENT_SKIPS]
+    if unfinished:
+        # The exchange did not answer for some pairs: the signal goes back to the queue, and the next run
+        # (now reclaiming it) re-sends their reserved rows with the same orderLinkId and retries the
+        # users it could not read. Bounded by the signal's expiry.
+        log_event(
+            logger,
+            "executor_signal_unfinished",
+            level=logging.WARNING,
+            signal_id=str(signal.id),
+            pairs=len(unfinished),
+        )
+        await _release_claim(deps.db, signal.id, deps.worker)
+        return outcomes
+    live = any(o.outcome in ("placed", "filled", "duplicate") for o in outcomes)
     async with deps.db.write(_SERVICE) as conn:
         if signal.reclaimed:
             await conn.execute(_MARK_RECLAIMED_SQL, {"now": run.now(), "id": signal.id})

@@ -7,8 +7,9 @@ decrypted once:
   ``lib.executor.ORDER_WINDOW``): the executor died, or never heard back, between sending and
   recording. The order is looked up on the exchange by its ``orderLinkId``. If found, it is recorded
   as what the exchange says. If not, it was never accepted: it is marked ``failed`` with the reason,
-  unless its signal is still claimed (``processing``), because the executor that takes the stale claim
-  over sends such rows again itself (with the same ``orderLinkId``). The tracker never sends an order;
+  unless its signal is still queued or claimed (``new``, ``processing``), because the executor run that
+  takes the signal (back) sends such rows again itself, with the same ``orderLinkId``. The tracker
+  never sends an order;
 - ``placed`` / ``partially_filled``: synced to the exchange's status, filled quantity, average price
   and fee (never backwards: a late answer does not undo a fill);
 - ``filled`` with its position still open: when the symbol's position is flat, the fills that closed
@@ -199,7 +200,8 @@ async def _track_one(
     if status in ("requested", "placed", "partially_filled"):
         state = await deps.exchange.find_order(creds, row["category"], row["symbol"], row["order_link_id"])
         if state is None:
-            if status == "requested" and row["signal_status"] != "processing":
+            # A signal still queued or claimed will have its reserved rows sent by the executor.
+            if status == "requested" and row["signal_status"] not in ("new", "processing"):
                 reason = "not found on the exchange by orderLinkId: it was never accepted"
                 if await _mark_failed(deps.db, row, reason):
                     report.moved("failed")

@@ -9,14 +9,32 @@ What it does, in order:
    auto-trade on (``quantum_ai`` on the 720-minute timeframe, which nobody else's defaults select);
 3. inserts one LONG signal at the exchange's current price and warms the instruments cache (a cached
    filter read is what every executor run after the first one sees);
-4. runs ``execute_pending`` for that signal only, timing the whole run and, per order, the time from the
-   start of the run (the claim is its first statement) to the exchange's acknowledgement of the order;
-5. checks the outcome (one row per user, nothing left ``requested``), prints the figures, and deletes
-   its users again (cascading to their accounts, preferences, orders and logs).
+4. runs ``execute_pending`` for that signal only, on uvloop as the functions server does, timing the
+   whole run and, per order, the time from the start of the run (the claim is its first statement) to
+   the exchange's acknowledgement of the order;
+5. prints the figures with the rows by status (every user should have one ``placed`` row) and the CPU
+   time each process spent, then deletes its users again (cascading to their accounts, preferences,
+   orders and logs).
 
-Run: .venv/bin/python bench/fanout.py [--users 1000] [--concurrency 64] [--threads 32] [--profile FILE]
+Run: .venv/bin/python bench/fanout.py [--users 1000] [--concurrency N] [--threads 32] [--profile FILE]
 The database is the one ``AITRADEX_DB_NAME`` names (default: the demo's); the stack's database must be up.
 It is a benchmark, not a test: it prints figures and asserts nothing.
+
+Measured on this 2-core machine with other test suites running beside it (load average 2-3), 1,000
+users, back to back (seeding, not included below, took 9-11 s):
+
+| executor | orders/s | ack p50 | ack p95 | CPU s: executor / exchange / postgres |
+|---|---|---|---|---|
+| before | 54-57 | 8.3-8.8 s | 16.5-17.4 s | 16.0-16.9 / 3.3 / 4.1-4.3 |
+| after | 235-244 | 2.2-2.3 s | 3.9-4.1 s | 3.5-3.9 / 1.3-1.4 / 0.7 |
+
+Before: one transaction per write (about seven per order), a requests session per account, a look-up
+after every order. After: grouped writes, one urllib3 transport under every pybit session, no look-up
+unless the exchange answered 110072.
+
+Three signed calls per order remain (wallet, leverage, create) and set the floor: about 0.65 ms of
+client CPU each in the executor and 0.45 ms each in the paper exchange. "ack" is measured from the start
+of the run, so the p50 of a 1,000-order fan-out is mostly the queue in front of each order.
 """
 
 from __future__ import annotations

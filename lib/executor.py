@@ -691,7 +691,7 @@ _LEFTOVERS_SQL = """
 select o.id as order_id, o.user_id, o.account_id, o.symbol, o.side, o.qty, o.stop_loss, o.take_profit,
        o.leverage, o.order_link_id, a.environment, a.api_key_encrypted, a.api_secret_encrypted
 from execution_orders o
-join user_trading_accounts a on a.id = o.account_id
+join user_trading_accounts a on a.id = o.account_id and a.is_active
 where o.signal_id = %s and o.status = 'requested'
 """
 

@@ -37,6 +37,7 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
+import certifi
 import requests
 import urllib3
 from pybit.exceptions import FailedRequestError, InvalidRequestError
@@ -215,7 +216,10 @@ class LeanTransport:
     """
 
     def __init__(self, pool_size: int) -> None:
-        self._pool = urllib3.PoolManager(num_pools=4, maxsize=pool_size, retries=False)
+        # certifi's CA bundle, as requests uses: TLS to Bybit verifies the same way it did under requests.
+        self._pool = urllib3.PoolManager(
+            num_pools=4, maxsize=pool_size, retries=False, cert_reqs="CERT_REQUIRED", ca_certs=certifi.where()
+        )
 
     def prepare_request(self, request: requests.Request) -> _LeanRequest:
         # pybit sends a JSON string body (POST) or none (GET, parameters in the URL), headers as str.

@@ -55,7 +55,7 @@ from typing import Any
 from uuid import UUID
 
 import httpx
-import psutil
+import psutil  # type: ignore[import-untyped]
 import uvloop
 
 from lib.accounts import connect_account

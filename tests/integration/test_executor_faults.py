@@ -98,12 +98,12 @@ async def test_with_a_fifth_of_exchange_calls_failing_every_order_ends_placed_or
     finally:
         await set_faults(paper_url, {"seed": 0})
     assert runs < MAX_RUNS, "the signals were still unfinished after every run"
-    report = await track_orders(
+    tracked = await track_orders(
         tracker_deps(db, vault, paper_url),
         now=t0 + REQUESTED_GRACE + timedelta(seconds=1),
         user_ids=[u.id for u in users],
     )
-    assert report.errors == []
+    assert tracked.errors == []
 
     # The faults happened: sends were retried.
     rows = await order_rows(db, user_ids=[u.id for u in users])

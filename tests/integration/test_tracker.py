@@ -79,9 +79,9 @@ async def test_the_tracker_records_each_fill_and_then_how_each_position_closed(
     db: Database, vault: KeyVault, paper_url: str, seeder: Seeder, signals: Signals
 ) -> None:
     users: list[PaperUser] = [await seeder.user(Prefs()) for _ in range(2)]
-    tight = {"stop_pct": Decimal("0.3"), "target_pct": Decimal("0.3")}
-    long_id = await signals.insert("ETHBTC", direction="LONG", **tight)
-    short_id = await signals.insert("LTCBTC", direction="SHORT", **tight)
+    tight = Decimal("0.3")
+    long_id = await signals.insert("ETHBTC", direction="LONG", stop_pct=tight, target_pct=tight)
+    short_id = await signals.insert("LTCBTC", direction="SHORT", stop_pct=tight, target_pct=tight)
     now = datetime.now(UTC)
     deps = executor_deps(db, vault, paper_url, worker="test-tracker")
     await execute_pending(deps, now=now, signal_ids=[long_id, short_id])

@@ -20,7 +20,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from lib.db import migrate
@@ -47,7 +47,6 @@ TIMEFRAME_SECONDS = {
     "W": 604800,
     "M": 2678400,
 }
-CACHE_STALE_S = 15 * 60
 QUEUE_MAX_WAIT_S = 5 * 60
 QUEUE_MAX_DEPTH = 5_000
 CHECK_TIMEOUT_S = 10.0
@@ -171,18 +170,32 @@ async def _setting(db: Database, key: str, default: Any) -> Any:
     return default if row is None else row["value"]
 
 
-async def check_scans(db: Database, now: datetime) -> CheckResult:
-    """The newest finished scan per scheduled timeframe is younger than two of its candles."""
+async def check_scans(db: Database, now: datetime, market_now: datetime | None = None) -> CheckResult:
+    """The newest scanned bar per scheduled timeframe closed less than two of its candles ago.
+
+    Judged in market time: on the paper exchange, a replay that stands still is not a stale scanner.
+    Runs recorded before ``scan_runs.bar_time`` existed fall back to their wall-clock finish time.
+    """
+    market_now = market_now or now
     timeframes: list[str] = await _setting(db, "scanner.timeframes", [])
     async with db.read(Caller.service()) as conn:
         rows = await (
             await conn.execute(
-                "select timeframe, max(finished_at) as last from scan_runs "
+                "select timeframe, max(bar_time) as bar, max(finished_at) as finished from scan_runs "
                 "where status in ('succeeded', 'partial') and not dry_run group by timeframe"
             )
         ).fetchall()
-    last = {r["timeframe"]: r["last"] for r in rows}
-    ages = {tf: round((now - last[tf]).total_seconds()) for tf in timeframes if last.get(tf)}
+    by_tf = {r["timeframe"]: r for r in rows}
+    ages: dict[str, int] = {}
+    for tf in timeframes:
+        row = by_tf.get(tf)
+        if row is None:
+            continue
+        if row["bar"] is not None:
+            closed = row["bar"] + timedelta(seconds=TIMEFRAME_SECONDS[tf])
+            ages[tf] = round((market_now - closed).total_seconds())
+        elif row["finished"] is not None:
+            ages[tf] = round((now - row["finished"]).total_seconds())
     never = [tf for tf in timeframes if tf not in ages]
     stale = [tf for tf, age in ages.items() if age > 2 * TIMEFRAME_SECONDS[tf] + 120]
     details = {"age_s": ages, "never_scanned": never, "stale": stale}
@@ -203,7 +216,11 @@ async def check_scans(db: Database, now: datetime) -> CheckResult:
 
 
 async def check_instruments_cache(db: Database, now: datetime) -> CheckResult:
-    """The cached instrument filters are not long past their expiry."""
+    """The age of the cached instrument filters.
+
+    The cache is refreshed on demand by whoever finds it expired, so an expired entry on a quiet
+    system is normal: it is reported, not held against the system's health.
+    """
     async with db.read(Caller.service()) as conn:
         rows = await (
             await conn.execute("select category, fetched_at, expires_at from instruments_cache")
@@ -211,22 +228,21 @@ async def check_instruments_cache(db: Database, now: datetime) -> CheckResult:
     if not rows:
         return CheckResult("instruments_cache", "degraded", 0, "never filled yet", cold=True)
     ages = {r["category"]: round((now - r["fetched_at"]).total_seconds()) for r in rows}
-    overdue = [r["category"] for r in rows if (now - r["expires_at"]).total_seconds() > CACHE_STALE_S]
-    if overdue:
-        return CheckResult(
-            "instruments_cache", "degraded", 0, f"stale for {', '.join(overdue)}", details={"age_s": ages}
-        )
-    return CheckResult("instruments_cache", "healthy", 0, "fresh", details={"age_s": ages})
+    expired = sorted(r["category"] for r in rows if r["expires_at"] <= now)
+    message = "fresh" if not expired else f"expired for {', '.join(expired)}; refreshed on next use"
+    return CheckResult(
+        "instruments_cache", "healthy", 0, message, details={"age_s": ages, "expired": expired}
+    )
 
 
-async def check_queue(db: Database, now: datetime) -> CheckResult:
-    """Signals waiting for execution: how many, and how long the oldest has waited."""
+async def check_queue(db: Database, now: datetime, market_now: datetime | None = None) -> CheckResult:
+    """Signals waiting for execution (unexpired in market time): how many, and the oldest's wall wait."""
     async with db.read(Caller.service()) as conn:
         row = await (
             await conn.execute(
                 "select count(*) as depth, min(created_at) as oldest from signals "
                 "where status = 'new' and expires_at > %s",
-                (now,),
+                (market_now or now,),
             )
         ).fetchone()
     assert row is not None
@@ -247,19 +263,24 @@ async def run_checks(
     environment: str | None,
     now: datetime,
     status_calls: Mapping[str, Callable[[], Awaitable[Any]]],
+    market_now: Callable[[], Awaitable[datetime]] | None = None,
 ) -> HealthReport:
-    """Run every check concurrently and combine them."""
+    """Run every check concurrently and combine them (scans and queue in market time)."""
     try:
         env = environment or str(await _setting(db, "exchange.environment", "paper"))
     except AitradexError:
         env = "paper"  # the database check below reports why; the exchange is still worth probing
+    try:
+        market_time = await market_now() if market_now is not None else now
+    except AitradexError:
+        market_time = now  # the exchange check below reports the clock's trouble
     checks = await asyncio.gather(
         _timed("database", check_database(db)),
         _timed("exchange", check_exchange(market, env, lambda: int(time.time() * 1000))),
         _timed("functions", check_functions(status_calls)),
-        _timed("scans", check_scans(db, now)),
+        _timed("scans", check_scans(db, now, market_time)),
         _timed("instruments_cache", check_instruments_cache(db, now)),
-        _timed("queue", check_queue(db, now)),
+        _timed("queue", check_queue(db, now, market_time)),
     )
     return HealthReport(status=worst([c.status for c in checks]), checked_at=now, checks=tuple(checks))
 

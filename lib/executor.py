@@ -206,6 +206,13 @@ class ExecutorDeps:
     batch_max: int = 128
     batch_wait_s: float = 0.02
     behind_wait_s: float = 0.05
+    # Signals expire in market time: on the paper exchange that is its replay clock (2018), not the
+    # wall clock. None: market time is wall time (the ``now`` a run is given).
+    market_now: Callable[[], Awaitable[datetime]] | None = None
+
+    async def market_time(self, wall: datetime) -> datetime:
+        """Market time for judging signal expiry (``wall`` when no market clock is wired)."""
+        return wall if self.market_now is None else await self.market_now()
 
     def limiter_for(self, account_id: UUID) -> RateLimiter:
         limiter = self.account_limiters.get(account_id)
@@ -610,7 +617,7 @@ class _Run:
 _CLAIM_SQL = """
 with picked as (
   select id, claimed_at is not null as reclaimed from signals
-  where expires_at > %(now)s
+  where expires_at > %(market)s
     and (status = 'new' or (status = 'processing' and claimed_at < %(stale)s))
     and (%(ids)s::uuid[] is null or id = any(%(ids)s::uuid[]))
   order by created_at
@@ -722,8 +729,11 @@ async def claim_signals(
     now: datetime,
     limit: int,
     signal_ids: Sequence[UUID] | None = None,
+    market_now: datetime | None = None,
 ) -> tuple[list[SignalRow], int]:
     """Expire old signals, then claim up to ``limit`` (returns the claimed ones and how many expired).
+
+    Expiry is judged at ``market_now`` (default ``now``); claims are stamped and judged stale in wall time.
 
     ``signal_ids`` narrows both steps to those signals (an operator re-running chosen signals, or a
     test that must not touch anyone else's queue).
@@ -732,15 +742,16 @@ async def claim_signals(
     async with db.write(_SERVICE) as conn:
         expired = await conn.execute(
             "update signals set status = 'expired', processed_at = %(now)s "
-            "where status in ('new', 'processing') and expires_at <= %(now)s "
+            "where status in ('new', 'processing') and expires_at <= %(market)s "
             "and (%(ids)s::uuid[] is null or id = any(%(ids)s::uuid[]))",
-            {"now": now, "ids": ids},
+            {"now": now, "market": market_now or now, "ids": ids},
         )
         rows = await (
             await conn.execute(
                 _CLAIM_SQL,
                 {
                     "now": now,
+                    "market": market_now or now,
                     "worker": worker,
                     "stale": now - CLAIM_STALE_AFTER,
                     "limit": limit,
@@ -1323,7 +1334,12 @@ async def execute_pending(
     """
     started = time.perf_counter()
     signals, expired = await claim_signals(
-        deps.db, worker=deps.worker, now=now, limit=batch_size, signal_ids=signal_ids
+        deps.db,
+        worker=deps.worker,
+        now=now,
+        limit=batch_size,
+        signal_ids=signal_ids,
+        market_now=await deps.market_time(now),
     )
     report = ExecutionReport(claimed=len(signals), expired=expired)
     run = _Run(deps, now)
@@ -1429,7 +1445,7 @@ async def execute_signal_for_user(
                 "select id, symbol, category, timeframe, direction, algorithm, score, entry_price, "
                 "stop_loss, take_profit from signals "
                 "where id = %s and expires_at > %s and status <> 'expired'",
-                (signal_id, now),
+                (signal_id, await deps.market_time(now)),
             )
         ).fetchone()
     if row is None:

@@ -467,7 +467,7 @@ async def _close_run(db: Database, run_id: str, result: ScanResult) -> None:
         await conn.execute(
             "update scan_runs set status = %s, symbols_requested = %s, symbols_scanned = %s, "
             "candidates = %s, signals_created = %s, errors = %s::jsonb, finished_at = now(), "
-            "duration_ms = %s where id = %s",
+            "duration_ms = %s, bar_time = %s where id = %s",
             (
                 result.status,
                 result.symbols_requested,
@@ -476,6 +476,7 @@ async def _close_run(db: Database, run_id: str, result: ScanResult) -> None:
                 result.signals_created,
                 json.dumps([e.as_json() for e in result.errors]),
                 result.duration_ms,
+                result.bar_time,
                 run_id,
             ),
         )

@@ -11,6 +11,7 @@ from lib.db.session import Caller
 from lib.diagnostics import HealthReport, run_checks
 from lib.runtime.context import Context
 from lib.runtime.spec import FunctionSpec, status_response
+from lib.runtime.wiring import market_now
 
 NAME = "diagnostics"
 
@@ -41,6 +42,7 @@ async def handle(request: DiagnosticsRequest, ctx: Context) -> DiagnosticsRespon
             environment=None,
             now=ctx.clock.now(),
             status_calls=_status_calls(ctx),
+            market_now=market_now(ctx.services),
         )
 
     is_service = ctx.caller.role == "service_role"

@@ -6,7 +6,8 @@ replace any collaborator with a fake before handing the services to a handler).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from lib.config import Settings
@@ -85,6 +86,22 @@ async def close_services(services: Services) -> None:
     await services.db.close()
 
 
+def market_now(services: Services) -> Callable[[], Awaitable[datetime]]:
+    """Now in market time for the deployment's environment: the paper exchange's replay clock on
+    paper (signals made from 2018 candles expire in 2018), the wall clock elsewhere."""
+    from lib.instruments_cache import deployment_environment
+    from lib.scheduler import market_clock_for
+
+    async def now() -> datetime:
+        environment = await deployment_environment(services.db)
+        if environment != "paper":
+            return services.clock.now()
+        clock = market_clock_for(environment, paper_url=services.get("market").paper_url)
+        return datetime.fromtimestamp(await clock.now_ms() / 1000, UTC)
+
+    return now
+
+
 def executor_deps(services: Services, *, worker: str) -> Any:
     """The executor's dependencies, from the process's services."""
     from lib.executor import ExecutorDeps
@@ -102,6 +119,7 @@ def executor_deps(services: Services, *, worker: str) -> Any:
         filters=filters,
         worker=worker,
         account_limiters=services.get("account_limiters"),
+        market_now=market_now(services),
     )
 
 

@@ -63,24 +63,29 @@ async def test_an_unreachable_exchange_is_reported_down_not_raised() -> None:
     assert result.message
 
 
-async def test_scan_freshness_follows_each_timeframes_period(db: Database) -> None:
-    # Later than any real or earlier test scan, so these rows are the newest per timeframe.
-    finished = datetime(2050, 1, 1, tzinfo=UTC) + timedelta(seconds=int(time.time()))
+async def test_scan_freshness_follows_each_timeframes_period_in_market_time(db: Database) -> None:
+    # Each timeframe's latest bar closes at the same instant ``closed``: later than any real or
+    # earlier test scan, so these rows are the newest per timeframe.
+    closed = datetime(2050, 1, 1, tzinfo=UTC) + timedelta(hours=int(time.time()) // 3600)
+    wall = datetime.now(UTC)
     ids = []
     async with db.write(Caller.service()) as conn:
         for timeframe in ("5", "15", "60"):
+            bar = closed - timedelta(minutes=int(timeframe))
             row = await (
                 await conn.execute(
-                    "insert into scan_runs (timeframe, algorithm, status, started_at, finished_at) "
-                    "values (%s, 'unirail_core', 'succeeded', %s, %s) returning id",
-                    (timeframe, finished - timedelta(seconds=3), finished),
+                    "insert into scan_runs (timeframe, algorithm, status, started_at, finished_at, bar_time) "
+                    "values (%s, 'unirail_core', 'succeeded', %s, %s, %s) returning id",
+                    (timeframe, wall, wall, bar),
                 )
             ).fetchone()
             ids.append(row["id"])
     try:
-        fresh = await diagnostics.check_scans(db, finished + timedelta(minutes=1))
-        late = await diagnostics.check_scans(db, finished + timedelta(minutes=15))
-        very_late = await diagnostics.check_scans(db, finished + timedelta(hours=3))
+        fresh = await diagnostics.check_scans(db, wall, closed + timedelta(minutes=1))
+        late = await diagnostics.check_scans(db, wall, closed + timedelta(minutes=15))
+        very_late = await diagnostics.check_scans(db, wall, closed + timedelta(hours=3))
+        # A replay standing still: hours of wall time pass, market time does not.
+        standing = await diagnostics.check_scans(db, wall + timedelta(hours=5), closed + timedelta(minutes=1))
     finally:
         async with db.write(Caller.service()) as conn:
             await conn.execute("delete from scan_runs where id = any(%s)", (ids,))
@@ -89,6 +94,20 @@ async def test_scan_freshness_follows_each_timeframes_period(db: Database) -> No
     assert (late.status, late.details["stale"]) == ("degraded", ["5"])
     assert very_late.details["stale"] == ["5", "15", "60"]
     assert not very_late.cold
+    assert standing.status == "healthy"
+
+
+async def test_an_expired_instruments_cache_is_reported_but_healthy_because_it_refreshes_on_use(
+    db: Database,
+) -> None:
+    now = datetime.now(UTC)
+    result = await diagnostics.check_instruments_cache(db, now + timedelta(days=365))
+    if result.cold:  # nothing cached yet in this database: the other branch is what this test is about
+        assert result.message == "never filled yet"
+    else:
+        assert result.status == "healthy"
+        assert result.details["expired"]
+        assert "refreshed on next use" in result.message
 
 
 async def test_a_signal_waiting_too_long_degrades_the_queue(db: Database) -> None:

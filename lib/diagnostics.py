@@ -174,28 +174,23 @@ async def check_scans(db: Database, now: datetime, market_now: datetime | None =
     """The newest scanned bar per scheduled timeframe closed less than two of its candles ago.
 
     Judged in market time: on the paper exchange, a replay that stands still is not a stale scanner.
-    Runs recorded before ``scan_runs.bar_time`` existed fall back to their wall-clock finish time.
+    Runs recorded before ``scan_runs.bar_time`` existed say nothing about it (no bar: not yet scanned).
     """
     market_now = market_now or now
     timeframes: list[str] = await _setting(db, "scanner.timeframes", [])
     async with db.read(Caller.service()) as conn:
         rows = await (
             await conn.execute(
-                "select timeframe, max(bar_time) as bar, max(finished_at) as finished from scan_runs "
+                "select timeframe, max(bar_time) as bar from scan_runs "
                 "where status in ('succeeded', 'partial') and not dry_run group by timeframe"
             )
         ).fetchall()
-    by_tf = {r["timeframe"]: r for r in rows}
-    ages: dict[str, int] = {}
-    for tf in timeframes:
-        row = by_tf.get(tf)
-        if row is None:
-            continue
-        if row["bar"] is not None:
-            closed = row["bar"] + timedelta(seconds=TIMEFRAME_SECONDS[tf])
-            ages[tf] = round((market_now - closed).total_seconds())
-        elif row["finished"] is not None:
-            ages[tf] = round((now - row["finished"]).total_seconds())
+    by_tf = {r["timeframe"]: r["bar"] for r in rows if r["bar"] is not None}
+    ages = {
+        tf: round((market_now - by_tf[tf] - timedelta(seconds=TIMEFRAME_SECONDS[tf])).total_seconds())
+        for tf in timeframes
+        if tf in by_tf
+    }
     never = [tf for tf in timeframes if tf not in ages]
     stale = [tf for tf, age in ages.items() if age > 2 * TIMEFRAME_SECONDS[tf] + 120]
     details = {"age_s": ages, "never_scanned": never, "stale": stale}

@@ -310,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.set_defaults(func=cmd_keys_rotate)
 
     p = sub.add_parser("demo", help="rebuild, then replay hours of candles through the whole pipeline")
-    p.add_argument("--hours", type=float, default=3.0, help="replayed hours (default 3: about a minute)")
+    p.add_argument("--hours", type=float, default=6.0, help="replayed hours (default 6: about a minute)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("paper-account", help="accounts on the local paper exchange")

@@ -60,7 +60,7 @@ DEMO_USERS: dict[str, dict[str, Any]] = {
         "max_open_positions": 6,
     },
 }
-DEFAULT_HOURS = 3.0
+DEFAULT_HOURS = 6.0
 
 
 @dataclass
@@ -190,7 +190,12 @@ async def summary(settings: Settings, since: datetime) -> str:
 
 
 def run_demo(hours: float = DEFAULT_HOURS, *, env: dict[str, str] | None = None) -> str:
-    """Rebuild, set up the demo users, replay ``hours`` of candles, and return the summary."""
+    """Rebuild, set up the demo users, replay ``hours`` of candles, print and return the summary."""
+    return asyncio.run(demo(hours, env=env))
+
+
+async def demo(hours: float = DEFAULT_HOURS, *, env: dict[str, str] | None = None) -> str:
+    """:func:`run_demo` inside an event loop that is already running (tests)."""
     env = dict(os.environ if env is None else env)
 
     def step(result: StepResult) -> None:
@@ -233,6 +238,6 @@ def run_demo(hours: float = DEFAULT_HOURS, *, env: dict[str, str] | None = None)
         print("4. Summary:")
         return await summary(settings, since)
 
-    report = asyncio.run(main())
+    report = await main()
     print(report)
     return report

@@ -9,18 +9,22 @@ UTC, ``M`` on the first of the month. A bucket with no candle (a data gap) is ab
 The newest bucket may still be forming: it aggregates the completed candles of its span plus the forming
 5-minute candle as :mod:`lib.paper_exchange.market` serves it (its open only), so it never reveals a
 price from after the replay time. Intervals 1 and 3 cannot be built from 5-minute data and are refused.
+
+The rows are assembled from the texts :class:`lib.paper_exchange.market.CandleText` formatted at load:
+highs and lows are reduced per bucket on the float arrays (a float's order is its decimal's order, since
+each is the shortest text of its float), volume and turnover come from exact prefix sums. The answer is
+the one the per-row ``Decimal`` aggregation gave, byte for byte (tests compare the two).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
 
 import numpy as np
 import numpy.typing as npt
 
-from lib.paper_exchange.market import MarketData
-from lib.paper_exchange.numbers import dec, fmt, params_error
+from lib.paper_exchange.market import CandleText, MarketData
+from lib.paper_exchange.numbers import params_error
 
 BYBIT_INTERVALS = ("1", "3", "5", "15", "30", "60", "120", "240", "360", "720", "D", "W", "M")
 DEFAULT_LIMIT = 200
@@ -100,18 +104,23 @@ def build_klines(market: MarketData, query: KlineQuery, now_ms: int) -> list[Kli
     last = int(np.searchsorted(times, min(upper, now_ms + 1), side="left"))
     if first >= last:
         return []
-    forming = market.forming_index(query.symbol, now_ms)
     keys = bucket_starts(times[first:last], query.interval)
     boundaries = np.flatnonzero(np.diff(keys)) + 1
-    starts = np.concatenate(([0], boundaries)).tolist()
-    stops = np.concatenate((boundaries, [last - first])).tolist()
-    rows: list[KlineRow] = []
-    for lo, hi in zip(starts, stops, strict=True):
-        key = int(keys[lo])
-        if (query.start_ms is not None and key < query.start_ms) or key > end:
-            continue
-        rows.append(_aggregate(market, query.symbol, first + lo, first + hi, forming, key))
-    rows = rows[: query.limit] if forward else rows[-query.limit :]
+    starts = np.concatenate(([0], boundaries))
+    stops = np.concatenate((boundaries, [last - first]))
+    bucket_keys = keys[starts]
+    keep = bucket_keys <= end
+    if query.start_ms is not None:
+        keep &= bucket_keys >= query.start_ms
+    starts, stops, bucket_keys = starts[keep], stops[keep], bucket_keys[keep]
+    chosen = slice(None, query.limit) if forward else slice(-query.limit, None)
+    rows = _rows(
+        market.text(query.symbol),
+        first + starts[chosen],
+        first + stops[chosen],
+        bucket_keys[chosen],
+        market.forming_index(query.symbol, now_ms),
+    )
     rows.reverse()
     return rows
 
@@ -120,24 +129,50 @@ def _align(t_ms: int, interval: str) -> int:
     return int(bucket_starts(np.array([t_ms], dtype=np.int64), interval)[0])
 
 
-def _aggregate(market: MarketData, symbol: str, lo: int, hi: int, forming: int | None, key: int) -> KlineRow:
-    series = market.series(symbol)
-    complete_hi = hi if forming is None or not lo <= forming < hi else forming
-    open_ = dec(series.open[lo])
-    highs = [dec(v) for v in series.high[lo:complete_hi]]
-    lows = [dec(v) for v in series.low[lo:complete_hi]]
-    if complete_hi < hi:
-        # The forming candle contributes its open only (see lib.paper_exchange.market).
-        forming_open = dec(series.open[complete_hi])
-        highs.append(forming_open)
-        lows.append(forming_open)
-        close = forming_open
+def _rows(
+    text: CandleText, los: IntArray, his: IntArray, keys: IntArray, forming: int | None
+) -> list[KlineRow]:
+    """Rows of the adjacent buckets ``[los[k], his[k])`` starting at ``keys[k]``, oldest first."""
+    if los.size == 0:
+        return []
+    candles = text.candles
+    opens = text.open[los].tolist()
+    closes = text.close[his - 1].tolist()
+    if bool(np.all(his - los == 1)):
+        highs = text.high[los].tolist()
+        lows = text.low[los].tolist()
     else:
-        close = dec(series.close[hi - 1])
-    volume = Decimal(0)
-    turnover = Decimal(0)
-    for index in range(lo, complete_hi):
-        candle_volume = dec(series.volume[index])
-        volume += candle_volume
-        turnover += candle_volume * dec(series.close[index])
-    return [str(key), fmt(open_), fmt(max(highs)), fmt(min(lows)), fmt(close), fmt(volume), fmt(turnover)]
+        # Buckets are adjacent (his[k] == los[k + 1]), so one reduceat covers them all.
+        offsets = los - los[0]
+        span = slice(int(los[0]), int(his[-1]))
+        highs = [text.text_of(v) for v in np.maximum.reduceat(candles.high[span], offsets).tolist()]
+        lows = [text.text_of(v) for v in np.minimum.reduceat(candles.low[span], offsets).tolist()]
+    volumes, turnovers = text.sum_texts(los, his)
+    rows = [
+        [str(key), *fields]
+        for key, *fields in zip(keys.tolist(), opens, highs, lows, closes, volumes, turnovers, strict=True)
+    ]
+    if forming is not None:
+        k = int(np.searchsorted(his, forming, side="right"))
+        if k < los.size and los[k] <= forming:
+            rows[k] = _forming_row(text, int(los[k]), forming, int(keys[k]))
+    return rows
+
+
+def _forming_row(text: CandleText, lo: int, forming: int, key: int) -> KlineRow:
+    """The bucket holding the forming candle: its completed candles plus the forming one's open only
+    (see lib.paper_exchange.market); candles after it in the bucket, if the data had any, are ignored."""
+    candles = text.candles
+    forming_open = float(candles.open[forming])
+    high = max([*candles.high[lo:forming].tolist(), forming_open])
+    low = min([*candles.low[lo:forming].tolist(), forming_open])
+    volumes, turnovers = text.sum_texts(np.array([lo]), np.array([forming]))
+    return [
+        str(key),
+        text.open[lo],
+        text.text_of(high),
+        text.text_of(low),
+        text.open[forming],
+        volumes[0],
+        turnovers[0],
+    ]

@@ -14,11 +14,14 @@ Figures printed:
 
 1. limiter OFF: wall time and symbols/s of full scans (universe from tickers, 500 symbols), first with
    ``min_score=0`` (every candidate stored: the heaviest write) and then with the real threshold (80);
+   each ``--repeats`` times (the paper exchange advanced one bar before each, so every insert is real),
+   with the median, min and max, and the CPU seconds the server process and this process used in each
+   scan (the machine has 2 shared cores: single runs vary, the load average is printed to show it);
 2. limiter ON at 50% of Bybit's 600 requests / 5 s (300 per window): back-to-back full scans for
    ``--limited-seconds``; the grants in each 5-second window as a share of 300, the worst window, and
    the overall request rate as a share of 60 req/s.
 
-Run: .venv/bin/python bench/scan.py [--symbols 500] [--limited-seconds 40]
+Run: .venv/bin/python bench/scan.py [--symbols 500] [--repeats 3] [--limited-seconds 60]
 It is a benchmark, not a test: it prints figures and asserts nothing.
 """
 
@@ -99,6 +102,19 @@ def derive_data(folder: Path, count: int) -> tuple[list[str], int]:
             fh.write("open_time_ms,open,high,low,close,volume\n" + rows + "\n")
         names.append(name)
     return names, int(axis[0])
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used so far, from Linux's /proc (NaN elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def free_port() -> int:
@@ -217,7 +233,10 @@ async def capture(url: str, symbols: list[str], kline_limit: int, folder: Path) 
 
     bodies: dict[str, bytes] = {}
     async with httpx.AsyncClient(base_url=url, timeout=30) as http:
-        requests = [("/_paper/clock", {}), ("/v5/market/tickers", {"category": "linear"})]
+        requests: list[tuple[str, dict[str, str | int]]] = [
+            ("/_paper/clock", {}),
+            ("/v5/market/tickers", {"category": "linear"}),
+        ]
         requests.append(("/v5/market/instruments-info", {"category": "linear", "limit": 1000}))
         requests += [
             ("/v5/market/kline", {"category": "linear", "symbol": s, "interval": "5", "limit": kline_limit})
@@ -257,24 +276,36 @@ def wait_until_up(process: subprocess.Popen[bytes], url: str) -> None:
 # -- the measurements ----------------------------------------------------------------------------------
 
 
-async def full_scans_unlimited(db: Database, url: str, symbols: int, threshold: float, fresh: bool) -> None:
+async def full_scans_unlimited(
+    db: Database, url: str, server_pid: int, symbols: int, threshold: float, fresh: bool, repeats: int
+) -> None:
     access = MarketAccess(paper_url=url, limiter=CountingLimiter(None))
     for label, request in (
         ("min_score=0, every candidate stored", {"min_score": 0.0}),
         (f"threshold {threshold:g} (the real one)", {}),
     ):
-        if fresh:
-            await advance(url)  # a fresh bar, so the inserts are real inserts
-        result, wall, progress = await timed_scan(db, access, max_symbols=symbols, **request)
-        universe = progress.fetch_start - progress.started
-        fetch = progress.fetch_end - progress.fetch_start
+        print(f"   {label}:")
+        walls = []
+        for run in range(1, repeats + 1):
+            if fresh:
+                await advance(url)  # a fresh bar, so the inserts are real inserts
+            server_cpu, own_cpu = cpu_s(server_pid), time.process_time()
+            result, wall, progress = await timed_scan(db, access, max_symbols=symbols, **request)
+            server_cpu, own_cpu = cpu_s(server_pid) - server_cpu, time.process_time() - own_cpu
+            walls.append(wall)
+            universe = progress.fetch_start - progress.started
+            fetch = progress.fetch_end - progress.fetch_start
+            print(
+                f"      run {run}: {wall:.2f} s wall, {result.symbols_scanned / wall:.0f} symbols/s; clock + "
+                f"universe {universe:.2f} s, {result.symbols_requested} klines {fetch:.2f} s "
+                f"({result.symbols_requested / fetch:.0f} req/s), scoring + insert + scan_runs "
+                f"{wall - universe - fetch:.2f} s; CPU: server {server_cpu:.2f} s, scanner {own_cpu:.2f} s"
+            )
         print(
-            f"   {label}: {wall:.2f} s wall, {result.symbols_scanned / wall:.0f} symbols/s; clock + universe "
-            f"{universe:.2f} s, {result.symbols_requested} klines {fetch:.2f} s "
-            f"({result.symbols_requested / fetch:.0f} req/s), scoring + insert + scan_runs "
-            f"{wall - universe - fetch:.2f} s"
+            f"      wall over {repeats} runs: median {np.median(walls):.2f} s, min {min(walls):.2f} s, "
+            f"max {max(walls):.2f} s (load average now {load_average()})"
         )
-        print("      " + format_summary([result]).replace("\n", "\n      "))
+        print("      last run: " + format_summary([result]).replace("\n", "\n      "))
 
 
 async def limited_scans(db: Database, url: str, symbols: int, seconds: float, share: float) -> None:
@@ -316,6 +347,7 @@ async def main(args: argparse.Namespace) -> None:
     rebuild(env=env, serve=False)
     settings = load_settings(env)
     print(f"database: {BENCH_DB} on the configured server (migrated and seeded; no servers started)")
+    print(f"machine: {os.cpu_count()} cores, load average {load_average()} (1, 5, 15 min) before the bench")
 
     processes: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory(prefix="aitradex-bench-") as tmp:
@@ -352,7 +384,9 @@ async def main(args: argparse.Namespace) -> None:
                 print(f"warm-up (8 symbols, dry run; numba loads kernels): {time.perf_counter() - t:.2f} s\n")
 
                 print("1. against the paper exchange, rate limiter OFF, full scans, database writes included")
-                await full_scans_unlimited(db, url, args.symbols, threshold, fresh=True)
+                await full_scans_unlimited(
+                    db, url, process.pid, args.symbols, threshold, fresh=True, repeats=args.repeats
+                )
                 print("\n2. against the paper exchange, rate limiter ON")
                 await limited_scans(db, url, args.symbols, args.paper_limited_seconds, 0.5)
 
@@ -363,9 +397,11 @@ async def main(args: argparse.Namespace) -> None:
                 print(
                     "\n3. against a canned server (the paper exchange's own response bytes for this bar, "
                     "served by a minimal uvicorn app in its own process: the exchange's cost removed), "
-                    "limiter OFF"
+                    "limiter OFF; one captured bar, so repeated runs store duplicates"
                 )
-                await full_scans_unlimited(db, canned_url, args.symbols, threshold, fresh=False)
+                await full_scans_unlimited(
+                    db, canned_url, canned.pid, args.symbols, threshold, fresh=False, repeats=args.repeats
+                )
                 print("\n4. against the canned server, rate limiter ON")
                 await limited_scans(db, canned_url, args.symbols, args.limited_seconds, 0.5)
 
@@ -388,11 +424,14 @@ if __name__ == "__main__":
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--symbols", type=int, default=500)
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each limiter-OFF full scan")
     parser.add_argument("--limited-seconds", type=float, default=60.0)
     parser.add_argument("--paper-limited-seconds", type=float, default=20.0)
     parser.add_argument("--serve-canned", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
+    if arguments.repeats < 1:
+        parser.error("--repeats must be at least 1")
     if arguments.serve_canned:
         serve_canned(arguments.serve_canned, arguments.port)
     else:

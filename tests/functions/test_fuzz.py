@@ -12,6 +12,7 @@ import uuid
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -31,6 +32,12 @@ def _operations(functions_url: str) -> list[Any]:
 
 def _fuzz(functions_url: str, token: str) -> int:
     """Run every operation in both modes; returns how many requests were sent."""
+    # Compile the indicator kernels once, outside hypothesis: a cold numba cache makes the first scan
+    # slow, and a slow first example reads as a flaky one.
+    from lib.indicators import features
+
+    warm = np.linspace(1.0, 2.0, 300)[None, :]
+    features(warm, warm, warm, warm, warm)
     sent = 0
     operations = _operations(functions_url)
     assert len(operations) >= 4, "openapi.json lists too few functions to be the real document"
@@ -46,7 +53,10 @@ def _fuzz(functions_url: str, token: str) -> int:
             )
             def check(case: Any) -> None:
                 nonlocal sent
-                response = case.call(base_url=functions_url, headers={"Authorization": f"Bearer {token}"})
+                # Generous: the first scan in a fresh checkout compiles the numba kernels (~15 s).
+                response = case.call(
+                    base_url=functions_url, headers={"Authorization": f"Bearer {token}"}, timeout=120
+                )
                 sent += 1
                 assert response.status_code < 500, (
                     f"{case.method} {case.path} {case.body!r} -> {response.status_code} {response.text[:300]}"

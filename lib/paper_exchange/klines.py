@@ -148,10 +148,9 @@ def _rows(
         highs = [text.text_of(v) for v in np.maximum.reduceat(candles.high[span], offsets).tolist()]
         lows = [text.text_of(v) for v in np.minimum.reduceat(candles.low[span], offsets).tolist()]
     volumes, turnovers = text.sum_texts(los, his)
-    rows = [
-        [str(key), *fields]
-        for key, *fields in zip(keys.tolist(), opens, highs, lows, closes, volumes, turnovers, strict=True)
-    ]
+    # map/zip keep the per-row work in C: a comprehension unpacking each row cost as much as the rest.
+    columns = (map(str, keys.tolist()), opens, highs, lows, closes, volumes, turnovers)
+    rows = list(map(list, zip(*columns, strict=True)))
     if forming is not None:
         k = int(np.searchsorted(his, forming, side="right"))
         if k < los.size and los[k] <= forming:

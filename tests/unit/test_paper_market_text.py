@@ -257,9 +257,9 @@ def test_klines_equal_the_decimal_aggregation(kind: str) -> None:
     market = market_of(kind)
     times = market.series("XBTC").open_time_ms
     rng = np.random.default_rng(11)
-    nows = {int(t) for t in rng.choice(times, 6)} | {int(t) + 1 for t in rng.choice(times, 6)}
+    nows = {int(t) for t in rng.choice(times, 4)} | {int(t) + 1 for t in rng.choice(times, 4)}
     nows |= {int(times[0]) - 1, int(times[-1]) + CANDLE_MS, int(times[-1]) + 10 * DAY_MS}
-    nows |= {int(x) for x in rng.integers(int(times[0]), int(times[-1]), 6)}
+    nows |= {int(x) for x in rng.integers(int(times[0]), int(times[-1]), 4)}
     for now in sorted(nows):
         for interval in INTERVALS:
             for query in _queries(rng, interval, now):

@@ -23,8 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from lib.paper_exchange.market import CandleText, MarketData
-from lib.paper_exchange.numbers import params_error
+from lib.market_data import Candles
+from lib.paper_exchange.market import CandleText, MarketData, decimal_sums
+from lib.paper_exchange.numbers import dec, fmt, params_error
 
 BYBIT_INTERVALS = ("1", "3", "5", "15", "30", "60", "120", "240", "360", "720", "D", "W", "M")
 DEFAULT_LIMIT = 200
@@ -135,6 +136,11 @@ def _rows(
     """Rows of the adjacent buckets ``[los[k], his[k])`` starting at ``keys[k]``, oldest first."""
     if los.size == 0:
         return []
+    if not text.ordered:
+        return [
+            decimal_row(text.candles, lo, hi, forming, key)
+            for lo, hi, key in zip(los.tolist(), his.tolist(), keys.tolist(), strict=True)
+        ]
     candles = text.candles
     opens = text.open[los].tolist()
     closes = text.close[his - 1].tolist()
@@ -145,8 +151,8 @@ def _rows(
         # Buckets are adjacent (his[k] == los[k + 1]), so one reduceat covers them all.
         offsets = los - los[0]
         span = slice(int(los[0]), int(his[-1]))
-        highs = [text.text_of(v) for v in np.maximum.reduceat(candles.high[span], offsets).tolist()]
-        lows = [text.text_of(v) for v in np.minimum.reduceat(candles.low[span], offsets).tolist()]
+        highs = text.texts_of(np.maximum.reduceat(candles.high[span], offsets))
+        lows = text.texts_of(np.minimum.reduceat(candles.low[span], offsets))
     volumes, turnovers = text.sum_texts(los, his)
     # map/zip keep the per-row work in C: a comprehension unpacking each row cost as much as the rest.
     columns = (map(str, keys.tolist()), opens, highs, lows, closes, volumes, turnovers)
@@ -165,13 +171,25 @@ def _forming_row(text: CandleText, lo: int, forming: int, key: int) -> KlineRow:
     forming_open = float(candles.open[forming])
     high = max([*candles.high[lo:forming].tolist(), forming_open])
     low = min([*candles.low[lo:forming].tolist(), forming_open])
+    high_text, low_text = text.texts_of(np.array([high, low]))
     volumes, turnovers = text.sum_texts(np.array([lo]), np.array([forming]))
-    return [
-        str(key),
-        text.open[lo],
-        text.text_of(high),
-        text.text_of(low),
-        text.open[forming],
-        volumes[0],
-        turnovers[0],
-    ]
+    return [str(key), text.open[lo], high_text, low_text, text.open[forming], volumes[0], turnovers[0]]
+
+
+def decimal_row(candles: Candles, lo: int, hi: int, forming: int | None, key: int) -> KlineRow:
+    """One bucket aggregated in ``Decimal``, row by row: the reference the fast path reproduces, and the
+    path for data whose prices include a NaN (where only Decimal's comparisons give the old answer)."""
+    complete_hi = hi if forming is None or not lo <= forming < hi else forming
+    open_ = dec(candles.open[lo])
+    highs = [dec(v) for v in candles.high[lo:complete_hi]]
+    lows = [dec(v) for v in candles.low[lo:complete_hi]]
+    if complete_hi < hi:
+        # The forming candle contributes its open only (see lib.paper_exchange.market).
+        forming_open = dec(candles.open[complete_hi])
+        highs.append(forming_open)
+        lows.append(forming_open)
+        close = forming_open
+    else:
+        close = dec(candles.close[hi - 1])
+    volume, turnover = decimal_sums(candles, lo, complete_hi)
+    return [str(key), fmt(open_), fmt(max(highs)), fmt(min(lows)), fmt(close), volume, turnover]

@@ -40,6 +40,7 @@ from lib.paper_exchange.numbers import dec, fmt
 
 ObjectArray = npt.NDArray[np.object_]
 IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
 
 #: A term that is zero has no last digit; this sentinel never lowers a window's minimum.
 _NO_DIGIT = 1_000_000
@@ -68,12 +69,26 @@ def candle_text(value: float) -> str:
     ``repr`` is the shortest text that round-trips (what :func:`~lib.paper_exchange.numbers.dec` reads);
     it only has to lose its exponent and its ``.0``: repr never writes other trailing zeros.
     """
-    text = repr(value)
+    return _plain(repr(value))
+
+
+def candle_texts(values: FloatArray) -> list[str]:
+    """:func:`candle_text` of every value: one C-level ``repr`` of the whole list, then per-text fix-ups
+    only where there is one to make (an exponent, a ``.0``, nan or inf)."""
+    if values.size == 0:
+        return []
+    texts = repr(values.tolist())[1:-1].split(", ")
+    # A positional repr ends in "0" only as ".0" (shortest texts carry no other trailing zero).
+    return [text if "e" not in text and text[-1] not in "0nf" else _plain(text) for text in texts]
+
+
+def _plain(text: str) -> str:
+    """``fmt(Decimal(text))`` of a float's ``repr`` ``text``."""
     if text.endswith(".0"):
         text = text[:-2]
         return "0" if text == "-0" else text  # fmt writes every zero, -0.0 included, as "0"
     if "e" not in text:
-        return text if text[-1] not in "nf" else fmt(dec(value))  # nan, inf: the Decimal spelling
+        return text if text[-1] not in "nf" else fmt(Decimal(text))  # nan, inf: the Decimal spelling
     sign = ""
     if text[0] == "-":
         sign, text = "-", text[1:]
@@ -90,8 +105,13 @@ def candle_text(value: float) -> str:
 
 def scaled_text(units: int, scale: int) -> str:
     """``fmt`` of the non-negative decimal ``units * 10**-scale`` (``scale >= 0``)."""
-    digits = str(units)
-    if units == 0 or scale == 0:
+    return _point(str(units), scale)
+
+
+def _point(digits: str, scale: int) -> str:
+    """``digits`` (a non-negative integer's text) with a decimal point ``scale`` digits from the right,
+    as ``fmt`` writes it."""
+    if scale == 0 or digits == "0":
         return digits
     if len(digits) <= scale:
         digits = "0" * (scale - len(digits) + 1) + digits
@@ -166,10 +186,13 @@ class CandleText:
     """One symbol's candles as Bybit text, formatted once at load (see the module docstring).
 
     ``turnover[i]`` is candle ``i``'s ``volume * close`` as the ``Decimal`` context computes it;
-    ``price_text`` maps every open/high/low/close value to its text (for aggregated highs and lows).
+    ``prices`` are the distinct open/high/low/close values, sorted, and ``price_texts`` their texts (for
+    aggregated highs and lows).
     ``volume_sums``/``turnover_sums`` are ``None`` when a volume or close is negative or not finite: the
     exactness argument of :class:`DecimalSums` needs non-negative terms, so such a symbol always sums
-    with ``Decimal``.
+    with ``Decimal``. ``ordered`` says no price is NaN: then floats compare as their decimals do (each
+    decimal is its float's shortest text), and highs and lows can be found on the floats; with a NaN the
+    ``Decimal`` comparisons must run (and fail as they always did).
     """
 
     candles: Candles
@@ -179,9 +202,11 @@ class CandleText:
     close: ObjectArray
     volume: ObjectArray
     turnover: ObjectArray
-    price_text: dict[float, str]
+    prices: FloatArray
+    price_texts: ObjectArray
     volume_sums: DecimalSums | None
     turnover_sums: DecimalSums | None
+    ordered: bool
 
     @classmethod
     def build(cls, candles: Candles) -> CandleText:
@@ -190,12 +215,12 @@ class CandleText:
         prices = np.concatenate((candles.open, candles.high, candles.low, candles.close))
         # Closes reopen the next candle and highs/lows repeat: format each distinct value once.
         unique, inverse = np.unique(prices, return_inverse=True)
-        unique_texts = [candle_text(value) for value in unique.tolist()]
+        unique_texts = candle_texts(unique)
         table = np.empty(len(unique_texts), dtype=object)
         table[:] = unique_texts
         columns = table[inverse.reshape(-1)].reshape(4, n)
         volume = np.empty(n, dtype=object)
-        volume[:] = [candle_text(value) for value in candles.volume.tolist()]
+        volume[:] = candle_texts(candles.volume)
         exact = bool(
             np.all(np.isfinite(candles.volume))
             and np.all(candles.volume >= 0)
@@ -235,15 +260,20 @@ class CandleText:
             close=columns[3],
             volume=volume,
             turnover=turnover,
-            price_text=dict(zip(unique.tolist(), unique_texts, strict=True)),
+            prices=unique,
+            price_texts=table,
             volume_sums=volume_sums,
             turnover_sums=turnover_sums,
+            ordered=not bool(np.isnan(prices).any()),
         )
 
-    def text_of(self, price: float) -> str:
-        """The text of a price that is one of this symbol's open/high/low/close values."""
-        text = self.price_text.get(price)
-        return text if text is not None else candle_text(price)
+    def texts_of(self, prices: FloatArray) -> list[str]:
+        """The texts of prices that are among this symbol's open/high/low/close values."""
+        at = np.minimum(np.searchsorted(self.prices, prices), self.prices.size - 1)
+        texts: list[str] = self.price_texts[at].tolist()
+        for k in np.flatnonzero(self.prices[at] != prices).tolist():  # nan only (nan != nan)
+            texts[k] = candle_text(float(prices[k]))
+        return texts
 
     def sum_texts(self, los: IntArray, his: IntArray) -> tuple[list[str], list[str]]:
         """Summed volume and turnover texts of adjacent candle windows ``[los[k], his[k])``.
@@ -278,9 +308,9 @@ class CandleText:
 
 def _product_text(units: int, scale: int, volume: str, close: str) -> str:
     """``fmt(Decimal(0) + Decimal(volume) * Decimal(close))`` given the exact product in ``units``."""
-    significant = str(units).rstrip("0")
-    if len(significant) <= getcontext().prec:
-        return scaled_text(units, scale)
+    digits = str(units)
+    if len(digits.rstrip("0")) <= getcontext().prec:
+        return _point(digits, scale)
     return fmt(Decimal(0) + Decimal(volume) * Decimal(close))  # the context rounds this product
 
 

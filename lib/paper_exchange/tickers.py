@@ -37,8 +37,11 @@ def ticker(market: MarketData, inst: Instrument, category: str, now_ms: int) -> 
     forming = market.forming_index(inst.symbol, now_ms)
     last_text = fmt(last)
     high_text = low_text = last_text
-    if len(window):
-        # The window's extreme against the last price, compared as floats (same order as the decimals).
+    if len(window) and not text.ordered:  # a NaN price: Decimal's comparisons, as always
+        high_text = fmt(max([dec(series.high[i]) for i in window] + [last]))
+        low_text = fmt(min([dec(series.low[i]) for i in window] + [last]))
+    elif len(window):
+        # The window's extreme against the last price, found on the floats (same order as the decimals).
         top = window.start + int(np.argmax(series.high[window.start : window.stop]))
         bottom = window.start + int(np.argmin(series.low[window.start : window.stop]))
         if dec(series.high[top]) > last:

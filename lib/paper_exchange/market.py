@@ -276,7 +276,7 @@ class CandleText:
         return texts
 
     def sum_texts(self, los: IntArray, his: IntArray) -> tuple[list[str], list[str]]:
-        """Summed volume and turnover texts of adjacent candle windows ``[los[k], his[k])``.
+        """Summed volume and turnover texts of candle windows ``[los[k], his[k])`` (sorted, disjoint).
 
         Each equals ``fmt`` of a ``Decimal(0)``-started loop adding ``dec(volume)`` (and
         ``dec(volume) * dec(close)``) over the window, which is what runs when the exact sums cannot vouch
@@ -287,12 +287,19 @@ class CandleText:
         if bool(np.all(his - los == 1)):
             # One candle: Decimal(0) + one term is that term (at most 17 digits, never rounded).
             return self.volume[los].tolist(), self.turnover[los].tolist()
-        volumes = self._texts(self.volume_sums, self.volume, los, his)
-        turnovers = self._texts(self.turnover_sums, self.turnover, los, his)
-        for k, (volume, turnover) in enumerate(zip(volumes, turnovers, strict=True)):
+        volumes: list[str] = []
+        turnovers: list[str] = []
+        exact = zip(
+            self._texts(self.volume_sums, self.volume, los, his),
+            self._texts(self.turnover_sums, self.turnover, los, his),
+            strict=True,
+        )
+        for k, (volume, turnover) in enumerate(exact):
             if volume is None or turnover is None:
-                volumes[k], turnovers[k] = decimal_sums(self.candles, int(los[k]), int(his[k]))
-        return volumes, turnovers  # type: ignore[return-value]  # every None was replaced just above
+                volume, turnover = decimal_sums(self.candles, int(los[k]), int(his[k]))
+            volumes.append(volume)
+            turnovers.append(turnover)
+        return volumes, turnovers
 
     @staticmethod
     def _texts(

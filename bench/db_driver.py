@@ -22,7 +22,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from lib.config import load_settings
-from lib.stack import database_target
+from lib.db.target import database_target
 
 SET_CONFIG = (
     "select set_config('role', {}, true), set_config('request.jwt.claims', {}, true), "

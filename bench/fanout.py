@@ -5,7 +5,7 @@ What it does, in order:
 1. starts a paper exchange in its own process (state in memory, clock frozen, access log off), so its
    CPU is not this process's GIL;
 2. seeds N users the real way and times it separately: ``auth.users`` rows, a funded paper account
-   each, keys checked and stored encrypted by ``lib.accounts.connect_account``, preference rows with
+   each, keys checked and stored encrypted by ``lib.services.accounts.connect_account``, preference rows with
    auto-trade on (``quantum_ai`` on the 720-minute timeframe, which nobody else's defaults select);
 3. inserts one LONG signal at the exchange's current price and warms the instruments cache (a cached
    filter read is what every executor run after the first one sees);
@@ -58,18 +58,18 @@ import httpx
 import psutil  # type: ignore[import-untyped]
 import uvloop
 
-from lib.accounts import connect_account
-from lib.auth.users import create_local_user
 from lib.config import load_settings
+from lib.core.clock import SystemClock
 from lib.crypto import KeyVault
 from lib.db.session import Caller, Database
+from lib.db.target import admin_connection, database_target
 from lib.exchange.access import MarketAccess
 from lib.exchange.trading import Credentials, OrderRequest, PybitExchange, TradingExchange
-from lib.executor import ExecutorDeps, execute_pending, outcomes_summary
-from lib.instruments_cache import get_filters
 from lib.paper_exchange import create_paper_account_async
-from lib.runtime.clock import SystemClock
-from lib.stack import admin_connection, database_target
+from lib.services.accounts import connect_account
+from lib.services.auth.users import create_local_user
+from lib.services.execution.executor import ExecutorDeps, execute_pending, outcomes_summary
+from lib.services.instruments_cache import get_filters
 
 SYMBOL = "ETHBTC"
 ALGORITHM = "quantum_ai"

@@ -23,11 +23,11 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from psycopg.types.json import Jsonb
 
-from lib.auth.tokens import mint_api_key
 from lib.config import load_settings
 from lib.db.session import Caller, Database
+from lib.db.target import database_target
 from lib.ops import stack_runner
-from lib.stack import database_target
+from lib.services.auth.tokens import mint_api_key
 
 SEED_SIGNALS = 1000
 

@@ -33,7 +33,7 @@ import talib
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lib import indicators as ind
-from lib.market_data import load_all
+from lib.research.bundled_data import load_all
 
 FloatArray = npt.NDArray[np.float64]
 SEED = 20261124

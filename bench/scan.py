@@ -5,7 +5,7 @@ The paper exchange bundles 8 pairs. This script derives 500 symbols from them (b
 log returns and candle shapes of the bundled 5-minute series, numpy ``default_rng(20261124)``), writes
 them as ``<SYMBOL>-5m.csv.gz`` into a temporary folder and starts a paper exchange on that folder in its
 own process (so it does not share a GIL with the scanner). The scanner runs in this process exactly as
-``aitradex scan`` runs it (``lib.scanner.scan_many``: tickers + instruments, 300 klines per symbol,
+``aitradex scan`` runs it (``lib.services.scanning.scanner.scan_many``: tickers + instruments, 300 klines per symbol,
 one vectorized ``unirail_core`` call, one insert), against a database of its own (``aitradex_bench``
 on the configured server, migrated and seeded like the real one, no servers started), so no signal it
 stores is ever work for a real executor.
@@ -42,12 +42,14 @@ import httpx
 import numpy as np
 
 from lib.config import load_settings
+from lib.core.timeframes import FIVE_MINUTES_MS
 from lib.db.session import Caller, Database
+from lib.db.target import database_target
 from lib.exchange.access import MarketAccess
 from lib.exchange.rate_limit import RateLimiter
-from lib.market_data import CANDLE_MS, load_all
 from lib.ops.rebuild import rebuild
-from lib.scanner import (
+from lib.research.bundled_data import load_all
+from lib.services.scanning.scanner import (
     DEFAULT_CONCURRENCY,
     ScanRequest,
     ScanResult,
@@ -55,7 +57,6 @@ from lib.scanner import (
     load_scan_settings,
     scan_many,
 )
-from lib.stack import database_target
 
 SEED = 20261124
 BENCH_DB = "aitradex_bench"
@@ -362,7 +363,7 @@ async def main(args: argparse.Namespace) -> None:
             f"{data} in {time.perf_counter() - t:.1f} s; the paper exchange serves that data_dir"
         )
         t = time.perf_counter()
-        process, url = start_paper(data, first_ms + START_CANDLE * CANDLE_MS)
+        process, url = start_paper(data, first_ms + START_CANDLE * FIVE_MINUTES_MS)
         processes.append(process)
         print(f"paper exchange: {url}, own process, ready in {time.perf_counter() - t:.1f} s")
         try:

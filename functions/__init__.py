@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from lib.runtime.spec import FunctionSpec
+from lib.http.spec import FunctionSpec
 
 # kebab-case URL name -> Python package under functions/
 FUNCTIONS: dict[str, str] = {

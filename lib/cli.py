@@ -24,15 +24,16 @@ import json
 import sys
 from collections.abc import Sequence
 
-from lib.auth.tokens import mint_api_key
-from lib.auth.users import create_local_user
 from lib.config import load_settings
+from lib.core.timeframes import TIMEFRAMES
+from lib.core.vocabulary import ALGORITHMS, ENVIRONMENTS
 from lib.db import migrate
-from lib.domain import ALGORITHMS, ENVIRONMENTS, TIMEFRAMES
+from lib.db.target import admin_connection, database_target, embedded_server, start_database
 from lib.errors import AitradexError
 from lib.ops import stack_runner
 from lib.ops.rebuild import StepResult, rebuild
-from lib.stack import admin_connection, database_target, embedded_server, start_database
+from lib.services.auth.tokens import mint_api_key
+from lib.services.auth.users import create_local_user
 
 
 def _print_step(step: StepResult) -> None:
@@ -196,8 +197,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from lib.backtest import format_table, run_backtest, write_csv
-    from lib.market_data import BUNDLED_DATA_DIR
+    from lib.research.backtest import format_table, run_backtest, write_csv
+    from lib.research.bundled_data import BUNDLED_DATA_DIR
 
     data = Path(args.data) if args.data else BUNDLED_DATA_DIR
     with tqdm(unit="symbol", disable=None, desc=f"backtest {args.algorithm}") as bar:
@@ -236,7 +237,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from lib.scanner import ScanRequest, format_summary, scan_local
+    from lib.services.scanning.scanner import ScanRequest, format_summary, scan_local
 
     requests = [
         ScanRequest(

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # runnable as a plain script from any folder
     sys.path.insert(0, str(ROOT))
 
-from lib.market_data import BUNDLED_DATA_DIR, load_all  # noqa: E402
+from lib.research.bundled_data import BUNDLED_DATA_DIR, load_all  # noqa: E402
 from lib.scoring import quantum_ai  # noqa: E402
 
 

@@ -16,12 +16,12 @@ from collections.abc import AsyncIterator, Callable, Iterator
 import psycopg
 import pytest
 
-from lib.auth.users import LocalUser, create_local_user
 from lib.config import Settings, load_settings
 from lib.db.session import Database
+from lib.db.target import DatabaseTarget, admin_connection, database_target
 from lib.ops import stack_runner
 from lib.ops.rebuild import rebuild
-from lib.stack import DatabaseTarget, admin_connection, database_target
+from lib.services.auth.users import LocalUser, create_local_user
 
 TEST_DB_NAME = "aitradex_test"
 

@@ -15,7 +15,10 @@ from functions.aitradex1_trade_executor.models import (
     PendingResult,
     TradeResult,
 )
-from lib.executor import (
+from lib.app.context import Context
+from lib.app.wiring import executor_deps
+from lib.http.spec import FunctionSpec
+from lib.services.execution.executor import (
     ManualOrder,
     execute_manual_for_user,
     execute_pending,
@@ -23,9 +26,6 @@ from lib.executor import (
     outcomes_summary,
     queue_status,
 )
-from lib.runtime.context import Context
-from lib.runtime.spec import FunctionSpec
-from lib.runtime.wiring import executor_deps
 
 NAME = "aitradex1-trade-executor"
 

@@ -8,8 +8,8 @@ from uuid import UUID
 
 from pydantic import Field, StringConstraints, model_validator
 
-from lib.domain import Symbol
-from lib.runtime.spec import Request, Response
+from lib.core.vocabulary import Symbol
+from lib.http.spec import Request, Response
 
 ClientOrderId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 

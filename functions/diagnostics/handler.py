@@ -7,11 +7,11 @@ from functools import partial
 from typing import Any
 
 from functions.diagnostics.models import Check, DiagnosticsRequest, DiagnosticsResponse, HealthDocument
+from lib.app.context import Context
+from lib.app.wiring import market_now
 from lib.db.session import Caller
-from lib.diagnostics import HealthReport, run_checks
-from lib.runtime.context import Context
-from lib.runtime.spec import FunctionSpec, status_response
-from lib.runtime.wiring import market_now
+from lib.http.spec import FunctionSpec, status_response
+from lib.services.diagnostics import HealthReport, run_checks
 
 NAME = "diagnostics"
 

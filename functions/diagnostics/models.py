@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from lib.runtime.spec import Request, Response, StatusResponse
+from lib.http.spec import Request, Response, StatusResponse
 
 Health = Literal["healthy", "degraded", "down"]
 

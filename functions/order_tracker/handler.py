@@ -8,10 +8,10 @@ from functions.order_tracker.models import (
     TrackRequest,
     TrackResult,
 )
-from lib.runtime.context import Context
-from lib.runtime.spec import FunctionSpec, StatusRequest, status_response
-from lib.runtime.wiring import tracker_deps
-from lib.tracker import track_orders
+from lib.app.context import Context
+from lib.app.wiring import tracker_deps
+from lib.http.spec import FunctionSpec, StatusRequest, status_response
+from lib.services.tracking import track_orders
 
 NAME = "order-tracker"
 

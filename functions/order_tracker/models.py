@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from lib.runtime.spec import Request, Response, StatusRequest, StatusResponse
+from lib.http.spec import Request, Response, StatusRequest, StatusResponse
 
 
 class TrackRequest(Request):

@@ -9,9 +9,9 @@ from functions.signals_api.models import (
     SignalsRequest,
     SignalsResponse,
 )
-from lib.runtime.context import Context
-from lib.runtime.spec import FunctionSpec, StatusRequest, status_response
-from lib.signals_query import SignalFilters, list_signals
+from lib.app.context import Context
+from lib.http.spec import FunctionSpec, StatusRequest, status_response
+from lib.services.signals_query import SignalFilters, list_signals
 
 NAME = "signals-api"
 

@@ -8,9 +8,9 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, Field
 
-from lib.domain import Algorithm, Category, Direction, Symbol, Timeframe
-from lib.runtime.spec import Request, Response, StatusRequest, StatusResponse
-from lib.signals_query import DEFAULT_LIMIT, MAX_LIMIT
+from lib.core.vocabulary import Algorithm, Category, Direction, Symbol, Timeframe
+from lib.http.spec import Request, Response, StatusRequest, StatusResponse
+from lib.services.signals_query import DEFAULT_LIMIT, MAX_LIMIT
 
 SignalStatus = Literal["new", "processing", "executed", "expired", "skipped", "failed"]
 

@@ -1,8 +1,8 @@
 """``symbol-validator``: anyone checks a symbol's status and filters, and normalizes an order to them.
 
-Filters come from the shared 5-minute instruments cache (``lib.instruments_cache``). An unknown symbol
+Filters come from the shared 5-minute instruments cache (``lib.services.instruments_cache``). An unknown symbol
 is a 404 ``not_found`` whose ``details.suggestions`` lists the closest listed symbols. The executor does
-not come through here: it calls ``lib.instruments_cache.validate_symbol`` directly.
+not come through here: it calls ``lib.services.instruments_cache.validate_symbol`` directly.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from functions.symbol_validator.models import (
     ValidateSymbol,
     Validation,
 )
-from lib.domain import Environment
-from lib.instruments import fmt
-from lib.instruments_cache import SymbolValidation, served_environment, validate_symbol
-from lib.runtime.context import Context
-from lib.runtime.spec import FunctionSpec, StatusRequest, status_response
+from lib.app.context import Context
+from lib.core.instruments import fmt
+from lib.core.vocabulary import Environment
+from lib.http.spec import FunctionSpec, StatusRequest, status_response
+from lib.services.instruments_cache import SymbolValidation, served_environment, validate_symbol
 
 NAME = "symbol-validator"
 

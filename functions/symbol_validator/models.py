@@ -11,9 +11,9 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from lib.domain import Environment, Symbol
-from lib.instruments import Rounding, ViolationCode
-from lib.runtime.spec import Request, Response, StatusRequest, StatusResponse
+from lib.core.instruments import Rounding, ViolationCode
+from lib.core.vocabulary import Environment, Symbol
+from lib.http.spec import Request, Response, StatusRequest, StatusResponse
 
 # Bounded so that no value a caller sends can overflow Decimal arithmetic or carry absurd precision.
 OrderNumber = Annotated[

@@ -29,17 +29,17 @@ from functions.trading_account.models import (
     TradingAccountRequest,
     TradingAccountResponse,
 )
-from lib.accounts import (
+from lib.app.context import Context
+from lib.exchange.trading import Credentials
+from lib.http.spec import FunctionSpec, StatusRequest, status_response
+from lib.log import log_event
+from lib.services.accounts import (
     AccountRecord,
     connect_account,
     disconnect_account,
     list_accounts,
     live_trading_enabled,
 )
-from lib.exchange.trading import Credentials
-from lib.log import log_event
-from lib.runtime.context import Context
-from lib.runtime.spec import FunctionSpec, StatusRequest, status_response
 
 NAME = "trading-account"
 

@@ -13,8 +13,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, SecretStr
 
-from lib.domain import Environment
-from lib.runtime.spec import Request, Response, StatusRequest, StatusResponse
+from lib.core.vocabulary import Environment
+from lib.http.spec import Request, Response, StatusRequest, StatusResponse
 
 # Bybit's HMAC API keys are 18 letters and digits and their secrets 36; the bounds leave room for
 # other lengths without accepting a paste of anything at all.

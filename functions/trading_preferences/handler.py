@@ -9,10 +9,10 @@ from functions.trading_preferences.models import (
     PreferencesResponse,
     UpdatePreferences,
 )
+from lib.app.context import Context
 from lib.errors import InvalidRequest
-from lib.preferences import PreferencesRecord, get_preferences, update_preferences
-from lib.runtime.context import Context
-from lib.runtime.spec import FunctionSpec, StatusRequest, status_response
+from lib.http.spec import FunctionSpec, StatusRequest, status_response
+from lib.stores.preferences import PreferencesRecord, get_preferences, update_preferences
 
 NAME = "trading-preferences"
 

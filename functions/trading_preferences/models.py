@@ -6,8 +6,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from lib.domain import Algorithm, Symbol, Timeframe
-from lib.runtime.spec import Request, Response, StatusRequest, StatusResponse
+from lib.core.vocabulary import Algorithm, Symbol, Timeframe
+from lib.http.spec import Request, Response, StatusRequest, StatusResponse
 
 
 class GetPreferences(Request):

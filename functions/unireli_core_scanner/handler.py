@@ -10,9 +10,9 @@ from functions.unireli_core_scanner.models import (
     ScannerResponse,
     ScanReport,
 )
-from lib.runtime.context import Context
-from lib.runtime.spec import FunctionSpec, StatusRequest, status_response
-from lib.scanner import ScanRequest, scan
+from lib.app.context import Context
+from lib.http.spec import FunctionSpec, StatusRequest, status_response
+from lib.services.scanning.scanner import ScanRequest, scan
 
 NAME = "unireli-core-scanner"
 

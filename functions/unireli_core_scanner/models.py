@@ -8,9 +8,9 @@ from uuid import UUID
 
 from pydantic import Discriminator, Field, Tag
 
-from lib.domain import Algorithm, Symbol, Timeframe
-from lib.runtime.spec import Request, Response, StatusRequest, StatusResponse
-from lib.universe import MAX_SYMBOLS_CAP
+from lib.core.vocabulary import Algorithm, Symbol, Timeframe
+from lib.http.spec import Request, Response, StatusRequest, StatusResponse
+from lib.services.scanning.universe import MAX_SYMBOLS_CAP
 
 
 class RunScan(Request):

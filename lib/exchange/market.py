@@ -31,6 +31,8 @@ from typing import Any
 
 import httpx
 
+from lib.core.timeframes import TIMEFRAMES
+from lib.core.vocabulary import ENVIRONMENTS
 from lib.errors import (
     AitradexError,
     ConfigError,
@@ -41,7 +43,7 @@ from lib.errors import (
     IpBanned,
     RateLimited,
 )
-from lib.exchange.models import KLINE_INTERVALS, Instrument, Klines, ServerTime, Ticker
+from lib.exchange.models import Instrument, Klines, ServerTime, Ticker
 from lib.exchange.rate_limit import Clock, PauseTooLong, RateLimiter, Sleep
 
 logger = logging.getLogger(__name__)
@@ -55,7 +57,6 @@ BASE_URLS: Mapping[str, str] = MappingProxyType(
         "demo": "https://api-demo.bybit.com",
     }
 )
-ENVIRONMENTS: tuple[str, ...] = ("mainnet", "testnet", "demo", "paper")
 
 CATEGORIES: tuple[str, ...] = ("spot", "linear", "inverse", "option")
 #: Kline is not served for options.
@@ -501,10 +502,10 @@ def _check_kline_args(
     """Validate the arguments shared by every kline request; returns the interval in Bybit's spelling."""
     _check_category(category, KLINE_CATEGORIES)
     spelled = str(interval)
-    if spelled not in KLINE_INTERVALS:
+    if spelled not in TIMEFRAMES:
         raise InvalidRequest(
             f"unknown kline interval {interval!r}",
-            details={"interval": spelled, "allowed": list(KLINE_INTERVALS)},
+            details={"interval": spelled, "allowed": list(TIMEFRAMES)},
         )
     if not 1 <= limit <= KLINE_MAX_LIMIT:
         raise InvalidRequest(f"kline limit must be between 1 and {KLINE_MAX_LIMIT}", details={"limit": limit})

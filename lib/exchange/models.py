@@ -18,28 +18,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from lib.core.candles import Candles
 from lib.errors import ExchangeError
-from lib.market_data import Candles
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
-#: Kline intervals Bybit accepts, in its own spelling (minutes, then day, week, month).
-KLINE_INTERVALS: tuple[str, ...] = (
-    "1",
-    "3",
-    "5",
-    "15",
-    "30",
-    "60",
-    "120",
-    "240",
-    "360",
-    "720",
-    "D",
-    "W",
-    "M",
-)
 
 _KLINE_FIELDS = 7  # startTime, open, high, low, close, volume, turnover
 

@@ -32,7 +32,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from lib.auth import tokens
+from lib.app.context import Context, Services
 from lib.config import REPO_ROOT
 from lib.db.session import Caller
 from lib.errors import (
@@ -46,9 +46,9 @@ from lib.errors import (
     Unauthorized,
 )
 from lib.http.openapi import build_openapi
+from lib.http.spec import FunctionSpec
 from lib.log import log_event, request_id_var
-from lib.runtime.context import Context, Services
-from lib.runtime.spec import FunctionSpec
+from lib.services.auth import tokens
 
 MAX_BODY_BYTES = 256 * 1024
 CONFIG_TOML = REPO_ROOT / "supabase" / "config.toml"

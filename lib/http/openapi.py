@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from lib.runtime.spec import FunctionSpec
+from lib.http.spec import FunctionSpec
 
 _REF = "#/components/schemas/{model}"
 

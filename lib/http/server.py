@@ -12,11 +12,11 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 
+from lib.app.context import Services
+from lib.app.wiring import close_services, open_services
 from lib.config import Settings
 from lib.errors import AitradexError
 from lib.http.app import FunctionsApp
-from lib.runtime.context import Services
-from lib.runtime.wiring import close_services, open_services
 
 
 def functions_app(

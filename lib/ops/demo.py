@@ -28,15 +28,15 @@ from typing import Any
 import httpx
 from tqdm import tqdm
 
-from lib.auth.tokens import mint_api_key
-from lib.auth.users import create_local_user
 from lib.config import Settings, load_settings
 from lib.db.session import Caller, Database
+from lib.db.target import admin_connection, database_target
 from lib.errors import AitradexError
 from lib.ops import stack_runner
 from lib.ops.rebuild import StepResult, rebuild
 from lib.paper_exchange.server import create_paper_account_async
-from lib.stack import admin_connection, database_target
+from lib.services.auth.tokens import mint_api_key
+from lib.services.auth.users import create_local_user
 
 DEMO_USERS: dict[str, dict[str, Any]] = {
     "alice@demo.aitradex.local": {

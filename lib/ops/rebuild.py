@@ -32,10 +32,10 @@ from psycopg.types.json import Jsonb
 
 from lib.config import DEFAULT_STATE_DIR, REPO_ROOT, SECRETS_FILE, Settings, load_settings
 from lib.db import migrate
+from lib.db.target import DatabaseTarget, admin_connection, database_target, start_database
 from lib.errors import AitradexError, ConfigError
 from lib.local_state import ensure_local_secrets
 from lib.ops import schedules, stack_runner
-from lib.stack import DatabaseTarget, admin_connection, database_target, start_database
 
 SEED_DIR = REPO_ROOT / "supabase" / "seed"
 APP_SETTINGS_FILE = SEED_DIR / "app_settings.json"

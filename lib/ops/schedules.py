@@ -8,7 +8,7 @@ stored in ``cron.job``. Jobs are upserted by name (``cron.schedule`` replaces a 
 registering again changes nothing.
 
 Elsewhere (the embedded database, a plain Postgres) the stack's built-in scheduler runs the same
-pipeline (``lib.ops.pipeline``), and nothing is registered in the database.
+pipeline (``lib.app.pipeline``), and nothing is registered in the database.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from lib.auth.tokens import mint_api_key
+from lib.app.context import Services
 from lib.config import REPO_ROOT, Settings
 from lib.db.embedded import _free_port
 from lib.db.session import Caller
@@ -37,7 +37,7 @@ from lib.errors import AitradexError
 from lib.http.app import FunctionsApp, error_response
 from lib.local_state import read_services, write_services
 from lib.log import configure_logging, log_event
-from lib.runtime.context import Services
+from lib.services.auth.tokens import mint_api_key
 
 DEFAULT_FUNCTIONS_PORT = 54321
 DEFAULT_PAPER_PORT = 54330
@@ -115,10 +115,11 @@ def replay_start_ms() -> int:
     """Where a new paper exchange starts its replay: late enough for a full scan window on every
     scanned timeframe (300 hourly bars = 3,600 five-minute candles), leaving the rest to replay.
     An existing paper state file resumes at its own saved time instead."""
-    from lib.market_data import CANDLE_MS, load_all
+    from lib.core.timeframes import FIVE_MINUTES_MS
+    from lib.research.bundled_data import load_all
 
     first = min(int(c.open_time_ms[0]) for c in load_all().values())
-    return first + WARMUP_CANDLES * CANDLE_MS
+    return first + WARMUP_CANDLES * FIVE_MINUTES_MS
 
 
 def _exit_on_sigterm(_signum: int, _frame: object) -> None:
@@ -139,7 +140,7 @@ def attach_scheduler(app: FunctionsApp, *, paper_url: str, tick_driven: bool) ->
     scheduler polls its clock every second by itself.
     """
     from functions import registry
-    from lib.ops.pipeline import build_scheduler
+    from lib.app.pipeline import build_scheduler
 
     holder: dict[str, Any] = {}
 

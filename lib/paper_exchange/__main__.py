@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lib.market_data import BUNDLED_DATA_DIR
 from lib.paper_exchange.config import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_STATE_PATH, PaperExchangeConfig
 from lib.paper_exchange.server import serve
+from lib.research.bundled_data import BUNDLED_DATA_DIR
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lib.core.timeframes import FIVE_MINUTES_MS
 from lib.errors import InvalidRequest
-from lib.market_data import CANDLE_MS
 
 
 @dataclass(slots=True)
@@ -49,7 +49,7 @@ class ReplayClock:
         """Move forward ``candles`` 5-minute candles, stopping at the end of the data."""
         if candles < 0:
             raise InvalidRequest("the replay clock only moves forward", details={"candles": candles})
-        target = min(self.max_ms, self.now(wall_ms) + candles * CANDLE_MS)
+        target = min(self.max_ms, self.now(wall_ms) + candles * FIVE_MINUTES_MS)
         return self.set_time(target, wall_ms)
 
     def set_speed(self, speed: float, wall_ms: int) -> None:

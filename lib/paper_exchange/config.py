@@ -8,7 +8,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from lib.errors import ConfigError
-from lib.market_data import BUNDLED_DATA_DIR
+from lib.research.bundled_data import BUNDLED_DATA_DIR
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765

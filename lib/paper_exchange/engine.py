@@ -12,8 +12,8 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+from lib.core.timeframes import FIVE_MINUTES_MS
 from lib.errors import ConfigError, InvalidRequest
-from lib.market_data import CANDLE_MS
 from lib.paper_exchange import store
 from lib.paper_exchange.book import Book, Fees
 from lib.paper_exchange.clock import ReplayClock
@@ -71,7 +71,7 @@ class PaperEngine:
     @property
     def default_start_ms(self) -> int:
         """First candle plus 300 candles of history."""
-        return self.market.first_open_ms + DEFAULT_WARMUP_CANDLES * CANDLE_MS
+        return self.market.first_open_ms + DEFAULT_WARMUP_CANDLES * FIVE_MINUTES_MS
 
     def wall_ms(self) -> int:
         """Wall-clock milliseconds (what Bybit calls server time; the recv window is checked against it)."""
@@ -127,7 +127,7 @@ class PaperEngine:
             "speed": self.clock.speed,
             "start_ms": self.clock.min_ms,
             "end_ms": self.clock.max_ms,
-            "candle_ms": CANDLE_MS,
+            "candle_ms": FIVE_MINUTES_MS,
             "at_end": t >= self.clock.max_ms,
         }
 

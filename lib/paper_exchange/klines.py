@@ -23,11 +23,11 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from lib.market_data import Candles
+from lib.core.candles import Candles
+from lib.core.timeframes import TIMEFRAMES
 from lib.paper_exchange.market import CandleText, MarketData, decimal_sums
 from lib.paper_exchange.numbers import dec, fmt, params_error
 
-BYBIT_INTERVALS = ("1", "3", "5", "15", "30", "60", "120", "240", "360", "720", "D", "W", "M")
 DEFAULT_LIMIT = 200
 MAX_LIMIT = 1000
 _MINUTE_MS = 60_000
@@ -60,7 +60,7 @@ def bucket_width_ms(interval: str) -> int:
 
 def check_interval(interval: str) -> str:
     """``interval`` if the paper exchange can serve it, else Bybit's 10001 parameter error."""
-    if interval not in BYBIT_INTERVALS:
+    if interval not in TIMEFRAMES:
         raise params_error(f"params error: invalid interval {interval!r}")
     if interval in ("1", "3"):
         raise params_error(

@@ -35,8 +35,10 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from lib.market_data import CANDLE_MS, Candles, load_all
+from lib.core.candles import Candles
+from lib.core.timeframes import FIVE_MINUTES_MS
 from lib.paper_exchange.numbers import dec, fmt
+from lib.research.bundled_data import load_all
 
 ObjectArray = npt.NDArray[np.object_]
 IntArray = npt.NDArray[np.int64]
@@ -60,7 +62,7 @@ class Candle:
     @property
     def close_time_ms(self) -> int:
         """When the candle is complete (its open time plus five minutes)."""
-        return self.open_time_ms + CANDLE_MS
+        return self.open_time_ms + FIVE_MINUTES_MS
 
 
 def candle_text(value: float) -> str:
@@ -367,12 +369,12 @@ class MarketData:
     @property
     def last_close_ms(self) -> int:
         """When the last candle of any symbol completes: the replay cannot go further."""
-        return max(int(c.open_time_ms[-1]) for c in self._candles.values()) + CANDLE_MS
+        return max(int(c.open_time_ms[-1]) for c in self._candles.values()) + FIVE_MINUTES_MS
 
     def completed_count(self, symbol: str, t_ms: int) -> int:
         """How many of ``symbol``'s candles are complete at ``t_ms`` (they are the first ones)."""
         times = self._candles[symbol].open_time_ms
-        return int(np.searchsorted(times, t_ms - CANDLE_MS, side="right"))
+        return int(np.searchsorted(times, t_ms - FIVE_MINUTES_MS, side="right"))
 
     def forming_index(self, symbol: str, t_ms: int) -> int | None:
         """Index of the candle in progress at ``t_ms``, if there is one (not in a gap, not past the end)."""

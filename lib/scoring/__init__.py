@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from lib.core.candles import Candidate, CandlePanel
+from lib.core.vocabulary import ALGORITHMS
 from lib.errors import InvalidRequest
 from lib.scoring import quantum_ai, unirail_core
-from lib.scoring.types import Candidate, CandlePanel
 
 __all__ = ["ALGORITHMS", "Candidate", "CandlePanel", "score"]
 
@@ -21,8 +22,9 @@ _SCORERS: dict[str, Callable[[CandlePanel], list[Candidate]]] = {
     quantum_ai.NAME: quantum_ai.score_panel,
 }
 
-ALGORITHMS: tuple[str, ...] = tuple(_SCORERS)
-"""The algorithm names the scanner, the signals table and the backtest accept (primary first)."""
+# The contract's names (lib.core.vocabulary) and the scorers must be the same set, in the same order.
+if tuple(_SCORERS) != ALGORITHMS:
+    raise RuntimeError(f"scorers {tuple(_SCORERS)} do not match the vocabulary's {ALGORITHMS}")
 
 
 def score(algorithm: str, panel: CandlePanel) -> list[Candidate]:

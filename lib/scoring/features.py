@@ -44,9 +44,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from lib.core.candles import Candidate, CandlePanel, Direction
 from lib.indicators import FEATURE_NAMES, Features, features
 from lib.scoring.levels import SL_ATR, TP_ATR, levels, levels_valid
-from lib.scoring.types import Candidate, CandlePanel, Direction
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -57,7 +57,6 @@ FLOW_LOOKBACK = 20
 CHANGE_LOOKBACK = 12
 MIN_HISTORY = 200
 """Bars a symbol needs before its first score: SMA200's warm-up (the longest of all features)."""
-FIVE_MINUTES_MS = 5 * 60 * 1000
 
 
 @dataclass(frozen=True, slots=True)

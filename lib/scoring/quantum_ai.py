@@ -16,7 +16,7 @@ score is exact, not an approximation. The tables are centered (a feature's mean 
 training data is 0, the mean goes into ``bias``), so a contribution reads as "this feature moved the
 log-odds by so much against a typical bar".
 
-The label is ``TP first`` (:mod:`lib.outcomes`) for a trade entered at the bar's close with the levels
+The label is ``TP first`` (:mod:`lib.core.outcomes`) for a trade entered at the bar's close with the levels
 of :mod:`lib.scoring.levels` (SL 1.5 ATR, TP 3 ATR) within ``horizon_bars`` 5-minute bars (48, four
 hours); SL first and "neither" are both 0. Each bar gives two samples, LONG and SHORT: the features
 are oriented by the side (``d`` = +1 LONG, -1 SHORT) so that "in the trade's favour" reads the same
@@ -59,7 +59,7 @@ calibration is fitted only on earlier folds' out-of-fold predictions that end be
 (fold 1 has none and stays uncalibrated), so every validation prediction, calibration included, uses
 only the past. The deployed model is trained on all samples; its calibration is fitted on all folds'
 out-of-fold predictions. The fold models are kept in the weights file so the backtest can score the
-training period out of sample (:mod:`lib.backtest`).
+training period out of sample (:mod:`lib.research.backtest`).
 
 Boosting: Newton steps on the log-loss, learning rate 0.05, L2 on leaf values, a minimum number of
 samples per leaf, a fixed number of rounds; no sampling, so training is deterministic (ties between
@@ -91,9 +91,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from lib.core.candles import Candidate, CandlePanel, Candles
+from lib.core.outcomes import TP_FIRST, label_outcomes
+from lib.core.timeframes import FIVE_MINUTES_MS
 from lib.errors import ConfigError, InvalidRequest
-from lib.market_data import Candles
-from lib.outcomes import TP_FIRST, label_outcomes
 from lib.scoring.features import (
     BarScores,
     PanelFeatures,
@@ -104,7 +105,6 @@ from lib.scoring.features import (
     single_symbol_panel,
 )
 from lib.scoring.levels import SL_ATR, TP_ATR, levels
-from lib.scoring.types import Candidate, CandlePanel
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -113,7 +113,6 @@ BoolArray = npt.NDArray[np.bool_]
 NAME = "quantum_ai"
 WEIGHTS_VERSION = "quantum_ai_v1"
 WEIGHTS_PATH = Path(__file__).resolve().parent / "weights" / "quantum_ai_v1.json"
-BAR_MS = 5 * 60 * 1000
 DEFAULT_HORIZON_BARS = 48
 
 FEATURE_NAMES: tuple[str, ...] = (
@@ -441,7 +440,7 @@ def build_dataset(candles: Mapping[str, Candles], horizon_bars: int = DEFAULT_HO
                 stop_loss=stop,
                 take_profit=take,
                 horizon_bars=horizon_bars,
-                bar_ms=BAR_MS,
+                bar_ms=FIVE_MINUTES_MS,
             )
             keep = out.complete
             bars = bars[keep]
@@ -696,7 +695,7 @@ def train(
 ) -> TrainingResult:
     """Walk-forward training and the deployed model (see the module docstring). Deterministic."""
     say = progress or (lambda _message: None)
-    horizon_ms = config.horizon_bars * BAR_MS
+    horizon_ms = config.horizon_bars * FIVE_MINUTES_MS
     splits = walk_forward_splits(dataset.time_ms, config.folds, horizon_ms)
     x, y = dataset.x, dataset.y
     oof_logit = np.full(y.shape[0], np.nan)
@@ -763,7 +762,7 @@ def train(
         "first_bar_ms": int(dataset.time_ms.min()),
         "last_bar_ms": int(dataset.time_ms.max()),
         "samples": int(y.shape[0]),
-        "label": "TP before SL within the horizon (lib.outcomes); SL first and neither count as 0",
+        "label": "TP before SL within the horizon (lib.core.outcomes); SL first and neither count as 0",
         "config": asdict(config),
         "platt_final": {"a": final_platt.a, "b": final_platt.b, "fitted_on": "all out-of-fold predictions"},
         "metrics": report,
@@ -773,7 +772,7 @@ def train(
         horizon_bars=config.horizon_bars,
         sl_atr=SL_ATR,
         tp_atr=TP_ATR,
-        bar_minutes=BAR_MS / 60_000,
+        bar_minutes=FIVE_MINUTES_MS / 60_000,
         final=CalibratedModel(final_model, final_platt),
         folds=tuple(folds),
         training=training,

@@ -70,7 +70,7 @@ give the same figures within 0.5) gives these percentiles::
     p99 79.5  p99.9 86.8   min 14.8   max 94.3   >= 80: 0.83% of bars   >= 70: 7.2%
 
 The breakpoints were set by looking at the indicators' distributions and this spread, not at the
-outcomes: the backtest (``lib.backtest``) is the evidence of what a score is worth, and on the bundled
+outcomes: the backtest (``lib.research.backtest``) is the evidence of what a score is worth, and on the bundled
 data higher scores did *not* mean more TP-first trades (see the README's table).
 
 Pure and vectorized: every bar of every symbol is scored with array operations (``score_bars``);
@@ -84,6 +84,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 
+from lib.core.candles import Candidate, CandlePanel
 from lib.scoring.features import (
     BarScores,
     PanelFeatures,
@@ -92,7 +93,6 @@ from lib.scoring.features import (
     last_bar_candidates,
     panel_features,
 )
-from lib.scoring.types import Candidate, CandlePanel
 
 FloatArray = npt.NDArray[np.float64]
 

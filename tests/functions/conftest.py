@@ -7,11 +7,11 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 
-from lib.auth.tokens import mint_api_key
 from lib.config import Settings
 from lib.exchange.access import MarketAccess
 from lib.exchange.trading import PybitExchange
 from lib.http.server import create_functions_app, serve_in_thread
+from lib.services.auth.tokens import mint_api_key
 
 
 @pytest.fixture(scope="session")

@@ -10,13 +10,13 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from lib.auth import tokens
-from lib.auth.users import LocalUser
+from lib.app.context import Context, Services
 from lib.config import Settings
 from lib.http.app import MAX_BODY_BYTES, FunctionsApp
 from lib.http.server import serve_in_thread
-from lib.runtime.context import Context, Services
-from lib.runtime.spec import FunctionSpec, Request, Response
+from lib.http.spec import FunctionSpec, Request, Response
+from lib.services.auth import tokens
+from lib.services.auth.users import LocalUser
 from tests.functions.conftest import bearer
 
 PREFS = "/functions/v1/trading-preferences"
@@ -185,7 +185,7 @@ async def test_a_bug_answers_500_with_the_request_id_and_nothing_else(settings: 
     )
 
     async def services() -> Services:
-        from lib.runtime.clock import SystemClock
+        from lib.core.clock import SystemClock
 
         return Services(db=None, settings=settings, clock=SystemClock())  # type: ignore[arg-type]
 
@@ -231,7 +231,7 @@ async def test_where_jwt_is_optional_no_token_means_anon_and_a_bad_token_is_stil
     )
 
     async def services() -> Services:
-        from lib.runtime.clock import SystemClock
+        from lib.core.clock import SystemClock
 
         return Services(db=None, settings=settings, clock=SystemClock())  # type: ignore[arg-type]
 

@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
-from lib import diagnostics
 from lib.db import migrate
 from lib.db.session import Caller, Database
 from lib.exchange.access import MarketAccess
+from lib.services import diagnostics
 from tests.functions.conftest import bearer
 
 URL = "/functions/v1/diagnostics"

@@ -18,8 +18,8 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 
-from lib.auth.users import create_local_user
 from lib.config import Settings
+from lib.services.auth.users import create_local_user
 
 MAX_EXAMPLES = 30
 

@@ -8,9 +8,9 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from lib.auth.users import LocalUser
 from lib.db.session import Caller, Database
-from lib.market_data import list_symbols
+from lib.research.bundled_data import list_symbols
+from lib.services.auth.users import LocalUser
 from tests.functions.conftest import bearer
 
 URL = "/functions/v1/unireli-core-scanner"

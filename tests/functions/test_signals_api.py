@@ -17,8 +17,8 @@ import pytest
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from lib.auth.users import LocalUser
 from lib.db.session import Caller, Database
+from lib.services.auth.users import LocalUser
 from tests.functions.conftest import bearer
 
 URL = "/functions/v1/signals-api"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from lib.auth.users import LocalUser
+from lib.services.auth.users import LocalUser
 from supabase import create_client
 
 

@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
+from lib.core.instruments import fmt
 from lib.exchange.access import MarketAccess
 from lib.exchange.models import Instrument
-from lib.instruments import fmt
 from tests.functions.conftest import bearer
 
 URL = "/functions/v1/symbol-validator"

@@ -8,11 +8,11 @@ from typing import Any
 import httpx
 import pytest
 
-from lib.auth.users import LocalUser
 from lib.config import Settings
 from lib.crypto import API_KEY_FIELD, API_SECRET_FIELD, KeyVault
 from lib.db.session import Caller, Database
 from lib.paper_exchange.server import PaperAccount, create_paper_account
+from lib.services.auth.users import LocalUser
 from tests.functions.conftest import bearer
 
 URL = "/functions/v1/trading-account"

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import httpx
 
-from lib.auth.users import LocalUser
+from lib.services.auth.users import LocalUser
 from tests.functions.conftest import bearer
 
 URL = "/functions/v1/trading-preferences"

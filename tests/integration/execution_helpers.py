@@ -2,7 +2,7 @@
 
 - :class:`Seeder` creates users the way the system does: an ``auth.users`` row (``create_local_user``,
   what the ``make_user`` fixture calls), a funded account on the test's paper exchange, its keys checked
-  and stored encrypted by ``lib.accounts.connect_account`` (the ``trading-account`` function's path),
+  and stored encrypted by ``lib.services.accounts.connect_account`` (the ``trading-account`` function's path),
   and a ``trading_preferences`` row written as the user, through RLS. It deletes its users at the end
   (the auth server's job, like creating them), which cascades to their accounts, preferences, orders and
   logs, so no user of a test lingers as a fan-out target of anyone's later signal.
@@ -33,17 +33,17 @@ import httpx
 import psycopg
 from pybit.unified_trading import HTTP
 
-from lib.accounts import connect_account
-from lib.auth.users import create_local_user
+from lib.core.clock import SystemClock
 from lib.crypto import KeyVault
 from lib.db.session import Caller, Database
 from lib.exchange.access import MarketAccess
 from lib.exchange.trading import Credentials, PybitExchange
-from lib.executor import ExecutorDeps, execute_pending, outcomes_summary
-from lib.instruments_cache import get_filters
 from lib.paper_exchange import create_paper_account_async
-from lib.runtime.clock import SystemClock
-from lib.tracker import TrackerDeps
+from lib.services.accounts import connect_account
+from lib.services.auth.users import create_local_user
+from lib.services.execution.executor import ExecutorDeps, execute_pending, outcomes_summary
+from lib.services.instruments_cache import get_filters
+from lib.services.tracking import TrackerDeps
 
 #: The symbols the paper exchange lists (its bundled candles).
 PAPER_SYMBOLS = ("ADABTC", "ETCBTC", "ETHBTC", "LTCBTC", "NXTBTC", "TRXBTC", "XLMBTC", "ZECBTC")
@@ -373,7 +373,7 @@ async def order_rows(
 
 async def _execute(args: argparse.Namespace) -> dict[str, Any]:
     from lib.config import load_settings
-    from lib.stack import database_target
+    from lib.db.target import database_target
 
     started = time.perf_counter()
     settings = load_settings(os.environ)

@@ -7,9 +7,9 @@ import sys
 
 import jwt
 
-from lib.auth import tokens
 from lib.config import Settings
 from lib.db.session import Caller, Database
+from lib.services.auth import tokens
 
 
 def _aitradex(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -7,9 +7,9 @@ from collections.abc import Callable
 
 import pytest
 
-from lib.auth.users import LocalUser
 from lib.db.session import Caller, Database
 from lib.errors import Conflict, DatabaseError, Forbidden
+from lib.services.auth.users import LocalUser
 
 
 async def test_each_transaction_runs_as_the_callers_role_with_its_claims(

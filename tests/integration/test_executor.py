@@ -21,8 +21,8 @@ import pytest
 from lib.config import Settings
 from lib.crypto import KeyVault
 from lib.db.session import Caller, Database
-from lib.executor import ExecutionReport, execute_pending, order_link_id
 from lib.paper_exchange import PaperExchangeConfig, running_paper_exchange
+from lib.services.execution.executor import ExecutionReport, execute_pending, order_link_id
 from tests.integration.execution_helpers import (
     PaperUser,
     Prefs,

@@ -24,8 +24,8 @@ import pytest
 from lib.config import Settings
 from lib.crypto import KeyVault
 from lib.db.session import Database
-from lib.executor import CLAIM_STALE_AFTER, order_link_id
 from lib.paper_exchange import PaperExchangeConfig, running_paper_exchange
+from lib.services.execution.executor import CLAIM_STALE_AFTER, order_link_id
 from tests.integration.execution_helpers import (
     PAPER_SYMBOLS,
     PaperUser,

@@ -24,9 +24,9 @@ import pytest
 from lib.config import Settings
 from lib.crypto import KeyVault
 from lib.db.session import Caller, Database
-from lib.executor import CLAIM_STALE_AFTER, execute_pending, order_link_id
 from lib.paper_exchange import PaperExchangeConfig, running_paper_exchange
-from lib.tracker import REQUESTED_GRACE, track_orders
+from lib.services.execution.executor import CLAIM_STALE_AFTER, execute_pending, order_link_id
+from lib.services.tracking import REQUESTED_GRACE, track_orders
 from tests.integration.execution_helpers import (
     PaperUser,
     Prefs,

@@ -21,9 +21,9 @@ import pytest
 from lib.config import Settings
 from lib.crypto import KeyVault
 from lib.db.session import Caller, Database
-from lib.executor import OrderOutcome, execute_pending, order_link_id
 from lib.paper_exchange import PaperExchangeConfig, running_paper_exchange
-from lib.tracker import REQUESTED_GRACE, track_orders
+from lib.services.execution.executor import OrderOutcome, execute_pending, order_link_id
+from lib.services.tracking import REQUESTED_GRACE, track_orders
 from tests.integration.execution_helpers import (
     PaperUser,
     Prefs,

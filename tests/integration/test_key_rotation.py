@@ -17,13 +17,13 @@ from typing import Any
 
 import pytest
 
-from lib.auth.users import LocalUser
 from lib.config import SECRETS_FILE, parse_master_keys
 from lib.crypto import API_KEY_FIELD, API_SECRET_FIELD, KeyVault, key_hint, version_of
 from lib.db.session import Caller, Database
 from lib.errors import ConfigError
 from lib.local_state import read_local_secret
 from lib.ops.rotate_keys import add_local_master_key, rotate_all
+from lib.services.auth.users import LocalUser
 
 KEY_1 = os.urandom(32)
 KEY_2 = os.urandom(32)

@@ -12,8 +12,8 @@ import pytest
 from psycopg import sql
 
 from lib.db import migrate
+from lib.db.target import DatabaseTarget
 from lib.errors import MigrationError
-from lib.stack import DatabaseTarget
 
 
 @pytest.fixture

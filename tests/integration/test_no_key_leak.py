@@ -20,16 +20,16 @@ import httpx
 import psycopg
 import pytest
 
-from lib.auth.users import create_local_user
 from lib.config import Settings
 from lib.db.embedded import bin_path
 from lib.db.session import Caller, Database
+from lib.db.target import DatabaseTarget
 from lib.exchange.access import MarketAccess
 from lib.exchange.trading import PybitExchange
 from lib.http.server import create_functions_app, serve_in_thread
 from lib.log import JsonFormatter
 from lib.paper_exchange.server import create_paper_account
-from lib.stack import DatabaseTarget
+from lib.services.auth.users import create_local_user
 
 URL = "/functions/v1/trading-account"
 

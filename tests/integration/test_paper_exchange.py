@@ -20,10 +20,12 @@ import requests
 from pybit.exceptions import InvalidRequestError
 from pybit.unified_trading import HTTP
 
+from lib.core.candles import Candles
+from lib.core.timeframes import FIVE_MINUTES_MS
 from lib.exchange.signing import signed_headers
-from lib.market_data import BUNDLED_DATA_DIR, CANDLE_MS, Candles, load_candles
 from lib.paper_exchange import PaperAccount, PaperExchangeConfig, create_paper_account, running_paper_exchange
 from lib.paper_exchange.server import create_paper_account_async
+from lib.research.bundled_data import BUNDLED_DATA_DIR, load_candles
 
 SYMBOL = "ETHBTC"  # no gaps in its file
 START_INDEX = 300  # the default replay start: 300 candles of history
@@ -249,7 +251,7 @@ def test_no_candle_from_the_future_is_served_after_advancing(exchange: str, eth:
     now = advance(exchange, 7)
     index = START_INDEX + 7
     assert now == int(eth.open_time_ms[index])
-    rows = market(exchange, "/v5/market/kline", symbol=SYMBOL, interval="5", end=now + 10 * CANDLE_MS)[
+    rows = market(exchange, "/v5/market/kline", symbol=SYMBOL, interval="5", end=now + 10 * FIVE_MINUTES_MS)[
         "result"
     ]["list"]
     assert max(int(row[0]) for row in rows) == now

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from psycopg.types.json import Jsonb
 
-from lib.auth.users import LocalUser
 from lib.db.session import Caller, Database
 from lib.errors import AitradexError, Forbidden
+from lib.services.auth.users import LocalUser
 
 SUBJECTS = ("anon", "user_a", "user_b", "service")
 OPS = ("select", "insert", "update", "delete")

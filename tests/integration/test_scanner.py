@@ -21,22 +21,23 @@ import httpx
 import numpy as np
 import pytest
 
-from lib import diagnostics
+from lib.app.scheduler import PaperClock, market_clock_for
+from lib.core.candles import Candidate, CandlePanel
+from lib.core.timeframes import FIVE_MINUTES_MS, nominal_interval_ms
 from lib.db.session import Caller, Database
 from lib.errors import ConfigError
 from lib.exchange.access import MarketAccess
 from lib.exchange.market import MarketDataClient, RetryPolicy
 from lib.exchange.rate_limit import RateLimiter
-from lib.market_data import BUNDLED_DATA_DIR, CANDLE_MS, list_symbols, load_candles
-from lib.scanner import (
+from lib.research.bundled_data import BUNDLED_DATA_DIR, list_symbols, load_candles
+from lib.services import diagnostics
+from lib.services.scanning.scanner import (
     ScanRequest,
     ScanSettings,
     load_scan_settings,
     run_scans,
     scan,
 )
-from lib.scheduler import PaperClock, market_clock_for
-from lib.scoring.types import Candidate, CandlePanel
 
 START_CANDLES = 2_600
 FIVE_MIN = timedelta(minutes=5)
@@ -71,7 +72,7 @@ def exchange(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exchange]:
         names.append(name)
     first_ms = min(int(load_candles(n, data).open_time_ms[0]) for n in names)
     config = PaperExchangeConfig(
-        data_dir=data, state_path=None, port=0, start_time_ms=first_ms + START_CANDLES * CANDLE_MS
+        data_dir=data, state_path=None, port=0, start_time_ms=first_ms + START_CANDLES * FIVE_MINUTES_MS
     )
     with running_paper_exchange(config) as url:
         # The paper exchange has no rate limit: the limiter is off, as it would be for a local replay.
@@ -452,9 +453,7 @@ async def test_scan_freshness_in_diagnostics_is_healthy_after_scanning_each_sche
 
     assert check.status == "healthy"
     # Each timeframe's newest scanned bar closed within one candle of the replay time.
-    assert all(
-        check.details["age_s"][tf] < diagnostics.TIMEFRAME_SECONDS[tf] for tf in scan_settings.timeframes
-    )
+    assert all(check.details["age_s"][tf] < nominal_interval_ms(tf) / 1000 for tf in scan_settings.timeframes)
 
 
 # -- the command line ------------------------------------------------------------------------------
@@ -526,7 +525,7 @@ def test_a_malformed_scanner_setting_is_a_config_error(values: dict[str, Any]) -
 
 
 def test_a_signal_expires_its_ttl_in_candles_after_its_bar_closes() -> None:
-    from lib.scanner import expires_at_ms
+    from lib.services.scanning.scanner import expires_at_ms
 
     bar = int(datetime(2018, 1, 12, 7, 0, tzinfo=UTC).timestamp() * 1000)
     assert expires_at_ms("5", bar, 3) == bar + 4 * 5 * 60_000
@@ -535,7 +534,7 @@ def test_a_signal_expires_its_ttl_in_candles_after_its_bar_closes() -> None:
 
 
 def test_candidates_the_table_would_refuse_are_reported_instead_of_failing_the_batch() -> None:
-    from lib.scanner import check_candidates
+    from lib.services.scanning.scanner import check_candidates
 
     times = np.array([0, 300_000], dtype=np.int64)
     prices = np.ones((3, 2))

@@ -17,9 +17,9 @@ import pytest
 from lib.config import Settings
 from lib.crypto import KeyVault
 from lib.db.session import Caller, Database
-from lib.executor import execute_pending
 from lib.paper_exchange import PaperExchangeConfig, running_paper_exchange
-from lib.tracker import track_orders
+from lib.services.execution.executor import execute_pending
+from lib.services.tracking import track_orders
 from tests.integration.execution_helpers import (
     START_BALANCE,
     PaperUser,

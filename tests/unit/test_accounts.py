@@ -15,12 +15,6 @@ import pytest
 from pydantic import TypeAdapter, ValidationError
 
 from functions.trading_account.models import ConnectAccount, TradingAccountRequest
-from lib.accounts import (
-    InvalidExchangeCredentials,
-    places_live_orders,
-    seal_credentials,
-    verify_credentials,
-)
 from lib.crypto import API_KEY_FIELD, API_SECRET_FIELD, KeyVault
 from lib.errors import (
     AitradexError,
@@ -33,6 +27,12 @@ from lib.errors import (
     RateLimited,
 )
 from lib.exchange.trading import Credentials, TradingExchange, WalletBalance
+from lib.services.accounts import (
+    InvalidExchangeCredentials,
+    places_live_orders,
+    seal_credentials,
+    verify_credentials,
+)
 
 API_KEY = "Kx7Qp2Lm9Zr4Tv8Wn3"  # shaped like a Bybit key: 18 letters and digits
 API_SECRET = "s3cR3tABCDEFghijklMNOPqrstUVWXyz0123"  # 36

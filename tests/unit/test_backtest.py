@@ -1,4 +1,4 @@
-"""lib.backtest: bucket bookkeeping, CSV round trip, resampling, synthetic markets with known outcomes."""
+"""lib.research.backtest: bucket bookkeeping, CSV round trip, resampling, synthetic markets with known outcomes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lib.backtest import (
+from lib.core.candles import Candles
+from lib.errors import InvalidRequest
+from lib.research.backtest import (
     BUCKET_EDGES,
     BacktestReport,
     format_table,
@@ -18,8 +20,7 @@ from lib.backtest import (
     run_backtest,
     write_csv,
 )
-from lib.errors import InvalidRequest
-from lib.market_data import Candles, load_all
+from lib.research.bundled_data import load_all
 from lib.scoring import quantum_ai
 
 FIVE = 5 * 60 * 1000

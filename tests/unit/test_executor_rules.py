@@ -15,7 +15,7 @@ from lib.crypto import KeyVault
 from lib.db.session import Database
 from lib.errors import ExchangeRejected, ExchangeUnavailable, RateLimited
 from lib.exchange.trading import DUPLICATE_ORDER_LINK_ID, Credentials, OrderRequest, OrderState
-from lib.executor import (
+from lib.services.execution.executor import (
     EXCHANGE_STATUS,
     PLACE_ATTEMPTS,
     ExecutorDeps,
@@ -26,7 +26,7 @@ from lib.executor import (
     place_with_retries,
     within_daily_loss_limit,
 )
-from lib.tracker import close_of, closing_fills
+from lib.services.tracking import close_of, closing_fills
 
 BYBIT_LINK_ID = re.compile(r"^[A-Za-z0-9_-]{1,36}$")
 
@@ -212,7 +212,7 @@ CREDS = Credentials("paper", "key", "secret")
 
 @pytest.fixture(autouse=True)
 def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("lib.executor._backoff_s", lambda attempt, error: 0.0)
+    monkeypatch.setattr("lib.services.execution.executor._backoff_s", lambda attempt, error: 0.0)
 
 
 async def test_a_timed_out_order_is_sent_again_with_the_same_order_link_id() -> None:

@@ -13,7 +13,7 @@ import talib
 
 from lib import indicators as ind
 from lib.errors import InvalidRequest
-from lib.market_data import list_symbols, load_all
+from lib.research.bundled_data import list_symbols, load_all
 
 FloatArray = npt.NDArray[np.float64]
 RTOL = 1e-6

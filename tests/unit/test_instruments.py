@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from lib.instruments import (
+from lib.core.instruments import (
     InstrumentFilters,
     fmt,
     normalize_price,
@@ -18,7 +18,7 @@ from lib.instruments import (
     suggest,
     validate_order,
 )
-from lib.instruments_cache import InstrumentsSnapshot, LocalMemo
+from lib.services.instruments_cache import InstrumentsSnapshot, LocalMemo
 
 # ETHBTC as the paper exchange lists it.
 ETH = InstrumentFilters(
@@ -234,7 +234,7 @@ def test_symbols_split_into_base_and_quote_by_their_quote_suffix(
     assert split_symbol(symbol) == expected
 
 
-# -- the process memo (lib.instruments_cache.LocalMemo; no I/O involved) ------------------------------
+# -- the process memo (lib.services.instruments_cache.LocalMemo; no I/O involved) ------------------------------
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

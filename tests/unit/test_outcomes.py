@@ -1,12 +1,12 @@
-"""lib.outcomes: TP first, SL first or neither on hand-built candle paths, with R multiples."""
+"""lib.core.outcomes: TP first, SL first or neither on hand-built candle paths, with R multiples."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from lib.core.outcomes import NEITHER, SL_FIRST, TP_FIRST, Outcomes, label_outcomes
 from lib.errors import InvalidRequest
-from lib.outcomes import NEITHER, SL_FIRST, TP_FIRST, Outcomes, label_outcomes
 
 FIVE = 5 * 60 * 1000
 

@@ -8,14 +8,9 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
+from lib.core.panel import build_panel
+from lib.core.timeframes import INTERVAL_MS, candle_close_ms, candle_open_ms, previous_open_ms
 from lib.errors import InvalidRequest
-from lib.panel import (
-    INTERVAL_MS,
-    build_panel,
-    candle_close_ms,
-    candle_open_ms,
-    previous_open_ms,
-)
 
 FIVE = INTERVAL_MS["5"]
 T0 = 1_700_000_100_000 // FIVE * FIVE  # a 5-minute boundary

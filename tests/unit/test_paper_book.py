@@ -5,8 +5,9 @@ from decimal import Decimal as D
 import numpy as np
 import pytest
 
+from lib.core.candles import Candles
+from lib.core.timeframes import FIVE_MINUTES_MS
 from lib.errors import ExchangeRejected
-from lib.market_data import CANDLE_MS, Candles
 from lib.paper_exchange.book import Book, Fees
 from lib.paper_exchange.instruments import derive_instrument
 from lib.paper_exchange.market import MarketData
@@ -23,12 +24,12 @@ OHLC = [
     (0.1, 0.1, 0.094, 0.095),
     (0.095, 0.12, 0.095, 0.119),
 ]
-NOW = T0 + CANDLE_MS  # candle 0 complete, candle 1 forming: the replay price is 0.1
+NOW = T0 + FIVE_MINUTES_MS  # candle 0 complete, candle 1 forming: the replay price is 0.1
 
 
 def new_book() -> Book:
     table = np.array(OHLC, dtype=np.float64)
-    times = T0 + CANDLE_MS * np.arange(len(OHLC), dtype=np.int64)
+    times = T0 + FIVE_MINUTES_MS * np.arange(len(OHLC), dtype=np.int64)
     candles = Candles("ETHBTC", times, table[:, 0], table[:, 1], table[:, 2], table[:, 3], np.ones(len(OHLC)))
     market = MarketData({"ETHBTC": candles})
     instruments = {"ETHBTC": derive_instrument("ETHBTC", D("0.1"), T0)}  # tick 0.00001, step 0.01, min 0.1
@@ -63,7 +64,7 @@ def test_closing_realises_the_price_difference_and_flipping_opens_the_rest() -> 
     book = new_book()
     account = book.create_account(D("10000"), NOW)
     book.place_order(account, order(qty="100"), NOW)
-    later = T0 + 4 * CANDLE_MS  # candle 4 forming: price 0.095
+    later = T0 + 4 * FIVE_MINUTES_MS  # candle 4 forming: price 0.095
     book.process_until(later)
     book.place_order(account, order(side="Sell", qty="150"), later)
     position = account.positions["ETHBTC"]
@@ -76,14 +77,14 @@ def test_a_stop_loss_closes_the_position_on_the_candle_that_reaches_it() -> None
     book = new_book()
     account = book.create_account(D("10000"), NOW)
     book.place_order(account, order(qty="100", stopLoss="0.097", takeProfit="0.11"), NOW)
-    assert not book.process_until(T0 + 3 * CANDLE_MS)  # candles 1, 2 stay inside the stops
-    assert book.process_until(T0 + 4 * CANDLE_MS)  # candle 3 (low 0.094, open 0.1) hits the stop
+    assert not book.process_until(T0 + 3 * FIVE_MINUTES_MS)  # candles 1, 2 stay inside the stops
+    assert book.process_until(T0 + 4 * FIVE_MINUTES_MS)  # candle 3 (low 0.094, open 0.1) hits the stop
     assert account.positions["ETHBTC"].size == 0
     closing = book.orders_of(account)[0]
     assert (closing.stop_order_type, closing.avg_price, closing.created_time_ms) == (
         "StopLoss",
         D("0.097"),
-        T0 + 4 * CANDLE_MS,
+        T0 + 4 * FIVE_MINUTES_MS,
     )
     fees = D("100") * D("0.1") * D("0.001") + D("100") * D("0.097") * D("0.001")
     assert account.wallet["USDT"] == D("10000") - D("0.3") - fees
@@ -94,7 +95,7 @@ def test_a_resting_limit_order_fills_as_maker_when_a_later_candle_trades_through
     account = book.create_account(D("10000"), NOW)
     resting = book.place_order(account, order(orderType="Limit", price="0.0996", qty="100"), NOW)
     assert resting.status == "New"
-    book.process_until(T0 + 2 * CANDLE_MS)  # candle 1: low 0.099 reaches 0.0996
+    book.process_until(T0 + 2 * FIVE_MINUTES_MS)  # candle 1: low 0.099 reaches 0.0996
     assert (resting.status, resting.avg_price, resting.cum_exec_fee) == ("Filled", D("0.0996"), D("0.004980"))
 
 

@@ -2,8 +2,8 @@
 
 import pytest
 
+from lib.core.timeframes import FIVE_MINUTES_MS
 from lib.errors import InvalidRequest
-from lib.market_data import CANDLE_MS
 from lib.paper_exchange.clock import ReplayClock
 
 
@@ -21,7 +21,7 @@ def test_a_running_clock_moves_speed_times_faster_than_the_wall() -> None:
 
 def test_advance_moves_whole_candles() -> None:
     c = clock()
-    assert c.advance(3, wall_ms=60) == 1_000_000 + 3 * CANDLE_MS
+    assert c.advance(3, wall_ms=60) == 1_000_000 + 3 * FIVE_MINUTES_MS
 
 
 def test_the_clock_stops_at_the_end_of_the_data() -> None:

@@ -5,8 +5,9 @@ from decimal import Decimal as D
 import numpy as np
 import pytest
 
+from lib.core.candles import Candles
+from lib.core.timeframes import FIVE_MINUTES_MS
 from lib.errors import ExchangeRejected
-from lib.market_data import CANDLE_MS, Candles
 from lib.paper_exchange.klines import KlineQuery, bucket_starts, build_klines, check_interval
 from lib.paper_exchange.market import MarketData
 
@@ -29,11 +30,11 @@ def market(rows: list[tuple[int, float, float, float, float, float]]) -> MarketD
 
 # Six 5-minute candles from T0 (two whole 15-minute buckets), the 5th missing (a gap).
 ROWS = [
-    (T0 + 0 * CANDLE_MS, 1.0, 1.5, 0.9, 1.2, 10.0),
-    (T0 + 1 * CANDLE_MS, 1.2, 2.0, 1.1, 1.9, 20.0),
-    (T0 + 2 * CANDLE_MS, 1.9, 1.95, 1.7, 1.8, 30.0),
-    (T0 + 3 * CANDLE_MS, 1.8, 1.85, 1.6, 1.7, 5.0),
-    (T0 + 5 * CANDLE_MS, 1.75, 1.8, 1.5, 1.6, 7.0),
+    (T0 + 0 * FIVE_MINUTES_MS, 1.0, 1.5, 0.9, 1.2, 10.0),
+    (T0 + 1 * FIVE_MINUTES_MS, 1.2, 2.0, 1.1, 1.9, 20.0),
+    (T0 + 2 * FIVE_MINUTES_MS, 1.9, 1.95, 1.7, 1.8, 30.0),
+    (T0 + 3 * FIVE_MINUTES_MS, 1.8, 1.85, 1.6, 1.7, 5.0),
+    (T0 + 5 * FIVE_MINUTES_MS, 1.75, 1.8, 1.5, 1.6, 7.0),
 ]
 
 
@@ -42,10 +43,10 @@ def query(interval: str, limit: int = 200, start: int | None = None, end: int | 
 
 
 def test_a_15_minute_kline_aggregates_its_5_minute_candles() -> None:
-    rows = build_klines(market(ROWS), query("15"), now_ms=T0 + 6 * CANDLE_MS)
+    rows = build_klines(market(ROWS), query("15"), now_ms=T0 + 6 * FIVE_MINUTES_MS)
     assert rows == [
         [
-            str(T0 + 3 * CANDLE_MS),
+            str(T0 + 3 * FIVE_MINUTES_MS),
             "1.8",
             "1.85",
             "1.5",
@@ -58,13 +59,13 @@ def test_a_15_minute_kline_aggregates_its_5_minute_candles() -> None:
 
 
 def test_the_forming_candle_shows_only_its_open() -> None:
-    rows = build_klines(market(ROWS), query("5"), now_ms=T0 + 2 * CANDLE_MS)
-    assert rows[0] == [str(T0 + 2 * CANDLE_MS), "1.9", "1.9", "1.9", "1.9", "0", "0"]
-    assert [int(r[0]) for r in rows] == [T0 + 2 * CANDLE_MS, T0 + CANDLE_MS, T0]
+    rows = build_klines(market(ROWS), query("5"), now_ms=T0 + 2 * FIVE_MINUTES_MS)
+    assert rows[0] == [str(T0 + 2 * FIVE_MINUTES_MS), "1.9", "1.9", "1.9", "1.9", "0", "0"]
+    assert [int(r[0]) for r in rows] == [T0 + 2 * FIVE_MINUTES_MS, T0 + FIVE_MINUTES_MS, T0]
 
 
 def test_a_forming_bucket_never_reveals_later_prices() -> None:
-    rows = build_klines(market(ROWS), query("15"), now_ms=T0 + CANDLE_MS)
+    rows = build_klines(market(ROWS), query("15"), now_ms=T0 + FIVE_MINUTES_MS)
     assert rows == [[str(T0), "1", "1.5", "0.9", "1.2", "10", "12"]]
 
 
@@ -73,21 +74,24 @@ def test_nothing_is_served_before_the_first_candle() -> None:
 
 
 def test_a_gap_stays_a_gap() -> None:
-    starts = [int(r[0]) for r in build_klines(market(ROWS), query("5"), now_ms=T0 + 6 * CANDLE_MS)]
-    assert T0 + 4 * CANDLE_MS not in starts
+    starts = [int(r[0]) for r in build_klines(market(ROWS), query("5"), now_ms=T0 + 6 * FIVE_MINUTES_MS)]
+    assert T0 + 4 * FIVE_MINUTES_MS not in starts
     assert len(starts) == 5
 
 
 def test_limit_keeps_the_newest_and_start_alone_keeps_the_oldest() -> None:
     m = market(ROWS)
-    now = T0 + 6 * CANDLE_MS
+    now = T0 + 6 * FIVE_MINUTES_MS
     assert [int(r[0]) for r in build_klines(m, query("5", limit=2), now)] == [
-        T0 + 5 * CANDLE_MS,
-        T0 + 3 * CANDLE_MS,
+        T0 + 5 * FIVE_MINUTES_MS,
+        T0 + 3 * FIVE_MINUTES_MS,
     ]
-    assert [int(r[0]) for r in build_klines(m, query("5", limit=2, start=T0), now)] == [T0 + CANDLE_MS, T0]
-    window = build_klines(m, query("5", start=T0 + CANDLE_MS, end=T0 + 2 * CANDLE_MS), now)
-    assert [int(r[0]) for r in window] == [T0 + 2 * CANDLE_MS, T0 + CANDLE_MS]
+    assert [int(r[0]) for r in build_klines(m, query("5", limit=2, start=T0), now)] == [
+        T0 + FIVE_MINUTES_MS,
+        T0,
+    ]
+    window = build_klines(m, query("5", start=T0 + FIVE_MINUTES_MS, end=T0 + 2 * FIVE_MINUTES_MS), now)
+    assert [int(r[0]) for r in window] == [T0 + 2 * FIVE_MINUTES_MS, T0 + FIVE_MINUTES_MS]
 
 
 def test_buckets_start_on_utc_day_monday_and_month_boundaries() -> None:

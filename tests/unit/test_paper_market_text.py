@@ -18,13 +18,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lib.market_data import CANDLE_MS, Candles
+from lib.core.candles import Candles
+from lib.core.timeframes import FIVE_MINUTES_MS, TIMEFRAMES
 from lib.paper_exchange import app as paper_app
 from lib.paper_exchange.config import PaperExchangeConfig
 from lib.paper_exchange.engine import PaperEngine
 from lib.paper_exchange.instruments import derive_instrument
 from lib.paper_exchange.klines import (
-    BYBIT_INTERVALS,
     KlineQuery,
     bucket_starts,
     bucket_width_ms,
@@ -43,7 +43,7 @@ from lib.paper_exchange.tickers import DAY_MS, ticker
 
 PROPERTY = settings(max_examples=400, derandomize=True, database=None, deadline=None)
 T0 = 1_515_542_400_000  # 2018-01-10 00:00 UTC
-INTERVALS = [i for i in BYBIT_INTERVALS if i not in ("1", "3")]
+INTERVALS = [i for i in TIMEFRAMES if i not in ("1", "3")]
 
 
 # ---------------------------------------------------------------------------------- the reference code
@@ -145,7 +145,7 @@ def random_candles(seed: int, kind: str, n: int = 700) -> Candles:
         steps = rng.integers(60_000, 12 * 60_000, n)
         times = T0 + 37_000 + np.cumsum(steps)
     else:
-        times = T0 + CANDLE_MS * np.sort(rng.choice(int(n * 1.2), n, replace=False))  # with gaps
+        times = T0 + FIVE_MINUTES_MS * np.sort(rng.choice(int(n * 1.2), n, replace=False))  # with gaps
     scale = {"wide": 10.0 ** rng.integers(-12, 16, n)}.get(kind, rng.uniform(0.001, 50.0) * np.ones(n))
     close = scale * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
     open_ = close * np.exp(rng.normal(0, 0.005, n))
@@ -256,9 +256,9 @@ def test_each_candle_text_is_its_decimal_text(kind: str) -> None:
 
 
 def _queries(rng: np.random.Generator, interval: str, now: int) -> list[KlineQuery]:
-    first = T0 - 10 * CANDLE_MS
+    first = T0 - 10 * FIVE_MINUTES_MS
     a = int(rng.integers(first, now + 1))
-    b = int(rng.integers(a, now + 200 * CANDLE_MS))
+    b = int(rng.integers(a, now + 200 * FIVE_MINUTES_MS))
     return [
         KlineQuery("XBTC", interval, None, None, 200),
         KlineQuery("XBTC", interval, None, None, int(rng.integers(1, 1001))),
@@ -282,7 +282,7 @@ def test_a_nan_price_fails_or_answers_as_before() -> None:
     inst = derive_instrument("XBTC", Decimal("1"), int(times[0]))
     rng = np.random.default_rng(17)
     failures = 0
-    for now in sorted({int(t) for t in rng.choice(times, 8)} | {int(times[-1]) + CANDLE_MS}):
+    for now in sorted({int(t) for t in rng.choice(times, 8)} | {int(times[-1]) + FIVE_MINUTES_MS}):
         for interval in ("5", "60", "D"):
             query = KlineQuery("XBTC", interval, None, None, 1000)
             expected = outcome(lambda: reference_klines(market, query, now))  # noqa: B023
@@ -304,7 +304,7 @@ def test_klines_equal_the_decimal_aggregation(kind: str) -> None:
     times = market.series("XBTC").open_time_ms
     rng = np.random.default_rng(11)
     nows = {int(t) for t in rng.choice(times, 4)} | {int(t) + 1 for t in rng.choice(times, 4)}
-    nows |= {int(times[0]) - 1, int(times[-1]) + CANDLE_MS, int(times[-1]) + 10 * DAY_MS}
+    nows |= {int(times[0]) - 1, int(times[-1]) + FIVE_MINUTES_MS, int(times[-1]) + 10 * DAY_MS}
     nows |= {int(x) for x in rng.integers(int(times[0]), int(times[-1]), 4)}
     for now in sorted(nows):
         for interval in INTERVALS:
@@ -317,9 +317,9 @@ def test_advancing_the_clock_never_serves_a_later_candle(kind: str, offset_ms: i
     market = market_of(kind, seed=2)
     series = market.series("XBTC")
     times = series.open_time_ms
-    now = int(times[0]) - CANDLE_MS + offset_ms
+    now = int(times[0]) - FIVE_MINUTES_MS + offset_ms
     for _ in range(150):  # advances of one candle, some landing inside gaps
-        now += CANDLE_MS + (7_000 if kind == "irregular" else 0)
+        now += FIVE_MINUTES_MS + (7_000 if kind == "irregular" else 0)
         forming = market.forming_index("XBTC", now)
         for interval in ("5", "15", "60", "D"):
             query = KlineQuery("XBTC", interval, None, None, 1000)
@@ -334,7 +334,7 @@ def test_advancing_the_clock_never_serves_a_later_candle(kind: str, offset_ms: i
             complete = rows[1:] if forming is not None else rows
             for row in complete:  # every other row is a completed candle, in full
                 i = int(np.searchsorted(times, int(row[0])))
-                assert int(times[i]) + CANDLE_MS <= now
+                assert int(times[i]) + FIVE_MINUTES_MS <= now
                 assert row[2] == fmt(dec(series.high[i]))
 
 
@@ -348,7 +348,7 @@ def test_ticker_statistics_equal_the_decimal_loops(kind: str) -> None:
     inst = derive_instrument("XBTC", Decimal("1"), int(times[0]))
     rng = np.random.default_rng(13)
     nows = {int(t) for t in rng.choice(times, 25)} | {int(t) + 150_000 for t in rng.choice(times, 25)}
-    nows |= {int(times[-1]) + CANDLE_MS, int(times[-1]) + 2 * DAY_MS}
+    nows |= {int(times[-1]) + FIVE_MINUTES_MS, int(times[-1]) + 2 * DAY_MS}
     for now in sorted(nows):
         item = ticker(market, inst, "linear", now)
         assert item is not None

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lib.core.candles import CandlePanel, Candles
 from lib.errors import ConfigError
-from lib.market_data import Candles, load_all
+from lib.research.bundled_data import load_all
 from lib.scoring import quantum_ai as q
 from lib.scoring import score
 from lib.scoring.features import panel_features, single_symbol_panel
-from lib.scoring.types import CandlePanel
 
 
 @pytest.fixture(scope="module")

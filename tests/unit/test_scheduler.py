@@ -10,9 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from lib.errors import ConfigError, ExchangeUnavailable
-from lib.log import JsonFormatter
-from lib.scheduler import (
+from lib.app.scheduler import (
     CandleClose,
     Every,
     Job,
@@ -21,6 +19,8 @@ from lib.scheduler import (
     WallClock,
     market_clock_for,
 )
+from lib.errors import ConfigError, ExchangeUnavailable
+from lib.log import JsonFormatter
 
 MINUTE = 60_000
 # 2018-01-11 12:00 UTC: a 5, 15 and 60-minute boundary at once.

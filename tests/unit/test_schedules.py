@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lib.domain import TIMEFRAMES
+from lib.core.timeframes import TIMEFRAMES
 from lib.ops.schedules import CRON_BY_TIMEFRAME, cron_jobs
 
 

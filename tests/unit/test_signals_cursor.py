@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from lib.errors import InvalidRequest
-from lib.signals_query import Cursor, decode_cursor, encode_cursor
+from lib.services.signals_query import Cursor, decode_cursor, encode_cursor
 
 CREATED = datetime(2026, 11, 24, 10, 15, 30, 123456, tzinfo=UTC)
 ID = uuid.UUID("0b7e6c1e-5d7b-4f0e-9a44-3c2f1d9e8a77")
@@ -116,7 +116,7 @@ def test_a_cursor_with_padding_or_surrounding_space_is_refused() -> None:
 
 def _checksummed(version: int, micros: int) -> str:
     """A cursor built the way the module builds one, with fields it would never write itself."""
-    from lib.signals_query import _CURSOR_BODY, _checksum
+    from lib.services.signals_query import _CURSOR_BODY, _checksum
 
     body = _CURSOR_BODY.pack(version, micros, ID.bytes)
     return base64.urlsafe_b64encode(body + _checksum(body)).rstrip(b"=").decode()

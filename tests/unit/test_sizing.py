@@ -15,9 +15,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lib.domain import Direction
-from lib.instruments import EXACT, InstrumentFilters, normalize_price, normalize_qty, on_multiple
-from lib.sizing import Levels, SizingDecision, level_problem, normalize_levels, size_order
+from lib.core.instruments import EXACT, InstrumentFilters, normalize_price, normalize_qty, on_multiple
+from lib.core.sizing import Levels, SizingDecision, level_problem, normalize_levels, size_order
+from lib.core.vocabulary import Direction
 
 PROPERTY = settings(max_examples=200, derandomize=True, database=None, deadline=None)
 

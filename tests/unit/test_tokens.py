@@ -9,8 +9,8 @@ import time
 import jwt
 import pytest
 
-from lib.auth import tokens
 from lib.errors import Unauthorized
+from lib.services.auth import tokens
 
 SECRET = "s" * 40
 

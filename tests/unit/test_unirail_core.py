@@ -7,11 +7,12 @@ import math
 import numpy as np
 import pytest
 
+from lib.core.candles import Candidate, CandlePanel, Candles
+from lib.core.vocabulary import ALGORITHMS
 from lib.errors import InvalidRequest
-from lib.market_data import Candles, load_all
-from lib.scoring import ALGORITHMS, score, unirail_core
+from lib.research.bundled_data import load_all
+from lib.scoring import score, unirail_core
 from lib.scoring.features import single_symbol_panel
-from lib.scoring.types import Candidate, CandlePanel
 
 FIVE = 5 * 60 * 1000
 T0 = 1_700_000_000_000

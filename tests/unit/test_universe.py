@@ -9,7 +9,7 @@ import pytest
 
 from lib.errors import ConfigError
 from lib.exchange.models import Instrument, Ticker
-from lib.universe import UniverseFilter, select_universe
+from lib.services.scanning.universe import UniverseFilter, select_universe
 
 
 def ticker(symbol: str, turnover: float, last_price: float = 1.0) -> Ticker:

@@ -10,9 +10,9 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from lib.core.clock import Clock
 from lib.db.session import Caller, Database
 from lib.errors import Forbidden
-from lib.runtime.clock import Clock
 
 if TYPE_CHECKING:
     from lib.config import Settings
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Services:
-    """Long-lived dependencies, created once per process by ``lib.runtime.wiring``."""
+    """Long-lived dependencies, created once per process by ``lib.app.wiring``."""
 
     db: Database
     settings: Settings

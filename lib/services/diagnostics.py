@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from lib.core.timeframes import nominal_interval_ms
 from lib.db import migrate
 from lib.db.session import Caller, Database
 from lib.errors import AitradexError
@@ -32,21 +33,6 @@ from lib.exchange.market import RetryPolicy
 Status = Literal["healthy", "degraded", "down"]
 _RANK: dict[str, int] = {"healthy": 0, "degraded": 1, "down": 2}
 MAX_CLOCK_SKEW_MS = 5_000
-TIMEFRAME_SECONDS = {
-    "1": 60,
-    "3": 180,
-    "5": 300,
-    "15": 900,
-    "30": 1800,
-    "60": 3600,
-    "120": 7200,
-    "240": 14400,
-    "360": 21600,
-    "720": 43200,
-    "D": 86400,
-    "W": 604800,
-    "M": 2678400,
-}
 QUEUE_MAX_WAIT_S = 5 * 60
 QUEUE_MAX_DEPTH = 5_000
 CHECK_TIMEOUT_S = 10.0
@@ -187,12 +173,12 @@ async def check_scans(db: Database, now: datetime, market_now: datetime | None =
         ).fetchall()
     by_tf = {r["timeframe"]: r["bar"] for r in rows if r["bar"] is not None}
     ages = {
-        tf: round((market_now - by_tf[tf] - timedelta(seconds=TIMEFRAME_SECONDS[tf])).total_seconds())
+        tf: round((market_now - by_tf[tf] - timedelta(milliseconds=nominal_interval_ms(tf))).total_seconds())
         for tf in timeframes
         if tf in by_tf
     }
     never = [tf for tf in timeframes if tf not in ages]
-    stale = [tf for tf, age in ages.items() if age > 2 * TIMEFRAME_SECONDS[tf] + 120]
+    stale = [tf for tf, age in ages.items() if age > 2 * nominal_interval_ms(tf) / 1000 + 120]
     details = {"age_s": ages, "never_scanned": never, "stale": stale}
     if stale:
         return CheckResult(

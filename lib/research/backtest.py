@@ -8,7 +8,7 @@
    depends on bars up to it; see :mod:`lib.scoring.features` for why that equals a rolling window);
 3. keep every ``step``-th bar that has a score (warm-up: SMA200 needs 200 bars), one signal per bar:
    the better side, with entry = close and the ATR levels of :mod:`lib.scoring.levels`;
-4. label each signal with :func:`lib.outcomes.label_outcomes` over ``horizon_bars`` bars of the same
+4. label each signal with :func:`lib.core.outcomes.label_outcomes` over ``horizon_bars`` bars of the same
    timeframe (TP first / SL first / neither, both in one bar counts as SL; R multiple). Signals whose
    horizon runs past the end of the data without a TP or SL are left out (counted in
    ``BacktestReport.incomplete``);
@@ -48,28 +48,22 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from lib.core.candles import Candles
+from lib.core.outcomes import NEITHER, SL_FIRST, TP_FIRST, label_outcomes
+from lib.core.timeframes import FIVE_MINUTES_MS, INTERVAL_MS
+from lib.core.vocabulary import ALGORITHMS
 from lib.errors import InvalidRequest
-from lib.market_data import BUNDLED_DATA_DIR, Candles, load_all
-from lib.outcomes import NEITHER, SL_FIRST, TP_FIRST, label_outcomes
-from lib.scoring import ALGORITHMS, quantum_ai, unirail_core
+from lib.research.bundled_data import BUNDLED_DATA_DIR, load_all
+from lib.scoring import quantum_ai, unirail_core
 from lib.scoring.features import BarScores, panel_features, single_symbol_panel
 from lib.scoring.levels import SL_ATR, TP_ATR
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
-FIVE_MINUTES_MS = 5 * 60 * 1000
 DEFAULT_HORIZON_BARS = 48
 TIMEFRAME_MINUTES: dict[str, int] = {
-    "5": 5,
-    "15": 15,
-    "30": 30,
-    "60": 60,
-    "120": 120,
-    "240": 240,
-    "360": 360,
-    "720": 720,
-    "D": 1440,
+    tf: INTERVAL_MS[tf] // 60_000 for tf in ("5", "15", "30", "60", "120", "240", "360", "720", "D")
 }
 BUCKET_EDGES: tuple[float, ...] = tuple(float(v) for v in range(0, 101, 10))
 CSV_COLUMNS: tuple[str, ...] = (

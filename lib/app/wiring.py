@@ -10,11 +10,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from lib.app.context import Services
 from lib.config import Settings
+from lib.core.clock import Clock, SystemClock
 from lib.db.session import Database
-from lib.runtime.clock import Clock, SystemClock
-from lib.runtime.context import Services
-from lib.stack import database_target
+from lib.db.target import database_target
 
 
 def _vault(settings: Settings) -> Any:
@@ -43,7 +43,7 @@ def _market(settings: Settings) -> Any:
 
 
 def _health_cache(_settings: Settings) -> Any:
-    from lib.diagnostics import HealthCache
+    from lib.services.diagnostics import HealthCache
 
     return HealthCache(ttl_s=5.0)
 
@@ -89,8 +89,8 @@ async def close_services(services: Services) -> None:
 def market_now(services: Services) -> Callable[[], Awaitable[datetime]]:
     """Now in market time for the deployment's environment: the paper exchange's replay clock on
     paper (signals made from 2018 candles expire in 2018), the wall clock elsewhere."""
-    from lib.instruments_cache import deployment_environment
-    from lib.scheduler import market_clock_for
+    from lib.app.scheduler import market_clock_for
+    from lib.services.instruments_cache import deployment_environment
 
     async def now() -> datetime:
         environment = await deployment_environment(services.db)
@@ -104,8 +104,8 @@ def market_now(services: Services) -> Callable[[], Awaitable[datetime]]:
 
 def executor_deps(services: Services, *, worker: str) -> Any:
     """The executor's dependencies, from the process's services."""
-    from lib.executor import ExecutorDeps
-    from lib.instruments_cache import get_filters
+    from lib.services.execution.executor import ExecutorDeps
+    from lib.services.instruments_cache import get_filters
 
     async def filters(category: str, environment: str) -> Any:
         return await get_filters(
@@ -125,6 +125,6 @@ def executor_deps(services: Services, *, worker: str) -> Any:
 
 def tracker_deps(services: Services) -> Any:
     """The order tracker's dependencies, from the process's services."""
-    from lib.tracker import TrackerDeps
+    from lib.services.tracking import TrackerDeps
 
     return TrackerDeps(db=services.db, exchange=services.get("exchange"), vault=services.get("vault"))

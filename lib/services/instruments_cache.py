@@ -66,6 +66,17 @@ from typing import Any, Protocol
 from psycopg import errors as pg_errors
 from psycopg.types.json import Jsonb
 
+from lib.core.clock import Clock
+from lib.core.instruments import (
+    InstrumentFilters,
+    Rounding,
+    Violation,
+    normalize_price,
+    normalize_qty,
+    status_violation,
+    suggest,
+    validate_order,
+)
 from lib.db.session import Caller, Connection, Database
 from lib.errors import (
     ExchangeError,
@@ -76,18 +87,7 @@ from lib.errors import (
     RateLimited,
 )
 from lib.exchange.models import Instrument
-from lib.instruments import (
-    InstrumentFilters,
-    Rounding,
-    Violation,
-    normalize_price,
-    normalize_qty,
-    status_violation,
-    suggest,
-    validate_order,
-)
 from lib.log import log_event
-from lib.runtime.clock import Clock
 
 logger = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ For every ``execution_orders`` row that is not final, grouped by account so each
 decrypted once:
 
 - ``requested`` for longer than a grace period (longer than the executor keeps sending, see
-  ``lib.executor.ORDER_WINDOW``): the executor died, or never heard back, between sending and
+  ``lib.services.execution.executor.ORDER_WINDOW``): the executor died, or never heard back, between sending and
   recording. The order is looked up on the exchange by its ``orderLinkId``. If found, it is recorded
   as what the exchange says. If not, it was never accepted: it is marked ``failed`` with the reason,
   unless its signal is still queued or claimed (``new``, ``processing``), because the executor run that
@@ -33,12 +33,12 @@ from lib.crypto import KeyVault
 from lib.db.session import Caller, Database
 from lib.errors import AitradexError, ExchangeError
 from lib.exchange.trading import Credentials, OrderState, TradingExchange
-from lib.executor import account_credentials, log_trade, record_exchange_state
 from lib.log import log_event
+from lib.services.execution.executor import account_credentials, log_trade, record_exchange_state
 
 logger = logging.getLogger("aitradex.tracker")
 _SERVICE = Caller.service()
-#: ``lib.executor.ORDER_WINDOW`` (40 s) plus one request timeout (10 s), and a margin.
+#: ``lib.services.execution.executor.ORDER_WINDOW`` (40 s) plus one request timeout (10 s), and a margin.
 REQUESTED_GRACE = timedelta(seconds=60)
 _CLOSE_REASONS = {"CreateByStopLoss": "StopLoss", "CreateByTakeProfit": "TakeProfit"}
 

@@ -30,9 +30,9 @@ from typing import Literal, Protocol
 
 import httpx
 
+from lib.core.timeframes import TIMEFRAMES, candle_open_ms
 from lib.errors import AitradexError, ConfigError, ExchangeUnavailable
 from lib.log import log_event
-from lib.panel import TIMEFRAMES, candle_open_ms
 
 logger = logging.getLogger("aitradex.scheduler")
 

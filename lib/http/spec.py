@@ -12,8 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter
 
+from lib.app.context import Context
 from lib.errors import Forbidden
-from lib.runtime.context import Context
 
 Access = Literal["anyone", "user", "service"]
 Handler = Callable[[Any, Context], Awaitable[BaseModel]]

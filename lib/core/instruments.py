@@ -13,7 +13,7 @@ Rounding directions, and why:
   or a reference price; ``down`` for a LONG's stop-loss and a SHORT's take-profit, ``up`` for a SHORT's
   stop-loss and a LONG's take-profit, i.e. protective and target levels round AWAY from the entry, so
   rounding never moves a level across the entry and never shrinks the stop distance a size was computed
-  on (:func:`lib.sizing.normalize_levels` applies exactly this).
+  on (:func:`lib.core.sizing.normalize_levels` applies exactly this).
 
 All arithmetic runs in a 60-digit context, so for any realistic filter (ticks down to 1e-18, quantities
 up to 1e15) quotients and products are exact, not rounded at Python's default 28 digits.

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import psycopg
 
-from lib.auth.tokens import USER_TOKEN_TTL_S, mint_user_token
 from lib.errors import InvalidRequest
+from lib.services.auth.tokens import USER_TOKEN_TTL_S, mint_user_token
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 

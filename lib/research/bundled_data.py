@@ -8,36 +8,16 @@ from __future__ import annotations
 
 import gzip
 import io
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import numpy.typing as npt
 
+from lib.config import REPO_ROOT
+from lib.core.candles import Candles
 from lib.errors import ConfigError
 
-BUNDLED_DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "market-data"
-CANDLE_MS = 5 * 60 * 1000
+BUNDLED_DATA_DIR = REPO_ROOT / "data" / "market-data"
 _SUFFIXES = ("-5m.csv", "-5m.csv.gz")
-
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
-
-
-@dataclass(frozen=True, slots=True)
-class Candles:
-    """One symbol's candles as parallel arrays, oldest first."""
-
-    symbol: str
-    open_time_ms: IntArray
-    open: FloatArray
-    high: FloatArray
-    low: FloatArray
-    close: FloatArray
-    volume: FloatArray
-
-    def __len__(self) -> int:
-        return int(self.open_time_ms.shape[0])
 
 
 def list_symbols(data_dir: Path = BUNDLED_DATA_DIR) -> list[str]:

@@ -1,6 +1,6 @@
 """What happened after a signal: TP first, SL first, or neither within a horizon, and the R multiple.
 
-Shared by the backtest (``lib.backtest``) and the training of ``quantum_ai`` so both label trades the
+Shared by the backtest (``lib.research.backtest``) and the training of ``quantum_ai`` so both label trades the
 same way. Pure and vectorized: many signals of one symbol are labeled at once with one 2-D gather
 (signals x horizon bars).
 
@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from lib.core.timeframes import FIVE_MINUTES_MS
 from lib.errors import InvalidRequest
 
 FloatArray = npt.NDArray[np.float64]
@@ -47,7 +48,6 @@ BoolArray = npt.NDArray[np.bool_]
 TP_FIRST = 1
 SL_FIRST = -1
 NEITHER = 0
-FIVE_MINUTES_MS = 5 * 60 * 1000
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,9 +24,9 @@ from typing import Any
 
 from psycopg import sql
 
+from lib.core.vocabulary import Environment
 from lib.crypto import API_KEY_FIELD, API_SECRET_FIELD, KeyVault, key_hint
 from lib.db.session import Caller, Database
-from lib.domain import Environment
 from lib.errors import (
     ConfigError,
     ExchangeRejected,

@@ -21,6 +21,22 @@ Direction = Literal["LONG", "SHORT"]
 
 
 @dataclass(frozen=True, slots=True)
+class Candles:
+    """One symbol's candles as parallel arrays, oldest first."""
+
+    symbol: str
+    open_time_ms: IntArray
+    open: FloatArray
+    high: FloatArray
+    low: FloatArray
+    close: FloatArray
+    volume: FloatArray
+
+    def __len__(self) -> int:
+        return int(self.open_time_ms.shape[0])
+
+
+@dataclass(frozen=True, slots=True)
 class CandlePanel:
     """Aligned candles: ``open_time_ms`` is 1-D (time); the price arrays are 2-D (symbols x time)."""
 

@@ -12,7 +12,7 @@ The signals table is the queue. An executor run:
    maximum, no open position in that symbol already, and today's realized loss under their daily
    limit;
 3. per user, reads the wallet (retried on timeouts, 5xx and 10006) and **sizes** the order
-   (``lib.sizing``: risk per trade over the stop distance, capped, rounded to the qty step). A skip is
+   (``lib.core.sizing``: risk per trade over the stop distance, capped, rounded to the qty step). A skip is
    logged in ``trade_logs`` with its reason;
 4. **reserves** the pair: inserts ``execution_orders`` as ``requested`` with the deterministic
    ``orderLinkId``, and commits, before anything is sent. The unique (user, signal) row is what makes
@@ -57,6 +57,8 @@ from uuid import UUID
 
 from psycopg.types.json import Jsonb
 
+from lib.core.instruments import InstrumentFilters, fmt, normalize_qty, validate_order
+from lib.core.sizing import normalize_levels, size_order
 from lib.crypto import API_KEY_FIELD, API_SECRET_FIELD, KeyVault
 from lib.db.session import Caller, Database
 from lib.errors import (
@@ -78,9 +80,7 @@ from lib.exchange.trading import (
     WalletBalance,
 )
 from lib.failpoints import failpoint
-from lib.instruments import InstrumentFilters, fmt, normalize_qty, validate_order
 from lib.log import log_event
-from lib.sizing import normalize_levels, size_order
 
 logger = logging.getLogger("aitradex.executor")
 
@@ -91,7 +91,7 @@ PLACE_ATTEMPTS = 4
 #: Attempts of a wallet read or a leverage change on timeouts, 5xx and 10006.
 CALL_ATTEMPTS = 4
 #: No order is sent (or re-sent) later than this after its reservation: the tracker's grace period for
-#: ``requested`` rows (``lib.tracker.REQUESTED_GRACE``) must exceed it plus one request timeout.
+#: ``requested`` rows (``lib.services.tracking.REQUESTED_GRACE``) must exceed it plus one request timeout.
 ORDER_WINDOW = timedelta(seconds=40)
 ORDERS_PER_SECOND_PER_ACCOUNT = 10
 EXCHANGE_STATUS: Mapping[str, str] = {

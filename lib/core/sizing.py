@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
 from typing import Literal
 
-from lib.domain import Direction
-from lib.instruments import EXACT, InstrumentFilters, Rounding, fmt, normalize_price, normalize_qty
+from lib.core.instruments import EXACT, InstrumentFilters, Rounding, fmt, normalize_price, normalize_qty
+from lib.core.vocabulary import Direction
 
 SkipReason = Literal[
     "invalid_parameters",

@@ -6,7 +6,7 @@ One scan of a timeframe:
    request's ``symbols``, or ``/v5/market/tickers`` (+ instruments-info) filtered by ``scanner.universe``;
 2. fetches ``scanner.kline_limit`` klines per symbol concurrently, every request through the process's
    shared rate limiter;
-3. builds one :class:`~lib.scoring.types.CandlePanel` of closed bars (``lib.panel``: the candle in
+3. builds one :class:`~lib.core.candles.CandlePanel` of closed bars (``lib.core.panel``: the candle in
    progress is dropped, holes are never patched) and scores every symbol in ONE call of the scorer;
 4. stores candidates scoring at least the threshold (``scanner.threshold``, or the request's
    ``min_score``) as ``new`` signals, ``insert ... on conflict do nothing`` on (symbol, timeframe,
@@ -35,26 +35,26 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from lib.app.scheduler import CandleClose, Job, MarketClock, Scheduler, market_clock_for
+from lib.core.candles import Candidate, CandlePanel
+from lib.core.panel import PanelBuild, build_panel
+from lib.core.timeframes import TIMEFRAMES, candle_close_ms
+from lib.core.vocabulary import ALGORITHMS, ENVIRONMENTS
 from lib.db.session import Caller, Database
 from lib.errors import AitradexError, ConfigError, InvalidRequest
 from lib.exchange.market import MarketDataClient
 from lib.exchange.models import Klines
 from lib.exchange.rate_limit import DEFAULT_SHARE
 from lib.log import log_event
-from lib.panel import TIMEFRAMES, PanelBuild, build_panel, candle_close_ms
-from lib.scheduler import CandleClose, Job, MarketClock, Scheduler, market_clock_for
-from lib.scoring.types import Candidate, CandlePanel
-from lib.universe import UniverseFilter, select_universe
+from lib.services.scanning.universe import UniverseFilter, select_universe
 
 if TYPE_CHECKING:
+    from lib.app.context import Services
     from lib.config import Settings as AppSettings
     from lib.exchange.access import MarketAccess
-    from lib.runtime.context import Services
 
 logger = logging.getLogger("aitradex.scanner")
 
-ALGORITHMS: tuple[str, ...] = ("unirail_core", "quantum_ai")
-ENVIRONMENTS: tuple[str, ...] = ("mainnet", "testnet", "demo", "paper")
 RunStatus = Literal["succeeded", "partial", "failed"]
 Scorer = Callable[[str, CandlePanel], Sequence[Candidate]]
 
@@ -778,10 +778,10 @@ async def scan_local(
     ``environment``): on ``paper``, the paper exchange the local stack runs for this database. The rate
     limiter keeps to ``exchange.rate_limit_share``.
     """
+    from lib.db.target import database_target
     from lib.exchange.access import MarketAccess
     from lib.exchange.rate_limit import RateLimiter
     from lib.local_state import read_services
-    from lib.stack import database_target
 
     paper_url = read_services(app_settings.state_dir, app_settings.database.db_name).get("paper_exchange_url")
     async with Database(database_target(app_settings).app_url, max_size=4) as db:

@@ -1,7 +1,7 @@
 """The scheduled pipeline: scans at each candle close, then execution, then order tracking.
 
 The scheduler calls the functions' handlers directly (no HTTP), as the service role, with the same
-services the HTTP adapter uses; scans go straight to ``lib.scanner.scan_many``, which scores every
+services the HTTP adapter uses; scans go straight to ``lib.services.scanning.scanner.scan_many``, which scores every
 configured algorithm from one fetch of the market data. Its jobs depend on where time comes from:
 
 - paper (replay time): one ``pipeline`` job at every 5-minute close. It scans each configured
@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+from lib.app.context import Context, Services
+from lib.app.scheduler import CandleClose, Every, Job, MarketClock, Scheduler, market_clock_for
+from lib.core.timeframes import candle_open_ms
 from lib.db.session import Caller
+from lib.http.spec import FunctionSpec
 from lib.log import log_event
-from lib.panel import candle_open_ms
-from lib.runtime.context import Context, Services
-from lib.runtime.spec import FunctionSpec
-from lib.scheduler import CandleClose, Every, Job, MarketClock, Scheduler, market_clock_for
 
 logger = logging.getLogger("aitradex.pipeline")
 EXECUTOR = "aitradex1-trade-executor"
@@ -53,7 +53,7 @@ class Pipeline:
 
     async def scan(self, timeframe: str) -> None:
         """Scan ``timeframe`` with every configured algorithm, fetching its market data once."""
-        from lib.scanner import ScanRequest, scan_many
+        from lib.services.scanning.scanner import ScanRequest, scan_many
 
         await scan_many(
             [ScanRequest(timeframe=timeframe, algorithm=algorithm) for algorithm in self.algorithms],

@@ -1,4 +1,4 @@
-"""Klines of many symbols -> one :class:`~lib.scoring.types.CandlePanel` of closed bars. Pure.
+"""Klines of many symbols -> one :class:`~lib.core.candles.CandlePanel` of closed bars. Pure.
 
 Rules, in order, for each symbol:
 
@@ -31,67 +31,23 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from lib.core.candles import CandlePanel
+from lib.core.timeframes import (
+    INTERVAL_MS,
+    MONDAY_OFFSET_MS,
+    candle_close_ms,
+    candle_open_ms,
+    check_timeframe,
+    previous_open_ms,
+)
 from lib.errors import InvalidRequest
-from lib.scoring.types import CandlePanel
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
-_MINUTE_MS = 60_000
-_DAY_MS = 86_400_000
-_WEEK_MS = 7 * _DAY_MS
-_MONDAY_OFFSET_MS = 4 * _DAY_MS  # 1970-01-01 was a Thursday; Bybit's weeks start on Monday 00:00 UTC
-
-#: The length of one candle of each fixed-length Bybit interval ("M" varies: see :func:`candle_close_ms`).
-INTERVAL_MS: Mapping[str, int] = {
-    **{m: int(m) * _MINUTE_MS for m in ("1", "3", "5", "15", "30", "60", "120", "240", "360", "720")},
-    "D": _DAY_MS,
-    "W": _WEEK_MS,
-}
-TIMEFRAMES: tuple[str, ...] = (*INTERVAL_MS, "M")
-
-
-def _check_timeframe(timeframe: str) -> None:
-    if timeframe not in TIMEFRAMES:
-        raise InvalidRequest(
-            f"unknown timeframe {timeframe!r}", details={"timeframe": timeframe, "allowed": list(TIMEFRAMES)}
-        )
-
-
-def _month_start_ms(year: int, month: int) -> int:
-    year += (month - 1) // 12
-    month = (month - 1) % 12 + 1
-    return int(datetime(year, month, 1, tzinfo=UTC).timestamp() * 1000)
-
-
-def candle_open_ms(timeframe: str, t_ms: int) -> int:
-    """The open time of the ``timeframe`` candle that contains instant ``t_ms`` (UTC boundaries)."""
-    _check_timeframe(timeframe)
-    if timeframe == "M":
-        moment = datetime.fromtimestamp(t_ms / 1000, tz=UTC)
-        return _month_start_ms(moment.year, moment.month)
-    if timeframe == "W":
-        return (t_ms - _MONDAY_OFFSET_MS) // _WEEK_MS * _WEEK_MS + _MONDAY_OFFSET_MS
-    width = INTERVAL_MS[timeframe]
-    return t_ms // width * width
-
-
-def candle_close_ms(timeframe: str, open_ms: int) -> int:
-    """When the candle opening at ``open_ms`` closes: the next candle's open."""
-    _check_timeframe(timeframe)
-    if timeframe == "M":
-        moment = datetime.fromtimestamp(open_ms / 1000, tz=UTC)
-        return _month_start_ms(moment.year, moment.month + 1)
-    return open_ms + INTERVAL_MS[timeframe]
-
-
-def previous_open_ms(timeframe: str, open_ms: int) -> int:
-    """The open time of the candle before the one opening at ``open_ms``."""
-    return candle_open_ms(timeframe, open_ms - 1)
-
 
 class CandleSeries(Protocol):
-    """One symbol's candles, oldest first (``lib.exchange.models.Klines`` and ``lib.market_data.Candles``)."""
+    """One symbol's candles, oldest first (``lib.exchange.models.Klines`` and ``lib.research.bundled_data.Candles``)."""
 
     @property
     def open_time_ms(self) -> IntArray: ...
@@ -168,7 +124,7 @@ def _bad_data(values: FloatArray) -> str | None:
 def _aligned(times: IntArray, timeframe: str) -> bool:
     if timeframe == "M":
         return all(candle_open_ms("M", int(t)) == int(t) for t in times)
-    offset = _MONDAY_OFFSET_MS if timeframe == "W" else 0
+    offset = MONDAY_OFFSET_MS if timeframe == "W" else 0
     return bool(np.all((times - offset) % INTERVAL_MS[timeframe] == 0))
 
 
@@ -200,7 +156,7 @@ def build_panel(
     The panel keeps the input's symbol order and at most ``max_bars`` bars (the newest). See the module
     docstring for the rules; every symbol left out appears once in ``problems``.
     """
-    _check_timeframe(timeframe)
+    check_timeframe(timeframe)
     if min_bars < 1 or max_bars < min_bars:
         raise InvalidRequest("need 1 <= min_bars <= max_bars", details={"min": min_bars, "max": max_bars})
     problems: list[PanelProblem] = []

@@ -1,1 +1,0 @@
-"""Authentication: HS256 JWTs the Supabase way (``tokens``) and local users (``users``)."""

@@ -26,11 +26,12 @@ demo: .venv/.synced
 test: .venv/.synced
 	$(VENV_PY) -m pytest
 
-## lint: ruff (lint + format check) and mypy --strict on lib/ and functions/
+## lint: ruff (lint + format check), mypy --strict on lib/ and functions/, and the layer contracts (lint-imports)
 lint: .venv/.synced
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 	.venv/bin/mypy
+	.venv/bin/lint-imports
 
 format: .venv/.synced
 	.venv/bin/ruff format .

@@ -1,8 +1,8 @@
 """The scheduled pipeline: scans at each candle close, then execution, then order tracking.
 
-The scheduler calls the functions' handlers directly (no HTTP), as the service role, with the same
-services the HTTP adapter uses; scans go straight to ``lib.services.scanning.scanner.scan_many``, which scores every
-configured algorithm from one fetch of the market data. Its jobs depend on where time comes from:
+The scheduler calls the services directly (no HTTP, no handler), as the service role, with the same
+``Services`` the HTTP adapter uses: ``scan_many`` (every configured algorithm scored from one fetch of
+the market data), ``execute_pending`` and ``track_orders``. Its jobs depend on where time comes from:
 
 - paper (replay time): one ``pipeline`` job at every 5-minute close. It scans each configured
   timeframe whose candle closed since the last run, with each configured algorithm, then runs the
@@ -16,45 +16,36 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from lib.app.context import Context, Services
+from lib.app.context import Services
 from lib.app.scheduler import CandleClose, Every, Job, MarketClock, Scheduler, market_clock_for
+from lib.app.wiring import executor_deps, tracker_deps
 from lib.core.timeframes import candle_open_ms
-from lib.db.session import Caller
-from lib.http.spec import FunctionSpec
 from lib.log import log_event
+from lib.services.execution.executor import execute_pending
+from lib.services.scanning.scanner import ScanRequest, scan_many
+from lib.services.tracking import track_orders
 
 logger = logging.getLogger("aitradex.pipeline")
-EXECUTOR = "aitradex1-trade-executor"
-TRACKER = "order-tracker"
 
 
 @dataclass
 class Pipeline:
-    """Runs the functions in pipeline order for the scheduler (and for ``/scheduler/tick``)."""
+    """Runs the services in pipeline order for the scheduler (and for ``/scheduler/tick``)."""
 
     services: Services
-    registry: Mapping[str, FunctionSpec]
     timeframes: Sequence[str]
     algorithms: Sequence[str]
     market_clock: MarketClock
     last_market_ms: int | None = None
     runs: list[dict[str, Any]] = field(default_factory=list)
 
-    async def call(self, name: str, body: dict[str, Any]) -> Any:
-        """Call one function's handler as the service role."""
-        spec = self.registry[name]
-        ctx = Context(caller=Caller.service(), services=self.services, request_id=uuid.uuid4().hex)
-        return await spec.handler(spec.request_adapter.validate_python(body), ctx)
-
     async def scan(self, timeframe: str) -> None:
         """Scan ``timeframe`` with every configured algorithm, fetching its market data once."""
-        from lib.services.scanning.scanner import ScanRequest, scan_many
-
         await scan_many(
             [ScanRequest(timeframe=timeframe, algorithm=algorithm) for algorithm in self.algorithms],
             db=self.services.db,
@@ -62,10 +53,13 @@ class Pipeline:
         )
 
     async def execute(self) -> None:
-        await self.call(EXECUTOR, {"action": "execute_pending"})
+        """Fan every claimable signal out to its eligible users (``execute_pending``)."""
+        deps = executor_deps(self.services, worker=f"pipeline:{uuid.uuid4().hex[:12]}")
+        await execute_pending(deps, now=self.services.clock.now())
 
     async def track(self) -> None:
-        await self.call(TRACKER, {"action": "track"})
+        """Follow every order that is not final (``track_orders``)."""
+        await track_orders(tracker_deps(self.services), now=self.services.clock.now())
 
     def closed_timeframes(self, previous_ms: int | None, now_ms: int) -> list[str]:
         """Timeframes whose candle closed in (previous, now]; all of them on the first run."""
@@ -88,7 +82,6 @@ class Pipeline:
 
 def build_scheduler(
     services: Services,
-    registry: Mapping[str, FunctionSpec],
     *,
     environment: str,
     paper_url: str | None,
@@ -97,7 +90,7 @@ def build_scheduler(
 ) -> tuple[Scheduler, Pipeline]:
     """The scheduler for this stack, with the jobs the module docstring describes."""
     clock = market_clock_for(environment, paper_url=paper_url)
-    pipeline = Pipeline(services, registry, timeframes, algorithms, clock)
+    pipeline = Pipeline(services, timeframes, algorithms, clock)
     if environment == "paper":
         jobs = [Job("pipeline", CandleClose("5"), pipeline.after_candle)]
     else:

@@ -26,7 +26,7 @@ def functions_app(
     verify_jwt: Mapping[str, bool] | None = None,
 ) -> FunctionsApp:
     """Every registered function, wired to ``settings`` (call ``.build()`` for the ASGI app)."""
-    from functions import registry
+    from lib.http.registry import registry
 
     async def open_() -> Services:
         return await open_services(settings, extras=extras)

@@ -139,7 +139,6 @@ def attach_scheduler(app: FunctionsApp, *, paper_url: str, tick_driven: bool) ->
     it; the driver then calls ``POST /scheduler/tick`` and gets the jobs' outcomes back. Otherwise the
     scheduler polls its clock every second by itself.
     """
-    from functions import registry
     from lib.app.pipeline import build_scheduler
 
     holder: dict[str, Any] = {}
@@ -149,7 +148,6 @@ def attach_scheduler(app: FunctionsApp, *, paper_url: str, tick_driven: bool) ->
         environment = str(await _setting(services, "exchange.environment", "paper"))
         scheduler, pipeline = build_scheduler(
             services,
-            registry(),
             environment=environment,
             paper_url=paper_url,
             timeframes=await _setting(services, "scanner.timeframes", ["5"]),

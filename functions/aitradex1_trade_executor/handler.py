@@ -63,7 +63,7 @@ async def handle(request: ExecutePending | ExecuteTrade | ExecutorStatus, ctx: C
             stop_loss=request.stop_loss,
             take_profit=request.take_profit,
         )
-        market = ctx.services.get("market")
+        market = ctx.services.market
         outcome = await execute_manual_for_user(deps, market, user_id=user_id, order=order, now=now)
     return TradeResult(outcome=outcome.outcome, order_link_id=outcome.order_link_id, reason=outcome.reason)
 

@@ -38,7 +38,7 @@ async def handle(request: DiagnosticsRequest, ctx: Context) -> DiagnosticsRespon
     def run() -> Awaitable[HealthReport]:
         return run_checks(
             db=ctx.db,
-            market=ctx.services.get("market"),
+            market=ctx.services.market,
             environment=None,
             now=ctx.clock.now(),
             status_calls=_status_calls(ctx),
@@ -46,7 +46,7 @@ async def handle(request: DiagnosticsRequest, ctx: Context) -> DiagnosticsRespon
         )
 
     is_service = ctx.caller.role == "service_role"
-    report = await (run() if is_service else ctx.services.get("health_cache").get(run))
+    report = await (run() if is_service else ctx.services.health_cache.get(run))
     checks = None
     if is_service:
         checks = [

@@ -67,7 +67,7 @@ async def handle(request: ValidateSymbol | StatusRequest, ctx: Context) -> Symbo
     environment = await served_environment(ctx.db, request.environment)
     result = await validate_symbol(
         ctx.db,
-        ctx.services.get("market"),
+        ctx.services.market,
         ctx.clock,
         symbol=request.symbol,
         category=request.category,

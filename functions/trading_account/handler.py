@@ -72,7 +72,7 @@ async def handle(
             api_secret=request.api_secret.get_secret_value(),
         )
         connected = await connect_account(
-            ctx.db, ctx.services.get("vault"), ctx.services.get("exchange"), ctx.caller, user_id, creds
+            ctx.db, ctx.services.vault, ctx.services.exchange, ctx.caller, user_id, creds
         )
         log_event(
             ctx.log,

@@ -31,7 +31,7 @@ async def handle(request: RunScan | StatusRequest, ctx: Context) -> ScannerRespo
             dry_run=request.dry_run,
         ),
         db=ctx.db,
-        market_access=ctx.services.get("market"),
+        market_access=ctx.services.market,
     )
     return ScanReport.model_validate(asdict(result))
 

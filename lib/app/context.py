@@ -1,36 +1,42 @@
 """The context every handler receives: who calls, and the dependencies wired at startup.
 
 Handlers never build their own database pool, exchange client or clock: the adapter (or the
-scheduler, or a test) passes them in here. Unit tests can pass fakes.
+scheduler, or a test) passes them in here. Tests swap fakes in through :func:`lib.app.wiring.open_services`.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
+from lib.config import Settings
 from lib.core.clock import Clock
+from lib.crypto import KeyVault
 from lib.db.session import Caller, Database
 from lib.errors import Forbidden
-
-if TYPE_CHECKING:
-    from lib.config import Settings
+from lib.exchange.access import MarketAccess
+from lib.exchange.rate_limit import RateLimiter
+from lib.exchange.trading import TradingExchange
+from lib.services.diagnostics import HealthCache
 
 
 @dataclass(frozen=True)
 class Services:
-    """Long-lived dependencies, created once per process by ``lib.app.wiring``."""
+    """Long-lived dependencies, created once per process by :func:`lib.app.wiring.open_services`."""
 
     db: Database
     settings: Settings
     clock: Clock
-    # Optional collaborators, typed loosely here so this module imports no exchange or crypto code.
-    extras: dict[str, Any] = field(default_factory=dict)
-
-    def get(self, name: str) -> Any:
-        """A named collaborator (``"vault"``, ``"exchange"``, ...). Raises KeyError if not wired."""
-        return self.extras[name]
+    vault: KeyVault
+    #: Signed trading calls (pybit against Bybit or the paper exchange).
+    exchange: TradingExchange
+    #: Public market data, behind the process's one IP rate limiter.
+    market: MarketAccess
+    #: The anonymous diagnostics summary, shared for a few seconds.
+    health_cache: HealthCache
+    #: Bybit's 10 orders/s belongs to the account: one limiter per account for the process's lifetime.
+    account_limiters: dict[UUID, RateLimiter] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -44,10 +50,12 @@ class Context:
 
     @property
     def db(self) -> Database:
+        """The process's database pool."""
         return self.services.db
 
     @property
     def clock(self) -> Clock:
+        """The process's clock."""
         return self.services.clock
 
     def require_user_id(self) -> str:

@@ -49,7 +49,7 @@ class Pipeline:
         await scan_many(
             [ScanRequest(timeframe=timeframe, algorithm=algorithm) for algorithm in self.algorithms],
             db=self.services.db,
-            market_access=self.services.get("market"),
+            market_access=self.services.market,
         )
 
     async def execute(self) -> None:

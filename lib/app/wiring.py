@@ -1,84 +1,62 @@
-"""Dependencies wired in one place: the database pool, the clock, and named collaborators.
+"""Dependencies wired in one place: the database pool, the clock, the vault and the exchange clients.
 
-The HTTP adapter, the scheduler, the CLI and the tests all get their ``Services`` from here (tests may
-replace any collaborator with a fake before handing the services to a handler).
+The HTTP adapter, the scheduler, the CLI and the tests all get their ``Services`` from here; a test
+passes its own collaborator (a fake exchange, a paper-exchange client) to :func:`open_services`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
 
 from lib.app.context import Services
+from lib.app.scheduler import market_clock_for
 from lib.config import Settings
 from lib.core.clock import Clock, SystemClock
+from lib.core.instruments import InstrumentFilters
+from lib.crypto import KeyVault
 from lib.db.session import Database
 from lib.db.target import database_target
-
-
-def _vault(settings: Settings) -> Any:
-    from lib.crypto import KeyVault
-
-    return KeyVault(settings.master_keys)
+from lib.exchange.access import MarketAccess
+from lib.exchange.trading import PybitExchange, TradingExchange
+from lib.local_state import read_services
+from lib.services.diagnostics import HealthCache
+from lib.services.execution.executor import ExecutorDeps
+from lib.services.instruments_cache import deployment_environment, get_filters
+from lib.services.tracking import TrackerDeps
 
 
 def _paper_url(settings: Settings) -> str | None:
-    from lib.local_state import read_services
-
     url = read_services(settings.state_dir, settings.database.db_name).get("paper_exchange_url")
     return str(url) if url else None
-
-
-def _exchange(settings: Settings) -> Any:
-    from lib.exchange.trading import PybitExchange
-
-    return PybitExchange(paper_url=_paper_url(settings))
-
-
-def _market(settings: Settings) -> Any:
-    from lib.exchange.access import MarketAccess
-
-    return MarketAccess(paper_url=_paper_url(settings))
-
-
-def _health_cache(_settings: Settings) -> Any:
-    from lib.services.diagnostics import HealthCache
-
-    return HealthCache(ttl_s=5.0)
-
-
-def _account_limiters(_settings: Settings) -> Any:
-    # Bybit's 10 orders/s belongs to the account: one limiter per account for the process's lifetime.
-    return {}
-
-
-# Every process gets these collaborators unless the caller supplies its own (a test's fake, say).
-DEFAULT_EXTRAS: dict[str, Callable[[Settings], Any]] = {
-    "vault": _vault,
-    "exchange": _exchange,
-    "market": _market,
-    "health_cache": _health_cache,
-    "account_limiters": _account_limiters,
-}
 
 
 async def open_services(
     settings: Settings,
     *,
     clock: Clock | None = None,
-    extras: Mapping[str, Any] | None = None,
+    exchange: TradingExchange | None = None,
+    market: MarketAccess | None = None,
+    vault: KeyVault | None = None,
     pool_size: int = 10,
 ) -> Services:
-    """Open the database pool and build the services. Close them with :func:`close_services`."""
+    """Open the database pool and build the services; any collaborator given replaces the default.
+
+    The defaults reach the exchange the local stack's paper exchange runs at (``stack.json``), or Bybit.
+    Close them with :func:`close_services`.
+    """
     db = Database(database_target(settings).app_url, max_size=pool_size)
     await db.open()
-    given = dict(extras or {})
-    merged = {
-        name: given.pop(name) if name in given else make(settings) for name, make in DEFAULT_EXTRAS.items()
-    }
-    merged.update(given)
-    return Services(db=db, settings=settings, clock=clock or SystemClock(), extras=merged)
+    paper_url = _paper_url(settings) if exchange is None or market is None else None
+    return Services(
+        db=db,
+        settings=settings,
+        clock=clock or SystemClock(),
+        vault=vault or KeyVault(settings.master_keys),
+        exchange=exchange or PybitExchange(paper_url=paper_url),
+        market=market or MarketAccess(paper_url=paper_url),
+        health_cache=HealthCache(ttl_s=5.0),
+    )
 
 
 async def close_services(services: Services) -> None:
@@ -89,42 +67,36 @@ async def close_services(services: Services) -> None:
 def market_now(services: Services) -> Callable[[], Awaitable[datetime]]:
     """Now in market time for the deployment's environment: the paper exchange's replay clock on
     paper (signals made from 2018 candles expire in 2018), the wall clock elsewhere."""
-    from lib.app.scheduler import market_clock_for
-    from lib.services.instruments_cache import deployment_environment
 
     async def now() -> datetime:
         environment = await deployment_environment(services.db)
         if environment != "paper":
             return services.clock.now()
-        clock = market_clock_for(environment, paper_url=services.get("market").paper_url)
+        clock = market_clock_for(environment, paper_url=services.market.paper_url)
         return datetime.fromtimestamp(await clock.now_ms() / 1000, UTC)
 
     return now
 
 
-def executor_deps(services: Services, *, worker: str) -> Any:
+def executor_deps(services: Services, *, worker: str) -> ExecutorDeps:
     """The executor's dependencies, from the process's services."""
-    from lib.services.execution.executor import ExecutorDeps
-    from lib.services.instruments_cache import get_filters
 
-    async def filters(category: str, environment: str) -> Any:
+    async def filters(category: str, environment: str) -> dict[str, InstrumentFilters]:
         return await get_filters(
-            services.db, services.get("market"), category, services.clock, environment=environment
+            services.db, services.market, category, services.clock, environment=environment
         )
 
     return ExecutorDeps(
         db=services.db,
-        exchange=services.get("exchange"),
-        vault=services.get("vault"),
+        exchange=services.exchange,
+        vault=services.vault,
         filters=filters,
         worker=worker,
-        account_limiters=services.get("account_limiters"),
+        account_limiters=services.account_limiters,
         market_now=market_now(services),
     )
 
 
-def tracker_deps(services: Services) -> Any:
+def tracker_deps(services: Services) -> TrackerDeps:
     """The order tracker's dependencies, from the process's services."""
-    from lib.services.tracking import TrackerDeps
-
-    return TrackerDeps(db=services.db, exchange=services.get("exchange"), vault=services.get("vault"))
+    return TrackerDeps(db=services.db, exchange=services.exchange, vault=services.vault)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -171,10 +171,10 @@ class Database:
         except psycopg.Error as exc:
             raise _map_error(exc) from exc
 
-    def read(self, caller: Caller) -> Any:
+    def read(self, caller: Caller) -> AbstractAsyncContextManager[Connection]:
         """A READ ONLY transaction as ``caller`` (an async context manager yielding the connection)."""
         return self.transaction(caller, read_only=True)
 
-    def write(self, caller: Caller) -> Any:
+    def write(self, caller: Caller) -> AbstractAsyncContextManager[Connection]:
         """A read-write transaction as ``caller``."""
         return self.transaction(caller, read_only=False)

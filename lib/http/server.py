@@ -7,7 +7,6 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -16,20 +15,26 @@ from lib.app.context import Services
 from lib.app.wiring import close_services, open_services
 from lib.config import Settings
 from lib.errors import AitradexError
+from lib.exchange.access import MarketAccess
+from lib.exchange.trading import TradingExchange
 from lib.http.app import FunctionsApp
 
 
 def functions_app(
     settings: Settings,
     *,
-    extras: Mapping[str, Any] | None = None,
+    exchange: TradingExchange | None = None,
+    market: MarketAccess | None = None,
     verify_jwt: Mapping[str, bool] | None = None,
 ) -> FunctionsApp:
-    """Every registered function, wired to ``settings`` (call ``.build()`` for the ASGI app)."""
+    """Every registered function, wired to ``settings`` (call ``.build()`` for the ASGI app).
+
+    ``exchange`` and ``market`` replace the default exchange clients (the tests' paper exchange).
+    """
     from lib.http.registry import registry
 
     async def open_() -> Services:
-        return await open_services(settings, extras=extras)
+        return await open_services(settings, exchange=exchange, market=market)
 
     return FunctionsApp(
         registry(),
@@ -43,11 +48,12 @@ def functions_app(
 def create_functions_app(
     settings: Settings,
     *,
-    extras: Mapping[str, Any] | None = None,
+    exchange: TradingExchange | None = None,
+    market: MarketAccess | None = None,
     verify_jwt: Mapping[str, bool] | None = None,
 ) -> Starlette:
     """The ASGI app with every registered function, wired to ``settings``."""
-    return functions_app(settings, extras=extras, verify_jwt=verify_jwt).build()
+    return functions_app(settings, exchange=exchange, market=market, verify_jwt=verify_jwt).build()
 
 
 def uvicorn_config(app: Starlette, host: str, port: int) -> uvicorn.Config:

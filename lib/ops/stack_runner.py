@@ -220,8 +220,9 @@ def run_foreground(settings: Settings, *, functions_port: int, paper_port: int, 
         state_path=state_path, port=paper_port, speed=speed, start_time_ms=replay_start_ms()
     )
     with running_paper_exchange(paper) as paper_url:
-        extras = {"exchange": PybitExchange(paper_url=paper_url), "market": MarketAccess(paper_url=paper_url)}
-        functions = functions_app(settings, extras=extras)
+        functions = functions_app(
+            settings, exchange=PybitExchange(paper_url=paper_url), market=MarketAccess(paper_url=paper_url)
+        )
         attach_scheduler(functions, paper_url=paper_url, tick_driven=speed == 0)
         app = functions.build()
         urls = StackUrls(api_url=f"http://127.0.0.1:{functions_port}", paper_exchange_url=paper_url)

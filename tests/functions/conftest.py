@@ -24,7 +24,7 @@ def functions_url(settings: Settings, paper_exchange_url: str) -> Iterator[str]:
         "exchange": PybitExchange(paper_url=paper_exchange_url, endpoints=everywhere),
         "market": MarketAccess(paper_url=paper_exchange_url),
     }
-    with serve_in_thread(create_functions_app(settings, extras=extras)) as url:
+    with serve_in_thread(create_functions_app(settings, **extras)) as url:
         yield url
 
 

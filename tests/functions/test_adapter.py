@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from lib.app.context import Context, Services
+from lib.app.wiring import close_services, open_services
 from lib.config import Settings
 from lib.http.app import MAX_BODY_BYTES, FunctionsApp
 from lib.http.server import serve_in_thread
@@ -185,15 +186,14 @@ async def test_a_bug_answers_500_with_the_request_id_and_nothing_else(settings: 
     )
 
     async def services() -> Services:
-        from lib.core.clock import SystemClock
-
-        return Services(db=None, settings=settings, clock=SystemClock())  # type: ignore[arg-type]
-
-    async def close(_s: Services) -> None:
-        return None
+        return await open_services(settings)
 
     app = FunctionsApp(
-        {"boom": spec}, services, close, jwt_secret=settings.jwt_secret.reveal(), verify_jwt={"boom": False}
+        {"boom": spec},
+        services,
+        close_services,
+        jwt_secret=settings.jwt_secret.reveal(),
+        verify_jwt={"boom": False},
     )
     with serve_in_thread(app.build()) as url:
         async with httpx.AsyncClient(base_url=url) as client:
@@ -231,17 +231,12 @@ async def test_where_jwt_is_optional_no_token_means_anon_and_a_bad_token_is_stil
     )
 
     async def services() -> Services:
-        from lib.core.clock import SystemClock
-
-        return Services(db=None, settings=settings, clock=SystemClock())  # type: ignore[arg-type]
-
-    async def close(_s: Services) -> None:
-        return None
+        return await open_services(settings)
 
     app = FunctionsApp(
         {"whoami": spec},
         services,
-        close,
+        close_services,
         jwt_secret=settings.jwt_secret.reveal(),
         verify_jwt={"whoami": False},
     )

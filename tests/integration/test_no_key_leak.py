@@ -112,7 +112,7 @@ async def scenario(
             "exchange": PybitExchange(paper_url=paper_exchange_url),
             "market": MarketAccess(paper_url=paper_exchange_url),
         }
-        with serve_in_thread(create_functions_app(settings, extras=extras)) as base_url:
+        with serve_in_thread(create_functions_app(settings, **extras)) as base_url:
             async with httpx.AsyncClient(base_url=base_url, timeout=30, headers=headers) as http:
 
                 async def call(name: str, body: dict[str, str]) -> None:

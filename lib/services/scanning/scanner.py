@@ -757,7 +757,7 @@ async def build_scan_scheduler(services: Services, *, scorer: Scorer | None = No
     are read once here: changing them takes a restart.
     """
     settings = await load_scan_settings(services.db)
-    market_access: MarketAccess = services.get("market")
+    market_access: MarketAccess = services.market
     clock = market_clock_for(settings.environment, paper_url=market_access.paper_url)
     jobs = [
         scan_job(tf, db=services.db, market_access=market_access, scorer=scorer) for tf in settings.timeframes

@@ -36,6 +36,8 @@ from lib.db.target import DatabaseTarget, admin_connection, database_target, sta
 from lib.errors import AitradexError, ConfigError
 from lib.local_state import ensure_local_secrets
 from lib.ops import schedules, stack_runner
+from lib.services.scanning.scanner import SETTING_KEYS, ScanSettings
+from lib.stores import settings as settings_store
 
 SEED_DIR = REPO_ROOT / "supabase" / "seed"
 APP_SETTINGS_FILE = SEED_DIR / "app_settings.json"
@@ -174,12 +176,8 @@ def _dry_run_database(report: RebuildReport, target: DatabaseTarget, settings: S
 
 
 def _schedule_settings(conn: psycopg.Connection) -> tuple[list[str], list[str]]:
-    rows: dict[str, Any] = dict(
-        conn.execute(
-            "select key, value from app_settings where key in ('scanner.timeframes', 'scanner.algorithms')"
-        ).fetchall()
-    )
-    return list(rows.get("scanner.timeframes", ["5"])), list(rows.get("scanner.algorithms", ["unirail_core"]))
+    scan = ScanSettings.from_values(settings_store.read_values_sync(conn, SETTING_KEYS))
+    return list(scan.timeframes), list(scan.algorithms)
 
 
 def _schedules_step(report: RebuildReport, conn: psycopg.Connection, env: Mapping[str, str]) -> None:

@@ -32,12 +32,13 @@ from starlette.routing import Route
 from lib.app.context import Services
 from lib.config import REPO_ROOT, Settings
 from lib.db.embedded import _free_port
-from lib.db.session import Caller
 from lib.errors import AitradexError
 from lib.http.app import FunctionsApp, error_response
 from lib.local_state import read_services, write_services
 from lib.log import configure_logging, log_event
 from lib.services.auth.tokens import mint_api_key
+from lib.services.scanning.scanner import load_scan_settings
+from lib.stores import settings as settings_store
 
 DEFAULT_FUNCTIONS_PORT = 54321
 DEFAULT_PAPER_PORT = 54330
@@ -126,12 +127,6 @@ def _exit_on_sigterm(_signum: int, _frame: object) -> None:
     raise SystemExit(0)
 
 
-async def _setting(services: Services, key: str, default: Any) -> Any:
-    async with services.db.read(Caller.service()) as conn:
-        row = await (await conn.execute("select value from app_settings where key = %s", (key,))).fetchone()
-    return default if row is None else row["value"]
-
-
 def attach_scheduler(app: FunctionsApp, *, paper_url: str, tick_driven: bool) -> None:
     """Run the built-in scheduler beside the functions, and serve ``/scheduler/tick`` and ``/status``.
 
@@ -145,13 +140,14 @@ def attach_scheduler(app: FunctionsApp, *, paper_url: str, tick_driven: bool) ->
 
     @asynccontextmanager
     async def run_scheduler(services: Services) -> AsyncIterator[None]:
-        environment = str(await _setting(services, "exchange.environment", "paper"))
+        environment = await settings_store.environment(services.db)
+        scan_settings = await load_scan_settings(services.db)
         scheduler, pipeline = build_scheduler(
             services,
             environment=environment,
             paper_url=paper_url,
-            timeframes=await _setting(services, "scanner.timeframes", ["5"]),
-            algorithms=await _setting(services, "scanner.algorithms", ["unirail_core"]),
+            timeframes=scan_settings.timeframes,
+            algorithms=scan_settings.algorithms,
         )
         holder.update(scheduler=scheduler, pipeline=pipeline, environment=environment)
         stop = asyncio.Event()

@@ -37,9 +37,9 @@ from lib.errors import (
     RateLimited,
 )
 from lib.exchange.trading import AUTH_RET_CODES, Credentials, TradingExchange, WalletBalance
+from lib.stores import settings as settings_store
 
 EXCHANGE = "bybit"  # the only exchange the table allows
-LIVE_TRADING_SETTING = "live_trading_enabled"
 
 # The columns a user may read (the migration grants exactly these, and no ciphertext).
 _PUBLIC_COLUMNS = sql.SQL(
@@ -205,11 +205,7 @@ async def store_account(
 
 async def live_trading_enabled(db: Database) -> bool:
     """The ``live_trading_enabled`` switch; off unless the setting is exactly ``true``."""
-    async with db.read(Caller.service()) as conn:
-        row = await (
-            await conn.execute("select value from app_settings where key = %s", (LIVE_TRADING_SETTING,))
-        ).fetchone()
-    return row is not None and row["value"] is True
+    return await settings_store.live_trading_enabled(db)
 
 
 async def connect_account(

@@ -29,6 +29,8 @@ from lib.db.session import Caller, Database
 from lib.errors import AitradexError
 from lib.exchange.access import MarketAccess
 from lib.exchange.market import RetryPolicy
+from lib.services.scanning.scanner import load_scan_settings
+from lib.stores import settings as settings_store
 
 Status = Literal["healthy", "degraded", "down"]
 _RANK: dict[str, int] = {"healthy": 0, "degraded": 1, "down": 2}
@@ -150,12 +152,6 @@ async def check_functions(status_calls: Mapping[str, Callable[[], Awaitable[Any]
     )
 
 
-async def _setting(db: Database, key: str, default: Any) -> Any:
-    async with db.read(Caller.service()) as conn:
-        row = await (await conn.execute("select value from app_settings where key = %s", (key,))).fetchone()
-    return default if row is None else row["value"]
-
-
 async def check_scans(db: Database, now: datetime, market_now: datetime | None = None) -> CheckResult:
     """The newest scanned bar per scheduled timeframe closed less than two of its candles ago.
 
@@ -163,7 +159,7 @@ async def check_scans(db: Database, now: datetime, market_now: datetime | None =
     Runs recorded before ``scan_runs.bar_time`` existed say nothing about it (no bar: not yet scanned).
     """
     market_now = market_now or now
-    timeframes: list[str] = await _setting(db, "scanner.timeframes", [])
+    timeframes = (await load_scan_settings(db)).timeframes
     async with db.read(Caller.service()) as conn:
         rows = await (
             await conn.execute(
@@ -248,7 +244,7 @@ async def run_checks(
 ) -> HealthReport:
     """Run every check concurrently and combine them (scans and queue in market time)."""
     try:
-        env = environment or str(await _setting(db, "exchange.environment", "paper"))
+        env = environment or await settings_store.environment(db)
     except AitradexError:
         env = "paper"  # the database check below reports why; the exchange is still worth probing
     try:

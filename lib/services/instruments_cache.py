@@ -88,15 +88,11 @@ from lib.errors import (
 )
 from lib.exchange.models import Instrument
 from lib.log import log_event
+from lib.stores import settings as settings_store
 
 logger = logging.getLogger(__name__)
 
 PAYLOAD_FORMAT = 1
-TTL_SETTING = "instruments_cache.ttl_seconds"
-ENVIRONMENT_SETTING = "exchange.environment"
-DEFAULT_TTL_S = 300
-MAX_TTL_S = 7 * 24 * 3600
-DEFAULT_ENVIRONMENT = "paper"
 #: How long a caller with no entry at all waits for the refresher's transaction (PostgreSQL interval).
 WAIT_FOR_REFRESH = "20s"
 #: How long a process reuses what it read from the shared row (see the module docstring).
@@ -272,28 +268,13 @@ async def _read_entry(conn: Connection, category: str, environment: str) -> Inst
     return None if row is None else _parse_entry(category, environment, row["entry"])
 
 
-async def _setting(conn: Connection, key: str) -> Any:
-    row = await (await conn.execute("select value from app_settings where key = %s", (key,))).fetchone()
-    return None if row is None else row["value"]
-
-
-async def _ttl(conn: Connection) -> timedelta:
-    value = await _setting(conn, TTL_SETTING)
-    if isinstance(value, int | float) and not isinstance(value, bool) and 1 <= value <= MAX_TTL_S:
-        return timedelta(seconds=value)
-    log_event(logger, "instruments_cache_ttl_invalid", level=logging.ERROR, key=TTL_SETTING, value=value)
-    return timedelta(seconds=DEFAULT_TTL_S)
-
-
 def _lock_key(category: str, environment: str) -> str:
     return f"instruments:{category}:{environment}"
 
 
 async def deployment_environment(db: Database) -> str:
     """The exchange environment this deployment reads market data from (``exchange.environment``)."""
-    async with db.read(Caller.service()) as conn:
-        value = await _setting(conn, ENVIRONMENT_SETTING)
-    return value if isinstance(value, str) and value else DEFAULT_ENVIRONMENT
+    return await settings_store.environment(db)
 
 
 # -- the cache -------------------------------------------------------------------------------------
@@ -385,7 +366,7 @@ async def _refresh(
                 f"the {category} instrument filters could not be fetched just now; try again shortly",
                 details=dict(facts),
             )
-        ttl = await _ttl(conn)
+        ttl = await settings_store.instruments_cache_ttl(conn)
         try:
             async with market.client(environment) as client:
                 instruments = await client.instruments(category)

@@ -47,6 +47,7 @@ from lib.exchange.models import Klines
 from lib.exchange.rate_limit import DEFAULT_SHARE
 from lib.log import log_event
 from lib.services.scanning.universe import UniverseFilter, select_universe
+from lib.stores import settings as settings_store
 
 if TYPE_CHECKING:
     from lib.app.context import Services
@@ -165,13 +166,7 @@ def _strings(value: Any) -> tuple[str, ...]:
 
 async def load_scan_settings(db: Database) -> ScanSettings:
     """Read the scanner's settings from ``app_settings`` (as service_role)."""
-    async with db.read(Caller.service()) as conn:
-        rows = await (
-            await conn.execute(
-                "select key, value from app_settings where key = any(%s)", (list(SETTING_KEYS),)
-            )
-        ).fetchall()
-    return ScanSettings.from_values({row["key"]: row["value"] for row in rows})
+    return ScanSettings.from_values(await settings_store.read_values(db, SETTING_KEYS))
 
 
 # -- requests and results --------------------------------------------------------------------------

@@ -1,0 +1,96 @@
+"""``app_settings``: the system's live configuration, read in one place. Service only (RLS).
+
+Every reader of a setting comes here; nothing else writes ``select ... from app_settings``. The keys
+are named once below. Values are JSON; a missing or malformed value falls back to the seed's default
+(``supabase/seed/app_settings.json``), except where the typed reader says otherwise. The scanner's
+group of keys is parsed and validated by ``lib.services.scanning`` (``ScanSettings.from_values``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+
+from lib.core.vocabulary import ENVIRONMENTS
+from lib.db.session import Caller, Connection, Database
+from lib.log import log_event
+
+logger = logging.getLogger("aitradex.settings")
+
+ENVIRONMENT = "exchange.environment"
+LIVE_TRADING_ENABLED = "live_trading_enabled"
+INSTRUMENTS_CACHE_TTL = "instruments_cache.ttl_seconds"
+
+DEFAULT_ENVIRONMENT = "paper"
+DEFAULT_INSTRUMENTS_CACHE_TTL_S = 300
+MAX_INSTRUMENTS_CACHE_TTL_S = 7 * 24 * 3600
+
+_SELECT = "select key, value from public.app_settings where key = any(%s)"
+
+
+async def values_in(conn: Connection, keys: Sequence[str]) -> dict[str, Any]:
+    """``{key: value}`` for the keys present, inside the caller's own transaction."""
+    rows = await (await conn.execute(_SELECT, (list(keys),))).fetchall()
+    return {row["key"]: row["value"] for row in rows}
+
+
+async def read_values(db: Database, keys: Sequence[str]) -> dict[str, Any]:
+    """``{key: value}`` for the keys present, read as ``service_role`` in a transaction of its own."""
+    async with db.read(Caller.service()) as conn:
+        return await values_in(conn, keys)
+
+
+def read_values_sync(conn: psycopg.Connection[Any], keys: Sequence[str]) -> dict[str, Any]:
+    """The same from an operator's synchronous connection (the rebuild's owner connection)."""
+    return dict(conn.execute(_SELECT, (list(keys),)).fetchall())
+
+
+def parse_environment(value: Any) -> str:
+    """``exchange.environment``: one of the four environments, else the default (paper)."""
+    return value if isinstance(value, str) and value in ENVIRONMENTS else DEFAULT_ENVIRONMENT
+
+
+def parse_live_trading_enabled(value: Any) -> bool:
+    """``live_trading_enabled``: off unless the setting is exactly JSON ``true``."""
+    return value is True
+
+
+def parse_instruments_cache_ttl(value: Any) -> timedelta:
+    """``instruments_cache.ttl_seconds`` in 1 s .. 7 days; anything else logs an error and gives 300 s."""
+    if (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and 1 <= value <= MAX_INSTRUMENTS_CACHE_TTL_S
+    ):
+        return timedelta(seconds=value)
+    log_event(
+        logger,
+        "instruments_cache_ttl_invalid",
+        level=logging.ERROR,
+        key=INSTRUMENTS_CACHE_TTL,
+        value=repr(value)[:80],
+    )
+    return timedelta(seconds=DEFAULT_INSTRUMENTS_CACHE_TTL_S)
+
+
+async def environment(db: Database) -> str:
+    """The exchange environment this deployment trades and reads market data on."""
+    return parse_environment((await read_values(db, [ENVIRONMENT])).get(ENVIRONMENT))
+
+
+async def live_trading_enabled(db: Database) -> bool:
+    """The system-wide switch that lets orders reach mainnet."""
+    return parse_live_trading_enabled(
+        (await read_values(db, [LIVE_TRADING_ENABLED])).get(LIVE_TRADING_ENABLED)
+    )
+
+
+async def instruments_cache_ttl(conn: Connection) -> timedelta:
+    """How long a cached instruments list is fresh, read inside the cache's own transaction."""
+    return parse_instruments_cache_ttl(
+        (await values_in(conn, [INSTRUMENTS_CACHE_TTL])).get(INSTRUMENTS_CACHE_TTL)
+    )

@@ -87,6 +87,22 @@ def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return found
 
 
+def compat_layer_present(conn: psycopg.Connection) -> bool:
+    """Whether the Supabase roles and ``auth.users`` exist already (a hosted project, or a rebuild)."""
+    row = conn.execute(
+        "select (select count(*) from pg_roles "
+        "where rolname in ('anon', 'authenticated', 'service_role', 'authenticator')) = 4 "
+        "and to_regclass('auth.users') is not null"
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def is_tracked(conn: psycopg.Connection) -> bool:
+    """Whether this database has the migration ledger yet (a database never migrated has not)."""
+    row = conn.execute("select to_regclass('aitradex_meta.schema_migrations') is not null").fetchone()
+    return bool(row and row[0])
+
+
 def apply_compat_layer(conn: psycopg.Connection) -> None:
     """Create the Supabase roles, ``auth`` schema and functions where the database lacks them."""
     with conn.transaction():

@@ -29,7 +29,7 @@ import httpx
 from tqdm import tqdm
 
 from lib.config import Settings, load_settings
-from lib.db.session import Caller, Database
+from lib.db.session import Database
 from lib.db.target import admin_connection, database_target
 from lib.errors import AitradexError
 from lib.ops import stack_runner
@@ -37,6 +37,7 @@ from lib.ops.rebuild import StepResult, rebuild
 from lib.paper_exchange.server import create_paper_account_async
 from lib.services.auth.tokens import mint_api_key
 from lib.services.auth.users import create_local_user
+from lib.stores import reports
 
 DEMO_USERS: dict[str, dict[str, Any]] = {
     "alice@demo.aitradex.local": {
@@ -127,25 +128,6 @@ async def replay(
     return done
 
 
-SUMMARY_SQL = {
-    "signals": """
-        select algorithm, timeframe, width_bucket(score, 0, 100.0001, 10) as bucket, count(*) as n
-        from signals where created_at >= %(since)s group by 1, 2, 3 order by 1, 2, 3""",
-    "orders": """
-        select u.email, o.status, count(*) as n, coalesce(sum(o.realized_pnl), 0) as pnl,
-               count(*) filter (where o.closed_at is not null) as closed
-        from execution_orders o join auth.users u on u.id = o.user_id
-        where o.created_at >= %(since)s and u.email = any(%(emails)s)
-        group by 1, 2 order by 1, 2""",
-    "closes": """
-        select u.email, o.symbol, o.side, o.qty, o.avg_fill_price, o.exit_price, o.close_reason,
-               o.realized_pnl
-        from execution_orders o join auth.users u on u.id = o.user_id
-        where o.created_at >= %(since)s and u.email = any(%(emails)s) and o.closed_at is not null
-        order by o.closed_at""",
-}
-
-
 def _bucket_label(bucket: int) -> str:
     low = (bucket - 1) * 10
     return f"{low:>3}-{low + 10:<3}"
@@ -154,16 +136,12 @@ def _bucket_label(bucket: int) -> str:
 async def summary(settings: Settings, since: datetime) -> str:
     """The demo's closing report, read as the service role."""
     lines: list[str] = []
-    params = {"since": since, "emails": list(DEMO_USERS)}
-    async with (
-        Database(database_target(settings).app_url, max_size=2) as db,
-        db.read(Caller.service()) as conn,
-    ):
-        signals = await (await conn.execute(SUMMARY_SQL["signals"], params)).fetchall()
+    async with Database(database_target(settings).app_url, max_size=2) as db:
+        signals = await reports.signals_by_bucket(db, since)
     # auth.users is not readable by API roles; the per-user lines go through the owner connection.
     with admin_connection(database_target(settings)) as owner:
-        orders = owner.execute(SUMMARY_SQL["orders"], params).fetchall()
-        closes = owner.execute(SUMMARY_SQL["closes"], params).fetchall()
+        orders = reports.orders_by_user(owner, since, list(DEMO_USERS))
+        closes = reports.closes_by_user(owner, since, list(DEMO_USERS))
 
     lines.append("Signals stored this run (score >= threshold), by algorithm, timeframe and score bucket:")
     if not signals:

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg.types.json import Jsonb
 
 from lib.config import DEFAULT_STATE_DIR, REPO_ROOT, SECRETS_FILE, Settings, load_settings
 from lib.db import migrate
@@ -37,22 +36,12 @@ from lib.errors import AitradexError, ConfigError
 from lib.local_state import ensure_local_secrets
 from lib.ops import schedules, stack_runner
 from lib.services.scanning.scanner import SETTING_KEYS, ScanSettings
+from lib.stores import markets as markets_store
 from lib.stores import settings as settings_store
 
 SEED_DIR = REPO_ROOT / "supabase" / "seed"
 APP_SETTINGS_FILE = SEED_DIR / "app_settings.json"
 MARKETS_FILE = SEED_DIR / "markets.json"
-_MARKET_COLUMNS = (
-    "base",
-    "quote",
-    "status",
-    "tick_size",
-    "qty_step",
-    "min_qty",
-    "max_qty",
-    "min_notional",
-    "enabled",
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,43 +76,6 @@ def load_seed(path: Path) -> list[dict[str, Any]]:
     return data
 
 
-def restore_app_settings(conn: psycopg.Connection, rows: list[dict[str, Any]]) -> int:
-    """Upsert each setting whose value or description differs; returns how many rows changed."""
-    changed = 0
-    with conn.transaction():
-        for row in rows:
-            cur = conn.execute(
-                "insert into public.app_settings (key, value, description) values (%s, %s, %s) "
-                "on conflict (key) do update set value = excluded.value, description = excluded.description "
-                "where (app_settings.value, app_settings.description) "
-                "is distinct from (excluded.value, excluded.description)",
-                (row["key"], Jsonb(row["value"]), row.get("description", "")),
-            )
-            changed += cur.rowcount
-    return changed
-
-
-def seed_markets(conn: psycopg.Connection, rows: list[dict[str, Any]]) -> int:
-    """Upsert each market whose metadata differs; returns how many rows changed."""
-    changed = 0
-    assignments = ", ".join(f"{c} = excluded.{c}" for c in _MARKET_COLUMNS)
-    current = ", ".join(f"markets.{c}" for c in _MARKET_COLUMNS)
-    incoming = ", ".join(f"excluded.{c}" for c in _MARKET_COLUMNS)
-    columns = ("symbol", "category", *_MARKET_COLUMNS)
-    # Column names come from _MARKET_COLUMNS above, never from input.
-    placeholders = ", ".join(["%s"] * len(columns))
-    query = (
-        f"insert into public.markets ({', '.join(columns)}) values ({placeholders}) "  # noqa: S608
-        f"on conflict (category, symbol) do update set {assignments} "
-        f"where ({current}) is distinct from ({incoming})"
-    )
-    with conn.transaction():
-        for row in rows:
-            cur = conn.execute(query, tuple(row[c] for c in columns))
-            changed += cur.rowcount
-    return changed
-
-
 def _secrets_step(report: RebuildReport, state_dir: Path, env: Mapping[str, str]) -> None:
     if report.dry_run:
         path = state_dir / SECRETS_FILE
@@ -150,18 +102,19 @@ def _dry_run_database(report: RebuildReport, target: DatabaseTarget, settings: S
     report.add("database", False, "database reachable")
     # Everything below runs in one transaction that is always rolled back: exact answers, no change.
     with admin_connection(target) as conn, conn.transaction(force_rollback=True):
-        row = conn.execute("select to_regclass('aitradex_meta.schema_migrations') is not null").fetchone()
         pending = (
-            migrate.check(conn, migrate.discover()).pending if row and row[0] else tuple(migrate.discover())
+            migrate.check(conn, migrate.discover()).pending
+            if migrate.is_tracked(conn)
+            else tuple(migrate.discover())
         )
         names = ", ".join(m.path.name for m in pending)
         report.add("migrations", bool(pending), f"would apply {names}" if pending else "up to date")
         if pending:
             report.add("seeds", True, "would restore app_settings and markets after the migrations")
             return
-        n = restore_app_settings(conn, load_seed(APP_SETTINGS_FILE))
+        n = settings_store.restore_seed(conn, load_seed(APP_SETTINGS_FILE))
         report.add("app_settings", n > 0, f"would restore {n} setting(s)" if n else "match the backup")
-        n = seed_markets(conn, load_seed(MARKETS_FILE))
+        n = markets_store.seed(conn, load_seed(MARKETS_FILE))
         report.add("markets", n > 0, f"would seed {n} market(s)" if n else "match the seed")
         report.add(
             "schedules", False, "would use " + schedules.plan(conn, *_schedule_settings(conn)).describe()
@@ -247,13 +200,8 @@ def rebuild(
     emit()
 
     with admin_connection(target) as conn:
-        roles_before = conn.execute(
-            "select count(*) from pg_roles "
-            "where rolname in ('anon', 'authenticated', 'service_role', 'authenticator')"
-        ).fetchone()
-        auth_before = conn.execute("select to_regclass('auth.users') is not null").fetchone()
+        compat_changed = not migrate.compat_layer_present(conn)
         migrate.apply_compat_layer(conn)
-        compat_changed = (roles_before or (0,))[0] != 4 or not (auth_before or (False,))[0]
         report.add(
             "compat",
             compat_changed,
@@ -272,11 +220,11 @@ def rebuild(
         report.add("migrations", bool(applied), f"applied {', '.join(applied)}" if applied else "up to date")
         emit()
 
-        n = restore_app_settings(conn, load_seed(APP_SETTINGS_FILE))
+        n = settings_store.restore_seed(conn, load_seed(APP_SETTINGS_FILE))
         report.add("app_settings", n > 0, f"{n} setting(s) restored" if n else "match the backup")
         emit()
 
-        n = seed_markets(conn, load_seed(MARKETS_FILE))
+        n = markets_store.seed(conn, load_seed(MARKETS_FILE))
         report.add("markets", n > 0, f"{n} market(s) seeded" if n else "match the seed")
         emit()
 

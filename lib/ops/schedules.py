@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import psycopg
 
+from lib.db import cron
+
 CRON_BY_TIMEFRAME = {
     "1": "* * * * *",
     "3": "*/3 * * * *",
@@ -95,15 +97,9 @@ def cron_jobs(timeframes: Sequence[str], algorithms: Sequence[str]) -> tuple[Cro
     return tuple(jobs)
 
 
-def has_pg_cron(conn: psycopg.Connection) -> bool:
-    """Whether both pg_cron and pg_net are installed in this database."""
-    row = conn.execute("select count(*) from pg_extension where extname in ('pg_cron', 'pg_net')").fetchone()
-    return bool(row and row[0] == 2)
-
-
 def plan(conn: psycopg.Connection, timeframes: Sequence[str], algorithms: Sequence[str]) -> SchedulePlan:
     """What :func:`register` would do on this database."""
-    if not has_pg_cron(conn):
+    if not cron.available(conn):
         return SchedulePlan(uses_pg_cron=False, jobs=())
     return SchedulePlan(uses_pg_cron=True, jobs=cron_jobs(timeframes, algorithms))
 
@@ -113,11 +109,8 @@ def register(conn: psycopg.Connection, schedule: SchedulePlan, functions_url: st
     changed = 0
     for job in schedule.jobs:
         command = job.command(functions_url)
-        current = conn.execute(
-            "select schedule, command from cron.job where jobname = %s", (job.name,)
-        ).fetchone()
-        if current == (job.schedule, command):
+        if cron.current(conn, job.name) == (job.schedule, command):
             continue
-        conn.execute("select cron.schedule(%s, %s, %s)", (job.name, job.schedule, command))
+        cron.schedule(conn, job.name, job.schedule, command)
         changed += 1
     return changed

@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 from lib.core.vocabulary import ENVIRONMENTS
 from lib.db.session import Caller, Connection, Database
@@ -94,3 +95,19 @@ async def instruments_cache_ttl(conn: Connection) -> timedelta:
     return parse_instruments_cache_ttl(
         (await values_in(conn, [INSTRUMENTS_CACHE_TTL])).get(INSTRUMENTS_CACHE_TTL)
     )
+
+
+def restore_seed(conn: psycopg.Connection, rows: list[dict[str, Any]]) -> int:
+    """Upsert each setting of the versioned seed whose value or description differs; returns how many changed."""
+    changed = 0
+    with conn.transaction():
+        for row in rows:
+            cur = conn.execute(
+                "insert into public.app_settings (key, value, description) values (%s, %s, %s) "
+                "on conflict (key) do update set value = excluded.value, description = excluded.description "
+                "where (app_settings.value, app_settings.description) "
+                "is distinct from (excluded.value, excluded.description)",
+                (row["key"], Jsonb(row["value"]), row.get("description", "")),
+            )
+            changed += cur.rowcount
+    return changed

@@ -13,6 +13,7 @@ import psycopg
 
 from lib.errors import InvalidRequest
 from lib.services.auth.tokens import USER_TOKEN_TTL_S, mint_user_token
+from lib.stores import users as users_store
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -34,17 +35,7 @@ def create_local_user(
     email = email.strip().lower()
     if not _EMAIL.match(email):
         raise InvalidRequest(f"not an email address: {email!r}")
-    with admin.transaction():
-        row = admin.execute(
-            "insert into auth.users (email, raw_app_meta_data) values (%s, %s) "
-            "on conflict (email) do nothing returning id",
-            (email, '{"provider": "email", "providers": ["email"]}'),
-        ).fetchone()
-        created = row is not None
-        if row is None:
-            row = admin.execute("select id from auth.users where email = %s", (email,)).fetchone()
-    assert row is not None
-    user_id = str(row[0])
+    user_id, created = users_store.create_or_find(admin, email)
     return LocalUser(
         id=user_id,
         email=email,

@@ -1,0 +1,25 @@
+"""``auth.users``: the auth server's table. Written only on an operator's (owner) connection, as GoTrue does."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+_APP_META = '{"provider": "email", "providers": ["email"]}'
+
+
+def create_or_find(admin: psycopg.Connection[Any], email: str) -> tuple[str, bool]:
+    """The user's id, creating the row if no user has ``email`` yet; and whether it was created."""
+    with admin.transaction():
+        row = admin.execute(
+            "insert into auth.users (email, raw_app_meta_data) values (%s, %s) "
+            "on conflict (email) do nothing returning id",
+            (email, _APP_META),
+        ).fetchone()
+        created = row is not None
+        if row is None:
+            row = admin.execute("select id from auth.users where email = %s", (email,)).fetchone()
+    if row is None:
+        raise LookupError(f"auth.users has no row for {email!r} right after the insert")
+    return str(row[0]), created

@@ -60,16 +60,10 @@ MIN_HISTORY = 200
 
 
 @dataclass(frozen=True, slots=True)
-class PanelFeatures:
-    """A panel's candles, its indicators and the derived series, all symbols x time."""
+class PanelFeatures(CandlePanel):
+    """A panel's candles (it is a :class:`CandlePanel`), its indicators and the derived series, all
+    symbols x time. The candles are the panel's own arrays as contiguous float64."""
 
-    symbols: tuple[str, ...]
-    open_time_ms: IntArray
-    open: FloatArray
-    high: FloatArray
-    low: FloatArray
-    close: FloatArray
-    volume: FloatArray
     ind: Features
     prev_high20: FloatArray
     prev_low20: FloatArray

@@ -7,6 +7,7 @@ This is operations code (CLI, rebuild, test fixtures). The application itself on
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -86,6 +87,10 @@ def _create_database(maintenance_url: str, name: str) -> bool:
         return True
 
 
-def admin_connection(target: DatabaseTarget) -> psycopg.Connection:
+#: The owner's synchronous connection: migrations, seeds, operator commands, never a request.
+OwnerConnection = psycopg.Connection[Any]
+
+
+def admin_connection(target: DatabaseTarget) -> OwnerConnection:
     """An owner connection (autocommit; use ``conn.transaction()`` for atomic work)."""
     return psycopg.connect(target.admin_url, autocommit=True)

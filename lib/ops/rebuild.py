@@ -27,11 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psycopg
-
 from lib.config import DEFAULT_STATE_DIR, REPO_ROOT, SECRETS_FILE, Settings, load_settings
 from lib.db import migrate
-from lib.db.target import DatabaseTarget, admin_connection, database_target, start_database
+from lib.db.target import DatabaseTarget, OwnerConnection, admin_connection, database_target, start_database
 from lib.errors import AitradexError, ConfigError
 from lib.local_state import ensure_local_secrets
 from lib.ops import schedules, stack_runner
@@ -128,12 +126,12 @@ def _dry_run_database(report: RebuildReport, target: DatabaseTarget, settings: S
         report.add("functions", False, f"running at {facts['api_url']}")
 
 
-def _schedule_settings(conn: psycopg.Connection) -> tuple[list[str], list[str]]:
+def _schedule_settings(conn: OwnerConnection) -> tuple[list[str], list[str]]:
     scan = ScanSettings.from_values(settings_store.read_values_sync(conn, SETTING_KEYS))
     return list(scan.timeframes), list(scan.algorithms)
 
 
-def _schedules_step(report: RebuildReport, conn: psycopg.Connection, env: Mapping[str, str]) -> None:
+def _schedules_step(report: RebuildReport, conn: OwnerConnection, env: Mapping[str, str]) -> None:
     plan = schedules.plan(conn, *_schedule_settings(conn))
     if not plan.uses_pg_cron:
         report.add("schedules", False, plan.describe())

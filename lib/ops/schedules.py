@@ -17,9 +17,8 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import psycopg
-
 from lib.db import cron
+from lib.db.target import OwnerConnection
 
 CRON_BY_TIMEFRAME = {
     "1": "* * * * *",
@@ -97,14 +96,14 @@ def cron_jobs(timeframes: Sequence[str], algorithms: Sequence[str]) -> tuple[Cro
     return tuple(jobs)
 
 
-def plan(conn: psycopg.Connection, timeframes: Sequence[str], algorithms: Sequence[str]) -> SchedulePlan:
+def plan(conn: OwnerConnection, timeframes: Sequence[str], algorithms: Sequence[str]) -> SchedulePlan:
     """What :func:`register` would do on this database."""
     if not cron.available(conn):
         return SchedulePlan(uses_pg_cron=False, jobs=())
     return SchedulePlan(uses_pg_cron=True, jobs=cron_jobs(timeframes, algorithms))
 
 
-def register(conn: psycopg.Connection, schedule: SchedulePlan, functions_url: str) -> int:
+def register(conn: OwnerConnection, schedule: SchedulePlan, functions_url: str) -> int:
     """Create or update the pg_cron jobs of ``schedule``; returns how many changed (0 when already so)."""
     changed = 0
     for job in schedule.jobs:

@@ -9,8 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-import psycopg
-
+from lib.db.target import OwnerConnection
 from lib.errors import InvalidRequest
 from lib.services.auth.tokens import USER_TOKEN_TTL_S, mint_user_token
 from lib.stores import users as users_store
@@ -29,7 +28,7 @@ class LocalUser:
 
 
 def create_local_user(
-    admin: psycopg.Connection, email: str, jwt_secret: str, *, ttl_s: int = USER_TOKEN_TTL_S
+    admin: OwnerConnection, email: str, jwt_secret: str, *, ttl_s: int = USER_TOKEN_TTL_S
 ) -> LocalUser:
     """Create the user (or find it by email) and mint a token for it."""
     email = email.strip().lower()

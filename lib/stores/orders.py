@@ -142,9 +142,9 @@ async def unfinished_counts(db: Database) -> dict[str, int]:
     async with db.read(_SERVICE) as conn:
         row = await (
             await conn.execute(
-                "select count(*) filter (where status = 'requested') as requested, "
-                "count(*) filter (where status in ('placed', 'partially_filled')) as open_orders "
-                "from execution_orders where status in ('requested', 'placed', 'partially_filled')"
+                "select (select count(*) from execution_orders where status = 'requested') as requested, "
+                "(select count(*) from execution_orders "
+                " where status in ('placed', 'partially_filled')) as open_orders"
             )
         ).fetchone()
     return {k: int(v) for k, v in (row or {}).items()}

@@ -68,7 +68,8 @@ from lib.exchange.trading import Credentials, OrderRequest, PybitExchange, Tradi
 from lib.paper_exchange import create_paper_account_async
 from lib.services.accounts import connect_account
 from lib.services.auth.users import create_local_user
-from lib.services.execution.executor import ExecutorDeps, execute_pending, outcomes_summary
+from lib.services.execution.deps import ExecutorDeps, outcomes_summary
+from lib.services.execution.fanout import execute_pending
 from lib.services.instruments_cache import get_filters
 
 SYMBOL = "ETHBTC"

@@ -18,14 +18,10 @@ from functions.aitradex1_trade_executor.models import (
 from lib.app.context import Context
 from lib.app.wiring import executor_deps
 from lib.http.spec import FunctionSpec
-from lib.services.execution.executor import (
-    ManualOrder,
-    execute_manual_for_user,
-    execute_pending,
-    execute_signal_for_user,
-    outcomes_summary,
-    queue_status,
-)
+from lib.services.execution.deps import outcomes_summary
+from lib.services.execution.fanout import execute_pending
+from lib.services.execution.manual import ManualOrder, execute_manual_for_user, execute_signal_for_user
+from lib.services.execution.status import queue_status
 
 NAME = "aitradex1-trade-executor"
 

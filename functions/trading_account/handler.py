@@ -34,7 +34,6 @@ from lib.exchange.trading import Credentials
 from lib.http.spec import FunctionSpec, StatusRequest, status_response
 from lib.log import log_event
 from lib.services.accounts import (
-    AccountRecord,
     connect_account,
     disconnect_account,
     list_accounts,
@@ -42,20 +41,6 @@ from lib.services.accounts import (
 )
 
 NAME = "trading-account"
-
-
-def _account(record: AccountRecord) -> Account:
-    return Account(
-        id=record.id,
-        exchange=record.exchange,
-        environment=record.environment,
-        key_hint=record.key_hint,
-        key_version=record.key_version,
-        is_active=record.is_active,
-        last_used_at=record.last_used_at,
-        created_at=record.created_at,
-        updated_at=record.updated_at,
-    )
 
 
 async def handle(
@@ -82,12 +67,8 @@ async def handle(
             key_version=connected.account.key_version,
         )
         return Connected(
-            account=_account(connected.account),
-            balance=Balance(
-                total_equity=connected.balance.total_equity,
-                total_available=connected.balance.total_available,
-                coins=connected.balance.coins,
-            ),
+            account=Account.model_validate(connected.account),
+            balance=Balance.model_validate(connected.balance),
             live_trading_enabled=connected.live_trading_enabled,
             places_live_orders=connected.places_live_orders,
         )
@@ -95,7 +76,7 @@ async def handle(
         records = await list_accounts(ctx.db, ctx.caller, user_id)
         return AccountStatus(
             user_id=user_id,
-            accounts=[_account(r) for r in records],
+            accounts=[Account.model_validate(r) for r in records],
             live_trading_enabled=await live_trading_enabled(ctx.db),
         )
     account_id = await disconnect_account(ctx.db, ctx.caller, user_id, request.environment)

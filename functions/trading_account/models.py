@@ -11,7 +11,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field, SecretStr
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, SecretStr
 
 from lib.core.vocabulary import Environment
 from lib.http.spec import Request, Response, StatusRequest, StatusResponse
@@ -91,7 +91,12 @@ TradingAccountRequest = Annotated[
 
 
 class Account(Response):
-    """One connected account, masked: the key's last 4 characters, never the key or the secret."""
+    """One connected account, masked: the key's last 4 characters, never the key or the secret.
+
+    Built from ``lib.stores.accounts.AccountRecord`` (same fields; a test keeps them the same).
+    """
+
+    model_config = ConfigDict(from_attributes=True)
 
     id: str
     exchange: str
@@ -105,7 +110,12 @@ class Account(Response):
 
 
 class Balance(Response):
-    """What the keys saw in the unified wallet when they were checked (decimal strings in JSON)."""
+    """What the keys saw in the unified wallet when they were checked (decimal strings in JSON).
+
+    Built from ``lib.exchange.trading.WalletBalance``.
+    """
+
+    model_config = ConfigDict(from_attributes=True)
 
     total_equity: Decimal
     total_available: Decimal

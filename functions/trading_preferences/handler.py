@@ -10,6 +10,7 @@ from functions.trading_preferences.models import (
     UpdatePreferences,
 )
 from lib.app.context import Context
+from lib.core.preferences import PREFERENCE_FIELDS
 from lib.errors import InvalidRequest
 from lib.http.spec import FunctionSpec, StatusRequest, status_response
 from lib.stores.preferences import PreferencesRecord, get_preferences, update_preferences
@@ -18,9 +19,8 @@ NAME = "trading-preferences"
 
 
 def _to_response(record: PreferencesRecord) -> Preferences:
-    return Preferences(
-        user_id=record.user_id, saved=record.saved, updated_at=record.updated_at, **record.values
-    )
+    values = {name: getattr(record.preferences, name) for name in PREFERENCE_FIELDS}
+    return Preferences(user_id=record.user_id, saved=record.saved, updated_at=record.updated_at, **values)
 
 
 async def handle(

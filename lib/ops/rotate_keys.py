@@ -26,7 +26,6 @@ import os
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from lib.config import parse_master_keys
 from lib.crypto import (
@@ -39,6 +38,7 @@ from lib.crypto import (
 from lib.db.session import Caller, Database
 from lib.errors import ConfigError, DecryptionError
 from lib.local_state import read_local_secret, write_local_secret
+from lib.stores import accounts as accounts_store
 
 MASTER_KEYS_VAR = "AITRADEX_MASTER_KEYS"
 
@@ -111,45 +111,21 @@ async def rotate_all(
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     current = vault.current_version
-    params: dict[str, Any] = {
-        "current": current,
-        "user_ids": None if user_ids is None else [str(u) for u in user_ids],
-    }
-
-    async with db.read(ROTATION_CALLER) as conn:
-        counts = await (
-            await conn.execute(
-                "select count(*) filter (where key_version < %(current)s) as pending, "
-                "count(*) filter (where key_version >= %(current)s) as up_to_date, "
-                "max(key_version) as newest "
-                "from public.user_trading_accounts "
-                # A NULL user_ids array means every account.
-                "where (%(user_ids)s::uuid[] is null or user_id = any(%(user_ids)s::uuid[]))",
-                params,
-            )
-        ).fetchone()
-    assert counts is not None  # an aggregate always returns one row
-    if counts["newest"] is not None and counts["newest"] > current:
+    counts = await accounts_store.key_version_counts(db, ROTATION_CALLER, current=current, user_ids=user_ids)
+    if counts.newest is not None and counts.newest > current:
         raise ConfigError(
-            f"some accounts use master key version {counts['newest']}, newer than the newest configured "
+            f"some accounts use master key version {counts.newest}, newer than the newest configured "
             f"({current}): update {MASTER_KEYS_VAR} before rotating"
         )
 
-    report = RotationReport(already_current=counts["up_to_date"])
-    total: int = counts["pending"]
+    report = RotationReport(already_current=counts.up_to_date)
+    total = counts.pending
     while True:
         async with db.write(ROTATION_CALLER) as conn:
-            rows = await (
-                await conn.execute(
-                    "select id, user_id, api_key_encrypted, api_secret_encrypted "
-                    "from public.user_trading_accounts "
-                    # Rows that failed are skipped, or the loop would fetch them forever.
-                    "where key_version < %(current)s and id <> all(%(failed)s::uuid[]) "
-                    "and (%(user_ids)s::uuid[] is null or user_id = any(%(user_ids)s::uuid[])) "
-                    "order by id limit %(limit)s for update skip locked",
-                    {**params, "failed": report.failed, "limit": batch_size},
-                )
-            ).fetchall()
+            # Rows that failed are skipped, or the loop would fetch them forever.
+            rows = await accounts_store.lock_behind(
+                conn, current=current, skip=report.failed, user_ids=user_ids, limit=batch_size
+            )
             if not rows:
                 break
             ids: list[str] = []
@@ -157,43 +133,26 @@ async def rotate_all(
             secrets_: list[str] = []
             for row in rows:
                 try:
-                    api_key = vault.decrypt(
-                        row["api_key_encrypted"], user_id=row["user_id"], field=API_KEY_FIELD
-                    )
+                    api_key = vault.decrypt(row.api_key_encrypted, user_id=row.user_id, field=API_KEY_FIELD)
                     api_secret = vault.decrypt(
-                        row["api_secret_encrypted"], user_id=row["user_id"], field=API_SECRET_FIELD
+                        row.api_secret_encrypted, user_id=row.user_id, field=API_SECRET_FIELD
                     )
                 except DecryptionError:
                     # The row keeps its old ciphertexts (both, so it stays consistent) and is reported.
-                    report.failed.append(str(row["id"]))
+                    report.failed.append(str(row.id))
                     continue
-                ids.append(str(row["id"]))
-                keys.append(vault.encrypt(api_key, user_id=row["user_id"], field=API_KEY_FIELD))
-                secrets_.append(vault.encrypt(api_secret, user_id=row["user_id"], field=API_SECRET_FIELD))
+                ids.append(str(row.id))
+                keys.append(vault.encrypt(api_key, user_id=row.user_id, field=API_KEY_FIELD))
+                secrets_.append(vault.encrypt(api_secret, user_id=row.user_id, field=API_SECRET_FIELD))
             if ids:
-                # One statement for the batch; both columns and the version change together per row.
-                await conn.execute(
-                    "update public.user_trading_accounts as t "
-                    "set api_key_encrypted = v.k, api_secret_encrypted = v.s, key_version = %(current)s "
-                    "from unnest(%(ids)s::uuid[], %(keys)s::text[], %(secrets)s::text[]) as v(id, k, s) "
-                    "where t.id = v.id",
-                    {"current": current, "ids": ids, "keys": keys, "secrets": secrets_},
-                )
+                await accounts_store.replace_keys(conn, version=current, ids=ids, keys=keys, secrets=secrets_)
         # Counted only once the batch has committed.
         report.rotated += len(ids)
         if progress is not None:
             done = report.rotated + len(report.failed)
             progress(done, max(total, done))
 
-    async with db.read(ROTATION_CALLER) as conn:
-        left = await (
-            await conn.execute(
-                "select count(*) as n from public.user_trading_accounts "
-                "where key_version < %(current)s and id <> all(%(failed)s::uuid[]) "
-                "and (%(user_ids)s::uuid[] is null or user_id = any(%(user_ids)s::uuid[]))",
-                {**params, "failed": report.failed},
-            )
-        ).fetchone()
-    assert left is not None
-    report.remaining = left["n"]
+    report.remaining = await accounts_store.count_behind(
+        db, ROTATION_CALLER, current=current, skip=report.failed, user_ids=user_ids
+    )
     return report

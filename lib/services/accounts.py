@@ -19,12 +19,8 @@ key, in its bad-signature message, so exchange errors are rebuilt from their ret
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from uuid import UUID
 
-from psycopg import sql
-
-from lib.core.vocabulary import Environment
 from lib.crypto import API_KEY_FIELD, API_SECRET_FIELD, KeyVault, key_hint
 from lib.db.session import Caller, Database
 from lib.errors import (
@@ -37,15 +33,11 @@ from lib.errors import (
     RateLimited,
 )
 from lib.exchange.trading import AUTH_RET_CODES, Credentials, TradingExchange, WalletBalance
+from lib.stores import accounts as accounts_store
 from lib.stores import settings as settings_store
+from lib.stores.accounts import AccountRecord
 
 EXCHANGE = "bybit"  # the only exchange the table allows
-
-# The columns a user may read (the migration grants exactly these, and no ciphertext).
-_PUBLIC_COLUMNS = sql.SQL(
-    "id::text as id, exchange, environment, key_hint, key_version, is_active, "
-    "last_used_at, created_at, updated_at"
-)
 
 # Why the exchange refused the keys, by Bybit retCode: what the user should check.
 _REJECTION_REASONS: dict[int, str] = {
@@ -69,21 +61,6 @@ class SealedKeys:
 
     def __repr__(self) -> str:
         return f"SealedKeys(key_version={self.key_version}, key_hint='****')"
-
-
-@dataclass(frozen=True, slots=True)
-class AccountRecord:
-    """One trading account, masked: everything but the keys."""
-
-    id: str
-    exchange: str
-    environment: Environment
-    key_hint: str
-    key_version: int
-    is_active: bool
-    last_used_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,17 +131,14 @@ def seal_credentials(vault: KeyVault, user_id: str, creds: Credentials) -> Seale
     )
 
 
-def _record(row: dict[str, Any]) -> AccountRecord:
-    return AccountRecord(
-        id=row["id"],
-        exchange=row["exchange"],
-        environment=row["environment"],
-        key_hint=row["key_hint"],
-        key_version=row["key_version"],
-        is_active=row["is_active"],
-        last_used_at=row["last_used_at"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
+def account_credentials(
+    vault: KeyVault, user_id: UUID | str, environment: str, api_key_encrypted: str, api_secret_encrypted: str
+) -> Credentials:
+    """An account's plain keys, decrypted for ``user_id`` and each key's own field."""
+    return Credentials(
+        environment=environment,
+        api_key=vault.decrypt(api_key_encrypted, user_id=str(user_id), field=API_KEY_FIELD),
+        api_secret=vault.decrypt(api_secret_encrypted, user_id=str(user_id), field=API_SECRET_FIELD),
     )
 
 
@@ -179,28 +153,17 @@ async def store_account(
     db: Database, caller: Caller, user_id: str, environment: str, sealed: SealedKeys
 ) -> AccountRecord:
     """Insert the account, or replace the keys of the user's existing one for ``environment``."""
-    query = sql.SQL(
-        "insert into user_trading_accounts (user_id, exchange, environment, api_key_encrypted, "
-        "api_secret_encrypted, key_version, key_hint, is_active) values (%s, %s, %s, %s, %s, %s, %s, true) "
-        "on conflict (user_id, exchange, environment) do update set "
-        "api_key_encrypted = excluded.api_key_encrypted, "
-        "api_secret_encrypted = excluded.api_secret_encrypted, "
-        "key_version = excluded.key_version, key_hint = excluded.key_hint, is_active = true "
-        "returning {columns}"
-    ).format(columns=_PUBLIC_COLUMNS)
-    params = (
-        user_id,
-        EXCHANGE,
-        environment,
-        sealed.api_key_encrypted,
-        sealed.api_secret_encrypted,
-        sealed.key_version,
-        sealed.key_hint,
+    return await accounts_store.upsert_account(
+        db,
+        _service_on_behalf_of(caller, user_id),
+        user_id=user_id,
+        exchange=EXCHANGE,
+        environment=environment,
+        api_key_encrypted=sealed.api_key_encrypted,
+        api_secret_encrypted=sealed.api_secret_encrypted,
+        key_version=sealed.key_version,
+        key_hint=sealed.key_hint,
     )
-    async with db.write(_service_on_behalf_of(caller, user_id)) as conn:
-        row = await (await conn.execute(query, params)).fetchone()
-    assert row is not None, "insert ... returning always returns the row"
-    return _record(row)
 
 
 async def live_trading_enabled(db: Database) -> bool:
@@ -230,24 +193,14 @@ async def connect_account(
 
 async def list_accounts(db: Database, caller: Caller, user_id: str) -> list[AccountRecord]:
     """The caller's accounts, masked, read as the caller (RLS shows nobody else's)."""
-    query = sql.SQL(
-        "select {columns} from user_trading_accounts where user_id = %s order by environment"
-    ).format(columns=_PUBLIC_COLUMNS)
-    async with db.read(caller) as conn:
-        rows = await (await conn.execute(query, (user_id,))).fetchall()
-    return [_record(row) for row in rows]
+    return await accounts_store.list_accounts(db, caller, user_id)
 
 
 async def disconnect_account(db: Database, caller: Caller, user_id: str, environment: str) -> str:
     """Delete the caller's account for ``environment`` as the caller; its id. NotFound if none."""
-    async with db.write(caller) as conn:
-        row = await (
-            await conn.execute(
-                "delete from user_trading_accounts where user_id = %s and exchange = %s "
-                "and environment = %s returning id::text as id",
-                (user_id, EXCHANGE, environment),
-            )
-        ).fetchone()
-    if row is None:
+    account_id = await accounts_store.delete_account(
+        db, caller, user_id=user_id, exchange=EXCHANGE, environment=environment
+    )
+    if account_id is None:
         raise NotFound(f"no {environment} trading account is connected", details={"environment": environment})
-    return str(row["id"])
+    return account_id

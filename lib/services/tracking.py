@@ -4,12 +4,12 @@ For every ``execution_orders`` row that is not final, grouped by account so each
 decrypted once:
 
 - ``requested`` for longer than a grace period (longer than the executor keeps sending, see
-  ``lib.services.execution.executor.ORDER_WINDOW``): the executor died, or never heard back, between sending and
-  recording. The order is looked up on the exchange by its ``orderLinkId``. If found, it is recorded
-  as what the exchange says. If not, it was never accepted: it is marked ``failed`` with the reason,
-  unless its signal is still queued or claimed (``new``, ``processing``), because the executor run that
-  takes the signal (back) sends such rows again itself, with the same ``orderLinkId``. The tracker
-  never sends an order;
+  ``lib.services.execution.placement.ORDER_WINDOW``): the executor died, or never heard back, between
+  sending and recording. The order is looked up on the exchange by its ``orderLinkId``. If found, it is
+  recorded as what the exchange says. If not, it was never accepted: it is marked ``failed`` with the
+  reason, unless its signal is still queued or claimed (``new``, ``processing``), because the executor
+  run that takes the signal (back) sends such rows again itself, with the same ``orderLinkId``. The
+  tracker never sends an order;
 - ``placed`` / ``partially_filled``: synced to the exchange's status, filled quantity, average price
   and fee (never backwards: a late answer does not undo a fill);
 - ``filled`` with its position still open: when the symbol's position is flat, the fills that closed
@@ -20,43 +20,31 @@ decrypted once:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
 from uuid import UUID
 
 from lib.crypto import KeyVault
-from lib.db.session import Caller, Database
+from lib.db.session import Database
 from lib.errors import AitradexError, ExchangeError
 from lib.exchange.trading import Credentials, OrderState, TradingExchange
 from lib.log import log_event
-from lib.services.execution.executor import account_credentials, log_trade, record_exchange_state
+from lib.services.accounts import account_credentials
+from lib.services.execution.placement import record_exchange_state
+from lib.stores import orders as orders_store
+from lib.stores import trade_logs
+from lib.stores.orders import OPEN_ORDER_STATUSES, TrackedOrder
+from lib.stores.trade_logs import LogLine
 
 logger = logging.getLogger("aitradex.tracker")
-_SERVICE = Caller.service()
-#: ``lib.services.execution.executor.ORDER_WINDOW`` (40 s) plus one request timeout (10 s), and a margin.
+#: ``lib.services.execution.placement.ORDER_WINDOW`` (40 s) plus one request timeout (10 s), and a margin.
 REQUESTED_GRACE = timedelta(seconds=60)
 _CLOSE_REASONS = {"CreateByStopLoss": "StopLoss", "CreateByTakeProfit": "TakeProfit"}
-
-_OPEN_ORDERS_SQL = """
-select o.id, o.user_id, o.account_id, o.signal_id, o.symbol, o.category, o.side, o.qty, o.order_link_id,
-       o.status, o.avg_fill_price, o.filled_qty, o.fee, o.filled_at, o.requested_at,
-       s.status as signal_status,
-       a.environment, a.api_key_encrypted, a.api_secret_encrypted
-from execution_orders o
-join user_trading_accounts a on a.id = o.account_id
-left join signals s on s.id = o.signal_id
-where ((o.status = 'requested' and o.requested_at < %(grace)s)
-       or o.status in ('placed', 'partially_filled')
-       or (o.status = 'filled' and o.closed_at is null))
-  and (%(users)s::uuid[] is null or o.user_id = any(%(users)s::uuid[]))
-order by o.account_id, o.requested_at
-limit %(limit)s
-"""
 
 
 @dataclass
@@ -137,90 +125,88 @@ def close_of(
     return Close(exit_price=exit_price, reason=reason, realized_pnl=pnl)
 
 
-def _credentials(vault: KeyVault, row: dict[str, Any]) -> Credentials:
+def _credentials(vault: KeyVault, row: TrackedOrder) -> Credentials:
     return account_credentials(
-        vault, row["user_id"], row["environment"], row["api_key_encrypted"], row["api_secret_encrypted"]
+        vault, row.user_id, row.environment, row.api_key_encrypted, row.api_secret_encrypted
     )
 
 
-async def _mark_failed(db: Database, row: dict[str, Any], reason: str) -> bool:
-    async with db.write(_SERVICE) as conn:
-        cursor = await conn.execute(
-            "update execution_orders set status = 'failed', status_reason = %s "
-            "where id = %s and status = 'requested'",
-            (reason, row["id"]),
-        )
-    if cursor.rowcount == 0:
+async def _mark_failed(db: Database, row: TrackedOrder, reason: str) -> bool:
+    if not await orders_store.mark_failed(db, row.id, reason):
         return False
-    await log_trade(db, row["user_id"], "order_failed", reason, order_id=row["id"], level="warning")
+    await trade_logs.append(
+        db, LogLine(row.user_id, "order_failed", reason, order_id=row.id, level="warning")
+    )
     return True
 
 
-async def _close_if_flat(deps: TrackerDeps, creds: Credentials, row: dict[str, Any], now: datetime) -> bool:
-    position = await deps.exchange.position(creds, row["category"], row["symbol"])
+async def _close_if_flat(deps: TrackerDeps, creds: Credentials, row: TrackedOrder, now: datetime) -> bool:
+    position = await deps.exchange.position(creds, row.category, row.symbol)
     if position is not None and position.size != 0:
         return False
-    orders = await deps.exchange.recent_orders(creds, row["category"], row["symbol"])
-    entry = next((o for o in orders if o.order_link_id == row["order_link_id"]), None)
-    filled_qty = Decimal(row["filled_qty"] or 0) or Decimal(row["qty"])
-    entry_price = Decimal(row["avg_fill_price"]) if row["avg_fill_price"] is not None else None
+    orders = await deps.exchange.recent_orders(creds, row.category, row.symbol)
+    entry = next((o for o in orders if o.order_link_id == row.order_link_id), None)
+    filled_qty = Decimal(row.filled_qty or 0) or Decimal(row.qty)
+    entry_price = Decimal(row.avg_fill_price) if row.avg_fill_price is not None else None
     close = close_of(
-        row["side"],
+        row.side,
         entry_price,
         filled_qty,
-        Decimal(row["fee"] or 0),
-        closing_fills(orders, entry, row["side"]),
+        Decimal(row.fee or 0),
+        closing_fills(orders, entry, row.side),
     )
-    async with deps.db.write(_SERVICE) as conn:
-        cursor = await conn.execute(
-            "update execution_orders set closed_at = %s, exit_price = %s, close_reason = %s, "
-            "realized_pnl = %s where id = %s and closed_at is null",
-            (now, close.exit_price, close.reason, close.realized_pnl, row["id"]),
-        )
-    if cursor.rowcount == 0:
-        return False
-    await log_trade(
+    closed = await orders_store.record_close(
         deps.db,
-        row["user_id"],
-        "position_closed",
-        f"{close.reason} at {close.exit_price}",
-        order_id=row["id"],
-        context={
-            "exit_price": str(close.exit_price) if close.exit_price is not None else None,
-            "realized_pnl": str(close.realized_pnl) if close.realized_pnl is not None else None,
-        },
+        row.id,
+        at=now,
+        exit_price=close.exit_price,
+        reason=close.reason,
+        realized_pnl=close.realized_pnl,
+    )
+    if not closed:
+        return False
+    await trade_logs.append(
+        deps.db,
+        LogLine(
+            row.user_id,
+            "position_closed",
+            f"{close.reason} at {close.exit_price}",
+            order_id=row.id,
+            context={
+                "exit_price": str(close.exit_price) if close.exit_price is not None else None,
+                "realized_pnl": str(close.realized_pnl) if close.realized_pnl is not None else None,
+            },
+        ),
     )
     return True
 
 
 async def _track_one(
-    deps: TrackerDeps, creds: Credentials, row: dict[str, Any], now: datetime, report: TrackReport
+    deps: TrackerDeps, creds: Credentials, row: TrackedOrder, now: datetime, report: TrackReport
 ) -> None:
-    status = row["status"]
-    if status in ("requested", "placed", "partially_filled"):
-        state = await deps.exchange.find_order(creds, row["category"], row["symbol"], row["order_link_id"])
+    status = row.status
+    if status in OPEN_ORDER_STATUSES:
+        state = await deps.exchange.find_order(creds, row.category, row.symbol, row.order_link_id)
         if state is None:
             # A signal still queued or claimed will have its reserved rows sent by the executor.
-            if status == "requested" and row["signal_status"] not in ("new", "processing"):
+            if status == "requested" and row.signal_status not in ("new", "processing"):
                 reason = "not found on the exchange by orderLinkId: it was never accepted"
                 if await _mark_failed(deps.db, row, reason):
                     report.moved("failed")
             return
-        new_status = await record_exchange_state(deps.db, row["id"], state, now=now)
+        new_status = await record_exchange_state(deps.db, row.id, state, now=now)
         if new_status != status:
             report.moved(new_status)
             event = "order_reconciled" if status == "requested" else "order_synced"
-            await log_trade(deps.db, row["user_id"], event, f"{status} -> {new_status}", order_id=row["id"])
+            await trade_logs.append(
+                deps.db, LogLine(row.user_id, event, f"{status} -> {new_status}", order_id=row.id)
+            )
         if new_status != "filled":
             return
-        row = {
-            **row,
-            "status": "filled",
-            "avg_fill_price": state.avg_price,
-            "filled_qty": state.filled_qty,
-            "fee": state.fee,
-        }
-    if row["status"] == "filled" and await _close_if_flat(deps, creds, row, now):
+        row = dataclasses.replace(
+            row, status="filled", avg_fill_price=state.avg_price, filled_qty=state.filled_qty, fee=state.fee
+        )
+    if row.status == "filled" and await _close_if_flat(deps, creds, row, now):
         report.closed += 1
 
 
@@ -234,16 +220,12 @@ async def track_orders(
 ) -> TrackReport:
     """One tracker run over every non-final order (only ``user_ids``' if given; see the module docstring)."""
     report = TrackReport()
-    params = {
-        "grace": now - requested_grace,
-        "limit": limit,
-        "users": None if user_ids is None else list(user_ids),
-    }
-    async with deps.db.read(_SERVICE) as conn:
-        rows = await (await conn.execute(_OPEN_ORDERS_SQL, params)).fetchall()
-    by_account: dict[UUID, list[dict[str, Any]]] = defaultdict(list)
+    rows = await orders_store.orders_to_track(
+        deps.db, requested_before=now - requested_grace, limit=limit, user_ids=user_ids
+    )
+    by_account: dict[UUID, list[TrackedOrder]] = defaultdict(list)
     for row in rows:
-        by_account[row["account_id"]].append(row)
+        by_account[row.account_id].append(row)
     for account_id, orders in by_account.items():
         try:
             creds = _credentials(deps.vault, orders[0])
@@ -257,7 +239,7 @@ async def track_orders(
             except ExchangeError as exc:
                 # One account's trouble must not stop the others; the next run tries again.
                 report.errors.append(
-                    {"account_id": str(account_id), "order_id": str(row["id"]), "error": exc.code}
+                    {"account_id": str(account_id), "order_id": str(row.id), "error": exc.code}
                 )
                 break
     log_event(

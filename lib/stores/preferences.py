@@ -1,4 +1,4 @@
-"""A user's trading preferences: read and update the caller's own row (RLS enforces "own")."""
+"""``trading_preferences``: a user's preferences, read and updated as the caller (RLS enforces "own")."""
 
 from __future__ import annotations
 
@@ -7,36 +7,11 @@ from typing import Any
 
 from psycopg import sql
 
+from lib.core.preferences import DEFAULT_PREFERENCES, PREFERENCE_FIELDS, TradingPreferences
 from lib.db.session import Caller, Database
 
-COLUMNS = (
-    "auto_trade_enabled",
-    "algorithms",
-    "timeframes",
-    "min_score",
-    "risk_per_trade_pct",
-    "max_position_usd",
-    "leverage",
-    "max_open_positions",
-    "daily_loss_limit_pct",
-    "symbol_allowlist",
-    "symbol_blocklist",
-)
-
-# The table's defaults, for a user who has never saved preferences (reading must not write).
-DEFAULTS: dict[str, Any] = {
-    "auto_trade_enabled": False,
-    "algorithms": ["unirail_core"],
-    "timeframes": ["15", "60"],
-    "min_score": 80.0,
-    "risk_per_trade_pct": 1.0,
-    "max_position_usd": 1000.0,
-    "leverage": 1,
-    "max_open_positions": 5,
-    "daily_loss_limit_pct": 5.0,
-    "symbol_allowlist": [],
-    "symbol_blocklist": [],
-}
+#: The preference columns (the fields of :class:`~lib.core.preferences.TradingPreferences`).
+COLUMNS = PREFERENCE_FIELDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,22 +19,29 @@ class PreferencesRecord:
     """The caller's preferences; ``saved`` is False when these are the defaults, never stored."""
 
     user_id: str
-    values: dict[str, Any]
+    preferences: TradingPreferences
     saved: bool
     updated_at: str | None
 
 
+def _preferences(row: dict[str, Any]) -> TradingPreferences:
+    # Arrays come back as lists; the record holds tuples, like the defaults.
+    values: dict[str, Any] = {}
+    for name in COLUMNS:
+        values[name] = tuple(row[name]) if isinstance(row[name], list) else row[name]
+    return TradingPreferences(**values)
+
+
 async def get_preferences(db: Database, caller: Caller, user_id: str) -> PreferencesRecord:
-    """The caller's row, or the defaults if there is none yet."""
+    """The caller's row, or the defaults if there is none yet (reading never writes)."""
     query = sql.SQL("select {}, updated_at from trading_preferences where user_id = %s").format(
         sql.SQL(", ").join(map(sql.Identifier, COLUMNS))
     )
     async with db.read(caller) as conn:
         row = await (await conn.execute(query, (user_id,))).fetchone()
     if row is None:
-        return PreferencesRecord(user_id, dict(DEFAULTS), saved=False, updated_at=None)
-    updated_at = row.pop("updated_at")
-    return PreferencesRecord(user_id, row, saved=True, updated_at=updated_at.isoformat())
+        return PreferencesRecord(user_id, DEFAULT_PREFERENCES, saved=False, updated_at=None)
+    return PreferencesRecord(user_id, _preferences(row), saved=True, updated_at=row["updated_at"].isoformat())
 
 
 async def update_preferences(

@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from lib.core.vocabulary import ENVIRONMENTS
@@ -29,6 +30,11 @@ INSTRUMENTS_CACHE_TTL = "instruments_cache.ttl_seconds"
 DEFAULT_ENVIRONMENT = "paper"
 DEFAULT_INSTRUMENTS_CACHE_TTL_S = 300
 MAX_INSTRUMENTS_CACHE_TTL_S = 7 * 24 * 3600
+
+#: The live-trading switch as a SQL boolean (NULL when unset), for a query that filters on it in place.
+LIVE_TRADING_ENABLED_SQL: sql.Composable = sql.SQL(
+    "(select value = 'true'::jsonb from app_settings where key = {})"
+).format(sql.Literal(LIVE_TRADING_ENABLED))
 
 _SELECT = "select key, value from public.app_settings where key = any(%s)"
 

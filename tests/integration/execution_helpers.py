@@ -34,6 +34,7 @@ import psycopg
 from pybit.unified_trading import HTTP
 
 from lib.core.clock import SystemClock
+from lib.core.instruments import InstrumentFilters
 from lib.crypto import KeyVault
 from lib.db.session import Caller, Database
 from lib.exchange.access import MarketAccess
@@ -41,7 +42,8 @@ from lib.exchange.trading import Credentials, PybitExchange
 from lib.paper_exchange import create_paper_account_async
 from lib.services.accounts import connect_account
 from lib.services.auth.users import create_local_user
-from lib.services.execution.executor import ExecutorDeps, execute_pending, outcomes_summary
+from lib.services.execution.deps import ExecutorDeps, FiltersLookup, outcomes_summary
+from lib.services.execution.fanout import execute_pending
 from lib.services.instruments_cache import get_filters
 from lib.services.tracking import TrackerDeps
 
@@ -58,7 +60,7 @@ def exchange_for(paper_url: str, *, timeout_s: float = 10) -> PybitExchange:
     )
 
 
-def filters_for(db: Database, paper_url: str) -> Any:
+def filters_for(db: Database, paper_url: str) -> FiltersLookup:
     """The executor's filters function: the shared instruments cache, refreshed from this paper exchange.
 
     The cache's own clock is the real one whatever ``now`` a test hands the executor, so no entry is
@@ -66,7 +68,7 @@ def filters_for(db: Database, paper_url: str) -> Any:
     """
     market = MarketAccess(paper_url=paper_url)
 
-    async def filters(category: str, environment: str) -> Any:
+    async def filters(category: str, environment: str) -> dict[str, InstrumentFilters]:
         return await get_filters(db, market, category, SystemClock(), environment=environment)
 
     return filters

@@ -25,7 +25,8 @@ from lib.config import Settings
 from lib.crypto import KeyVault
 from lib.db.session import Database
 from lib.paper_exchange import PaperExchangeConfig, running_paper_exchange
-from lib.services.execution.executor import CLAIM_STALE_AFTER, order_link_id
+from lib.services.execution.ids import order_link_id
+from lib.services.execution.queue import CLAIM_STALE_AFTER
 from tests.integration.execution_helpers import (
     PAPER_SYMBOLS,
     PaperUser,

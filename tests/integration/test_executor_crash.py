@@ -25,7 +25,9 @@ from lib.config import Settings
 from lib.crypto import KeyVault
 from lib.db.session import Caller, Database
 from lib.paper_exchange import PaperExchangeConfig, running_paper_exchange
-from lib.services.execution.executor import CLAIM_STALE_AFTER, execute_pending, order_link_id
+from lib.services.execution.fanout import execute_pending
+from lib.services.execution.ids import order_link_id
+from lib.services.execution.queue import CLAIM_STALE_AFTER
 from lib.services.tracking import REQUESTED_GRACE, track_orders
 from tests.integration.execution_helpers import (
     PaperUser,

@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from lib.db.session import Caller, Database
-from lib.services.execution.executor import claim_signals
+from lib.services.execution.queue import claim_signals
 
 
 async def _replayed_signal(db: Database, bar: datetime) -> uuid.UUID:

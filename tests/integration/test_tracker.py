@@ -18,7 +18,7 @@ from lib.config import Settings
 from lib.crypto import KeyVault
 from lib.db.session import Caller, Database
 from lib.paper_exchange import PaperExchangeConfig, running_paper_exchange
-from lib.services.execution.executor import execute_pending
+from lib.services.execution.fanout import execute_pending
 from lib.services.tracking import track_orders
 from tests.integration.execution_helpers import (
     START_BALANCE,

@@ -6,15 +6,17 @@ it was given, and records the credentials it was called with.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from functions.trading_account.models import ConnectAccount, TradingAccountRequest
+from functions.trading_account.models import Account, Balance, ConnectAccount, TradingAccountRequest
 from lib.crypto import API_KEY_FIELD, API_SECRET_FIELD, KeyVault
 from lib.errors import (
     AitradexError,
@@ -33,6 +35,7 @@ from lib.services.accounts import (
     seal_credentials,
     verify_credentials,
 )
+from lib.stores.accounts import AccountRecord
 
 API_KEY = "Kx7Qp2Lm9Zr4Tv8Wn3"  # shaped like a Bybit key: 18 letters and digits
 API_SECRET = "s3cR3tABCDEFghijklMNOPqrstUVWXyz0123"  # 36
@@ -207,3 +210,30 @@ def test_malformed_connect_fields_are_refused_and_named(field_name: str, value: 
 def test_a_connect_request_cannot_name_a_user() -> None:
     with pytest.raises(ValidationError):
         REQUEST.validate_python(connect(user_id=USER))
+
+
+# -- one account record, read by the response model ---------------------------------------------------
+
+
+def test_the_account_response_has_exactly_the_stored_records_fields_in_its_order() -> None:
+    assert list(Account.model_fields) == [f.name for f in dataclasses.fields(AccountRecord)]
+
+
+def test_an_account_response_is_built_from_the_record_itself() -> None:
+    at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    record = AccountRecord(
+        id=str(uuid.uuid4()),
+        exchange="bybit",
+        environment="testnet",
+        key_hint="Wn3x",
+        key_version=2,
+        is_active=True,
+        last_used_at=None,
+        created_at=at,
+        updated_at=at,
+    )
+    assert Account.model_validate(record).model_dump() == dataclasses.asdict(record)
+
+
+def test_a_balance_response_is_built_from_the_wallet_the_keys_saw() -> None:
+    assert Balance.model_validate(BALANCE).model_dump() == dataclasses.asdict(BALANCE)

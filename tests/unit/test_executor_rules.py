@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -11,20 +12,17 @@ from typing import Any, cast
 
 import pytest
 
-from lib.crypto import KeyVault
-from lib.db.session import Database
-from lib.errors import ExchangeRejected, ExchangeUnavailable, RateLimited
+from lib.errors import ExchangeError, ExchangeRejected, ExchangeUnavailable, RateLimited
 from lib.exchange.trading import DUPLICATE_ORDER_LINK_ID, Credentials, OrderRequest, OrderState
-from lib.services.execution.executor import (
+from lib.services.execution.batching import Batcher
+from lib.services.execution.deps import ExchangeDeps, ExecutorDeps, exchange_backoff
+from lib.services.execution.eligibility import within_daily_loss_limit
+from lib.services.execution.ids import manual_order_link_id, order_link_id
+from lib.services.execution.placement import (
     EXCHANGE_STATUS,
     PLACE_ATTEMPTS,
-    ExecutorDeps,
-    _Batcher,
     exchange_status,
-    manual_order_link_id,
-    order_link_id,
     place_with_retries,
-    within_daily_loss_limit,
 )
 from lib.services.tracking import close_of, closing_fills
 
@@ -200,19 +198,24 @@ class ScriptedExchange:
         return _state(order_id="found-id", order_link_id=link)
 
 
-def _deps(exchange: ScriptedExchange) -> ExecutorDeps:
-    return ExecutorDeps(
-        db=cast(Database, None), exchange=cast(Any, exchange), vault=cast(KeyVault, None), filters=None
-    )
+@dataclass
+class RecordedBackoff:
+    """A backoff that waits nothing and remembers what it was asked."""
+
+    asked: list[tuple[int, str]] = field(default_factory=list)
+
+    def __call__(self, attempt: int, error: ExchangeError) -> float:
+        self.asked.append((attempt, error.code))
+        return 0.0
+
+
+def _deps(exchange: ScriptedExchange, backoff: RecordedBackoff | None = None) -> ExchangeDeps:
+    # Placing an order needs only the exchange side of the executor's deps: no database, no vault.
+    return ExchangeDeps(exchange=cast(Any, exchange), backoff=backoff or RecordedBackoff())
 
 
 REQUEST = OrderRequest(category="linear", symbol="ETHBTC", side="Buy", qty="1", order_link_id="ax-pair")
 CREDS = Credentials("paper", "key", "secret")
-
-
-@pytest.fixture(autouse=True)
-def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("lib.services.execution.executor._backoff_s", lambda attempt, error: 0.0)
 
 
 async def test_a_timed_out_order_is_sent_again_with_the_same_order_link_id() -> None:
@@ -221,6 +224,25 @@ async def test_a_timed_out_order_is_sent_again_with_the_same_order_link_id() -> 
     assert (result.result, result.attempts, result.order_id) == ("placed", 3, "exchange-id")
     assert {r.order_link_id for r in exchange.sent} == {"ax-pair"}
     assert exchange.looked_up == []
+
+
+async def test_each_retry_first_waits_what_the_deps_backoff_says_for_that_attempt_and_error() -> None:
+    exchange = ScriptedExchange([ExchangeUnavailable("timeout"), RateLimited("10006")])
+    backoff = RecordedBackoff()
+    await place_with_retries(_deps(exchange, backoff), CREDS, REQUEST, uuid.uuid4())
+    assert backoff.asked == [(0, ExchangeUnavailable.code), (1, RateLimited.code)]
+
+
+def test_the_real_backoff_doubles_from_a_tenth_of_a_second_to_two_and_waits_out_a_rate_limit() -> None:
+    timeout = ExchangeUnavailable("timeout")
+    assert [exchange_backoff(n, timeout) for n in range(6)] == [0.1, 0.2, 0.4, 0.8, 1.6, 2.0]
+    assert exchange_backoff(0, RateLimited("10006")) == 1.0
+
+
+def test_the_executor_waits_the_real_backoff_unless_its_deps_say_otherwise() -> None:
+    defaults = {f.name: f.default for f in dataclasses.fields(ExecutorDeps)}
+    assert defaults["backoff"] is exchange_backoff
+    assert ExchangeDeps(exchange=cast(Any, ScriptedExchange([]))).backoff is exchange_backoff
 
 
 async def test_a_duplicate_answer_means_an_earlier_send_was_accepted_so_the_order_is_looked_up() -> None:
@@ -264,7 +286,7 @@ async def test_grouped_writes_keep_items_of_one_key_in_separate_batches_and_answ
         batches.append(items)
         return [n * 10 for _, n in items]
 
-    batcher = _Batcher(flush, max_items=3, max_wait_s=0.01, key=lambda item: item[0])
+    batcher = Batcher(flush, max_items=3, max_wait_s=0.01, key=lambda item: item[0])
     items = [("a", 1), ("a", 2), ("b", 3), ("c", 4), ("d", 5)]
     results = await asyncio.gather(*(batcher.submit(item) for item in items))
     assert results == [10, 20, 30, 40, 50]
@@ -279,7 +301,7 @@ async def test_a_failed_batch_fails_exactly_its_own_submitters() -> None:
             raise RuntimeError("database down")
         return items
 
-    batcher: _Batcher[int, int] = _Batcher(flush, max_items=2, max_wait_s=0.01)
+    batcher: Batcher[int, int] = Batcher(flush, max_items=2, max_wait_s=0.01)
     results = await asyncio.gather(*(batcher.submit(n) for n in (1, 2, 3, 4)), return_exceptions=True)
     assert [type(r) for r in results[:2]] == [RuntimeError, RuntimeError]
     assert results[2:] == [3, 4]

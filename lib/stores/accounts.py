@@ -1,0 +1,322 @@
+"""``user_trading_accounts``: users' exchange accounts with their encrypted keys.
+
+Who may do what is the migration's (users-and-trading): the owner reads the non-secret columns
+(:data:`PUBLIC_COLUMNS`, exactly the fields of :class:`AccountRecord`) and may delete; the ciphertexts
+are written and read only as ``service_role``. Besides the account's own reads and writes, this module
+answers which account an order goes to (:func:`eligible_targets`, :func:`user_target`: an account
+joined with its owner's preferences) and carries the key rotation's queries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, fields
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from psycopg import sql
+
+from lib.core.preferences import DEFAULT_PREFERENCES
+from lib.core.vocabulary import Environment
+from lib.db.session import Caller, Connection, Database
+from lib.stores.orders import OPEN_POSITION_SQL
+from lib.stores.settings import LIVE_TRADING_ENABLED_SQL
+
+_SERVICE = Caller.service()
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRecord:
+    """One trading account, masked: everything but the keys."""
+
+    id: str
+    exchange: str
+    environment: Environment
+    key_hint: str
+    key_version: int
+    is_active: bool
+    last_used_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+#: The columns a user may read, one per :class:`AccountRecord` field (the migration grants exactly
+#: these, and no ciphertext); the id as text, as the record holds it.
+PUBLIC_COLUMNS = sql.SQL(", ").join(
+    sql.SQL("id::text as id") if f.name == "id" else sql.Identifier(f.name) for f in fields(AccountRecord)
+)
+
+
+async def upsert_account(
+    db: Database,
+    caller: Caller,
+    *,
+    user_id: str,
+    exchange: str,
+    environment: str,
+    api_key_encrypted: str,
+    api_secret_encrypted: str,
+    key_version: int,
+    key_hint: str,
+) -> AccountRecord:
+    """Insert the account, or replace the keys of the user's existing one for ``environment`` (and
+    activate it). ``caller`` must be allowed to write ciphertexts (``service_role``)."""
+    query = sql.SQL(
+        "insert into user_trading_accounts (user_id, exchange, environment, api_key_encrypted, "
+        "api_secret_encrypted, key_version, key_hint, is_active) values (%s, %s, %s, %s, %s, %s, %s, true) "
+        "on conflict (user_id, exchange, environment) do update set "
+        "api_key_encrypted = excluded.api_key_encrypted, "
+        "api_secret_encrypted = excluded.api_secret_encrypted, "
+        "key_version = excluded.key_version, key_hint = excluded.key_hint, is_active = true "
+        "returning {columns}"
+    ).format(columns=PUBLIC_COLUMNS)
+    params = (user_id, exchange, environment, api_key_encrypted, api_secret_encrypted, key_version, key_hint)
+    async with db.write(caller) as conn:
+        row = await (await conn.execute(query, params)).fetchone()
+    assert row is not None, "insert ... returning always returns the row"
+    return AccountRecord(**row)
+
+
+async def list_accounts(db: Database, caller: Caller, user_id: str) -> list[AccountRecord]:
+    """The user's accounts, masked, by environment, read as ``caller`` (RLS shows only their own)."""
+    query = sql.SQL(
+        "select {columns} from user_trading_accounts where user_id = %s order by environment"
+    ).format(columns=PUBLIC_COLUMNS)
+    async with db.read(caller) as conn:
+        rows = await (await conn.execute(query, (user_id,))).fetchall()
+    return [AccountRecord(**row) for row in rows]
+
+
+async def delete_account(
+    db: Database, caller: Caller, *, user_id: str, exchange: str, environment: str
+) -> str | None:
+    """Delete the user's account for ``environment`` as ``caller``; its id, or None if there was none."""
+    async with db.write(caller) as conn:
+        row = await (
+            await conn.execute(
+                "delete from user_trading_accounts where user_id = %s and exchange = %s "
+                "and environment = %s returning id::text as id",
+                (user_id, exchange, environment),
+            )
+        ).fetchone()
+    return None if row is None else str(row["id"])
+
+
+async def touch_last_used(db: Database, account_ids: Sequence[UUID], at: datetime) -> None:
+    """Note that orders were sent for these accounts at ``at``."""
+    async with db.write(_SERVICE) as conn:
+        await conn.execute(
+            "update user_trading_accounts set last_used_at = %s where id = any(%s)", (at, list(account_ids))
+        )
+
+
+# -- where an order goes ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One user an order goes to: their account, with what sizing and the open-position rules need."""
+
+    user_id: UUID
+    account_id: UUID
+    environment: str
+    api_key_encrypted: str
+    api_secret_encrypted: str
+    risk_per_trade_pct: Decimal
+    max_position_usd: Decimal
+    leverage: int
+    max_open_positions: int
+
+
+_TARGETS_SQL = sql.SQL("""
+with settings as (
+  select coalesce({live_trading}, false) as live
+)
+select distinct on (p.user_id)
+  p.user_id, a.id as account_id, a.environment, a.api_key_encrypted, a.api_secret_encrypted,
+  p.risk_per_trade_pct, p.max_position_usd, p.leverage, p.max_open_positions
+from trading_preferences p
+join user_trading_accounts a on a.user_id = p.user_id and a.is_active
+cross join settings s
+where p.auto_trade_enabled
+  and %(algorithm)s = any(p.algorithms)
+  and %(timeframe)s = any(p.timeframes)
+  and p.min_score <= %(score)s
+  and (cardinality(p.symbol_allowlist) = 0 or %(symbol)s = any(p.symbol_allowlist))
+  and not (%(symbol)s = any(p.symbol_blocklist))
+  and (a.environment <> 'mainnet' or s.live)
+  and not exists (
+    select 1 from execution_orders o where o.user_id = p.user_id and o.signal_id = %(signal_id)s
+  )
+  and not exists (
+    select 1 from execution_orders o
+    where o.user_id = p.user_id and o.symbol = %(symbol)s and {open_position}
+  )
+  and (
+    select count(*) from execution_orders o where o.user_id = p.user_id and {open_position}
+  ) < p.max_open_positions
+-- one account per user: the most recently connected one this deployment may trade
+order by p.user_id, a.updated_at desc
+""").format(open_position=OPEN_POSITION_SQL, live_trading=LIVE_TRADING_ENABLED_SQL)
+
+_USER_TARGET_SQL = sql.SQL("""
+with settings as (
+  select coalesce({live_trading}, false) as live
+)
+select a.user_id, a.id as account_id, a.environment, a.api_key_encrypted, a.api_secret_encrypted,
+       coalesce(p.risk_per_trade_pct, %(risk_per_trade_pct)s) as risk_per_trade_pct,
+       coalesce(p.max_position_usd, %(max_position_usd)s) as max_position_usd,
+       coalesce(p.leverage, %(leverage)s::integer) as leverage,
+       coalesce(p.max_open_positions, %(max_open_positions)s::integer) as max_open_positions,
+       coalesce(p.daily_loss_limit_pct, %(daily_loss_limit_pct)s) as daily_loss_limit_pct
+from user_trading_accounts a
+left join trading_preferences p on p.user_id = a.user_id
+cross join settings s
+where a.user_id = %(user_id)s and a.is_active and (a.environment <> 'mainnet' or s.live)
+order by a.updated_at desc
+limit 1
+""").format(live_trading=LIVE_TRADING_ENABLED_SQL)
+
+
+async def eligible_targets(
+    db: Database, *, signal_id: UUID, symbol: str, algorithm: str, timeframe: str, score: Decimal
+) -> list[Target]:
+    """The users a signal goes to, one account each (the most recently connected one).
+
+    Auto-trade on; the signal's algorithm and timeframe among theirs; its score at least their minimum;
+    the symbol allowed and not blocked; an active account the deployment may trade (mainnet only while
+    live trading is enabled); no order for this signal yet; no open position in the symbol; fewer open
+    positions than their maximum.
+    """
+    params = {
+        "algorithm": algorithm,
+        "timeframe": timeframe,
+        "score": score,
+        "symbol": symbol,
+        "signal_id": signal_id,
+    }
+    async with db.read(_SERVICE) as conn:
+        rows = await (await conn.execute(_TARGETS_SQL, params)).fetchall()
+    return [Target(**row) for row in rows]
+
+
+async def user_target(db: Database, user_id: UUID) -> tuple[Target, Decimal] | None:
+    """The user's most recently connected tradable account with their preferences (the defaults if never
+    saved), and their daily loss limit %; None if they have no account the deployment may trade."""
+    defaults = DEFAULT_PREFERENCES
+    params = {
+        "user_id": user_id,
+        "risk_per_trade_pct": defaults.risk_per_trade_pct,
+        "max_position_usd": defaults.max_position_usd,
+        "leverage": defaults.leverage,
+        "max_open_positions": defaults.max_open_positions,
+        "daily_loss_limit_pct": defaults.daily_loss_limit_pct,
+    }
+    async with db.read(_SERVICE) as conn:
+        row = await (await conn.execute(_USER_TARGET_SQL, params)).fetchone()
+    if row is None:
+        return None
+    limit = Decimal(row.pop("daily_loss_limit_pct"))
+    return Target(**row), limit
+
+
+# -- key rotation ----------------------------------------------------------------------------------
+
+# A NULL user_ids array means every account.
+_USERS_FILTER = sql.SQL("(%(user_ids)s::uuid[] is null or user_id = any(%(user_ids)s::uuid[]))")
+
+
+@dataclass(frozen=True, slots=True)
+class KeyVersionCounts:
+    """Accounts on a version older than the current one, on it (or newer), and the newest in use."""
+
+    pending: int
+    up_to_date: int
+    newest: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class SealedRow:
+    """An account's two ciphertexts, as a rotation reads them."""
+
+    id: UUID
+    user_id: UUID
+    api_key_encrypted: str
+    api_secret_encrypted: str
+
+
+def _users(user_ids: Collection[str] | None) -> list[str] | None:
+    return None if user_ids is None else [str(u) for u in user_ids]
+
+
+async def key_version_counts(
+    db: Database, caller: Caller, *, current: int, user_ids: Collection[str] | None
+) -> KeyVersionCounts:
+    """How many of the accounts (``user_ids``' only, if given) are behind ``current``, and the newest."""
+    params: dict[str, Any] = {"current": current, "user_ids": _users(user_ids)}
+    async with db.read(caller) as conn:
+        row = await (
+            await conn.execute(
+                sql.SQL(
+                    "select count(*) filter (where key_version < %(current)s) as pending, "
+                    "count(*) filter (where key_version >= %(current)s) as up_to_date, "
+                    "max(key_version) as newest from public.user_trading_accounts where {users}"
+                ).format(users=_USERS_FILTER),
+                params,
+            )
+        ).fetchone()
+    assert row is not None  # an aggregate always returns one row
+    return KeyVersionCounts(pending=row["pending"], up_to_date=row["up_to_date"], newest=row["newest"])
+
+
+async def lock_behind(
+    conn: Connection, *, current: int, skip: Sequence[str], user_ids: Collection[str] | None, limit: int
+) -> list[SealedRow]:
+    """Up to ``limit`` accounts behind ``current`` (not in ``skip``), locked for the transaction; rows
+    another transaction holds are skipped, not waited for."""
+    rows = await (
+        await conn.execute(
+            sql.SQL(
+                "select id, user_id, api_key_encrypted, api_secret_encrypted "
+                "from public.user_trading_accounts "
+                "where key_version < %(current)s and id <> all(%(skip)s::uuid[]) and {users} "
+                "order by id limit %(limit)s for update skip locked"
+            ).format(users=_USERS_FILTER),
+            {"current": current, "skip": list(skip), "user_ids": _users(user_ids), "limit": limit},
+        )
+    ).fetchall()
+    return [SealedRow(**row) for row in rows]
+
+
+async def replace_keys(
+    conn: Connection, *, version: int, ids: Sequence[str], keys: Sequence[str], secrets: Sequence[str]
+) -> None:
+    """Give each account ``ids[i]`` its new ciphertexts and ``version``, in one statement (both columns
+    and the version change together per row)."""
+    await conn.execute(
+        "update public.user_trading_accounts as t "
+        "set api_key_encrypted = v.k, api_secret_encrypted = v.s, key_version = %(version)s "
+        "from unnest(%(ids)s::uuid[], %(keys)s::text[], %(secrets)s::text[]) as v(id, k, s) "
+        "where t.id = v.id",
+        {"version": version, "ids": list(ids), "keys": list(keys), "secrets": list(secrets)},
+    )
+
+
+async def count_behind(
+    db: Database, caller: Caller, *, current: int, skip: Sequence[str], user_ids: Collection[str] | None
+) -> int:
+    """Accounts still behind ``current``, not counting ``skip``."""
+    async with db.read(caller) as conn:
+        row = await (
+            await conn.execute(
+                sql.SQL(
+                    "select count(*) as n from public.user_trading_accounts "
+                    "where key_version < %(current)s and id <> all(%(skip)s::uuid[]) and {users}"
+                ).format(users=_USERS_FILTER),
+                {"current": current, "skip": list(skip), "user_ids": _users(user_ids)},
+            )
+        ).fetchone()
+    assert row is not None
+    return int(row["n"])

@@ -47,7 +47,7 @@ IntArray = npt.NDArray[np.int64]
 
 
 class CandleSeries(Protocol):
-    """One symbol's candles, oldest first (``lib.exchange.models.Klines`` and ``lib.research.bundled_data.Candles``)."""
+    """One symbol's candles, oldest first (``lib.core.candles.Candles`` and the exchange's klines)."""
 
     @property
     def open_time_ms(self) -> IntArray: ...

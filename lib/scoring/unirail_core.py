@@ -70,8 +70,8 @@ give the same figures within 0.5) gives these percentiles::
     p99 79.5  p99.9 86.8   min 14.8   max 94.3   >= 80: 0.83% of bars   >= 70: 7.2%
 
 The breakpoints were set by looking at the indicators' distributions and this spread, not at the
-outcomes: the backtest (``lib.research.backtest``) is the evidence of what a score is worth, and on the bundled
-data higher scores did *not* mean more TP-first trades (see the README's table).
+outcomes: the backtest (``lib.research.backtest``) is the evidence of what a score is worth, and on
+the bundled data higher scores did *not* mean more TP-first trades (see the README's table).
 
 Pure and vectorized: every bar of every symbol is scored with array operations (``score_bars``);
 ``score_panel`` reads the panel's last bar. Deterministic: no randomness, no state.

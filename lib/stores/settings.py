@@ -104,7 +104,7 @@ async def instruments_cache_ttl(conn: Connection) -> timedelta:
 
 
 def restore_seed(conn: psycopg.Connection, rows: list[dict[str, Any]]) -> int:
-    """Upsert each setting of the versioned seed whose value or description differs; returns how many changed."""
+    """Upsert each seeded setting whose value or description differs; returns how many rows changed."""
     changed = 0
     with conn.transaction():
         for row in rows:

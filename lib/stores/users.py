@@ -1,4 +1,5 @@
-"""``auth.users``: the auth server's table. Written only on an operator's (owner) connection, as GoTrue does."""
+"""``auth.users``: the auth server's table, written only on an operator's (owner) connection, as GoTrue
+does with its own privileged role."""
 
 from __future__ import annotations
 

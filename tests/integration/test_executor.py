@@ -9,7 +9,7 @@ two users trade) give one user a position in ETHBTC and another their maximum of
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -19,12 +19,11 @@ import psycopg
 import pytest
 
 from lib.config import Settings
+from lib.core.order_ids import order_link_id
 from lib.crypto import KeyVault
 from lib.db.session import Caller, Database
-from lib.paper_exchange import PaperExchangeConfig, running_paper_exchange
 from lib.services.execution.deps import ExecutionReport
 from lib.services.execution.fanout import execute_pending
-from lib.services.execution.ids import order_link_id
 from tests.integration.execution_helpers import (
     PaperUser,
     Prefs,
@@ -66,12 +65,6 @@ class FanOut:
     earlier: list[UUID]
     report: ExecutionReport
     live_trading_enabled: bool
-
-
-@pytest.fixture(scope="module")
-def paper_url() -> Iterator[str]:
-    with running_paper_exchange(PaperExchangeConfig(state_path=None, port=0)) as url:
-        yield url
 
 
 @pytest.fixture(scope="module")

@@ -13,19 +13,12 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import UUID
 
-import psycopg
-import pytest
-
-from lib.config import Settings
-from lib.crypto import KeyVault
+from lib.core.order_ids import order_link_id
 from lib.db.session import Database
-from lib.paper_exchange import PaperExchangeConfig, running_paper_exchange
-from lib.services.execution.ids import order_link_id
 from lib.services.execution.queue import CLAIM_STALE_AFTER
 from tests.integration.execution_helpers import (
     PAPER_SYMBOLS,
@@ -40,28 +33,6 @@ from tests.integration.execution_helpers import (
 USERS = 50
 PROCESSES = 4
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def paper_url() -> Iterator[str]:
-    with running_paper_exchange(PaperExchangeConfig(state_path=None, port=0)) as url:
-        yield url
-
-
-@pytest.fixture
-async def seeder(
-    db: Database, settings: Settings, owner_conn: psycopg.Connection, paper_url: str
-) -> AsyncIterator[Seeder]:
-    seeder = Seeder(owner_conn, settings.jwt_secret.reveal(), db, KeyVault(settings.master_keys), paper_url)
-    yield seeder
-    seeder.close()
-
-
-@pytest.fixture
-async def signals(db: Database, paper_url: str) -> AsyncIterator[Signals]:
-    book = Signals(db, paper_url)
-    yield book
-    await book.close()
 
 
 async def run_executor(

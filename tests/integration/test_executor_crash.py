@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import UUID
@@ -22,11 +22,10 @@ import psycopg
 import pytest
 
 from lib.config import Settings
+from lib.core.order_ids import order_link_id
 from lib.crypto import KeyVault
 from lib.db.session import Caller, Database
-from lib.paper_exchange import PaperExchangeConfig, running_paper_exchange
 from lib.services.execution.fanout import execute_pending
-from lib.services.execution.ids import order_link_id
 from lib.services.execution.queue import CLAIM_STALE_AFTER
 from lib.services.tracking import REQUESTED_GRACE, track_orders
 from tests.integration.execution_helpers import (
@@ -44,17 +43,6 @@ USERS = 5
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def paper_url() -> Iterator[str]:
-    with running_paper_exchange(PaperExchangeConfig(state_path=None, port=0)) as url:
-        yield url
-
-
-@pytest.fixture
-def vault(settings: Settings) -> KeyVault:
-    return KeyVault(settings.master_keys)
-
-
 @pytest.fixture
 async def users(
     db: Database, settings: Settings, owner_conn: psycopg.Connection, vault: KeyVault, paper_url: str
@@ -64,13 +52,6 @@ async def users(
         yield await seeder.users(USERS, Prefs())
     finally:
         seeder.close()
-
-
-@pytest.fixture
-async def signals(db: Database, paper_url: str) -> AsyncIterator[Signals]:
-    book = Signals(db, paper_url)
-    yield book
-    await book.close()
 
 
 async def crashing_executor(

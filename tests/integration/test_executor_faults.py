@@ -12,19 +12,18 @@ own order book on the exchange.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
 
 from lib.config import Settings
+from lib.core.order_ids import order_link_id
 from lib.crypto import KeyVault
 from lib.db.session import Caller, Database
-from lib.paper_exchange import PaperExchangeConfig, running_paper_exchange
 from lib.services.execution.deps import OrderOutcome
 from lib.services.execution.fanout import execute_pending
-from lib.services.execution.ids import order_link_id
 from lib.services.tracking import REQUESTED_GRACE, track_orders
 from tests.integration.execution_helpers import (
     PaperUser,
@@ -54,12 +53,6 @@ FAULTS = {
 MAX_RUNS = 8
 
 
-@pytest.fixture(scope="module")
-def paper_url() -> Iterator[str]:
-    with running_paper_exchange(PaperExchangeConfig(state_path=None, port=0)) as url:
-        yield url
-
-
 @pytest.fixture
 async def users(
     db: Database, settings: Settings, owner_conn: psycopg.Connection, paper_url: str
@@ -69,13 +62,6 @@ async def users(
         yield await seeder.users(USERS, Prefs())
     finally:
         seeder.close()
-
-
-@pytest.fixture
-async def signals(db: Database, paper_url: str) -> AsyncIterator[Signals]:
-    book = Signals(db, paper_url)
-    yield book
-    await book.close()
 
 
 async def test_with_a_fifth_of_exchange_calls_failing_every_order_ends_placed_or_failed_once(

@@ -7,17 +7,11 @@ each position closed. The exchange's own numbers (fill prices, fees, the wallet)
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-import psycopg
-import pytest
-
-from lib.config import Settings
 from lib.crypto import KeyVault
 from lib.db.session import Caller, Database
-from lib.paper_exchange import PaperExchangeConfig, running_paper_exchange
 from lib.services.execution.fanout import execute_pending
 from lib.services.tracking import track_orders
 from tests.integration.execution_helpers import (
@@ -36,33 +30,6 @@ from tests.integration.execution_helpers import (
 
 CANDLES_PER_STEP = 3
 MAX_CANDLES = 600
-
-
-@pytest.fixture(scope="module")
-def paper_url() -> Iterator[str]:
-    with running_paper_exchange(PaperExchangeConfig(state_path=None, port=0)) as url:
-        yield url
-
-
-@pytest.fixture
-def vault(settings: Settings) -> KeyVault:
-    return KeyVault(settings.master_keys)
-
-
-@pytest.fixture
-async def seeder(
-    db: Database, settings: Settings, owner_conn: psycopg.Connection, vault: KeyVault, paper_url: str
-) -> AsyncIterator[Seeder]:
-    seeder = Seeder(owner_conn, settings.jwt_secret.reveal(), db, vault, paper_url)
-    yield seeder
-    seeder.close()
-
-
-@pytest.fixture
-async def signals(db: Database, paper_url: str) -> AsyncIterator[Signals]:
-    book = Signals(db, paper_url)
-    yield book
-    await book.close()
 
 
 async def events_of(db: Database, order_ids: list[object]) -> list[tuple[object, str]]:

@@ -1,4 +1,5 @@
-"""lib.research.backtest: bucket bookkeeping, CSV round trip, resampling, synthetic markets with known outcomes."""
+"""lib.research.backtest: bucket bookkeeping, CSV round trip, resampling, synthetic markets with known
+outcomes."""
 
 from __future__ import annotations
 

@@ -19,6 +19,7 @@ from datetime import datetime
 from decimal import Decimal
 from uuid import UUID
 
+from lib.core.order_ids import order_link_id
 from lib.errors import AitradexError
 from lib.log import log_event
 from lib.services.accounts import account_credentials
@@ -30,7 +31,6 @@ from lib.services.execution.deps import (
     OrderOutcome,
 )
 from lib.services.execution.eligibility import eligible_targets, loss_allowances
-from lib.services.execution.ids import order_link_id
 from lib.services.execution.pair import execute_for_target, send, skip
 from lib.services.execution.queue import claim_signals, mark_done, release_claim, renew_claim
 from lib.services.execution.run import Run

@@ -14,12 +14,12 @@ from typing import Literal
 from uuid import UUID
 
 from lib.core.instruments import fmt, normalize_qty, validate_order
+from lib.core.order_ids import manual_order_link_id, order_link_id
 from lib.core.sizing import normalize_levels
 from lib.errors import InvalidRequest, NotFound
 from lib.exchange.access import MarketAccess
 from lib.services.execution.deps import CATEGORY, ExecutorDeps, OrderOutcome
 from lib.services.execution.eligibility import loss_allowances, user_target
-from lib.services.execution.ids import manual_order_link_id, order_link_id
 from lib.services.execution.pair import execute_for_target, reserve_and_place, target_credentials
 from lib.services.execution.run import Run
 from lib.stores import signal_queue

@@ -1,0 +1,46 @@
+"""Fixtures shared by the execution and tracking tests: a paper exchange per module, and the helpers
+that seed users and signals on it (``tests/integration/execution_helpers.py``)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import psycopg
+import pytest
+
+from lib.config import Settings
+from lib.crypto import KeyVault
+from lib.db.session import Database
+from lib.paper_exchange import PaperExchangeConfig, running_paper_exchange
+from tests.integration.execution_helpers import Seeder, Signals
+
+
+@pytest.fixture(scope="module")
+def paper_url() -> Iterator[str]:
+    """A paper exchange of the module's own (in memory, any free port), so modules never share a book."""
+    with running_paper_exchange(PaperExchangeConfig(state_path=None, port=0)) as url:
+        yield url
+
+
+@pytest.fixture
+def vault(settings: Settings) -> KeyVault:
+    """The stack's key vault (the same master keys the functions server uses)."""
+    return KeyVault(settings.master_keys)
+
+
+@pytest.fixture
+async def seeder(
+    db: Database, settings: Settings, owner_conn: psycopg.Connection, vault: KeyVault, paper_url: str
+) -> AsyncIterator[Seeder]:
+    """Creates users with paper accounts and preferences; closes its clients afterwards."""
+    seeder = Seeder(owner_conn, settings.jwt_secret.reveal(), db, vault, paper_url)
+    yield seeder
+    seeder.close()
+
+
+@pytest.fixture
+async def signals(db: Database, paper_url: str) -> AsyncIterator[Signals]:
+    """Inserts signals priced from the paper exchange's replay; closes its client afterwards."""
+    book = Signals(db, paper_url)
+    yield book
+    await book.close()

@@ -36,7 +36,7 @@ from lib.db.target import DatabaseTarget, admin_connection, database_target, sta
 from lib.errors import AitradexError, ConfigError
 from lib.local_state import ensure_local_secrets
 from lib.ops import schedules, stack_runner
-from lib.services.scanning.scanner import SETTING_KEYS, ScanSettings
+from lib.services.scanning.settings import SETTING_KEYS, ScanSettings
 from lib.stores import settings as settings_store
 
 SEED_DIR = REPO_ROOT / "supabase" / "seed"

@@ -29,7 +29,7 @@ from lib.db.session import Caller, Database
 from lib.errors import AitradexError
 from lib.exchange.access import MarketAccess
 from lib.exchange.market import RetryPolicy
-from lib.services.scanning.scanner import load_scan_settings
+from lib.services.scanning.settings import load_scan_settings
 from lib.stores import settings as settings_store
 
 Status = Literal["healthy", "degraded", "down"]

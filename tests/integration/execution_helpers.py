@@ -42,7 +42,7 @@ from lib.paper_exchange import create_paper_account_async
 from lib.services.accounts import connect_account
 from lib.services.auth.users import create_local_user
 from lib.services.execution.executor import ExecutorDeps, execute_pending, outcomes_summary
-from lib.services.instruments_cache import get_filters
+from lib.services.instruments.cache import get_filters
 from lib.services.tracking import TrackerDeps
 
 #: The symbols the paper exchange lists (its bundled candles).

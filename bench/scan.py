@@ -5,10 +5,10 @@ The paper exchange bundles 8 pairs. This script derives 500 symbols from them (b
 log returns and candle shapes of the bundled 5-minute series, numpy ``default_rng(20261124)``), writes
 them as ``<SYMBOL>-5m.csv.gz`` into a temporary folder and starts a paper exchange on that folder in its
 own process (so it does not share a GIL with the scanner). The scanner runs in this process exactly as
-``aitradex scan`` runs it (``lib.services.scanning.scanner.scan_many``: tickers + instruments, 300 klines per symbol,
-one vectorized ``unirail_core`` call, one insert), against a database of its own (``aitradex_bench``
-on the configured server, migrated and seeded like the real one, no servers started), so no signal it
-stores is ever work for a real executor.
+``aitradex scan`` runs it (``lib.services.scanning.scanner.scan_many``: tickers + instruments, 300
+klines per symbol, one vectorized ``unirail_core`` call, one insert), against a database of its own
+(``aitradex_bench`` on the configured server, migrated and seeded like the real one, no servers
+started), so no signal it stores is ever work for a real executor.
 
 Figures printed:
 
@@ -49,14 +49,10 @@ from lib.exchange.access import MarketAccess
 from lib.exchange.rate_limit import RateLimiter
 from lib.ops.rebuild import rebuild
 from lib.research.bundled_data import load_all
-from lib.services.scanning.scanner import (
-    DEFAULT_CONCURRENCY,
-    ScanRequest,
-    ScanResult,
-    format_summary,
-    load_scan_settings,
-    scan_many,
-)
+from lib.services.scanning.models import ScanRequest, ScanResult
+from lib.services.scanning.scanner import format_summary, scan_many
+from lib.services.scanning.settings import load_scan_settings
+from lib.services.scanning.snapshot import DEFAULT_CONCURRENCY
 
 SEED = 20261124
 BENCH_DB = "aitradex_bench"

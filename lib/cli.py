@@ -237,7 +237,9 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from lib.services.scanning.scanner import ScanRequest, format_summary, scan_local
+    from lib.app.local_scan import scan_local
+    from lib.services.scanning.models import ScanRequest
+    from lib.services.scanning.scanner import format_summary
 
     requests = [
         ScanRequest(

@@ -3,7 +3,7 @@
     .venv/bin/python scripts/train_quantum_ai.py            # train, print the report, write the weights
     .venv/bin/python scripts/train_quantum_ai.py --check    # train and compare with the committed file
 
-Walk-forward training (see ``lib/scoring/quantum_ai.py``): the report gives, per fold, the training
+Walk-forward training (see ``lib/research/training.py``): the report gives, per fold, the training
 and validation windows, AUC, log-loss and Brier score of the raw and the calibrated predictions, then
 the pooled out-of-fold metrics and calibration (reliability) tables, and finally the deployed model's
 in-sample metrics, which are labeled as such. Deterministic: a second run writes identical bytes.
@@ -23,8 +23,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # runnable as a plain script from any folder
     sys.path.insert(0, str(ROOT))
 
+from lib.research import training  # noqa: E402
 from lib.research.bundled_data import BUNDLED_DATA_DIR, load_all  # noqa: E402
-from lib.scoring import quantum_ai  # noqa: E402
+from lib.scoring import quantum_ai_weights  # noqa: E402
 
 
 def _day(ms: int) -> str:
@@ -40,16 +41,16 @@ def _fmt(metrics: dict[str, Any]) -> str:
     )
 
 
-def print_report(result: quantum_ai.TrainingResult) -> None:
+def print_report(result: training.TrainingResult) -> None:
     """Human-readable training report: folds, out-of-fold metrics, calibration, in-sample metrics."""
-    training = result.weights.training
+    meta = result.weights.training
     report = result.report
     print(
-        f"data {training['data_fingerprint'][:16]}...  {len(training['symbols'])} symbols  "
-        f"{_day(training['first_bar_ms'])} .. {_day(training['last_bar_ms'])} UTC  "
-        f"{training['samples']} samples (bars x 2 sides)"
+        f"data {meta['data_fingerprint'][:16]}...  {len(meta['symbols'])} symbols  "
+        f"{_day(meta['first_bar_ms'])} .. {_day(meta['last_bar_ms'])} UTC  "
+        f"{meta['samples']} samples (bars x 2 sides)"
     )
-    print(f"config {training['config']}")
+    print(f"config {meta['config']}")
     print("\nwalk-forward folds (train strictly before validation, purged by the horizon):")
     for fold in report["folds"]:
         print(
@@ -75,7 +76,7 @@ def print_report(result: quantum_ai.TrainingResult) -> None:
                 f"{row['mean_predicted']:.3f}    {row['observed']:.3f}"
             )
     print(f"\nIN-SAMPLE, deployed model on its own training data: {_fmt(report['in_sample_final_model'])}")
-    platt = training["platt_final"]
+    platt = meta["platt_final"]
     print(f"deployed calibration: a = {platt['a']:.4f}, b = {platt['b']:.4f}")
 
 
@@ -83,22 +84,22 @@ def main(argv: list[str] | None = None) -> int:
     """Train, report, and write (or, with ``--check``, compare) the weights file."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--data", type=Path, default=BUNDLED_DATA_DIR, help="candle folder")
-    parser.add_argument("--out", type=Path, default=quantum_ai.WEIGHTS_PATH, help="weights file")
+    parser.add_argument("--out", type=Path, default=quantum_ai_weights.WEIGHTS_PATH, help="weights file")
     parser.add_argument("--check", action="store_true", help="compare with --out instead of writing it")
     args = parser.parse_args(argv)
 
     started = time.monotonic()
     candles = load_all(args.data)
-    config = quantum_ai.TrainConfig()
-    dataset = quantum_ai.build_dataset(candles, config.horizon_bars)
-    result = quantum_ai.train(
+    config = training.TrainConfig()
+    dataset = training.build_dataset(candles, config.horizon_bars)
+    result = training.train(
         dataset,
         config,
-        fingerprint=quantum_ai.data_fingerprint(candles),
+        fingerprint=training.data_fingerprint(candles),
         progress=lambda message: print(f"  .. {message}", file=sys.stderr),
     )
     print_report(result)
-    text = quantum_ai.dump_weights(result.weights)
+    text = quantum_ai_weights.dump_weights(result.weights)
     print(f"\ntrained in {time.monotonic() - started:.1f} s")
     if args.check:
         current = args.out.read_text(encoding="utf-8") if args.out.exists() else ""

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any, Literal
-from uuid import UUID
+from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, Field
 
-from lib.core.vocabulary import Algorithm, Category, Direction, Symbol, Timeframe
+from lib.core.signal import Signal
+from lib.core.vocabulary import Algorithm, Direction, Symbol, Timeframe
 from lib.http.spec import Request, Response, StatusRequest, StatusResponse
 from lib.services.signals_query import DEFAULT_LIMIT, MAX_LIMIT
-
-SignalStatus = Literal["new", "processing", "executed", "expired", "skipped", "failed"]
 
 
 class ListSignals(Request):
@@ -41,31 +38,10 @@ class ListSignals(Request):
 SignalsRequest = Annotated[ListSignals | StatusRequest, Field(discriminator="action")]
 
 
-class Signal(Response):
-    """One signal, as the scanner stored it; ``components`` explains the score."""
-
-    id: UUID
-    symbol: str
-    category: Category
-    timeframe: Timeframe
-    direction: Direction
-    algorithm: Algorithm
-    score: float
-    confidence: float
-    entry_price: float
-    stop_loss: float
-    take_profit: float
-    atr: float
-    components: dict[str, Any]
-    bar_time: datetime
-    expires_at: datetime
-    status: SignalStatus
-    created_at: datetime
-
-
 class SignalsPage(Response):
     """One page, newest first; pass ``next_cursor`` back for the next page (null on the last one)."""
 
+    # The stored signal's own dataclass: its fields (and their schema) are defined once, in lib.core.
     signals: list[Signal]
     next_cursor: str | None
 

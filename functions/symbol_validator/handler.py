@@ -1,8 +1,8 @@
 """``symbol-validator``: anyone checks a symbol's status and filters, and normalizes an order to them.
 
-Filters come from the shared 5-minute instruments cache (``lib.services.instruments_cache``). An unknown symbol
-is a 404 ``not_found`` whose ``details.suggestions`` lists the closest listed symbols. The executor does
-not come through here: it calls ``lib.services.instruments_cache.validate_symbol`` directly.
+Filters come from the shared 5-minute instruments cache (``lib.services.instruments``). An unknown
+symbol is a 404 ``not_found`` whose ``details.suggestions`` lists the closest listed symbols. The executor
+does not come through here: it calls ``lib.services.symbol_validation.validate_symbol`` directly.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from lib.app.context import Context
 from lib.core.instruments import fmt
 from lib.core.vocabulary import Environment
 from lib.http.spec import FunctionSpec, StatusRequest, status_response
-from lib.services.instruments_cache import SymbolValidation, served_environment, validate_symbol
+from lib.services.symbol_validation import SymbolValidation, served_environment, validate_symbol
 
 NAME = "symbol-validator"
 

@@ -12,7 +12,8 @@ from functions.unireli_core_scanner.models import (
 )
 from lib.app.context import Context
 from lib.http.spec import FunctionSpec, StatusRequest, status_response
-from lib.services.scanning.scanner import ScanRequest, scan
+from lib.services.scanning.models import ScanRequest
+from lib.services.scanning.scanner import scan
 
 NAME = "unireli-core-scanner"
 

@@ -27,7 +27,8 @@ from lib.app.wiring import executor_deps, tracker_deps
 from lib.core.timeframes import candle_open_ms
 from lib.log import log_event
 from lib.services.execution.fanout import execute_pending
-from lib.services.scanning.scanner import ScanRequest, scan_many
+from lib.services.scanning.models import ScanRequest
+from lib.services.scanning.scanner import scan_many
 from lib.services.tracking import track_orders
 
 logger = logging.getLogger("aitradex.pipeline")

@@ -22,7 +22,7 @@ from lib.exchange.trading import PybitExchange, TradingExchange
 from lib.local_state import read_services
 from lib.services.diagnostics import HealthCache
 from lib.services.execution.deps import ExecutorDeps
-from lib.services.instruments_cache import deployment_environment, get_filters
+from lib.services.instruments.cache import deployment_environment, get_filters
 from lib.services.tracking import TrackerDeps
 
 

@@ -33,7 +33,7 @@ from lib.db.target import DatabaseTarget, OwnerConnection, admin_connection, dat
 from lib.errors import AitradexError, ConfigError
 from lib.local_state import ensure_local_secrets
 from lib.ops import schedules, stack_runner
-from lib.services.scanning.scanner import SETTING_KEYS, ScanSettings
+from lib.services.scanning.settings import SETTING_KEYS, ScanSettings
 from lib.stores import markets as markets_store
 from lib.stores import settings as settings_store
 

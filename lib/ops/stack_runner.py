@@ -37,7 +37,7 @@ from lib.http.app import FunctionsApp, error_response
 from lib.local_state import read_services, write_services
 from lib.log import configure_logging, log_event
 from lib.services.auth.tokens import mint_api_key
-from lib.services.scanning.scanner import load_scan_settings
+from lib.services.scanning.settings import load_scan_settings
 from lib.stores import settings as settings_store
 
 DEFAULT_FUNCTIONS_PORT = 54321

@@ -25,11 +25,12 @@ from typing import Any, Literal
 
 from lib.core.timeframes import nominal_interval_ms
 from lib.db import migrate
-from lib.db.session import Caller, Database
+from lib.db.session import Database
 from lib.errors import AitradexError
 from lib.exchange.access import MarketAccess
 from lib.exchange.market import RetryPolicy
-from lib.services.scanning.scanner import load_scan_settings
+from lib.services.scanning.settings import load_scan_settings
+from lib.stores import instruments_cache, scan_runs, schema_migrations, signals
 from lib.stores import settings as settings_store
 
 Status = Literal["healthy", "degraded", "down"]
@@ -88,11 +89,7 @@ async def _timed(name: str, check: Awaitable[CheckResult]) -> CheckResult:
 
 async def check_database(db: Database) -> CheckResult:
     """Connectivity as service_role, and whether every shipped migration is applied."""
-    async with db.read(Caller.service()) as conn:
-        rows = await (
-            await conn.execute("select version, checksum from aitradex_meta.schema_migrations")
-        ).fetchall()
-    applied = {r["version"]: r["checksum"] for r in rows}
+    applied = await schema_migrations.applied_checksums(db)
     shipped = migrate.discover()
     pending = [m.path.name for m in shipped if m.version not in applied]
     edited = [m.path.name for m in shipped if m.version in applied and applied[m.version] != m.checksum]
@@ -160,14 +157,7 @@ async def check_scans(db: Database, now: datetime, market_now: datetime | None =
     """
     market_now = market_now or now
     timeframes = (await load_scan_settings(db)).timeframes
-    async with db.read(Caller.service()) as conn:
-        rows = await (
-            await conn.execute(
-                "select timeframe, max(bar_time) as bar from scan_runs "
-                "where status in ('succeeded', 'partial') and not dry_run group by timeframe"
-            )
-        ).fetchall()
-    by_tf = {r["timeframe"]: r["bar"] for r in rows if r["bar"] is not None}
+    by_tf = await scan_runs.newest_bar_by_timeframe(db)
     ages = {
         tf: round((market_now - by_tf[tf] - timedelta(milliseconds=nominal_interval_ms(tf))).total_seconds())
         for tf in timeframes
@@ -198,14 +188,11 @@ async def check_instruments_cache(db: Database, now: datetime) -> CheckResult:
     The cache is refreshed on demand by whoever finds it expired, so an expired entry on a quiet
     system is normal: it is reported, not held against the system's health.
     """
-    async with db.read(Caller.service()) as conn:
-        rows = await (
-            await conn.execute("select category, fetched_at, expires_at from instruments_cache")
-        ).fetchall()
+    rows = await instruments_cache.row_ages(db)
     if not rows:
         return CheckResult("instruments_cache", "degraded", 0, "never filled yet", cold=True)
-    ages = {r["category"]: round((now - r["fetched_at"]).total_seconds()) for r in rows}
-    expired = sorted(r["category"] for r in rows if r["expires_at"] <= now)
+    ages = {r.category: round((now - r.fetched_at).total_seconds()) for r in rows}
+    expired = sorted(r.category for r in rows if r.expires_at <= now)
     message = "fresh" if not expired else f"expired for {', '.join(expired)}; refreshed on next use"
     return CheckResult(
         "instruments_cache", "healthy", 0, message, details={"age_s": ages, "expired": expired}
@@ -214,17 +201,8 @@ async def check_instruments_cache(db: Database, now: datetime) -> CheckResult:
 
 async def check_queue(db: Database, now: datetime, market_now: datetime | None = None) -> CheckResult:
     """Signals waiting for execution (unexpired in market time): how many, and the oldest's wall wait."""
-    async with db.read(Caller.service()) as conn:
-        row = await (
-            await conn.execute(
-                "select count(*) as depth, min(created_at) as oldest from signals "
-                "where status = 'new' and expires_at > %s",
-                (market_now or now,),
-            )
-        ).fetchone()
-    assert row is not None
-    depth = int(row["depth"])
-    wait = round((now - row["oldest"]).total_seconds()) if row["oldest"] else 0
+    depth, oldest = await signals.queue_depth(db, market_now or now)
+    wait = round((now - oldest).total_seconds()) if oldest else 0
     details = {"depth": depth, "oldest_wait_s": wait}
     if depth > QUEUE_MAX_DEPTH or wait > QUEUE_MAX_WAIT_S:
         return CheckResult(

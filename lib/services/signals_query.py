@@ -20,38 +20,15 @@ import re
 import struct
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
-from typing import Any
 from uuid import UUID
 
-from psycopg import sql
-
+from lib.core.signal import Signal
 from lib.db.session import Caller, Database
 from lib.errors import InvalidRequest
+from lib.stores import signals as signals_store
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
-
-COLUMNS = (
-    "id",
-    "symbol",
-    "category",
-    "timeframe",
-    "direction",
-    "algorithm",
-    "score",
-    "confidence",
-    "entry_price",
-    "stop_loss",
-    "take_profit",
-    "atr",
-    "components",
-    "bar_time",
-    "expires_at",
-    "status",
-    "created_at",
-)
-_NUMERIC_COLUMNS = ("score", "confidence", "entry_price", "stop_loss", "take_profit", "atr")
 
 # The cursor: version byte, created_at in microseconds since the Unix epoch (PostgreSQL's own
 # precision, so the round trip is exact), the id's 16 bytes, then a 4-byte checksum; base64url
@@ -136,70 +113,11 @@ class SignalFilters:
 
 
 @dataclass(frozen=True, slots=True)
-class SignalRecord:
-    """One signal as stored, with numbers as floats (for JSON) and timestamps timezone-aware."""
-
-    id: UUID
-    symbol: str
-    category: str
-    timeframe: str
-    direction: str
-    algorithm: str
-    score: float
-    confidence: float
-    entry_price: float
-    stop_loss: float
-    take_profit: float
-    atr: float
-    components: dict[str, Any]
-    bar_time: datetime
-    expires_at: datetime
-    status: str
-    created_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
 class SignalPage:
     """One page, newest first; ``next_cursor`` is None on the last page."""
 
-    signals: list[SignalRecord]
+    signals: list[Signal]
     next_cursor: str | None
-
-
-def _where(filters: SignalFilters, cursor: Cursor | None) -> tuple[sql.Composable, list[Any]]:
-    """The WHERE clause: fixed SQL per filter, every value a parameter."""
-    clauses: list[sql.Composable] = []
-    params: list[Any] = []
-    for column, value in (
-        ("symbol", filters.symbol),
-        ("algorithm", filters.algorithm),
-        ("timeframe", filters.timeframe),
-        ("direction", filters.direction),
-    ):
-        if value is not None:
-            clauses.append(sql.SQL("{} = %s").format(sql.Identifier(column)))
-            params.append(value)
-    if filters.min_score is not None:
-        # As numeric, not float8: 80.1 must compare equal to the stored numeric(5,2) 80.10.
-        clauses.append(sql.SQL("score >= %s"))
-        params.append(Decimal(str(filters.min_score)))
-    if filters.since is not None:
-        clauses.append(sql.SQL("created_at >= %s"))
-        params.append(filters.since)
-    if cursor is not None:
-        # A row comparison, which the (created_at desc, id desc) index serves directly.
-        clauses.append(sql.SQL("(created_at, id) < (%s, %s)"))
-        params.extend((cursor.created_at, cursor.id))
-    if not clauses:
-        return sql.SQL(""), params
-    return sql.SQL("where ") + sql.SQL(" and ").join(clauses), params
-
-
-def _record(row: dict[str, Any]) -> SignalRecord:
-    values = dict(row)
-    for column in _NUMERIC_COLUMNS:
-        values[column] = float(values[column])
-    return SignalRecord(**values)
 
 
 async def list_signals(
@@ -217,16 +135,22 @@ async def list_signals(
     if not 1 <= limit <= MAX_LIMIT:
         raise ValueError(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
     position = decode_cursor(cursor) if cursor is not None else None
-    where, params = _where(filters, position)
     # One row more than asked tells whether another page exists, without a count.
-    query = sql.SQL(
-        "select {columns} from signals {where} order by created_at desc, id desc limit %s"
-    ).format(columns=sql.SQL(", ").join(map(sql.Identifier, COLUMNS)), where=where)
-    async with db.read(caller) as conn:
-        rows = await (await conn.execute(query, [*params, limit + 1])).fetchall()
-    records = [_record(row) for row in rows[:limit]]
+    rows = await signals_store.newest_first(
+        db,
+        caller,
+        limit=limit + 1,
+        symbol=filters.symbol,
+        algorithm=filters.algorithm,
+        timeframe=filters.timeframe,
+        direction=filters.direction,
+        min_score=filters.min_score,
+        since=filters.since,
+        after=None if position is None else (position.created_at, position.id),
+    )
+    signals = rows[:limit]
     next_cursor = None
     if len(rows) > limit:
-        last = records[-1]
+        last = signals[-1]
         next_cursor = encode_cursor(last.created_at, last.id)
-    return SignalPage(signals=records, next_cursor=next_cursor)
+    return SignalPage(signals=signals, next_cursor=next_cursor)

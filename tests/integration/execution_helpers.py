@@ -44,7 +44,7 @@ from lib.services.accounts import connect_account
 from lib.services.auth.users import create_local_user
 from lib.services.execution.deps import ExecutorDeps, FiltersLookup, outcomes_summary
 from lib.services.execution.fanout import execute_pending
-from lib.services.instruments_cache import get_filters
+from lib.services.instruments.cache import get_filters
 from lib.services.tracking import TrackerDeps
 
 #: The symbols the paper exchange lists (its bundled candles).

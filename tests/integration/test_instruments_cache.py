@@ -30,7 +30,8 @@ from lib.errors import ExchangeRejected, ExchangeUnavailable
 from lib.exchange.access import MarketAccess
 from lib.exchange.market import MarketDataClient, RetryPolicy
 from lib.exchange.models import Instrument
-from lib.services.instruments_cache import LocalMemo, get_filters, get_snapshot
+from lib.services.instruments.cache import get_filters, get_snapshot
+from lib.services.instruments.memo import LocalMemo
 
 CATEGORY = "spot"  # the RLS matrix owns the 'inverse' row; 'linear' is what the functions use most
 TTL = timedelta(seconds=300)  # app_settings instruments_cache.ttl_seconds, as seeded
@@ -280,14 +281,14 @@ async def test_an_exchange_outage_with_an_expired_entry_serves_the_stale_filters
     clock.advance(seconds=TTL.total_seconds() + 1)
     down = CountingMarket(unreachable_url)
 
-    with caplog.at_level(logging.WARNING, logger="lib.services.instruments_cache"):
+    with caplog.at_level(logging.WARNING, logger="aitradex.instruments"):
         served = await get_snapshot(db, down, CATEGORY, clock, environment=environment, memo=None)
 
     assert down.fetches == [CATEGORY]
     assert served.stale
     assert served.filters == cached.filters
     assert served.fetched_at == cached.fetched_at
-    logged = [r.getMessage() for r in caplog.records if r.name == "lib.services.instruments_cache"]
+    logged = [r.getMessage() for r in caplog.records if r.name == "aitradex.instruments"]
     assert logged == ["instruments_cache_serving_stale"]
     entry = await stored_entry(db, CATEGORY, environment)
     assert entry is not None

@@ -31,13 +31,9 @@ from lib.exchange.market import MarketDataClient, RetryPolicy
 from lib.exchange.rate_limit import RateLimiter
 from lib.research.bundled_data import BUNDLED_DATA_DIR, list_symbols, load_candles
 from lib.services import diagnostics
-from lib.services.scanning.scanner import (
-    ScanRequest,
-    ScanSettings,
-    load_scan_settings,
-    run_scans,
-    scan,
-)
+from lib.services.scanning.models import ScanRequest
+from lib.services.scanning.scanner import run_scans, scan
+from lib.services.scanning.settings import ScanSettings, load_scan_settings
 
 START_CANDLES = 2_600
 FIVE_MIN = timedelta(minutes=5)
@@ -525,7 +521,7 @@ def test_a_malformed_scanner_setting_is_a_config_error(values: dict[str, Any]) -
 
 
 def test_a_signal_expires_its_ttl_in_candles_after_its_bar_closes() -> None:
-    from lib.services.scanning.scanner import expires_at_ms
+    from lib.services.scanning.candidates import expires_at_ms
 
     bar = int(datetime(2018, 1, 12, 7, 0, tzinfo=UTC).timestamp() * 1000)
     assert expires_at_ms("5", bar, 3) == bar + 4 * 5 * 60_000
@@ -534,7 +530,7 @@ def test_a_signal_expires_its_ttl_in_candles_after_its_bar_closes() -> None:
 
 
 def test_candidates_the_table_would_refuse_are_reported_instead_of_failing_the_batch() -> None:
-    from lib.services.scanning.scanner import check_candidates
+    from lib.services.scanning.candidates import check_candidates
 
     times = np.array([0, 300_000], dtype=np.int64)
     prices = np.ones((3, 2))

@@ -18,7 +18,8 @@ from lib.core.instruments import (
     suggest,
     validate_order,
 )
-from lib.services.instruments_cache import InstrumentsSnapshot, LocalMemo
+from lib.services.instruments.memo import LocalMemo
+from lib.services.instruments.payload import InstrumentsSnapshot
 
 # ETHBTC as the paper exchange lists it.
 ETH = InstrumentFilters(
@@ -234,7 +235,7 @@ def test_symbols_split_into_base_and_quote_by_their_quote_suffix(
     assert split_symbol(symbol) == expected
 
 
-# -- the process memo (lib.services.instruments_cache.LocalMemo; no I/O involved) ------------------------------
+# -- the process memo (lib.services.instruments.memo.LocalMemo; no I/O involved) ------------------------
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

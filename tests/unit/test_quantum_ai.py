@@ -1,4 +1,8 @@
-"""quantum_ai: the versioned weights, deterministic inference, calibration, reproducible training."""
+"""quantum_ai: the versioned weights, deterministic inference, calibration, training on small data.
+
+The full retraining on the bundled data (it must reproduce the committed weights) is an integration
+test: tests/integration/test_quantum_ai_training.py.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +16,10 @@ import pytest
 
 from lib.core.candles import CandlePanel, Candles
 from lib.errors import ConfigError
+from lib.research import training as t
 from lib.research.bundled_data import load_all
 from lib.scoring import quantum_ai as q
+from lib.scoring import quantum_ai_weights as w
 from lib.scoring import score
 from lib.scoring.features import panel_features, single_symbol_panel
 
@@ -24,8 +30,8 @@ def bundled() -> dict[str, Candles]:
 
 
 @pytest.fixture(scope="module")
-def weights() -> q.QuantumWeights:
-    return q.load_weights()
+def weights() -> w.QuantumWeights:
+    return w.load_weights()
 
 
 def window_panel(bundled: dict[str, Candles], end: int, length: int = 300) -> CandlePanel:
@@ -57,19 +63,19 @@ def small_subset(bundled: dict[str, Candles]) -> dict[str, Candles]:
     return out
 
 
-SMALL = q.TrainConfig(folds=2, rounds=40, min_leaf=100)
+SMALL = t.TrainConfig(folds=2, rounds=40, min_leaf=100)
 
 
 def test_the_versioned_weights_load_and_describe_their_training(
-    weights: q.QuantumWeights, bundled: dict[str, Candles]
+    weights: w.QuantumWeights, bundled: dict[str, Candles]
 ) -> None:
     assert weights.version == "quantum_ai_v1"
-    assert weights.final.model.feature_names == q.FEATURE_NAMES
+    assert weights.final.model.feature_names == w.FEATURE_NAMES
     assert (weights.horizon_bars, weights.sl_atr, weights.tp_atr, weights.bar_minutes) == (48, 1.5, 3.0, 5.0)
     training = weights.training
-    assert training["data_fingerprint"] == q.data_fingerprint(bundled)
+    assert training["data_fingerprint"] == t.data_fingerprint(bundled)
     assert training["symbols"] == sorted(bundled)
-    assert training["config"]["rounds"] == q.TrainConfig().rounds
+    assert training["config"]["rounds"] == t.TrainConfig().rounds
     assert len(weights.folds) == training["config"]["folds"] == 4
     for fold in training["metrics"]["folds"]:
         assert 0.45 < fold["calibrated"]["auc"] < 0.75
@@ -78,16 +84,16 @@ def test_the_versioned_weights_load_and_describe_their_training(
 
 
 def test_weights_with_other_feature_names_are_refused(tmp_path: Path) -> None:
-    raw = json.loads(q.WEIGHTS_PATH.read_text())
+    raw = json.loads(w.WEIGHTS_PATH.read_text())
     raw["final"]["features"][1]["name"] = "astrology"
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(raw))
     with pytest.raises(ConfigError, match="features"):
-        q.load_weights(bad)
+        w.load_weights(bad)
     raw["version"] = "quantum_ai_v0"
     bad.write_text(json.dumps(raw))
     with pytest.raises(ConfigError, match="version"):
-        q.load_weights(bad)
+        w.load_weights(bad)
 
 
 def test_inference_is_deterministic_and_scores_are_probabilities(bundled: dict[str, Candles]) -> None:
@@ -101,7 +107,7 @@ def test_inference_is_deterministic_and_scores_are_probabilities(bundled: dict[s
             # Components are contributions to the calibrated logit: they add up to logit(score / 100).
             p = cand.score / 100
             assert sum(cand.components.values()) == pytest.approx(math.log(p / (1 - p)), abs=1e-9)
-            assert set(cand.components) == {"intercept", *q.FEATURE_NAMES}
+            assert set(cand.components) == {"intercept", *w.FEATURE_NAMES}
 
 
 def test_the_scanner_path_scores_the_last_bar_exactly_like_the_backtest_path(
@@ -121,15 +127,15 @@ def test_the_side_with_the_higher_probability_is_chosen(bundled: dict[str, Candl
     c = bundled["XLMBTC"]
     panel = single_symbol_panel("XLMBTC", c.open_time_ms, c.open, c.high, c.low, c.close, c.volume)
     bars = q.score_bars(panel)
-    model = q.load_weights().final
+    model = w.load_weights().final
     pf_panel = panel_features(panel)
     probabilities = {}
     for d in (1.0, -1.0):
         x = q.side_features(pf_panel, d)
-        matrix = np.column_stack([x[name][0] for name in q.FEATURE_NAMES])
+        matrix = np.column_stack([x[name][0] for name in w.FEATURE_NAMES])
         ok = np.all(np.isfinite(matrix), axis=1)
         p = np.full(matrix.shape[0], np.nan)
-        p[ok] = q.calibrated_probability(model, matrix[ok])
+        p[ok] = t.calibrated_probability(model, matrix[ok])
         probabilities[d] = p
     valid = bars.valid[0]
     best = np.maximum(probabilities[1.0], probabilities[-1.0])
@@ -139,7 +145,7 @@ def test_the_side_with_the_higher_probability_is_chosen(bundled: dict[str, Candl
     assert 0 < longs.mean() < 1  # both sides occur
 
 
-def test_calibrated_probabilities_match_observed_rates_out_of_fold(weights: q.QuantumWeights) -> None:
+def test_calibrated_probabilities_match_observed_rates_out_of_fold(weights: w.QuantumWeights) -> None:
     oof = weights.training["metrics"]["out_of_fold"]
     pooled = oof["walk_forward_calibrated"]
     assert abs(pooled["mean_predicted"] - pooled["base_rate"]) < 0.03
@@ -152,53 +158,19 @@ def test_training_twice_on_a_small_subset_gives_identical_weights(bundled: dict[
     subset = small_subset(bundled)
     runs = []
     for _ in range(2):
-        dataset = q.build_dataset(subset, SMALL.horizon_bars)
-        result = q.train(dataset, SMALL, fingerprint=q.data_fingerprint(subset))
-        runs.append(q.dump_weights(result.weights))
+        dataset = t.build_dataset(subset, SMALL.horizon_bars)
+        result = t.train(dataset, SMALL, fingerprint=t.data_fingerprint(subset))
+        runs.append(w.dump_weights(result.weights))
     assert runs[0] == runs[1]
-    reloaded = q.weights_from_json(json.loads(runs[0]))
-    assert q.dump_weights(reloaded) == runs[0]  # the file format round-trips exactly
+    reloaded = w.weights_from_json(json.loads(runs[0]))
+    assert w.dump_weights(reloaded) == runs[0]  # the file format round-trips exactly
     assert len(reloaded.folds) == 2
 
 
-def assert_same_document(fresh: object, committed: object, where: str = "") -> None:
-    """Equal structure, keys and strings; numbers equal up to float rounding.
-
-    On this machine the two are byte-identical (``scripts/train_quantum_ai.py --check``); another CPU or
-    numpy build may round a sum differently in the last bits, which must not fail the suite.
-    """
-    if isinstance(committed, dict):
-        assert isinstance(fresh, dict), where
-        assert fresh.keys() == committed.keys(), where
-        for key in committed:
-            assert_same_document(fresh[key], committed[key], f"{where}.{key}")
-    elif isinstance(committed, list):
-        assert isinstance(fresh, list), where
-        assert len(fresh) == len(committed), where
-        for i, (a, b) in enumerate(zip(fresh, committed, strict=True)):
-            assert_same_document(a, b, f"{where}[{i}]")
-    elif isinstance(committed, float):
-        assert fresh == pytest.approx(committed, rel=1e-7, abs=1e-9), where
-    else:
-        assert fresh == committed, where
-
-
-def test_the_committed_weights_are_what_training_on_the_bundled_data_produces(
-    bundled: dict[str, Candles],
-) -> None:
-    config = q.TrainConfig()
-    result = q.train(
-        q.build_dataset(bundled, config.horizon_bars), config, fingerprint=q.data_fingerprint(bundled)
-    )
-    fresh = json.loads(q.dump_weights(result.weights))
-    committed = json.loads(q.WEIGHTS_PATH.read_text(encoding="utf-8"))
-    assert_same_document(fresh, committed)
-
-
 def test_walk_forward_training_never_postdates_validation(bundled: dict[str, Candles]) -> None:
-    dataset = q.build_dataset(small_subset(bundled), 48)
+    dataset = t.build_dataset(small_subset(bundled), 48)
     horizon_ms = 48 * 5 * 60 * 1000
-    splits = q.walk_forward_splits(dataset.time_ms, 4, horizon_ms)
+    splits = t.walk_forward_splits(dataset.time_ms, 4, horizon_ms)
     assert [s.fold for s in splits] == [1, 2, 3, 4]
     previous_train = 0
     for split in splits:
@@ -216,10 +188,10 @@ def test_walk_forward_training_never_postdates_validation(bundled: dict[str, Can
         assert a.valid_to_ms == b.valid_from_ms  # consecutive, non-overlapping validation blocks
 
 
-def test_each_fold_is_calibrated_only_on_earlier_folds(weights: q.QuantumWeights) -> None:
+def test_each_fold_is_calibrated_only_on_earlier_folds(weights: w.QuantumWeights) -> None:
     folds = weights.training["metrics"]["folds"]
     assert folds[0]["calibration"] == "none (no earlier fold)"
-    assert weights.folds[0].model.platt == q.Platt(1.0, 0.0)
+    assert weights.folds[0].model.platt == w.Platt(1.0, 0.0)
     assert all(f["calibration"] == "platt on earlier folds" for f in folds[1:])
     for fold in folds:
         assert fold["train_to_ms"] + 48 * 5 * 60 * 1000 < fold["valid_from_ms"]
@@ -229,18 +201,18 @@ def test_platt_scaling_recovers_a_known_calibration() -> None:
     rng = np.random.default_rng(3)
     logit = rng.normal(0, 1.5, 200_000)
     y = (rng.uniform(size=logit.shape) < 1 / (1 + np.exp(-(0.5 * logit - 1.0)))).astype(np.float64)
-    platt = q.fit_platt(logit, y)
+    platt = t.fit_platt(logit, y)
     assert platt.a == pytest.approx(0.5, abs=0.02)
     assert platt.b == pytest.approx(-1.0, abs=0.02)
 
 
 def test_auc_counts_ranking_quality_and_ties() -> None:
     y = np.array([0.0, 0.0, 1.0, 1.0])
-    assert q.auc(y, np.array([0.1, 0.2, 0.3, 0.4])) == 1.0
-    assert q.auc(y, np.array([0.4, 0.3, 0.2, 0.1])) == 0.0
-    assert q.auc(y, np.array([0.5, 0.5, 0.5, 0.5])) == 0.5
-    assert q.auc(y, np.array([0.1, 0.3, 0.2, 0.4])) == 0.75
-    assert math.isnan(q.auc(np.ones(3), np.array([0.1, 0.2, 0.3])))
+    assert t.auc(y, np.array([0.1, 0.2, 0.3, 0.4])) == 1.0
+    assert t.auc(y, np.array([0.4, 0.3, 0.2, 0.1])) == 0.0
+    assert t.auc(y, np.array([0.5, 0.5, 0.5, 0.5])) == 0.5
+    assert t.auc(y, np.array([0.1, 0.3, 0.2, 0.4])) == 0.75
+    assert math.isnan(t.auc(np.ones(3), np.array([0.1, 0.2, 0.3])))
 
 
 def test_boosting_learns_a_step_that_is_in_the_data() -> None:
@@ -248,22 +220,22 @@ def test_boosting_learns_a_step_that_is_in_the_data() -> None:
     rng = np.random.default_rng(5)
     x = rng.normal(size=(20_000, 2))
     y = (rng.uniform(size=20_000) < np.where(x[:, 0] > 0, 0.7, 0.2)).astype(np.float64)
-    edges = q.fit_bins(x, 16)
-    config = q.TrainConfig(rounds=200, min_leaf=200, l2=1.0, learning_rate=0.2)
-    model = q.fit_boosted(q.bin_codes(x, edges), y, edges, config, names=("x0", "x1"))
-    p = 1 / (1 + np.exp(-q.raw_logit(model, np.array([[1.0, 0.0], [-1.0, 0.0]]))))
+    edges = t.fit_bins(x, 16)
+    config = t.TrainConfig(rounds=200, min_leaf=200, l2=1.0, learning_rate=0.2)
+    model = t.fit_boosted(t.bin_codes(x, edges), y, edges, config, names=("x0", "x1"))
+    p = 1 / (1 + np.exp(-t.raw_logit(model, np.array([[1.0, 0.0], [-1.0, 0.0]]))))
     assert p[0] == pytest.approx(0.7, abs=0.05)
     assert p[1] == pytest.approx(0.2, abs=0.05)
     spread = [float(np.ptp(t)) for t in model.tables]
     assert spread[0] > 5 * spread[1]  # the noise feature barely moves the score
     # Tables are centered on the training data: the mean contribution of each feature is 0.
-    codes = q.bin_codes(x, model.edges)
+    codes = t.bin_codes(x, model.edges)
     for f in range(2):
         assert abs(float(model.tables[f][codes[:, f]].mean())) < 1e-12
 
 
 def test_bin_edges_never_sit_on_a_data_value() -> None:
     x = np.repeat(np.arange(100, dtype=np.float64), 7).reshape(-1, 1)
-    (edges,) = q.fit_bins(x, 8)
+    (edges,) = t.fit_bins(x, 8)
     assert edges.size <= 7
     assert not np.isin(edges, x).any()

@@ -6,7 +6,7 @@ import pytest
 
 from lib.errors import ConfigError
 from lib.ops.rebuild import APP_SETTINGS_FILE, load_seed
-from lib.services.scanning.scanner import ScanSettings
+from lib.services.scanning.settings import ScanSettings
 
 
 def test_an_algorithm_with_an_override_uses_it_and_the_others_use_the_common_threshold() -> None:

@@ -18,7 +18,8 @@ from lib.crypto import KeyVault
 from lib.db.session import Database
 from lib.db.target import database_target
 from lib.exchange.access import MarketAccess
-from lib.exchange.trading import PybitExchange, TradingExchange
+from lib.exchange.ports import TradingExchange
+from lib.exchange.trading import PybitExchange
 from lib.local_state import read_services
 from lib.services.diagnostics import HealthCache
 from lib.services.execution.executor import ExecutorDeps

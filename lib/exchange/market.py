@@ -11,6 +11,7 @@ What this client promises, request by request:
   ban cooldown, so no request leaves this process until then: later requests fail fast with
   ``IpBanned`` instead of hammering a banned IP;
 - any other non-zero retCode raises ``ExchangeRejected`` carrying ``ret_code``/``ret_msg``;
+- which retCode means what is read from the one table, :mod:`lib.exchange.bybit`;
 - bad arguments raise ``InvalidRequest`` before anything is sent.
 
 No credentials pass through this module: these endpoints are public.
@@ -25,14 +26,12 @@ import re
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from types import MappingProxyType
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from lib.core.timeframes import TIMEFRAMES
-from lib.core.vocabulary import ENVIRONMENTS
 from lib.errors import (
     AitradexError,
     ConfigError,
@@ -43,58 +42,17 @@ from lib.errors import (
     IpBanned,
     RateLimited,
 )
+from lib.exchange import bybit
 from lib.exchange.models import Instrument, Klines, ServerTime, Ticker
+from lib.exchange.ports import KlinesBatch
 from lib.exchange.rate_limit import Clock, PauseTooLong, RateLimiter, Sleep
 
 logger = logging.getLogger(__name__)
 
-#: Where each Bybit environment serves its REST API. ``paper`` has no entry: it is local and its
-#: address comes from configuration (see :func:`base_url_for`).
-BASE_URLS: Mapping[str, str] = MappingProxyType(
-    {
-        "mainnet": "https://api.bybit.com",
-        "testnet": "https://api-testnet.bybit.com",
-        "demo": "https://api-demo.bybit.com",
-    }
-)
-
-CATEGORIES: tuple[str, ...] = ("spot", "linear", "inverse", "option")
-#: Kline is not served for options.
-KLINE_CATEGORIES: tuple[str, ...] = ("spot", "linear", "inverse")
-KLINE_MAX_LIMIT = 1000
-#: instruments-info pages hold at most this many entries (spot ignores paging and returns all).
-INSTRUMENTS_PAGE_LIMIT = 1000
-#: Bybit bans for "at least 10 minutes" after a 403.
-DEFAULT_BAN_COOLDOWN_S = 600.0
-
-_RATE_LIMIT_CODES = frozenset({10006, 10018})  # too many visits (UID), exceeded the IP rate limit
-_SERVER_ERROR_CODES = frozenset({10000, 10016})  # server timeout, server error
-_IP_BANNED_CODES = frozenset({10009})  # IP has been banned
-_RESET_HEADER = "X-Bapi-Limit-Reset-Timestamp"
 _IP_BAN_REASON = "ip_ban"
 _RATE_LIMIT_REASON = "rate_limited"
 _SYMBOL_RE = re.compile(r"^[A-Z0-9][A-Z0-9_-]{0,63}$")
 _MAX_PAGES = 100
-
-
-def base_url_for(environment: str, *, paper_url: str | None = None) -> str:
-    """The REST base URL of a Bybit environment; ``paper`` needs its URL given explicitly."""
-    if environment == "paper":
-        if not paper_url:
-            raise ConfigError("the paper environment needs an explicit base URL (the local paper exchange)")
-        return _checked_base_url(paper_url)
-    try:
-        return BASE_URLS[environment]
-    except KeyError:
-        raise ConfigError(
-            f"unknown exchange environment {environment!r}", details={"allowed": list(ENVIRONMENTS)}
-        ) from None
-
-
-def _checked_base_url(url: str) -> str:
-    if not url.startswith(("http://", "https://")):
-        raise ConfigError(f"exchange base URL must start with http:// or https://, got {url!r}")
-    return url.rstrip("/")
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,14 +80,6 @@ class RetryPolicy:
         return cap / 2 + rng.random() * cap / 2
 
 
-@dataclass(frozen=True, slots=True)
-class KlinesBatch:
-    """The outcome of :meth:`MarketDataClient.klines_many`: each symbol's candles or its error."""
-
-    klines: dict[str, Klines] = field(default_factory=dict)
-    errors: dict[str, AitradexError] = field(default_factory=dict)
-
-
 class MarketDataClient:
     """Bybit V5 public market data. All I/O goes through the injected ``http`` client.
 
@@ -145,7 +95,7 @@ class MarketDataClient:
         *,
         limiter: RateLimiter | None = None,
         retry: RetryPolicy | None = None,
-        ban_cooldown_s: float = DEFAULT_BAN_COOLDOWN_S,
+        ban_cooldown_s: float = bybit.DEFAULT_BAN_COOLDOWN_S,
         max_pause_wait_s: float = 30.0,
         sleep: Sleep = asyncio.sleep,
         clock: Clock = time.monotonic,
@@ -153,7 +103,7 @@ class MarketDataClient:
         rng: random.Random | None = None,
     ) -> None:
         self._http = http
-        self._base_url = _checked_base_url(base_url)
+        self._base_url = bybit.checked_base_url(base_url)
         self._limiter = limiter if limiter is not None else RateLimiter(clock=clock, sleep=sleep)
         self._retry = retry if retry is not None else RetryPolicy()
         self._ban_cooldown_s = ban_cooldown_s
@@ -174,7 +124,7 @@ class MarketDataClient:
         timeout_s: float = 10.0,
     ) -> AsyncIterator[MarketDataClient]:
         """A client with its own ``httpx.AsyncClient``, closed when the ``async with`` block ends."""
-        base_url = base_url_for(environment, paper_url=paper_url)
+        base_url = bybit.base_url_for(environment, paper_url=paper_url)
         async with httpx.AsyncClient(
             timeout=httpx.Timeout(timeout_s), headers={"User-Agent": "aitradex/market-data"}
         ) as http:
@@ -194,22 +144,22 @@ class MarketDataClient:
 
     async def server_time(self) -> ServerTime:
         """Bybit's clock (``/v5/market/time``)."""
-        result = await self._get("/v5/market/time", {})
+        result = await self._get(bybit.SERVER_TIME, {})
         return ServerTime.from_bybit(result)
 
     async def instruments(self, category: str, symbol: str | None = None) -> list[Instrument]:
         """Every instrument of ``category`` (or just ``symbol``), following ``nextPageCursor`` to the end."""
-        _check_category(category, CATEGORIES)
+        _check_category(category, bybit.CATEGORIES)
         params: dict[str, str | int] = {"category": category}
         if symbol is not None:
             params["symbol"] = _checked_symbol(symbol)
         if category != "spot":  # spot has no paging: limit and cursor are not accepted there
-            params["limit"] = INSTRUMENTS_PAGE_LIMIT
+            params["limit"] = bybit.INSTRUMENTS_PAGE_LIMIT
 
         instruments: list[Instrument] = []
         seen_cursors: set[str] = set()
         for _ in range(_MAX_PAGES):
-            result = await self._get("/v5/market/instruments-info", params)
+            result = await self._get(bybit.INSTRUMENTS_INFO, params)
             instruments.extend(Instrument.from_bybit(category, item) for item in _result_list(result))
             cursor = result.get("nextPageCursor") or ""
             if not isinstance(cursor, str) or not cursor:
@@ -224,11 +174,11 @@ class MarketDataClient:
 
     async def tickers(self, category: str, symbol: str | None = None) -> list[Ticker]:
         """24-hour tickers of every symbol of ``category`` (or just ``symbol``)."""
-        _check_category(category, CATEGORIES)
+        _check_category(category, bybit.CATEGORIES)
         params: dict[str, str | int] = {"category": category}
         if symbol is not None:
             params["symbol"] = _checked_symbol(symbol)
-        result = await self._get("/v5/market/tickers", params)
+        result = await self._get(bybit.TICKERS, params)
         return [Ticker.from_bybit(item) for item in _result_list(result)]
 
     async def klines(
@@ -304,7 +254,7 @@ class MarketDataClient:
             params["start"] = start
         if end is not None:
             params["end"] = end
-        result = await self._get("/v5/market/kline", params)
+        result = await self._get(bybit.KLINE, params)
         return Klines.from_bybit(category, symbol, interval, _result_list(result))
 
     # -- transport ---------------------------------------------------------------------------------
@@ -401,29 +351,29 @@ class MarketDataClient:
         ret_msg = str(envelope.get("retMsg", ""))
         if not isinstance(ret_code, int) or isinstance(ret_code, bool):
             raise ExchangeUnavailable(f"Bybit's answer to {path} has no integer retCode", details=details)
-        if ret_code == 0:
+        if ret_code == bybit.OK:
             result = envelope.get("result")
             if not isinstance(result, dict):
                 raise ExchangeError(f"Bybit's answer to {path} has no result object", details=details)
             return result
-        if ret_code in _RATE_LIMIT_CODES:
-            raise RateLimited(
+        error = bybit.error_class(ret_code)
+        if error is RateLimited:
+            raise bybit.ret_code_error(
+                ret_code,
+                ret_msg,
                 f"Bybit rate-limited {path}",
-                ret_code=ret_code,
-                ret_msg=ret_msg,
                 details={**details, **self._retry_after(response)},
             )
-        if ret_code in _SERVER_ERROR_CODES:
-            raise ExchangeUnavailable(
-                f"Bybit had a server error on {path}", ret_code=ret_code, ret_msg=ret_msg, details=details
-            )
-        if ret_code in _IP_BANNED_CODES:
+        if error is IpBanned:
             raise self._banned(path, f"Bybit reports this IP as banned ({path})", ret_code, ret_msg)
-        raise ExchangeRejected(
-            f"Bybit rejected {path}: {ret_msg or 'no message'}",
-            ret_code=ret_code,
-            ret_msg=ret_msg,
-            details=details,
+        if error is ExchangeUnavailable:
+            raise bybit.ret_code_error(
+                ret_code, ret_msg, f"Bybit had a server error on {path}", details=details
+            )
+        # Refused on purpose; an auth failure's message may echo the signed string, so it is not kept.
+        shown = "" if ret_code in bybit.AUTH_RET_CODES else ret_msg
+        raise bybit.ret_code_error(
+            ret_code, ret_msg, f"Bybit rejected {path}: {shown or 'no message'}", details=details
         )
 
     def _banned(
@@ -441,7 +391,7 @@ class MarketDataClient:
 
     def _retry_after(self, response: httpx.Response) -> dict[str, float]:
         """``{"retry_after_s": s}`` from Bybit's reset timestamp header, bounded; empty if absent."""
-        raw = response.headers.get(_RESET_HEADER)
+        raw = response.headers.get(bybit.RATE_LIMIT_RESET_HEADER)
         if raw is None:
             return {}
         try:
@@ -500,15 +450,17 @@ def _check_kline_args(
     category: str, interval: str | int, limit: int, start: int | None, end: int | None
 ) -> str:
     """Validate the arguments shared by every kline request; returns the interval in Bybit's spelling."""
-    _check_category(category, KLINE_CATEGORIES)
+    _check_category(category, bybit.KLINE_CATEGORIES)
     spelled = str(interval)
     if spelled not in TIMEFRAMES:
         raise InvalidRequest(
             f"unknown kline interval {interval!r}",
             details={"interval": spelled, "allowed": list(TIMEFRAMES)},
         )
-    if not 1 <= limit <= KLINE_MAX_LIMIT:
-        raise InvalidRequest(f"kline limit must be between 1 and {KLINE_MAX_LIMIT}", details={"limit": limit})
+    if not 1 <= limit <= bybit.KLINE_MAX_LIMIT:
+        raise InvalidRequest(
+            f"kline limit must be between 1 and {bybit.KLINE_MAX_LIMIT}", details={"limit": limit}
+        )
     for name, value in (("start", start), ("end", end)):
         if value is not None and value < 0:
             raise InvalidRequest(f"kline {name} must be epoch milliseconds", details={name: value})

@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from lib.errors import AitradexError, ExchangeRejected, Forbidden, InvalidRequest, MalformedBody
+from lib.exchange import bybit
 from lib.paper_exchange.auth import authenticate
 from lib.paper_exchange.config import PaperExchangeConfig
 from lib.paper_exchange.engine import PaperEngine, parse_balance
@@ -36,8 +37,12 @@ from lib.paper_exchange.ratelimit import RateStatus, rate_limited_status
 from lib.paper_exchange.tickers import ticker
 from lib.paper_exchange.views import order_view, position_view, wallet_view
 
-RATE_LIMITED = 10006
 _LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+#: The answers of the faults that record an order and then report a server error (Bybit's messages).
+_ACCEPTED_ERRORS: Mapping[Fault, tuple[int, str]] = {
+    Fault.ACCEPTED_SERVER_TIMEOUT: (bybit.SERVER_TIMEOUT, "Server Timeout"),
+    Fault.ACCEPTED_SERVER_ERROR: (bybit.SERVER_ERROR, "Server error"),
+}
 
 Params = Mapping[str, Any]
 MarketHandler = Callable[[PaperEngine, Params, int], dict[str, Any]]
@@ -67,7 +72,9 @@ def _bybit_error(
 
 
 def _rate_limited(engine: PaperEngine, status: RateStatus) -> JSONResponse:
-    return JSONResponse(_envelope(engine, {}, RATE_LIMITED, "Too many visits!"), headers=status.headers())
+    return JSONResponse(
+        _envelope(engine, {}, bybit.TOO_MANY_VISITS, "Too many visits!"), headers=status.headers()
+    )
 
 
 async def _injected_fault(engine: PaperEngine, group: str, *, order_create: bool = False) -> Response | Fault:
@@ -277,7 +284,9 @@ def _private_endpoint(
             return _bybit_error(engine, exc)
         account = engine.book.account_for_key(api_key)
         if account is None:  # authenticate found its secret, so this cannot happen; typed for mypy
-            return _bybit_error(engine, ExchangeRejected("API key is invalid.", ret_code=10003))
+            return _bybit_error(
+                engine, ExchangeRejected("API key is invalid.", ret_code=bybit.INVALID_API_KEY)
+            )
         status = engine.limiter.hit(account.account_id, request.url.path, wall)
         if not status.allowed:
             return _rate_limited(engine, status)
@@ -290,6 +299,10 @@ def _private_endpoint(
             # The order is recorded and persisted; the client just never hears about it.
             await asyncio.sleep(engine.faults.spec("order").hang_ms / 1000)
             return PlainTextResponse("Gateway Time-out", status_code=504)
+        if fault in _ACCEPTED_ERRORS:
+            # The order is recorded and persisted; the client hears a server error, as Bybit sends it.
+            code, message = _ACCEPTED_ERRORS[fault]
+            return JSONResponse(_envelope(engine, {}, code, message), headers=status.headers())
         return _bybit(engine, result, status.headers())
 
     return endpoint
@@ -416,17 +429,17 @@ def create_app(config: PaperExchangeConfig, *, engine: PaperEngine | None = None
         paper.save()
 
     routes = [
-        Route("/v5/market/time", _market_endpoint(paper, server_time), methods=["GET"]),
-        Route("/v5/market/instruments-info", _market_endpoint(paper, instruments_info), methods=["GET"]),
-        Route("/v5/market/tickers", _market_endpoint(paper, tickers), methods=["GET"]),
-        Route("/v5/market/kline", _market_endpoint(paper, kline), methods=["GET"]),
+        Route(bybit.SERVER_TIME, _market_endpoint(paper, server_time), methods=["GET"]),
+        Route(bybit.INSTRUMENTS_INFO, _market_endpoint(paper, instruments_info), methods=["GET"]),
+        Route(bybit.TICKERS, _market_endpoint(paper, tickers), methods=["GET"]),
+        Route(bybit.KLINE, _market_endpoint(paper, kline), methods=["GET"]),
         Route(
-            "/v5/order/create", _private_endpoint(paper, order_create, order_create=True), methods=["POST"]
+            bybit.ORDER_CREATE, _private_endpoint(paper, order_create, order_create=True), methods=["POST"]
         ),
-        Route("/v5/order/realtime", _private_endpoint(paper, order_realtime), methods=["GET"]),
-        Route("/v5/position/list", _private_endpoint(paper, position_list), methods=["GET"]),
-        Route("/v5/position/set-leverage", _private_endpoint(paper, set_leverage), methods=["POST"]),
-        Route("/v5/account/wallet-balance", _private_endpoint(paper, wallet_balance), methods=["GET"]),
+        Route(bybit.ORDER_REALTIME, _private_endpoint(paper, order_realtime), methods=["GET"]),
+        Route(bybit.POSITION_LIST, _private_endpoint(paper, position_list), methods=["GET"]),
+        Route(bybit.SET_LEVERAGE, _private_endpoint(paper, set_leverage), methods=["POST"]),
+        Route(bybit.WALLET_BALANCE, _private_endpoint(paper, wallet_balance), methods=["GET"]),
         *_controls(paper),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)

@@ -607,6 +607,49 @@ def test_an_order_accepted_before_a_timeout_is_recorded(exchange: str) -> None:
     assert caught.value.status_code == 110072
 
 
+@pytest.mark.parametrize(
+    ("fault", "ret_code", "ret_msg"),
+    [
+        ("accepted_server_timeout_probability", 10000, "Server Timeout"),
+        ("accepted_server_error_probability", 10016, "Server error"),
+    ],
+)
+def test_an_order_accepted_then_answered_with_a_server_error_is_recorded(
+    exchange: str, fault: str, ret_code: int, ret_msg: str
+) -> None:
+    account = create_paper_account(exchange)
+    HTTP_CLIENT.post(f"{exchange}/_paper/faults", json={"seed": 1, "order": {fault: 1.0}})
+    client = session(exchange, account)
+    # Only order create meets the fault: the account's other signed calls answer as usual.
+    assert client.get_wallet_balance(accountType="UNIFIED")["retCode"] == 0
+    with pytest.raises(InvalidRequestError) as answered:
+        client.place_order(
+            category="linear",
+            symbol=SYMBOL,
+            side="Buy",
+            orderType="Market",
+            qty="1000",
+            orderLinkId="said-no",
+        )
+    assert (answered.value.status_code, answered.value.message) == (ret_code, ret_msg)
+    found = client.get_open_orders(category="linear", orderLinkId="said-no")["result"]["list"]
+    assert [o["orderStatus"] for o in found] == ["Filled"]
+    # Sent again with the same orderLinkId (the fault still on): a duplicate, nothing new recorded.
+    with pytest.raises(InvalidRequestError) as again:
+        client.place_order(
+            category="linear",
+            symbol=SYMBOL,
+            side="Buy",
+            orderType="Market",
+            qty="1000",
+            orderLinkId="said-no",
+        )
+    assert again.value.status_code == 110072
+    HTTP_CLIENT.post(f"{exchange}/_paper/faults", json={})
+    closed = client.get_open_orders(category="linear", settleCoin="USDT", openOnly=1)["result"]["list"]
+    assert [o["orderLinkId"] for o in closed] == ["said-no"]
+
+
 # ---------------------------------------------------------------------------------------------- controls
 
 

@@ -14,7 +14,8 @@ import pytest
 from lib.crypto import KeyVault
 from lib.db.session import Database
 from lib.errors import ExchangeRejected, ExchangeUnavailable, RateLimited
-from lib.exchange.trading import DUPLICATE_ORDER_LINK_ID, Credentials, OrderRequest, OrderState
+from lib.exchange.bybit import DUPLICATE_ORDER_LINK_ID
+from lib.exchange.ports import Credentials, OrderRequest, OrderState
 from lib.services.execution.executor import (
     EXCHANGE_STATUS,
     PLACE_ATTEMPTS,

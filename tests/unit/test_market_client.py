@@ -22,7 +22,8 @@ from lib.errors import (
     IpBanned,
     RateLimited,
 )
-from lib.exchange.market import MarketDataClient, RetryPolicy, base_url_for
+from lib.exchange.bybit import base_url_for
+from lib.exchange.market import MarketDataClient, RetryPolicy
 from lib.exchange.rate_limit import RateLimiter
 
 BASE = "https://api.bybit.com"

@@ -15,7 +15,8 @@ takes the baseline for candle jobs (a restart does not rescan the bar that close
 ``Every`` jobs are due at once. :meth:`Scheduler.run_forever` calls ``tick`` every ``poll_s`` seconds.
 
 Jobs never overlap themselves: a job still running when it is due again is skipped (and logged). A
-failing job is logged as JSON (``lib.log.log_event``) and changes nothing for the other jobs.
+failing job is logged as JSON (``lib.log.log_event``) at ERROR, with its traceback when the error is a
+bug (not an ``AitradexError``), and changes nothing for the other jobs.
 """
 
 from __future__ import annotations
@@ -281,12 +282,15 @@ class Scheduler:
             # Any failure, bug or not, stays inside this job: the scheduler and the other jobs go on.
             state.failures += 1
             fields: dict[str, object] = {"job": job.name, "error_type": type(exc).__name__}
+            # A deliberate error says what went wrong in its code and message; anything else is a bug,
+            # and its traceback is what tells where.
             if isinstance(exc, AitradexError):
                 fields |= {"code": exc.code, "error": exc.message}
             log_event(
                 logger,
                 "job_failed",
                 level=logging.ERROR,
+                exc_info=None if isinstance(exc, AitradexError) else exc,
                 duration_ms=round((time.perf_counter() - started) * 1000, 1),
                 **fields,
             )

@@ -29,11 +29,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-import httpx
-
 from lib.core.timeframes import TIMEFRAMES, candle_open_ms
-from lib.errors import AitradexError, ConfigError, ExchangeUnavailable
+from lib.errors import AitradexError, ConfigError, ExchangeError, ExchangeUnavailable
 from lib.log import log_event
+from lib.paper_exchange.client import AsyncPaperControls
 
 logger = logging.getLogger("aitradex.scheduler")
 
@@ -72,19 +71,15 @@ class PaperClock:
 
     async def now_ms(self) -> int:
         """Replay time in milliseconds. Raises ExchangeUnavailable when the paper exchange cannot say."""
-        url = self.paper_url.rstrip("/") + "/_paper/clock"
         try:
-            async with httpx.AsyncClient(timeout=self.timeout_s) as http:
-                response = await http.get(url)
-            response.raise_for_status()
-            value = response.json()["time_ms"]
-        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+            clock = await AsyncPaperControls(self.paper_url, timeout_s=self.timeout_s).clock()
+        except ExchangeError as exc:
+            # Whatever the cause (unreachable, refused, malformed), candle jobs wait for the next tick.
+            reason = exc.details.get("reason") or exc.code
             raise ExchangeUnavailable(
-                "the paper exchange's replay clock could not be read", details={"reason": type(exc).__name__}
+                "the paper exchange's replay clock could not be read", details={"reason": reason}
             ) from None
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise ExchangeUnavailable("the paper exchange's replay clock is not an integer")
-        return value
+        return clock.time_ms
 
 
 def market_clock_for(environment: str, *, paper_url: str | None) -> MarketClock:

@@ -17,13 +17,14 @@ from typing import Any
 import httpx
 import pytest
 import requests
-from pybit.exceptions import InvalidRequestError
+from pybit.exceptions import FailedRequestError, InvalidRequestError
 from pybit.unified_trading import HTTP
 
 from lib.core.candles import Candles
 from lib.core.timeframes import FIVE_MINUTES_MS
 from lib.exchange.signing import signed_headers
 from lib.paper_exchange import PaperAccount, PaperExchangeConfig, create_paper_account, running_paper_exchange
+from lib.paper_exchange.client import PaperControls
 from lib.paper_exchange.server import create_paper_account_async
 from lib.research.bundled_data import BUNDLED_DATA_DIR, load_candles
 
@@ -660,6 +661,23 @@ def test_account_creation_hands_out_a_working_key_pair(exchange: str) -> None:
     assert account.api_secret not in repr(account)
     wallet = session(exchange, account).get_wallet_balance(accountType="UNIFIED")["result"]["list"][0]
     assert wallet["totalWalletBalance"] == "2500"
+
+
+def test_the_controls_client_drives_the_exchange_over_http(exchange: str) -> None:
+    with httpx.Client(timeout=5) as http:
+        for paper in (PaperControls(exchange), PaperControls(exchange + "/", http=http)):
+            before = paper.clock()
+            assert before.time_ms == clock_ms(exchange)
+            after = paper.advance(2)
+            assert after.time_ms == before.time_ms + 2 * FIVE_MINUTES_MS == clock_ms(exchange)
+            account = paper.create_account("1234")
+            wallet = session(exchange, account).get_wallet_balance(accountType="UNIFIED")["result"]["list"][0]
+            assert wallet["totalWalletBalance"] == "1234"
+            assert paper.set_faults({"seed": 4, "order": {"http_5xx_probability": 1.0}})["seed"] == 4
+            with pytest.raises(FailedRequestError):  # the 5xx the plan asked for
+                session(exchange, account).get_wallet_balance(accountType="UNIFIED")
+            paper.clear_faults()
+            assert paper.faults()["order"]["http_5xx_probability"] == 0.0
 
 
 @pytest.mark.parametrize(

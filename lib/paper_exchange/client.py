@@ -1,6 +1,7 @@
 """A small client for the paper exchange's local ``/_paper`` controls: its clock, its faults, its accounts.
 
-The only place outside the paper exchange's own app that knows those URLs. :class:`PaperControls` is
+The only place outside the paper exchange's own app that uses those URLs (their paths are defined
+once, in :mod:`lib.paper_exchange.controls`). :class:`PaperControls` is
 synchronous (scripts, the CLI, tests), :class:`AsyncPaperControls` asynchronous (the scheduler's
 clock, the demo); both take an ``httpx`` client to reuse, or open one per call.
 
@@ -19,13 +20,9 @@ from typing import Any
 import httpx
 
 from lib.errors import ExchangeError, ExchangeUnavailable
+from lib.paper_exchange.controls import ACCOUNTS, ADVANCE, CLOCK, FAULTS, SET_CLOCK
 from lib.paper_exchange.faults import FaultPlan
 
-CLOCK = "/_paper/clock"
-ADVANCE = "/_paper/clock/advance"
-SET_CLOCK = "/_paper/clock/set"
-FAULTS = "/_paper/faults"
-ACCOUNTS = "/_paper/accounts"
 DEFAULT_TIMEOUT_S = 10.0
 #: A fault plan as the model or as the JSON object ``POST /_paper/faults`` takes.
 FaultPlanLike = FaultPlan | Mapping[str, Any]

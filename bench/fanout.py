@@ -64,7 +64,8 @@ from lib.crypto import KeyVault
 from lib.db.session import Caller, Database
 from lib.db.target import admin_connection, database_target
 from lib.exchange.access import MarketAccess
-from lib.exchange.trading import Credentials, OrderRequest, PybitExchange, TradingExchange
+from lib.exchange.ports import Credentials, OrderRequest, TradingExchange
+from lib.exchange.trading import PybitExchange
 from lib.paper_exchange import create_paper_account_async
 from lib.services.accounts import connect_account
 from lib.services.auth.users import create_local_user

@@ -178,13 +178,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_paper_account_create(args: argparse.Namespace) -> int:
-    from lib.paper_exchange.server import create_paper_account
+    from lib.paper_exchange.client import PaperControls
 
     settings = load_settings()
     facts = stack_runner.running_facts(settings)
     if facts is None:
         raise AitradexError("the local stack is not running: run `make demo` or `aitradex rebuild` first")
-    account = create_paper_account(str(facts["paper_exchange_url"]), args.balance)
+    account = PaperControls(str(facts["paper_exchange_url"])).create_account(args.balance)
     print(f"paper account {account.account_id} with {args.balance} USDT on {facts['paper_exchange_url']}")
     print("connect it with the trading-account function (environment: paper); keep the secret private:")
     print(f"API_KEY={account.api_key}")

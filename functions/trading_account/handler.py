@@ -30,7 +30,7 @@ from functions.trading_account.models import (
     TradingAccountResponse,
 )
 from lib.app.context import Context
-from lib.exchange.trading import Credentials
+from lib.exchange.ports import Credentials
 from lib.http.spec import FunctionSpec, StatusRequest, status_response
 from lib.log import log_event
 from lib.services.accounts import (

@@ -16,8 +16,8 @@ from lib.crypto import KeyVault
 from lib.db.session import Caller, Database
 from lib.errors import Forbidden
 from lib.exchange.access import MarketAccess
+from lib.exchange.ports import TradingExchange
 from lib.exchange.rate_limit import RateLimiter
-from lib.exchange.trading import TradingExchange
 from lib.services.diagnostics import HealthCache
 
 

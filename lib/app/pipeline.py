@@ -22,9 +22,10 @@ from functools import partial
 from typing import Any
 
 from lib.app.context import Services
-from lib.app.scheduler import CandleClose, Every, Job, MarketClock, Scheduler, market_clock_for
+from lib.app.scheduler import CandleClose, Every, Job, Scheduler
 from lib.app.wiring import executor_deps, tracker_deps
 from lib.core.timeframes import candle_open_ms
+from lib.exchange.market_clock import MarketClock, market_clock_for
 from lib.log import log_event
 from lib.services.execution.fanout import execute_pending
 from lib.services.scanning.models import ScanRequest

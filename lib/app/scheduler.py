@@ -15,7 +15,8 @@ takes the baseline for candle jobs (a restart does not rescan the bar that close
 ``Every`` jobs are due at once. :meth:`Scheduler.run_forever` calls ``tick`` every ``poll_s`` seconds.
 
 Jobs never overlap themselves: a job still running when it is due again is skipped (and logged). A
-failing job is logged as JSON (``lib.log.log_event``) and changes nothing for the other jobs.
+failing job is logged as JSON (``lib.log.log_event``) at ERROR, with its traceback when the error is a
+bug (not an ``AitradexError``), and changes nothing for the other jobs.
 """
 
 from __future__ import annotations
@@ -26,73 +27,17 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
-
-import httpx
+from typing import Literal
 
 from lib.core.timeframes import TIMEFRAMES, candle_open_ms
-from lib.errors import AitradexError, ConfigError, ExchangeUnavailable
+from lib.errors import AitradexError, ConfigError
+from lib.exchange.market_clock import MarketClock
 from lib.log import log_event
 
 logger = logging.getLogger("aitradex.scheduler")
 
 JobOutcome = Literal["ok", "failed"]
 Monotonic = Callable[[], float]
-
-
-# -- market clocks ---------------------------------------------------------------------------------
-
-
-class MarketClock(Protocol):
-    """Where candle boundaries are judged: the exchange's notion of "now", in epoch milliseconds."""
-
-    async def now_ms(self) -> int:
-        """The market's current time."""
-        ...
-
-
-@dataclass(frozen=True, slots=True)
-class WallClock:
-    """Wall time (UTC epoch): how Bybit's candles close. ``time_s`` is injectable for tests."""
-
-    time_s: Callable[[], float] = time.time
-
-    async def now_ms(self) -> int:
-        """Wall time in milliseconds."""
-        return int(self.time_s() * 1000)
-
-
-@dataclass(frozen=True, slots=True)
-class PaperClock:
-    """The paper exchange's replay time (``GET /_paper/clock``): its candles close in replay time."""
-
-    paper_url: str
-    timeout_s: float = 5.0
-
-    async def now_ms(self) -> int:
-        """Replay time in milliseconds. Raises ExchangeUnavailable when the paper exchange cannot say."""
-        url = self.paper_url.rstrip("/") + "/_paper/clock"
-        try:
-            async with httpx.AsyncClient(timeout=self.timeout_s) as http:
-                response = await http.get(url)
-            response.raise_for_status()
-            value = response.json()["time_ms"]
-        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
-            raise ExchangeUnavailable(
-                "the paper exchange's replay clock could not be read", details={"reason": type(exc).__name__}
-            ) from None
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise ExchangeUnavailable("the paper exchange's replay clock is not an integer")
-        return value
-
-
-def market_clock_for(environment: str, *, paper_url: str | None) -> MarketClock:
-    """The market clock of an exchange environment: replay time for ``paper``, wall time elsewhere."""
-    if environment == "paper":
-        if not paper_url:
-            raise ConfigError("the paper environment needs the paper exchange's URL for its clock")
-        return PaperClock(paper_url)
-    return WallClock()
 
 
 # -- schedules and jobs ----------------------------------------------------------------------------
@@ -281,12 +226,15 @@ class Scheduler:
             # Any failure, bug or not, stays inside this job: the scheduler and the other jobs go on.
             state.failures += 1
             fields: dict[str, object] = {"job": job.name, "error_type": type(exc).__name__}
+            # A deliberate error says what went wrong in its code and message; anything else is a bug,
+            # and its traceback is what tells where.
             if isinstance(exc, AitradexError):
                 fields |= {"code": exc.code, "error": exc.message}
             log_event(
                 logger,
                 "job_failed",
                 level=logging.ERROR,
+                exc_info=None if isinstance(exc, AitradexError) else exc,
                 duration_ms=round((time.perf_counter() - started) * 1000, 1),
                 **fields,
             )

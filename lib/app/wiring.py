@@ -10,7 +10,6 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from lib.app.context import Services
-from lib.app.scheduler import market_clock_for
 from lib.config import Settings
 from lib.core.clock import Clock, SystemClock
 from lib.core.instruments import InstrumentFilters
@@ -18,7 +17,9 @@ from lib.crypto import KeyVault
 from lib.db.session import Database
 from lib.db.target import database_target
 from lib.exchange.access import MarketAccess
-from lib.exchange.trading import PybitExchange, TradingExchange
+from lib.exchange.market_clock import market_clock_for
+from lib.exchange.ports import TradingExchange
+from lib.exchange.trading import PybitExchange
 from lib.local_state import read_services
 from lib.services.diagnostics import HealthCache
 from lib.services.execution.deps import ExecutorDeps

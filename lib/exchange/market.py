@@ -1,17 +1,9 @@
-"""Bybit V5 public market data over an injected ``httpx.AsyncClient``.
+"""Bybit V5 public market data over an injected ``httpx.AsyncClient``: instruments, tickers, candles.
 
-What this client promises, request by request:
-
-- every request first takes a slot from the shared :class:`RateLimiter` (the IP's budget);
-- timeouts, connection errors, HTTP 5xx, retCode 10000/10016 (server timeout/error) and malformed bodies
-  are retried with exponential backoff and jitter, then raised as ``ExchangeUnavailable``;
-- HTTP 429 and retCode 10006/10018 (too many visits) pause the limiter until Bybit's
-  ``X-Bapi-Limit-Reset-Timestamp`` (bounded), are retried, then raised as ``RateLimited``;
-- HTTP 403 (Bybit's IP ban) and retCode 10009 raise ``IpBanned`` at once and pause the limiter for the
-  ban cooldown, so no request leaves this process until then: later requests fail fast with
-  ``IpBanned`` instead of hammering a banned IP;
-- any other non-zero retCode raises ``ExchangeRejected`` carrying ``ret_code``/``ret_msg``;
-- bad arguments raise ``InvalidRequest`` before anything is sent.
+Every request goes through :class:`lib.exchange.public_http.PublicHttp`, which holds the promises
+about rate limiting, retries and errors (see its docstring; retCodes are read from the one table in
+:mod:`lib.exchange.bybit`). This module adds the endpoints, their paging and their parsing, and
+raises ``InvalidRequest`` for bad arguments before anything is sent.
 
 No credentials pass through this module: these endpoints are public.
 """
@@ -19,115 +11,28 @@ No credentials pass through this module: these endpoints are public.
 from __future__ import annotations
 
 import asyncio
-import logging
 import random
 import re
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any
 
 import httpx
 
 from lib.core.timeframes import TIMEFRAMES
-from lib.core.vocabulary import ENVIRONMENTS
-from lib.errors import (
-    AitradexError,
-    ConfigError,
-    ExchangeError,
-    ExchangeRejected,
-    ExchangeUnavailable,
-    InvalidRequest,
-    IpBanned,
-    RateLimited,
-)
+from lib.errors import AitradexError, ExchangeError, InvalidRequest
+from lib.exchange import bybit
 from lib.exchange.models import Instrument, Klines, ServerTime, Ticker
-from lib.exchange.rate_limit import Clock, PauseTooLong, RateLimiter, Sleep
+from lib.exchange.ports import KlinesBatch
+from lib.exchange.public_http import PublicHttp, RetryPolicy
+from lib.exchange.rate_limit import Clock, RateLimiter, Sleep
 
-logger = logging.getLogger(__name__)
+# RetryPolicy is part of this client's signature; callers import it from here too.
+__all__ = ["KlinesBatch", "MarketDataClient", "RetryPolicy"]
 
-#: Where each Bybit environment serves its REST API. ``paper`` has no entry: it is local and its
-#: address comes from configuration (see :func:`base_url_for`).
-BASE_URLS: Mapping[str, str] = MappingProxyType(
-    {
-        "mainnet": "https://api.bybit.com",
-        "testnet": "https://api-testnet.bybit.com",
-        "demo": "https://api-demo.bybit.com",
-    }
-)
-
-CATEGORIES: tuple[str, ...] = ("spot", "linear", "inverse", "option")
-#: Kline is not served for options.
-KLINE_CATEGORIES: tuple[str, ...] = ("spot", "linear", "inverse")
-KLINE_MAX_LIMIT = 1000
-#: instruments-info pages hold at most this many entries (spot ignores paging and returns all).
-INSTRUMENTS_PAGE_LIMIT = 1000
-#: Bybit bans for "at least 10 minutes" after a 403.
-DEFAULT_BAN_COOLDOWN_S = 600.0
-
-_RATE_LIMIT_CODES = frozenset({10006, 10018})  # too many visits (UID), exceeded the IP rate limit
-_SERVER_ERROR_CODES = frozenset({10000, 10016})  # server timeout, server error
-_IP_BANNED_CODES = frozenset({10009})  # IP has been banned
-_RESET_HEADER = "X-Bapi-Limit-Reset-Timestamp"
-_IP_BAN_REASON = "ip_ban"
-_RATE_LIMIT_REASON = "rate_limited"
 _SYMBOL_RE = re.compile(r"^[A-Z0-9][A-Z0-9_-]{0,63}$")
 _MAX_PAGES = 100
-
-
-def base_url_for(environment: str, *, paper_url: str | None = None) -> str:
-    """The REST base URL of a Bybit environment; ``paper`` needs its URL given explicitly."""
-    if environment == "paper":
-        if not paper_url:
-            raise ConfigError("the paper environment needs an explicit base URL (the local paper exchange)")
-        return _checked_base_url(paper_url)
-    try:
-        return BASE_URLS[environment]
-    except KeyError:
-        raise ConfigError(
-            f"unknown exchange environment {environment!r}", details={"allowed": list(ENVIRONMENTS)}
-        ) from None
-
-
-def _checked_base_url(url: str) -> str:
-    if not url.startswith(("http://", "https://")):
-        raise ConfigError(f"exchange base URL must start with http:// or https://, got {url!r}")
-    return url.rstrip("/")
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """How often and how patiently a failing request is tried again.
-
-    ``max_attempts`` counts the first try. Backoff before attempt ``n + 1`` is drawn from
-    ``[cap/2, cap]`` with ``cap = min(max_delay_s, base_delay_s * 2**(n-1))``: the floor keeps retries
-    from bunching at zero, the jitter keeps many clients from retrying in step.
-    """
-
-    max_attempts: int = 4
-    base_delay_s: float = 0.5
-    max_delay_s: float = 8.0
-    #: A 10006 reset timestamp further away than this is not trusted (clock skew): wait this long.
-    max_reset_wait_s: float = 10.0
-
-    def __post_init__(self) -> None:
-        if self.max_attempts < 1 or self.base_delay_s < 0 or self.max_delay_s < self.base_delay_s:
-            raise ConfigError(f"invalid retry policy: {self}")
-
-    def backoff_s(self, attempt: int, rng: random.Random) -> float:
-        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
-        cap = min(self.max_delay_s, self.base_delay_s * 2.0 ** (attempt - 1))
-        return cap / 2 + rng.random() * cap / 2
-
-
-@dataclass(frozen=True, slots=True)
-class KlinesBatch:
-    """The outcome of :meth:`MarketDataClient.klines_many`: each symbol's candles or its error."""
-
-    klines: dict[str, Klines] = field(default_factory=dict)
-    errors: dict[str, AitradexError] = field(default_factory=dict)
 
 
 class MarketDataClient:
@@ -145,22 +50,25 @@ class MarketDataClient:
         *,
         limiter: RateLimiter | None = None,
         retry: RetryPolicy | None = None,
-        ban_cooldown_s: float = DEFAULT_BAN_COOLDOWN_S,
+        ban_cooldown_s: float = bybit.DEFAULT_BAN_COOLDOWN_S,
         max_pause_wait_s: float = 30.0,
         sleep: Sleep = asyncio.sleep,
         clock: Clock = time.monotonic,
         wall_clock: Clock = time.time,
         rng: random.Random | None = None,
     ) -> None:
-        self._http = http
-        self._base_url = _checked_base_url(base_url)
         self._limiter = limiter if limiter is not None else RateLimiter(clock=clock, sleep=sleep)
-        self._retry = retry if retry is not None else RetryPolicy()
-        self._ban_cooldown_s = ban_cooldown_s
-        self._max_pause_wait_s = max_pause_wait_s
-        self._sleep = sleep
-        self._wall_clock = wall_clock
-        self._rng = rng if rng is not None else random.Random()
+        self._public = PublicHttp(
+            http,
+            base_url,
+            limiter=self._limiter,
+            retry=retry if retry is not None else RetryPolicy(),
+            ban_cooldown_s=ban_cooldown_s,
+            max_pause_wait_s=max_pause_wait_s,
+            sleep=sleep,
+            wall_clock=wall_clock,
+            rng=rng if rng is not None else random.Random(),
+        )
 
     @classmethod
     @asynccontextmanager
@@ -174,7 +82,7 @@ class MarketDataClient:
         timeout_s: float = 10.0,
     ) -> AsyncIterator[MarketDataClient]:
         """A client with its own ``httpx.AsyncClient``, closed when the ``async with`` block ends."""
-        base_url = base_url_for(environment, paper_url=paper_url)
+        base_url = bybit.base_url_for(environment, paper_url=paper_url)
         async with httpx.AsyncClient(
             timeout=httpx.Timeout(timeout_s), headers={"User-Agent": "aitradex/market-data"}
         ) as http:
@@ -183,7 +91,7 @@ class MarketDataClient:
     @property
     def base_url(self) -> str:
         """The REST base URL requests go to."""
-        return self._base_url
+        return self._public.base_url
 
     @property
     def limiter(self) -> RateLimiter:
@@ -194,22 +102,22 @@ class MarketDataClient:
 
     async def server_time(self) -> ServerTime:
         """Bybit's clock (``/v5/market/time``)."""
-        result = await self._get("/v5/market/time", {})
+        result = await self._public.get(bybit.SERVER_TIME, {})
         return ServerTime.from_bybit(result)
 
     async def instruments(self, category: str, symbol: str | None = None) -> list[Instrument]:
         """Every instrument of ``category`` (or just ``symbol``), following ``nextPageCursor`` to the end."""
-        _check_category(category, CATEGORIES)
+        _check_category(category, bybit.CATEGORIES)
         params: dict[str, str | int] = {"category": category}
         if symbol is not None:
             params["symbol"] = _checked_symbol(symbol)
         if category != "spot":  # spot has no paging: limit and cursor are not accepted there
-            params["limit"] = INSTRUMENTS_PAGE_LIMIT
+            params["limit"] = bybit.INSTRUMENTS_PAGE_LIMIT
 
         instruments: list[Instrument] = []
         seen_cursors: set[str] = set()
         for _ in range(_MAX_PAGES):
-            result = await self._get("/v5/market/instruments-info", params)
+            result = await self._public.get(bybit.INSTRUMENTS_INFO, params)
             instruments.extend(Instrument.from_bybit(category, item) for item in _result_list(result))
             cursor = result.get("nextPageCursor") or ""
             if not isinstance(cursor, str) or not cursor:
@@ -224,11 +132,11 @@ class MarketDataClient:
 
     async def tickers(self, category: str, symbol: str | None = None) -> list[Ticker]:
         """24-hour tickers of every symbol of ``category`` (or just ``symbol``)."""
-        _check_category(category, CATEGORIES)
+        _check_category(category, bybit.CATEGORIES)
         params: dict[str, str | int] = {"category": category}
         if symbol is not None:
             params["symbol"] = _checked_symbol(symbol)
-        result = await self._get("/v5/market/tickers", params)
+        result = await self._public.get(bybit.TICKERS, params)
         return [Ticker.from_bybit(item) for item in _result_list(result)]
 
     async def klines(
@@ -304,173 +212,11 @@ class MarketDataClient:
             params["start"] = start
         if end is not None:
             params["end"] = end
-        result = await self._get("/v5/market/kline", params)
+        result = await self._public.get(bybit.KLINE, params)
         return Klines.from_bybit(category, symbol, interval, _result_list(result))
-
-    # -- transport ---------------------------------------------------------------------------------
-
-    async def _get(self, path: str, params: Mapping[str, str | int]) -> dict[str, Any]:
-        """``result`` of one GET, with rate limiting and retries as described in the module docstring."""
-        attempts = self._retry.max_attempts
-        for attempt in range(1, attempts + 1):
-            try:
-                await self._limiter.acquire(max_pause_s=self._max_pause_wait_s)
-            except PauseTooLong as paused:
-                raise _paused_error(paused, path) from None
-            try:
-                return await self._send_once(path, params)
-            except (ExchangeUnavailable, RateLimited) as error:
-                if attempt == attempts:
-                    error.details["attempts"] = attempts
-                    raise
-                delay = self._retry_delay(error, attempt)
-                logger.warning(
-                    "bybit GET %s failed (%s: %s); attempt %d of %d, retrying in %.2f s",
-                    path,
-                    error.code,
-                    error.message,
-                    attempt,
-                    attempts,
-                    delay,
-                )
-                if isinstance(error, RateLimited):
-                    # The budget is shared: everyone waits for the reset, not only this request.
-                    self._limiter.pause_for(delay, _RATE_LIMIT_REASON)
-                else:
-                    await self._sleep(delay)
-        raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
-
-    def _retry_delay(self, error: ExchangeError, attempt: int) -> float:
-        backoff = self._retry.backoff_s(attempt, self._rng)
-        retry_after = error.details.get("retry_after_s")
-        if isinstance(error, RateLimited) and isinstance(retry_after, int | float):
-            # Wait for Bybit's reset, but never less than the backoff: a reset that looks past is
-            # clock skew, and retrying at once would only earn another 10006.
-            return max(float(retry_after), backoff)
-        return backoff
-
-    async def _send_once(self, path: str, params: Mapping[str, str | int]) -> dict[str, Any]:
-        details: dict[str, Any] = {"path": path}
-        try:
-            response = await self._http.get(self._base_url + path, params=dict(params))
-        except httpx.TimeoutException as exc:
-            raise ExchangeUnavailable(
-                f"Bybit did not answer {path} in time", details={**details, "reason": type(exc).__name__}
-            ) from exc
-        except httpx.TransportError as exc:
-            raise ExchangeUnavailable(
-                f"could not reach Bybit for {path}", details={**details, "reason": type(exc).__name__}
-            ) from exc
-
-        status = response.status_code
-        details["http_status"] = status
-        if status == 403:
-            raise self._banned(path, f"Bybit answered HTTP 403 for {path} (IP banned or region blocked)")
-        if status == 429:
-            raise RateLimited(
-                f"Bybit answered HTTP 429 for {path}",
-                details={**details, **self._retry_after(response)},
-            )
-        if status >= 500:
-            raise ExchangeUnavailable(f"Bybit answered HTTP {status} for {path}", details=details)
-
-        if status != 200:
-            # Any other 4xx is about this request (wrong path, category, parameters): not retried.
-            # The body may or may not be Bybit's JSON envelope; take its code when it is.
-            envelope = _json_object(response)
-            code = envelope.get("retCode") if envelope else None
-            raise ExchangeRejected(
-                f"Bybit answered HTTP {status} for {path}",
-                ret_code=code if isinstance(code, int) else None,
-                ret_msg=str(envelope["retMsg"]) if envelope and "retMsg" in envelope else None,
-                details=details,
-            )
-        envelope = _json_object(response)
-        if envelope is None:
-            # A proxy or load-balancer page, or a truncated body: transient as far as we can tell.
-            raise ExchangeUnavailable(
-                f"Bybit sent a body that is not JSON for {path}",
-                details={**details, "content_type": response.headers.get("content-type", "")},
-            )
-        return self._result(envelope, response, path, details)
-
-    def _result(
-        self, envelope: dict[str, Any], response: httpx.Response, path: str, details: dict[str, Any]
-    ) -> dict[str, Any]:
-        ret_code = envelope.get("retCode")
-        ret_msg = str(envelope.get("retMsg", ""))
-        if not isinstance(ret_code, int) or isinstance(ret_code, bool):
-            raise ExchangeUnavailable(f"Bybit's answer to {path} has no integer retCode", details=details)
-        if ret_code == 0:
-            result = envelope.get("result")
-            if not isinstance(result, dict):
-                raise ExchangeError(f"Bybit's answer to {path} has no result object", details=details)
-            return result
-        if ret_code in _RATE_LIMIT_CODES:
-            raise RateLimited(
-                f"Bybit rate-limited {path}",
-                ret_code=ret_code,
-                ret_msg=ret_msg,
-                details={**details, **self._retry_after(response)},
-            )
-        if ret_code in _SERVER_ERROR_CODES:
-            raise ExchangeUnavailable(
-                f"Bybit had a server error on {path}", ret_code=ret_code, ret_msg=ret_msg, details=details
-            )
-        if ret_code in _IP_BANNED_CODES:
-            raise self._banned(path, f"Bybit reports this IP as banned ({path})", ret_code, ret_msg)
-        raise ExchangeRejected(
-            f"Bybit rejected {path}: {ret_msg or 'no message'}",
-            ret_code=ret_code,
-            ret_msg=ret_msg,
-            details=details,
-        )
-
-    def _banned(
-        self, path: str, message: str, ret_code: int | None = None, ret_msg: str | None = None
-    ) -> IpBanned:
-        # Stop all traffic through this limiter: retrying into a ban prolongs it (or makes it permanent).
-        self._limiter.pause_for(self._ban_cooldown_s, _IP_BAN_REASON)
-        logger.error("%s; pausing all Bybit requests for %.0f s", message, self._ban_cooldown_s)
-        return IpBanned(
-            message,
-            ret_code=ret_code,
-            ret_msg=ret_msg,
-            details={"path": path, "retry_after_s": self._ban_cooldown_s},
-        )
-
-    def _retry_after(self, response: httpx.Response) -> dict[str, float]:
-        """``{"retry_after_s": s}`` from Bybit's reset timestamp header, bounded; empty if absent."""
-        raw = response.headers.get(_RESET_HEADER)
-        if raw is None:
-            return {}
-        try:
-            reset_ms = int(raw)
-        except ValueError:
-            return {}
-        wait = reset_ms / 1000.0 - self._wall_clock()
-        return {"retry_after_s": min(max(wait, 0.0), self._retry.max_reset_wait_s)}
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-
-
-def _paused_error(paused: PauseTooLong, path: str) -> ExchangeError:
-    details = {"path": path, "retry_after_s": round(paused.remaining_s, 3)}
-    if paused.reason == _IP_BAN_REASON:
-        return IpBanned(
-            f"Bybit requests are paused after an IP ban; {paused.remaining_s:.0f} s left", details=details
-        )
-    return RateLimited(f"Bybit requests are paused for {paused.remaining_s:.0f} s", details=details)
-
-
-def _json_object(response: httpx.Response) -> dict[str, Any] | None:
-    """The body as a JSON object, or ``None`` when it is not JSON or not an object."""
-    try:
-        body = response.json()
-    except ValueError:
-        return None
-    return body if isinstance(body, dict) else None
 
 
 def _result_list(result: Mapping[str, Any]) -> list[Any]:
@@ -500,15 +246,17 @@ def _check_kline_args(
     category: str, interval: str | int, limit: int, start: int | None, end: int | None
 ) -> str:
     """Validate the arguments shared by every kline request; returns the interval in Bybit's spelling."""
-    _check_category(category, KLINE_CATEGORIES)
+    _check_category(category, bybit.KLINE_CATEGORIES)
     spelled = str(interval)
     if spelled not in TIMEFRAMES:
         raise InvalidRequest(
             f"unknown kline interval {interval!r}",
             details={"interval": spelled, "allowed": list(TIMEFRAMES)},
         )
-    if not 1 <= limit <= KLINE_MAX_LIMIT:
-        raise InvalidRequest(f"kline limit must be between 1 and {KLINE_MAX_LIMIT}", details={"limit": limit})
+    if not 1 <= limit <= bybit.KLINE_MAX_LIMIT:
+        raise InvalidRequest(
+            f"kline limit must be between 1 and {bybit.KLINE_MAX_LIMIT}", details={"limit": limit}
+        )
     for name, value in (("start", start), ("end", end)):
         if value is not None and value < 0:
             raise InvalidRequest(f"kline {name} must be epoch milliseconds", details={name: value})

@@ -219,38 +219,17 @@ class Ticker:
 
 
 @dataclass(frozen=True, slots=True)
-class Klines:
-    """One symbol's candles as parallel arrays, oldest first.
+class Klines(Candles):
+    """One symbol's candles from ``/v5/market/kline``, oldest first: a :class:`Candles` (what the
+    indicators and the panel read) plus where they came from and each candle's turnover.
 
     The last candle may still be open: Bybit includes the candle in progress, whose close is the
     latest trade. Callers that score closed bars only must drop it themselves.
     """
 
-    symbol: str
     category: str
     interval: str
-    open_time_ms: IntArray
-    open: FloatArray
-    high: FloatArray
-    low: FloatArray
-    close: FloatArray
-    volume: FloatArray
     turnover: FloatArray
-
-    def __len__(self) -> int:
-        return int(self.open_time_ms.shape[0])
-
-    def as_candles(self) -> Candles:
-        """The same data as the bundled-candle type the indicators read (turnover dropped)."""
-        return Candles(
-            symbol=self.symbol,
-            open_time_ms=self.open_time_ms,
-            open=self.open,
-            high=self.high,
-            low=self.low,
-            close=self.close,
-            volume=self.volume,
-        )
 
     @classmethod
     def from_bybit(cls, category: str, symbol: str, interval: str, rows: Sequence[Any]) -> Klines:

@@ -1,12 +1,15 @@
-"""Signed trading calls: the narrow interface, and its pybit implementation.
+"""Signed trading calls over pybit: :class:`PybitExchange`, the ``TradingExchange`` of ``lib.exchange.ports``.
 
-``TradingExchange`` is what the rest of the application sees. ``PybitExchange`` implements it with
-``pybit.unified_trading.HTTP``, pointed by ``endpoint`` at mainnet, testnet, demo or the local paper
-exchange. pybit is synchronous, so every call runs in a worker thread, off the event loop.
+``PybitExchange`` implements the port with ``pybit.unified_trading.HTTP``, pointed by ``endpoint`` at
+mainnet, testnet, demo or the local paper exchange. pybit is synchronous, so every call runs in a
+worker thread, off the event loop.
 
 pybit's own retries are turned off (``max_retries=1`` and no retry codes). A retry must be the
 caller's decision, because an order create that timed out may have been accepted. pybit's
-exceptions are mapped onto ``lib.errors`` here, and nowhere else.
+exceptions are mapped onto ``lib.errors`` here, and nowhere else, through the one retCode table of
+:mod:`lib.exchange.bybit`: a 10000 or 10016 (server timeout or error) on an order create is
+``ExchangeUnavailable`` (outcome unknown, retried with the same ``orderLinkId``), like a timeout or a
+5xx, never a final rejection.
 
 Transport: pybit signs and shapes each request, then hands it to its ``client`` attribute, a
 ``requests.Session``, through exactly two calls (``prepare_request`` and ``send``) and reads
@@ -35,7 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any
 
 import certifi
 import requests
@@ -51,113 +54,43 @@ from lib.errors import (
     IpBanned,
     RateLimited,
 )
+from lib.exchange import bybit
+from lib.exchange.bybit import AUTH_RET_CODES, LEVERAGE_NOT_MODIFIED
+from lib.exchange.ports import (
+    Credentials,
+    OrderRequest,
+    OrderState,
+    PositionState,
+    WalletBalance,
+)
 
-ENDPOINTS = {
-    "mainnet": "https://api.bybit.com",
-    "testnet": "https://api-testnet.bybit.com",
-    "demo": "https://api-demo.bybit.com",
-}
+__all__ = ["LeanTransport", "PybitExchange", "map_pybit_error"]
+
+# pybit treats an empty set as "use the defaults"; -1 never occurs.
 _NO_RETRY_CODES = {-1}
 # pybit adds a StreamHandler to this logger for every session it creates while the root logger has none
 # (a script, a test): one is enough.
-_PYBIT_LOGGER = logging.getLogger(
-    "pybit._http_manager"
-)  # pybit treats an empty set as "use the defaults"; -1 never occurs
-AUTH_RET_CODES = frozenset({10003, 10004, 10005, 10007, 10010, 33004})
+_PYBIT_LOGGER = logging.getLogger("pybit._http_manager")
 
-
-@dataclass(frozen=True, slots=True)
-class Credentials:
-    """An account's environment and plain keys, in memory only while a call needs them."""
-
-    environment: str
-    api_key: str
-    api_secret: str
-
-    def __repr__(self) -> str:
-        return f"Credentials(environment={self.environment!r}, api_key='***', api_secret='***')"
-
-
-@dataclass(frozen=True, slots=True)
-class WalletBalance:
-    """The unified account's equity and available balance, in USD terms."""
-
-    total_equity: Decimal
-    total_available: Decimal
-    coins: dict[str, Decimal]
-
-
-@dataclass(frozen=True, slots=True)
-class OrderRequest:
-    """A market order with its stop-loss and take-profit attached, identified by ``order_link_id``."""
-
-    category: str
-    symbol: str
-    side: str  # Buy | Sell
-    qty: str  # already on the qty step, as the exchange expects it
-    order_link_id: str
-    stop_loss: str | None = None
-    take_profit: str | None = None
-    order_type: str = "Market"
-
-
-@dataclass(frozen=True, slots=True)
-class OrderState:
-    """What the exchange says about one order."""
-
-    order_id: str
-    order_link_id: str
-    symbol: str
-    side: str
-    status: str  # Bybit's orderStatus: New, PartiallyFilled, Filled, Cancelled, Rejected, Deactivated...
-    qty: Decimal
-    filled_qty: Decimal
-    avg_price: Decimal | None
-    fee: Decimal
-    create_type: str
-    created_ms: int
-    reject_reason: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class PositionState:
-    """One-way-mode position of a symbol: size 0 means flat."""
-
-    symbol: str
-    side: str
-    size: Decimal
-    avg_price: Decimal
-    cum_realised_pnl: Decimal
-
-
-class TradingExchange(Protocol):
-    """Signed calls the application makes for a user's account."""
-
-    async def wallet_balance(self, creds: Credentials) -> WalletBalance: ...
-
-    async def set_leverage(self, creds: Credentials, category: str, symbol: str, leverage: int) -> None: ...
-
-    async def place_order(self, creds: Credentials, order: OrderRequest) -> str: ...
-
-    async def find_order(
-        self, creds: Credentials, category: str, symbol: str, order_link_id: str
-    ) -> OrderState | None: ...
-
-    async def recent_orders(self, creds: Credentials, category: str, symbol: str) -> list[OrderState]: ...
-
-    async def position(self, creds: Credentials, category: str, symbol: str) -> PositionState | None: ...
+#: The message of each error class a retCode maps to (Bybit's own retMsg travels in ``ret_msg``).
+_RET_CODE_MESSAGES: dict[type[ExchangeError], str] = {
+    ExchangeUnavailable: "the exchange had a server error: the outcome is unknown",
+    RateLimited: "the exchange rate limit was hit",
+    IpBanned: "the exchange reports this IP as banned: traffic must stop and wait",
+}
 
 
 def map_pybit_error(exc: Exception) -> ExchangeError:
     """Translate a pybit or requests exception into the application's hierarchy."""
     if isinstance(exc, InvalidRequestError):
+        # pybit raises this for any non-zero retCode; what it means comes from the one table.
         code = int(exc.status_code)
-        if code == 10006:
-            return RateLimited("the exchange rate limit was hit", ret_code=code, ret_msg=exc.message)
         if code in AUTH_RET_CODES:
-            # No retMsg: Bybit's bad-signature message echoes the signed string, API key included.
-            return ExchangeRejected("the exchange refused the API key", ret_code=code)
-        return ExchangeRejected("the exchange refused the request", ret_code=code, ret_msg=exc.message)
+            # No retMsg (ret_code_error drops it): Bybit's bad-signature message echoes the signed
+            # string, API key included.
+            return bybit.ret_code_error(code, exc.message, "the exchange refused the API key")
+        message = _RET_CODE_MESSAGES.get(bybit.error_class(code), "the exchange refused the request")
+        return bybit.ret_code_error(code, exc.message, message)
     if isinstance(exc, FailedRequestError):
         status = int(exc.status_code)
         if status == 403:
@@ -259,10 +192,6 @@ class LeanTransport:
         self._pool.clear()
 
 
-LEVERAGE_NOT_MODIFIED = 110043
-DUPLICATE_ORDER_LINK_ID = 110072
-
-
 def _order_state(item: dict[str, Any]) -> OrderState:
     avg = item.get("avgPrice")
     return OrderState(
@@ -295,7 +224,7 @@ class PybitExchange:
         max_sessions: int = 4096,
     ) -> None:
         # ``endpoints`` overrides Bybit's URLs per environment (tests point them all at the paper exchange).
-        self._endpoints = {**ENDPOINTS, **(endpoints or {})}
+        self._endpoints = {**bybit.BASE_URLS, **(endpoints or {})}
         self._paper_url = paper_url
         self._timeout_s = timeout_s
         self._recv_window_ms = recv_window_ms
@@ -310,7 +239,7 @@ class PybitExchange:
 
     def endpoint_for(self, environment: str) -> str:
         """The base URL for an account environment."""
-        if environment == "paper":
+        if environment == bybit.PAPER:
             if not self._paper_url:
                 raise ConfigError("the paper exchange URL is not known: start the stack with `aitradex up`")
             return self._paper_url.rstrip("/")

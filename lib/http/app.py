@@ -226,10 +226,16 @@ class FunctionsApp:
         except AitradexError as exc:
             response = error_response(exc)
         except Exception as exc:
+            # A bug: logged once, at ERROR, with its traceback (redacted like every log line); the
+            # caller gets the request id only. Deliberate errors (above) are answers, not log noise.
             log_event(
-                logger, "unhandled_error", level=logging.ERROR, function=name, error_type=type(exc).__name__
+                logger,
+                "unhandled_error",
+                level=logging.ERROR,
+                exc_info=exc,
+                function=name,
+                error_type=type(exc).__name__,
             )
-            logger.debug("unhandled error in %s", name, exc_info=True)
             response = JSONResponse(
                 {
                     "error": {

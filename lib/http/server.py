@@ -16,7 +16,7 @@ from lib.app.wiring import close_services, open_services
 from lib.config import Settings
 from lib.errors import AitradexError
 from lib.exchange.access import MarketAccess
-from lib.exchange.trading import TradingExchange
+from lib.exchange.ports import TradingExchange
 from lib.http.app import FunctionsApp
 
 

@@ -34,7 +34,7 @@ from lib.db.target import admin_connection, database_target
 from lib.errors import AitradexError
 from lib.ops import stack_runner
 from lib.ops.rebuild import StepResult, rebuild
-from lib.paper_exchange.server import create_paper_account_async
+from lib.paper_exchange.client import AsyncPaperControls
 from lib.services.auth.tokens import mint_api_key
 from lib.services.auth.users import create_local_user
 from lib.stores import reports
@@ -90,8 +90,9 @@ async def setup_users(settings: Settings, client: httpx.AsyncClient, paper_url: 
         for email in DEMO_USERS:
             local = create_local_user(conn, email, settings.jwt_secret.reveal())
             users.append(DemoUser(email, local.id, local.token))
+    paper = AsyncPaperControls(paper_url)
     for user in users:
-        account = await create_paper_account_async(paper_url, "10000")
+        account = await paper.create_account("10000")
         await _call(
             client,
             "trading-account",
@@ -117,13 +118,14 @@ async def replay(
     """Advance the replay candle by candle, ticking the stack's scheduler after each; returns candles run."""
     headers = {"Authorization": f"Bearer {service_key}"}
     await client.post("/scheduler/tick", headers=headers)  # the baseline: the scheduler now knows "now"
+    paper = AsyncPaperControls(paper_url, http=client)
     done = 0
     for _ in range(candles):
-        clock = (await client.post(f"{paper_url}/_paper/clock/advance", json={"candles": 1})).json()
+        clock = await paper.advance(1)
         tick = (await client.post("/scheduler/tick", headers=headers)).json()
         done += 1
-        progress({"time_ms": clock.get("time_ms"), **tick})
-        if clock.get("at_end"):
+        progress({"time_ms": clock.time_ms, **tick})
+        if clock.at_end:
             break
     return done
 

@@ -8,15 +8,16 @@ Public API::
     serve(config)                                       # foreground server (python -m lib.paper_exchange)
     create_paper_account(base_url, balance) -> PaperAccount
     await create_paper_account_async(base_url, balance, client=None) -> PaperAccount
+    PaperControls(base_url) / AsyncPaperControls(base_url)   # the /_paper controls: clock, faults, accounts
 
 pybit works against it unchanged: ``session = HTTP(api_key=..., api_secret=...)`` then
 ``session.endpoint = base_url``.
 """
 
 from lib.paper_exchange.app import create_app
+from lib.paper_exchange.client import AsyncPaperControls, PaperAccount, PaperClockView, PaperControls
 from lib.paper_exchange.config import PaperExchangeConfig
 from lib.paper_exchange.server import (
-    PaperAccount,
     create_paper_account,
     create_paper_account_async,
     running_paper_exchange,
@@ -24,7 +25,10 @@ from lib.paper_exchange.server import (
 )
 
 __all__ = [
+    "AsyncPaperControls",
     "PaperAccount",
+    "PaperClockView",
+    "PaperControls",
     "PaperExchangeConfig",
     "create_app",
     "create_paper_account",

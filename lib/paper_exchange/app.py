@@ -3,7 +3,8 @@
 A thin layer: parse the query or body, call :class:`lib.paper_exchange.engine.PaperEngine`, wrap the
 answer in Bybit's envelope ``{"retCode", "retMsg", "result", "retExtInfo", "time"}`` (HTTP 200, errors as
 retCodes, as Bybit does). Injected faults happen here, before anything else, since they imitate the
-network and Bybit's gateway. The ``/_paper`` controls answer plain JSON, only to loopback clients.
+network and Bybit's gateway. The ``/_paper`` controls (plain JSON, loopback clients only) are in
+:mod:`lib.paper_exchange.controls`.
 """
 
 from __future__ import annotations
@@ -15,17 +16,18 @@ from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from lib.errors import AitradexError, ExchangeRejected, Forbidden, InvalidRequest, MalformedBody
+from lib.errors import ExchangeRejected
+from lib.exchange import bybit
 from lib.paper_exchange.auth import authenticate
 from lib.paper_exchange.config import PaperExchangeConfig
-from lib.paper_exchange.engine import PaperEngine, parse_balance
-from lib.paper_exchange.faults import Fault, FaultPlan
+from lib.paper_exchange.controls import control_routes
+from lib.paper_exchange.engine import PaperEngine
+from lib.paper_exchange.faults import Fault
 from lib.paper_exchange.instruments import CATEGORIES, instrument_info
 from lib.paper_exchange.klines import DEFAULT_LIMIT, MAX_LIMIT, KlineQuery, build_klines, check_interval
 from lib.paper_exchange.models import Account
@@ -36,8 +38,11 @@ from lib.paper_exchange.ratelimit import RateStatus, rate_limited_status
 from lib.paper_exchange.tickers import ticker
 from lib.paper_exchange.views import order_view, position_view, wallet_view
 
-RATE_LIMITED = 10006
-_LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+#: The answers of the faults that record an order and then report a server error (Bybit's messages).
+_ACCEPTED_ERRORS: Mapping[Fault, tuple[int, str]] = {
+    Fault.ACCEPTED_SERVER_TIMEOUT: (bybit.SERVER_TIMEOUT, "Server Timeout"),
+    Fault.ACCEPTED_SERVER_ERROR: (bybit.SERVER_ERROR, "Server error"),
+}
 
 Params = Mapping[str, Any]
 MarketHandler = Callable[[PaperEngine, Params, int], dict[str, Any]]
@@ -67,7 +72,9 @@ def _bybit_error(
 
 
 def _rate_limited(engine: PaperEngine, status: RateStatus) -> JSONResponse:
-    return JSONResponse(_envelope(engine, {}, RATE_LIMITED, "Too many visits!"), headers=status.headers())
+    return JSONResponse(
+        _envelope(engine, {}, bybit.TOO_MANY_VISITS, "Too many visits!"), headers=status.headers()
+    )
 
 
 async def _injected_fault(engine: PaperEngine, group: str, *, order_create: bool = False) -> Response | Fault:
@@ -277,7 +284,9 @@ def _private_endpoint(
             return _bybit_error(engine, exc)
         account = engine.book.account_for_key(api_key)
         if account is None:  # authenticate found its secret, so this cannot happen; typed for mypy
-            return _bybit_error(engine, ExchangeRejected("API key is invalid.", ret_code=10003))
+            return _bybit_error(
+                engine, ExchangeRejected("API key is invalid.", ret_code=bybit.INVALID_API_KEY)
+            )
         status = engine.limiter.hit(account.account_id, request.url.path, wall)
         if not status.allowed:
             return _rate_limited(engine, status)
@@ -290,117 +299,13 @@ def _private_endpoint(
             # The order is recorded and persisted; the client just never hears about it.
             await asyncio.sleep(engine.faults.spec("order").hang_ms / 1000)
             return PlainTextResponse("Gateway Time-out", status_code=504)
+        if fault in _ACCEPTED_ERRORS:
+            # The order is recorded and persisted; the client hears a server error, as Bybit sends it.
+            code, message = _ACCEPTED_ERRORS[fault]
+            return JSONResponse(_envelope(engine, {}, code, message), headers=status.headers())
         return _bybit(engine, result, status.headers())
 
     return endpoint
-
-
-# ------------------------------------------------------------------------------------------- controls
-
-
-class AdvanceBody(BaseModel):
-    """``POST /_paper/clock/advance``."""
-
-    model_config = ConfigDict(extra="forbid")
-    candles: int = Field(ge=0, le=10_000_000)
-
-
-class SetClockBody(BaseModel):
-    """``POST /_paper/clock/set``: a time to jump forward to, a new speed, or both."""
-
-    model_config = ConfigDict(extra="forbid")
-    time_ms: int | None = Field(default=None, ge=0)
-    speed: float | None = Field(default=None, ge=0, allow_inf_nan=False)
-
-
-class AccountBody(BaseModel):
-    """``POST /_paper/accounts``."""
-
-    model_config = ConfigDict(extra="forbid")
-    balance: str | int | float = "10000"
-
-
-def _control_error(exc: AitradexError) -> JSONResponse:
-    return JSONResponse(exc.to_dict(), status_code=exc.http_status)
-
-
-async def _control_body(request: Request, model: type[BaseModel]) -> Any:
-    raw = await request.body()
-    try:
-        body = json.loads(raw or b"{}")
-    except ValueError:
-        raise MalformedBody("the body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise MalformedBody("the body must be a JSON object")
-    try:
-        return model.model_validate(body)
-    except ValidationError as exc:
-        errors = [{"field": ".".join(map(str, e["loc"])), "message": e["msg"]} for e in exc.errors()]
-        raise InvalidRequest("invalid control request", details={"errors": errors}) from None
-
-
-ControlHandler = Callable[[Request], Awaitable[tuple[dict[str, Any], int]]]
-
-
-def _control_endpoint(handler: ControlHandler) -> Callable[[Request], Awaitable[Response]]:
-    async def endpoint(request: Request) -> Response:
-        try:
-            if request.client is None or request.client.host not in _LOOPBACK:
-                raise Forbidden("the /_paper controls answer local clients only")
-            body, status = await handler(request)
-        except AitradexError as exc:
-            return _control_error(exc)
-        return JSONResponse(body, status_code=status)
-
-    return endpoint
-
-
-def _controls(engine: PaperEngine) -> list[Route]:
-    async def get_clock(request: Request) -> tuple[dict[str, Any], int]:
-        return engine.clock_view(), 200
-
-    async def advance(request: Request) -> tuple[dict[str, Any], int]:
-        body: AdvanceBody = await _control_body(request, AdvanceBody)
-        engine.advance(body.candles)
-        return engine.clock_view(), 200
-
-    async def set_clock(request: Request) -> tuple[dict[str, Any], int]:
-        body: SetClockBody = await _control_body(request, SetClockBody)
-        if body.time_ms is None and body.speed is None:
-            raise InvalidRequest("give time_ms, speed or both")
-        if body.time_ms is not None:
-            engine.set_time(body.time_ms)
-        if body.speed is not None:
-            engine.set_speed(body.speed)
-        return engine.clock_view(), 200
-
-    async def get_faults(request: Request) -> tuple[dict[str, Any], int]:
-        specs = {group: spec.model_dump() for group, spec in engine.faults.specs().items()}
-        return {"seed": engine.faults.seed, **specs}, 200
-
-    async def set_faults(request: Request) -> tuple[dict[str, Any], int]:
-        plan: FaultPlan = await _control_body(request, FaultPlan)
-        engine.faults.configure(plan)
-        return await get_faults(request)
-
-    async def create_account(request: Request) -> tuple[dict[str, Any], int]:
-        body: AccountBody = await _control_body(request, AccountBody)
-        account = engine.create_account(parse_balance(body.balance))
-        # The one answer that carries a secret: the caller needs it to sign requests.
-        return {
-            "account_id": account.account_id,
-            "api_key": account.api_key,
-            "api_secret": account.api_secret,
-        }, 201
-
-    return [
-        Route("/_paper/clock", _control_endpoint(get_clock), methods=["GET"]),
-        Route("/_paper/clock/advance", _control_endpoint(advance), methods=["POST"]),
-        Route("/_paper/clock/set", _control_endpoint(set_clock), methods=["POST"]),
-        Route("/_paper/faults", _control_endpoint(get_faults), methods=["GET"]),
-        Route("/_paper/faults", _control_endpoint(set_faults), methods=["POST"]),
-        Route("/_paper/accounts", _control_endpoint(create_account), methods=["POST"]),
-    ]
 
 
 # ------------------------------------------------------------------------------------------------ app
@@ -416,18 +321,18 @@ def create_app(config: PaperExchangeConfig, *, engine: PaperEngine | None = None
         paper.save()
 
     routes = [
-        Route("/v5/market/time", _market_endpoint(paper, server_time), methods=["GET"]),
-        Route("/v5/market/instruments-info", _market_endpoint(paper, instruments_info), methods=["GET"]),
-        Route("/v5/market/tickers", _market_endpoint(paper, tickers), methods=["GET"]),
-        Route("/v5/market/kline", _market_endpoint(paper, kline), methods=["GET"]),
+        Route(bybit.SERVER_TIME, _market_endpoint(paper, server_time), methods=["GET"]),
+        Route(bybit.INSTRUMENTS_INFO, _market_endpoint(paper, instruments_info), methods=["GET"]),
+        Route(bybit.TICKERS, _market_endpoint(paper, tickers), methods=["GET"]),
+        Route(bybit.KLINE, _market_endpoint(paper, kline), methods=["GET"]),
         Route(
-            "/v5/order/create", _private_endpoint(paper, order_create, order_create=True), methods=["POST"]
+            bybit.ORDER_CREATE, _private_endpoint(paper, order_create, order_create=True), methods=["POST"]
         ),
-        Route("/v5/order/realtime", _private_endpoint(paper, order_realtime), methods=["GET"]),
-        Route("/v5/position/list", _private_endpoint(paper, position_list), methods=["GET"]),
-        Route("/v5/position/set-leverage", _private_endpoint(paper, set_leverage), methods=["POST"]),
-        Route("/v5/account/wallet-balance", _private_endpoint(paper, wallet_balance), methods=["GET"]),
-        *_controls(paper),
+        Route(bybit.ORDER_REALTIME, _private_endpoint(paper, order_realtime), methods=["GET"]),
+        Route(bybit.POSITION_LIST, _private_endpoint(paper, position_list), methods=["GET"]),
+        Route(bybit.SET_LEVERAGE, _private_endpoint(paper, set_leverage), methods=["POST"]),
+        Route(bybit.WALLET_BALANCE, _private_endpoint(paper, wallet_balance), methods=["GET"]),
+        *control_routes(paper),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.engine = paper

@@ -12,11 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from lib.errors import ExchangeRejected
+from lib.exchange.bybit import BAD_SIGNATURE, BAD_TIMESTAMP, INVALID_API_KEY
 from lib.exchange.signing import DEFAULT_RECV_WINDOW_MS, verify
 
-INVALID_API_KEY = 10003
-BAD_TIMESTAMP = 10002
-BAD_SIGNATURE = 10004
 FUTURE_TOLERANCE_MS = 1000
 
 

@@ -1,8 +1,10 @@
 """The matching core: accounts, orders, positions and wallets, moved by orders and by replayed candles.
 
 Pure state transitions over :mod:`lib.paper_exchange.models` (no HTTP, no files, no wall clock): every
-method takes the replay time it acts at. Rejections are :class:`lib.errors.ExchangeRejected` carrying
-Bybit's retCode and message.
+method takes the replay time it acts at. One class of ~460 lines on purpose: every transition reads and
+writes the same accounts, orders and positions, and the rules that need none of it (filters, fills,
+triggers) already live in their own modules (``rules``, ``fills``, ``matching``). Rejections are
+:class:`lib.errors.ExchangeRejected` carrying Bybit's retCode and message.
 
 Model, kept deliberately small:
 
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from lib.errors import ExchangeRejected, InvalidRequest
+from lib.exchange.bybit import DUPLICATE_ORDER_LINK_ID, LEVERAGE_NOT_MODIFIED
 from lib.paper_exchange.fills import apply_linear_fill, apply_spot_fill
 from lib.paper_exchange.instruments import (
     DEFAULT_LEVERAGE,
@@ -42,10 +45,8 @@ from lib.paper_exchange.numbers import floor_to, fmt, is_multiple, params_error
 from lib.paper_exchange.order_request import OrderRequest
 from lib.paper_exchange.rules import check_linear, check_spot, check_spot_quote_amount, check_tpsl
 
-DUPLICATE_ORDER_LINK_ID = 110072
 REDUCE_ONLY_NOT_SATISFIED = 110017
 INSUFFICIENT_AVAILABLE = 110007
-LEVERAGE_NOT_MODIFIED = 110043
 SPOT_INSUFFICIENT_BALANCE = 170131
 _KEY_ALPHABET = string.ascii_letters + string.digits
 

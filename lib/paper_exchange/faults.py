@@ -7,9 +7,13 @@ sequence of requests always meet the same faults, whatever the other group does.
 
 Outcomes, in this order of the drawn number's bands: a timeout (the server holds the request for
 ``hang_ms``, longer than any sensible client timeout, then answers 504), an HTTP 5xx, Bybit's rate-limit
-answer (retCode 10006 with its ``X-Bapi-Limit*`` headers), and, for ``/v5/order/create`` only, a
-timeout *after* the order was accepted (the order is recorded, the client gets no answer). ``latency_ms``
-delays every request of the group.
+answer (retCode 10006 with its ``X-Bapi-Limit*`` headers), and, for ``/v5/order/create`` only, three
+ways of accepting the order and then not saying so: a timeout *after* the order was accepted (the
+order is recorded, the client gets no answer), and Bybit's "server timeout" (retCode 10000) or "server
+error" (retCode 10016) answered for an order that was in fact recorded. The last two are why those
+codes mean "outcome unknown" on an order create (see ``lib.exchange.bybit``). ``latency_ms`` delays
+every request of the group. New bands are appended, so a plan that leaves them at 0 draws exactly the
+faults it always drew.
 """
 
 from __future__ import annotations
@@ -33,6 +37,10 @@ class FaultSpec(BaseModel):
     http_5xx_probability: float = Field(default=0.0, ge=0.0, le=1.0)
     rate_limit_probability: float = Field(default=0.0, ge=0.0, le=1.0)
     accepted_timeout_probability: float = Field(default=0.0, ge=0.0, le=1.0)
+    #: Order create only: record the order, then answer retCode 10000 ("Server Timeout").
+    accepted_server_timeout_probability: float = Field(default=0.0, ge=0.0, le=1.0)
+    #: Order create only: record the order, then answer retCode 10016 ("Server error").
+    accepted_server_error_probability: float = Field(default=0.0, ge=0.0, le=1.0)
     hang_ms: int = Field(default=30_000, ge=0, le=600_000)
     http_5xx_status: int = Field(default=503, ge=500, le=599)
 
@@ -43,6 +51,8 @@ class FaultSpec(BaseModel):
             + self.http_5xx_probability
             + self.rate_limit_probability
             + self.accepted_timeout_probability
+            + self.accepted_server_timeout_probability
+            + self.accepted_server_error_probability
         )
         if total > 1.0 + 1e-9:
             raise ValueError("fault probabilities add up to more than 1")
@@ -67,6 +77,8 @@ class Fault(enum.Enum):
     HTTP_5XX = "http_5xx"
     RATE_LIMIT = "rate_limit"
     ACCEPTED_TIMEOUT = "accepted_timeout"
+    ACCEPTED_SERVER_TIMEOUT = "accepted_server_timeout"
+    ACCEPTED_SERVER_ERROR = "accepted_server_error"
 
 
 class FaultInjector:
@@ -99,14 +111,18 @@ class FaultInjector:
         return dict(self._specs)
 
     def draw(self, group: str, *, accepts_after_timeout: bool = False) -> Fault:
-        """The fault of the next request of ``group`` (``accepts_after_timeout`` only for order create)."""
+        """The fault of the next request of ``group``; ``accepts_after_timeout`` (order create only)
+        enables the faults that accept the order first."""
         spec = self._specs[group]
         roll = self._rngs[group].random()
+        accepting = 1.0 if accepts_after_timeout else 0.0
         bands = (
             (Fault.TIMEOUT, spec.timeout_probability),
             (Fault.HTTP_5XX, spec.http_5xx_probability),
             (Fault.RATE_LIMIT, spec.rate_limit_probability),
-            (Fault.ACCEPTED_TIMEOUT, spec.accepted_timeout_probability if accepts_after_timeout else 0.0),
+            (Fault.ACCEPTED_TIMEOUT, spec.accepted_timeout_probability * accepting),
+            (Fault.ACCEPTED_SERVER_TIMEOUT, spec.accepted_server_timeout_probability * accepting),
+            (Fault.ACCEPTED_SERVER_ERROR, spec.accepted_server_error_probability * accepting),
         )
         edge = 0.0
         for fault, probability in bands:

@@ -10,7 +10,7 @@ The newest bucket may still be forming: it aggregates the completed candles of i
 5-minute candle as :mod:`lib.paper_exchange.market` serves it (its open only), so it never reveals a
 price from after the replay time. Intervals 1 and 3 cannot be built from 5-minute data and are refused.
 
-The rows are assembled from the texts :class:`lib.paper_exchange.market.CandleText` formatted at load:
+The rows are assembled from the texts :class:`lib.paper_exchange.candle_text.CandleText` formatted at load:
 highs and lows are reduced per bucket on the float arrays (a float's order is its decimal's order, since
 each is the shortest text of its float), volume and turnover come from exact prefix sums. The answer is
 the one the per-row ``Decimal`` aggregation gave, byte for byte (tests compare the two).
@@ -25,7 +25,8 @@ import numpy.typing as npt
 
 from lib.core.candles import Candles
 from lib.core.timeframes import TIMEFRAMES
-from lib.paper_exchange.market import CandleText, MarketData, decimal_sums
+from lib.paper_exchange.candle_text import CandleText, decimal_sums
+from lib.paper_exchange.market import MarketData
 from lib.paper_exchange.numbers import dec, fmt, params_error
 
 DEFAULT_LIMIT = 200

@@ -10,8 +10,7 @@ from __future__ import annotations
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
 
 from lib.errors import ExchangeRejected
-
-PARAMS_ERROR = 10001
+from lib.exchange.bybit import PARAMS_ERROR
 
 
 def dec(value: float) -> Decimal:

@@ -10,13 +10,15 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
+from lib.exchange import bybit
+
 WINDOW_MS = 1000
 LIMITS_PER_SECOND = {
-    "/v5/order/create": 10,
-    "/v5/order/realtime": 50,
-    "/v5/position/list": 50,
-    "/v5/position/set-leverage": 10,
-    "/v5/account/wallet-balance": 50,
+    bybit.ORDER_CREATE: 10,
+    bybit.ORDER_REALTIME: 50,
+    bybit.POSITION_LIST: 50,
+    bybit.SET_LEVERAGE: 10,
+    bybit.WALLET_BALANCE: 50,
 }
 DEFAULT_LIMIT = 10
 
@@ -35,7 +37,7 @@ class RateStatus:
         return {
             "X-Bapi-Limit": str(self.limit),
             "X-Bapi-Limit-Status": str(self.remaining),
-            "X-Bapi-Limit-Reset-Timestamp": str(self.reset_ms),
+            bybit.RATE_LIMIT_RESET_HEADER: str(self.reset_ms),
         }
 
 

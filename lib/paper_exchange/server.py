@@ -1,5 +1,8 @@
-"""Running the paper exchange: in the foreground, or in a background thread for tests and the demo,
-and the client side of account creation over HTTP."""
+"""Running the paper exchange: in the foreground, or in a background thread for tests and the demo.
+
+``create_paper_account`` / ``create_paper_account_async`` are the account-creation shortcuts of
+:mod:`lib.paper_exchange.client`, kept here because callers import them from here.
+"""
 
 from __future__ import annotations
 
@@ -8,27 +11,28 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from decimal import Decimal
 
 import httpx
 import uvicorn
 
-from lib.errors import ConfigError, ExchangeError, ExchangeUnavailable
+from lib.errors import ConfigError
 from lib.paper_exchange.app import create_app
+
+# PaperAccount is kept importable from here for the callers that import it from here.
+from lib.paper_exchange.client import AsyncPaperControls, PaperAccount, PaperControls
 from lib.paper_exchange.config import PaperExchangeConfig
+
+__all__ = [
+    "PaperAccount",
+    "create_paper_account",
+    "create_paper_account_async",
+    "running_paper_exchange",
+    "serve",
+]
 
 STARTUP_TIMEOUT_S = 30.0
 SHUTDOWN_GRACE_S = 1
-
-
-@dataclass(frozen=True, slots=True)
-class PaperAccount:
-    """A paper account's credentials (the secret is left out of ``repr``)."""
-
-    account_id: str
-    api_key: str
-    api_secret: str = field(repr=False)
 
 
 def serve(config: PaperExchangeConfig) -> None:
@@ -75,39 +79,15 @@ def running_paper_exchange(config: PaperExchangeConfig) -> Iterator[str]:
         sock.close()
 
 
-def _account_from(response: httpx.Response) -> PaperAccount:
-    if response.status_code != 201:
-        raise ExchangeError(
-            f"the paper exchange refused to create an account (HTTP {response.status_code})",
-            details={"body": response.text[:500]},
-        )
-    body = response.json()
-    return PaperAccount(account_id=body["account_id"], api_key=body["api_key"], api_secret=body["api_secret"])
-
-
 def create_paper_account(
     base_url: str, balance: Decimal | str = "10000", *, timeout_s: float = 10.0
 ) -> PaperAccount:
     """Create a funded account on a running paper exchange (``POST /_paper/accounts``)."""
-    try:
-        response = httpx.post(
-            f"{base_url}/_paper/accounts", json={"balance": str(balance)}, timeout=timeout_s
-        )
-    except httpx.HTTPError as exc:
-        raise ExchangeUnavailable(f"the paper exchange at {base_url} is unreachable: {exc}") from exc
-    return _account_from(response)
+    return PaperControls(base_url, timeout_s=timeout_s).create_account(balance)
 
 
 async def create_paper_account_async(
     base_url: str, balance: Decimal | str = "10000", *, client: httpx.AsyncClient | None = None
 ) -> PaperAccount:
     """Async :func:`create_paper_account`, on ``client`` if given."""
-    try:
-        if client is not None:
-            response = await client.post(f"{base_url}/_paper/accounts", json={"balance": str(balance)})
-        else:
-            async with httpx.AsyncClient(timeout=10.0) as own:
-                response = await own.post(f"{base_url}/_paper/accounts", json={"balance": str(balance)})
-    except httpx.HTTPError as exc:
-        raise ExchangeUnavailable(f"the paper exchange at {base_url} is unreachable: {exc}") from exc
-    return _account_from(response)
+    return await AsyncPaperControls(base_url, http=client).create_account(balance)

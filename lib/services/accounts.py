@@ -32,7 +32,8 @@ from lib.errors import (
     NotFound,
     RateLimited,
 )
-from lib.exchange.trading import AUTH_RET_CODES, Credentials, TradingExchange, WalletBalance
+from lib.exchange.bybit import AUTH_RET_CODES
+from lib.exchange.ports import Credentials, TradingExchange, WalletBalance
 from lib.stores import accounts as accounts_store
 from lib.stores import settings as settings_store
 from lib.stores.accounts import AccountRecord

@@ -32,7 +32,7 @@ from uuid import UUID
 from lib.crypto import KeyVault
 from lib.db.session import Database
 from lib.errors import AitradexError, ExchangeError
-from lib.exchange.trading import Credentials, OrderState, TradingExchange
+from lib.exchange.ports import Credentials, OrderState, TradingExchange
 from lib.log import log_event
 from lib.services.accounts import account_credentials
 from lib.services.execution.placement import record_exchange_state

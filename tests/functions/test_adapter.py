@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import httpx
 import pytest
@@ -13,9 +16,11 @@ import pytest
 from lib.app.context import Context, Services
 from lib.app.wiring import close_services, open_services
 from lib.config import Settings
+from lib.errors import Conflict
 from lib.http.app import MAX_BODY_BYTES, FunctionsApp
 from lib.http.server import serve_in_thread
 from lib.http.spec import FunctionSpec, Request, Response
+from lib.log import JsonFormatter
 from lib.services.auth import tokens
 from lib.services.auth.users import LocalUser
 from tests.functions.conftest import bearer
@@ -180,6 +185,40 @@ async def _explode(_request: _Boom, _ctx: Context) -> _Never:
     raise RuntimeError("secret=hunter2 at /internal/path")
 
 
+async def _refuse(_request: _Boom, _ctx: Context) -> _Never:
+    raise Conflict("that would break a rule", details={"api_secret": "hunter3"})
+
+
+class LogLines(logging.Handler):
+    """Every record of the adapter's logger, as the JSON line the process would write."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.setFormatter(JsonFormatter())
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+    def of_request(self, request_id: str) -> list[dict[str, Any]]:
+        parsed = [json.loads(line) for line in self.lines]
+        return [line for line in parsed if line.get("request_id") == request_id]
+
+
+@contextmanager
+def adapter_log() -> Iterator[LogLines]:
+    lines = LogLines()
+    adapter = logging.getLogger("aitradex.http")
+    level = adapter.level
+    adapter.setLevel(logging.INFO)  # as configure_logging sets it for a server
+    adapter.addHandler(lines)
+    try:
+        yield lines
+    finally:
+        adapter.removeHandler(lines)
+        adapter.setLevel(level)
+
+
 async def test_a_bug_answers_500_with_the_request_id_and_nothing_else(settings: Settings) -> None:
     spec = FunctionSpec(
         name="boom", summary="raises", request_type=_Boom, response_type=_Never, handler=_explode
@@ -195,7 +234,7 @@ async def test_a_bug_answers_500_with_the_request_id_and_nothing_else(settings: 
         jwt_secret=settings.jwt_secret.reveal(),
         verify_jwt={"boom": False},
     )
-    with serve_in_thread(app.build()) as url:
+    with adapter_log() as log, serve_in_thread(app.build()) as url:
         async with httpx.AsyncClient(base_url=url) as client:
             response = await client.post("/functions/v1/boom", json={})
     assert response.status_code == 500
@@ -209,6 +248,49 @@ async def test_a_bug_answers_500_with_the_request_id_and_nothing_else(settings: 
     }
     assert "hunter2" not in response.text
     assert "Traceback" not in response.text
+
+    # The log keeps what the caller does not see: the traceback, once, at ERROR, on the request's line.
+    lines = log.of_request(request_id)
+    (error,) = [line for line in lines if line["level"] == "error"]
+    assert (error["event"], error["function"], error["error_type"]) == (
+        "unhandled_error",
+        "boom",
+        "RuntimeError",
+    )
+    assert error["traceback"].startswith("Traceback (most recent call last):")
+    assert "in _explode" in error["traceback"]
+    assert error["traceback"].rstrip().endswith("RuntimeError: secret=[redacted] at /internal/path")
+    assert [line for line in lines if "traceback" in line] == [error]
+    assert {line["event"] for line in lines} == {"unhandled_error", "function_call"}
+    assert all("\n" not in raw for raw in log.lines)
+    assert not any("hunter2" in raw for raw in log.lines)
+
+
+async def test_a_deliberate_error_is_an_answer_not_an_error_log_with_a_traceback(settings: Settings) -> None:
+    spec = FunctionSpec(
+        name="refuse", summary="refuses", request_type=_Boom, response_type=_Never, handler=_refuse
+    )
+
+    async def services() -> Services:
+        return await open_services(settings)
+
+    app = FunctionsApp(
+        {"refuse": spec},
+        services,
+        close_services,
+        jwt_secret=settings.jwt_secret.reveal(),
+        verify_jwt={"refuse": False},
+    )
+    with adapter_log() as log, serve_in_thread(app.build()) as url:
+        async with httpx.AsyncClient(base_url=url) as client:
+            refused = await client.post("/functions/v1/refuse", json={})
+            unknown = await client.post("/functions/v1/no-such-function", json={})
+            malformed = await client.post("/functions/v1/refuse", content=b"{nope")
+    assert [r.status_code for r in (refused, unknown, malformed)] == [409, 404, 400]
+    for response in (refused, unknown, malformed):
+        lines = log.of_request(response.headers["x-request-id"])
+        assert [line["event"] for line in lines] == ["function_call"]
+        assert all(line["level"] == "info" and "traceback" not in line for line in lines)
 
 
 class _Whoami(Request):

@@ -38,7 +38,8 @@ from lib.core.instruments import InstrumentFilters
 from lib.crypto import KeyVault
 from lib.db.session import Caller, Database
 from lib.exchange.access import MarketAccess
-from lib.exchange.trading import Credentials, PybitExchange
+from lib.exchange.ports import Credentials
+from lib.exchange.trading import PybitExchange
 from lib.paper_exchange import create_paper_account_async
 from lib.services.accounts import connect_account
 from lib.services.auth.users import create_local_user

@@ -17,13 +17,14 @@ from typing import Any
 import httpx
 import pytest
 import requests
-from pybit.exceptions import InvalidRequestError
+from pybit.exceptions import FailedRequestError, InvalidRequestError
 from pybit.unified_trading import HTTP
 
 from lib.core.candles import Candles
 from lib.core.timeframes import FIVE_MINUTES_MS
 from lib.exchange.signing import signed_headers
 from lib.paper_exchange import PaperAccount, PaperExchangeConfig, create_paper_account, running_paper_exchange
+from lib.paper_exchange.client import PaperControls
 from lib.paper_exchange.server import create_paper_account_async
 from lib.research.bundled_data import BUNDLED_DATA_DIR, load_candles
 
@@ -607,6 +608,49 @@ def test_an_order_accepted_before_a_timeout_is_recorded(exchange: str) -> None:
     assert caught.value.status_code == 110072
 
 
+@pytest.mark.parametrize(
+    ("fault", "ret_code", "ret_msg"),
+    [
+        ("accepted_server_timeout_probability", 10000, "Server Timeout"),
+        ("accepted_server_error_probability", 10016, "Server error"),
+    ],
+)
+def test_an_order_accepted_then_answered_with_a_server_error_is_recorded(
+    exchange: str, fault: str, ret_code: int, ret_msg: str
+) -> None:
+    account = create_paper_account(exchange)
+    HTTP_CLIENT.post(f"{exchange}/_paper/faults", json={"seed": 1, "order": {fault: 1.0}})
+    client = session(exchange, account)
+    # Only order create meets the fault: the account's other signed calls answer as usual.
+    assert client.get_wallet_balance(accountType="UNIFIED")["retCode"] == 0
+    with pytest.raises(InvalidRequestError) as answered:
+        client.place_order(
+            category="linear",
+            symbol=SYMBOL,
+            side="Buy",
+            orderType="Market",
+            qty="1000",
+            orderLinkId="said-no",
+        )
+    assert (answered.value.status_code, answered.value.message) == (ret_code, ret_msg)
+    found = client.get_open_orders(category="linear", orderLinkId="said-no")["result"]["list"]
+    assert [o["orderStatus"] for o in found] == ["Filled"]
+    # Sent again with the same orderLinkId (the fault still on): a duplicate, nothing new recorded.
+    with pytest.raises(InvalidRequestError) as again:
+        client.place_order(
+            category="linear",
+            symbol=SYMBOL,
+            side="Buy",
+            orderType="Market",
+            qty="1000",
+            orderLinkId="said-no",
+        )
+    assert again.value.status_code == 110072
+    HTTP_CLIENT.post(f"{exchange}/_paper/faults", json={})
+    closed = client.get_open_orders(category="linear", settleCoin="USDT", openOnly=1)["result"]["list"]
+    assert [o["orderLinkId"] for o in closed] == ["said-no"]
+
+
 # ---------------------------------------------------------------------------------------------- controls
 
 
@@ -617,6 +661,23 @@ def test_account_creation_hands_out_a_working_key_pair(exchange: str) -> None:
     assert account.api_secret not in repr(account)
     wallet = session(exchange, account).get_wallet_balance(accountType="UNIFIED")["result"]["list"][0]
     assert wallet["totalWalletBalance"] == "2500"
+
+
+def test_the_controls_client_drives_the_exchange_over_http(exchange: str) -> None:
+    with httpx.Client(timeout=5) as http:
+        for paper in (PaperControls(exchange), PaperControls(exchange + "/", http=http)):
+            before = paper.clock()
+            assert before.time_ms == clock_ms(exchange)
+            after = paper.advance(2)
+            assert after.time_ms == before.time_ms + 2 * FIVE_MINUTES_MS == clock_ms(exchange)
+            account = paper.create_account("1234")
+            wallet = session(exchange, account).get_wallet_balance(accountType="UNIFIED")["result"]["list"][0]
+            assert wallet["totalWalletBalance"] == "1234"
+            assert paper.set_faults({"seed": 4, "order": {"http_5xx_probability": 1.0}})["seed"] == 4
+            with pytest.raises(FailedRequestError):  # the 5xx the plan asked for
+                session(exchange, account).get_wallet_balance(accountType="UNIFIED")
+            paper.clear_faults()
+            assert paper.faults()["order"]["http_5xx_probability"] == 0.0
 
 
 @pytest.mark.parametrize(

@@ -21,13 +21,13 @@ import httpx
 import numpy as np
 import pytest
 
-from lib.app.scheduler import PaperClock, market_clock_for
 from lib.core.candles import Candidate, CandlePanel
 from lib.core.timeframes import FIVE_MINUTES_MS, nominal_interval_ms
 from lib.db.session import Caller, Database
 from lib.errors import ConfigError
 from lib.exchange.access import MarketAccess
 from lib.exchange.market import MarketDataClient, RetryPolicy
+from lib.exchange.market_clock import PaperClock, market_clock_for
 from lib.exchange.rate_limit import RateLimiter
 from lib.research.bundled_data import BUNDLED_DATA_DIR, list_symbols, load_candles
 from lib.services import diagnostics

@@ -28,7 +28,7 @@ from lib.errors import (
     IpBanned,
     RateLimited,
 )
-from lib.exchange.trading import Credentials, TradingExchange, WalletBalance
+from lib.exchange.ports import Credentials, TradingExchange, WalletBalance
 from lib.services.accounts import (
     InvalidExchangeCredentials,
     places_live_orders,

@@ -14,7 +14,8 @@ import pytest
 
 from lib.core.order_ids import manual_order_link_id, order_link_id
 from lib.errors import ExchangeError, ExchangeRejected, ExchangeUnavailable, RateLimited
-from lib.exchange.trading import DUPLICATE_ORDER_LINK_ID, Credentials, OrderRequest, OrderState
+from lib.exchange.bybit import DUPLICATE_ORDER_LINK_ID
+from lib.exchange.ports import Credentials, OrderRequest, OrderState
 from lib.services.execution.batching import Batcher
 from lib.services.execution.deps import ExchangeDeps, ExecutorDeps, exchange_backoff
 from lib.services.execution.eligibility import within_daily_loss_limit

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import respx
 
+from lib.core.candles import Candles
 from lib.errors import (
     ConfigError,
     ExchangeError,
@@ -22,7 +23,8 @@ from lib.errors import (
     IpBanned,
     RateLimited,
 )
-from lib.exchange.market import MarketDataClient, RetryPolicy, base_url_for
+from lib.exchange.bybit import base_url_for
+from lib.exchange.market import MarketDataClient, RetryPolicy
 from lib.exchange.rate_limit import RateLimiter
 
 BASE = "https://api.bybit.com"
@@ -286,7 +288,8 @@ async def test_klines_come_back_oldest_first_as_numpy_arrays(
         assert column.dtype == np.float64
         assert column.flags["C_CONTIGUOUS"]
     assert len(klines) == 3
-    assert len(klines.as_candles()) == 3
+    # A Klines is the Candles the indicators and the panel read, with nothing to convert.
+    assert isinstance(klines, Candles)
 
 
 async def test_klines_with_an_empty_list_are_empty_arrays(

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from lib.core.candles import Candles
 from lib.core.timeframes import FIVE_MINUTES_MS, TIMEFRAMES
 from lib.paper_exchange import app as paper_app
+from lib.paper_exchange.candle_text import CandleText, candle_text, candle_texts, decimal_sums, scaled_text
 from lib.paper_exchange.config import PaperExchangeConfig
 from lib.paper_exchange.engine import PaperEngine
 from lib.paper_exchange.instruments import derive_instrument
@@ -30,14 +31,7 @@ from lib.paper_exchange.klines import (
     bucket_width_ms,
     build_klines,
 )
-from lib.paper_exchange.market import (
-    CandleText,
-    MarketData,
-    candle_text,
-    candle_texts,
-    decimal_sums,
-    scaled_text,
-)
+from lib.paper_exchange.market import MarketData
 from lib.paper_exchange.numbers import dec, fmt
 from lib.paper_exchange.tickers import DAY_MS, ticker
 

@@ -10,16 +10,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from lib.app.scheduler import (
-    CandleClose,
-    Every,
-    Job,
-    PaperClock,
-    Scheduler,
-    WallClock,
-    market_clock_for,
-)
+from lib.app.scheduler import CandleClose, Every, Job, Scheduler
 from lib.errors import ConfigError, ExchangeUnavailable
+from lib.exchange.market_clock import PaperClock, WallClock, market_clock_for
 from lib.log import JsonFormatter
 
 MINUTE = 60_000
@@ -222,6 +215,47 @@ async def test_a_bug_in_a_job_is_contained_like_any_failure(market: FakeMarket, 
 
     scheduler = Scheduler([Job("buggy", Every(1), buggy)], market_clock=market, monotonic=wall)
     assert (await scheduler.tick()).outcomes == {"buggy": "failed"}
+
+
+async def test_a_bug_in_a_job_is_logged_once_at_error_with_its_traceback(
+    market: FakeMarket, wall: FakeWall, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def buggy() -> None:
+        settings = {"api_secret": "hunter2"}
+        raise KeyError(f"no rate in {settings}")
+
+    scheduler = Scheduler([Job("buggy", Every(1), buggy)], market_clock=market, monotonic=wall)
+    with caplog.at_level(logging.INFO, logger="aitradex.scheduler"):
+        assert (await scheduler.tick()).outcomes == {"buggy": "failed"}
+
+    lines = [JsonFormatter().format(r) for r in caplog.records]
+    assert all("\n" not in line for line in lines)
+    with_traceback = [json.loads(line) for line in lines if '"traceback"' in line]
+    (failure,) = with_traceback
+    assert (failure["event"], failure["level"], failure["job"]) == ("job_failed", "error", "buggy")
+    assert failure["error_type"] == "KeyError"
+    assert failure["traceback"].startswith("Traceback (most recent call last):")
+    assert "in buggy" in failure["traceback"]
+    assert "KeyError" in failure["traceback"].splitlines()[-1]
+    assert "hunter2" not in "".join(lines)
+
+
+async def test_a_deliberate_error_in_a_job_is_logged_without_a_traceback(
+    market: FakeMarket, wall: FakeWall, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def refused() -> None:
+        raise ExchangeUnavailable("Bybit did not answer /v5/market/kline in time")
+
+    scheduler = Scheduler([Job("refused", Every(1), refused)], market_clock=market, monotonic=wall)
+    with caplog.at_level(logging.INFO, logger="aitradex.scheduler"):
+        await scheduler.tick()
+    (failure,) = [r for r in caplog.records if getattr(r, "event", "") == "job_failed"]
+    line = json.loads(JsonFormatter().format(failure))
+    assert (line["code"], line["error"]) == (
+        "exchange_unavailable",
+        "Bybit did not answer /v5/market/kline in time",
+    )
+    assert "traceback" not in line
 
 
 async def test_a_job_still_running_is_skipped_not_started_twice(market: FakeMarket, wall: FakeWall) -> None:

@@ -12,8 +12,8 @@ from lib.core.instruments import InstrumentFilters
 from lib.crypto import KeyVault
 from lib.db.session import Database
 from lib.errors import ExchangeError, RateLimited
+from lib.exchange.ports import TradingExchange
 from lib.exchange.rate_limit import RateLimiter
-from lib.exchange.trading import TradingExchange
 
 CATEGORY = "linear"
 ORDERS_PER_SECOND_PER_ACCOUNT = 10

@@ -28,7 +28,7 @@ from lib.core.instruments import InstrumentFilters, fmt
 from lib.core.sizing import size_order
 from lib.crypto import KeyVault
 from lib.errors import AitradexError, ExchangeError
-from lib.exchange.trading import Credentials, OrderRequest
+from lib.exchange.ports import Credentials, OrderRequest
 from lib.failpoints import failpoint
 from lib.services.accounts import account_credentials
 from lib.services.execution.deps import CATEGORY, OrderOutcome

@@ -18,7 +18,8 @@ from uuid import UUID
 
 from lib.db.session import Database
 from lib.errors import ExchangeError, ExchangeRejected
-from lib.exchange.trading import DUPLICATE_ORDER_LINK_ID, Credentials, OrderRequest, OrderState
+from lib.exchange.bybit import DUPLICATE_ORDER_LINK_ID
+from lib.exchange.ports import Credentials, OrderRequest, OrderState
 from lib.failpoints import failpoint
 from lib.services.execution.deps import Backoff, ExchangeDeps
 from lib.stores import orders as orders_store

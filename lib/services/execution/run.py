@@ -6,7 +6,7 @@ import time
 from datetime import datetime, timedelta
 from uuid import UUID
 
-from lib.exchange.trading import Credentials, WalletBalance
+from lib.exchange.ports import Credentials, WalletBalance
 from lib.services.execution.batching import Writer
 from lib.services.execution.deps import ExecutorDeps
 from lib.services.execution.placement import retrying

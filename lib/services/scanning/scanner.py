@@ -34,7 +34,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from lib.app.scheduler import MarketClock, market_clock_for
 from lib.core.candles import Candidate, CandlePanel
 from lib.core.panel import PanelBuild, build_panel
 from lib.core.signal import NewSignal
@@ -42,6 +41,7 @@ from lib.core.vocabulary import Algorithm, Category, Timeframe
 from lib.db.session import Database
 from lib.errors import AitradexError, InvalidRequest
 from lib.exchange.market import MarketDataClient
+from lib.exchange.market_clock import MarketClock, market_clock_for
 from lib.log import log_event
 from lib.services.scanning.candidates import check_candidates, new_signal, stored_score, utc
 from lib.services.scanning.models import (

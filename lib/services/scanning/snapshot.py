@@ -13,8 +13,8 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from lib.app.scheduler import MarketClock
 from lib.exchange.market import MarketDataClient
+from lib.exchange.market_clock import MarketClock
 from lib.exchange.models import Klines
 from lib.log import log_event
 from lib.services.scanning.models import ScanProgress, ScanRequest, SymbolError

@@ -197,7 +197,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from lib.research.backtest import format_table, run_backtest, write_csv
+    from lib.research.backtest import run_backtest
+    from lib.research.backtest_report import format_table, write_csv
     from lib.research.bundled_data import BUNDLED_DATA_DIR
 
     data = Path(args.data) if args.data else BUNDLED_DATA_DIR

@@ -14,7 +14,7 @@ import asyncio
 import random
 import re
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -162,11 +162,13 @@ class MarketDataClient:
         end: int | None = None,
         *,
         concurrency: int = 8,
+        on_result: Callable[[str, bool], None] | None = None,
     ) -> KlinesBatch:
         """Candles of many symbols fetched concurrently (at most ``concurrency`` in flight).
 
         A symbol that fails is reported in ``errors`` and does not stop the others. Arguments common to
-        all symbols are checked first and raise ``InvalidRequest`` before any request.
+        all symbols are checked first and raise ``InvalidRequest`` before any request. ``on_result`` hears
+        of each symbol as soon as its answer is in (``True`` when it was fetched), for a progress bar.
         """
         interval = _check_kline_args(category, interval, limit, start, end)
         if concurrency < 1:
@@ -184,6 +186,8 @@ class MarketDataClient:
                     )
                 except AitradexError as error:
                     failed[symbol] = error
+            if on_result is not None:
+                on_result(symbol, symbol in fetched)
 
         tasks = [asyncio.ensure_future(fetch(symbol)) for symbol in unique]
         try:

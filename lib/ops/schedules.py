@@ -13,7 +13,6 @@ pipeline (``lib.app.pipeline``), and nothing is registered in the database.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -49,15 +48,7 @@ class CronJob:
 
     def command(self, functions_url: str) -> str:
         """The SQL pg_cron runs: an authenticated POST through pg_net, the key read from Vault."""
-        # Every interpolated value goes through _literal (quote doubling): the SQL text is stored by
-        # pg_cron and run later, so it cannot take bind parameters.
-        url = _literal(f"{functions_url.rstrip('/')}/{self.function}")
-        key = f"(select decrypted_secret from vault.decrypted_secrets where name = {_literal(VAULT_SECRET)})"  # noqa: S608
-        headers = (
-            f"jsonb_build_object('Content-Type', 'application/json', 'Authorization', 'Bearer ' || {key})"
-        )
-        body = _literal(json.dumps(self.body))
-        return f"select net.http_post(url := {url}, headers := {headers}, body := {body}::jsonb)"
+        return cron.http_post_command(f"{functions_url.rstrip('/')}/{self.function}", VAULT_SECRET, self.body)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,10 +62,6 @@ class SchedulePlan:
         if not self.uses_pg_cron:
             return "built-in scheduler in the stack (no pg_cron/pg_net here)"
         return "pg_cron: " + ", ".join(f"{job.name} [{job.schedule}]" for job in self.jobs)
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def cron_jobs(timeframes: Sequence[str], algorithms: Sequence[str]) -> tuple[CronJob, ...]:

@@ -27,22 +27,15 @@ first block (training data of every fold) are left out. Bars outside the trainin
 with the deployed model. ``BacktestReport.sample`` says which was used; ``out_of_sample=False`` scores
 every bar with the deployed model and labels the report IN-SAMPLE.
 
-Timeframes. ``timeframe`` is a Bybit interval that is a whole number of 5-minute bars: ``5``, ``15``,
-``30``, ``60``, ``120``, ``240``, ``360``, ``720`` or ``D``. Longer bars are built from the 5-minute candles
-in UTC-aligned buckets (``open_time // length``): open of the first candle, highest high, lowest low,
-close of the last, summed volume. A bucket with missing 5-minute candles is built from those present
-(an exchange prints the bar too); the first and last buckets are dropped when the data starts or ends
-inside them. ``horizon_bars`` counts bars of the chosen timeframe. ``quantum_ai`` was trained on
+Timeframes. ``timeframe`` is a Bybit interval that is a whole number of 5-minute bars; longer bars are
+built from the 5-minute candles by :mod:`lib.research.resample`. ``horizon_bars`` counts bars of the chosen timeframe. ``quantum_ai`` was trained on
 5-minute bars only; on other timeframes the report says so.
 """
 
 from __future__ import annotations
 
-import csv
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -50,10 +43,11 @@ import numpy.typing as npt
 
 from lib.core.candles import Candles
 from lib.core.outcomes import NEITHER, SL_FIRST, TP_FIRST, label_outcomes
-from lib.core.timeframes import FIVE_MINUTES_MS, INTERVAL_MS
 from lib.core.vocabulary import ALGORITHMS
 from lib.errors import InvalidRequest
+from lib.research.backtest_report import BUCKET_EDGES, BacktestReport, BucketRow
 from lib.research.bundled_data import BUNDLED_DATA_DIR, load_all
+from lib.research.resample import resample, timeframe_minutes
 from lib.scoring import quantum_ai, unirail_core
 from lib.scoring.features import BarScores, panel_features, single_symbol_panel
 from lib.scoring.levels import SL_ATR, TP_ATR
@@ -62,126 +56,7 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
 DEFAULT_HORIZON_BARS = 48
-TIMEFRAME_MINUTES: dict[str, int] = {
-    tf: INTERVAL_MS[tf] // 60_000 for tf in ("5", "15", "30", "60", "120", "240", "360", "720", "D")
-}
-BUCKET_EDGES: tuple[float, ...] = tuple(float(v) for v in range(0, 101, 10))
-CSV_COLUMNS: tuple[str, ...] = (
-    "bucket",
-    "low",
-    "high",
-    "signals",
-    "tp_first",
-    "sl_first",
-    "neither",
-    "tp_share",
-    "sl_share",
-    "neither_share",
-    "mean_r",
-)
-
 Progress = Callable[[int, int], None]
-
-
-@dataclass(frozen=True, slots=True)
-class BucketRow:
-    """One line of the report: signals with ``low <= score < high`` (``<= 100`` for the top bucket).
-
-    Shares and ``mean_r`` are NaN for an empty bucket.
-    """
-
-    bucket: str
-    low: float
-    high: float
-    signals: int
-    tp_first: int
-    sl_first: int
-    neither: int
-    tp_share: float
-    sl_share: float
-    neither_share: float
-    mean_r: float
-
-
-@dataclass(frozen=True, slots=True)
-class BacktestReport:
-    """The result of :func:`run_backtest`: the buckets (10 of them, then ``>=80`` and ``all``) and the
-    facts needed to read them."""
-
-    algorithm: str
-    timeframe: str
-    horizon_bars: int
-    step: int
-    sl_atr: float
-    tp_atr: float
-    symbols: tuple[str, ...]
-    first_bar_ms: int | None
-    last_bar_ms: int | None
-    signals: int
-    incomplete: int
-    sample: str
-    rows: tuple[BucketRow, ...]
-
-    @property
-    def buckets(self) -> tuple[BucketRow, ...]:
-        """The ten score buckets, without the summary rows."""
-        return self.rows[: len(BUCKET_EDGES) - 1]
-
-    def row(self, bucket: str) -> BucketRow:
-        """The row named ``bucket`` (``"80-90"``, ``">=80"``, ``"all"``...)."""
-        for r in self.rows:
-            if r.bucket == bucket:
-                return r
-        raise KeyError(bucket)
-
-
-# --------------------------------------------------------------------------------------------------
-# Resampling.
-# --------------------------------------------------------------------------------------------------
-
-
-def timeframe_minutes(timeframe: str) -> int:
-    """Minutes per bar of a supported ``timeframe``; anything else raises :class:`InvalidRequest`."""
-    try:
-        return TIMEFRAME_MINUTES[str(timeframe)]
-    except KeyError:
-        raise InvalidRequest(
-            f"timeframe {timeframe!r} is not a multiple of the 5-minute data",
-            details={"timeframe": str(timeframe), "supported": list(TIMEFRAME_MINUTES)},
-        ) from None
-
-
-def resample(candles: Candles, minutes: int) -> Candles:
-    """5-minute candles aggregated into ``minutes``-long UTC-aligned bars (see the module docstring)."""
-    if minutes % 5 != 0 or minutes <= 0:
-        raise InvalidRequest(f"cannot build {minutes}-minute bars from 5-minute candles")
-    if minutes == 5 or len(candles) == 0:
-        return candles
-    length = minutes * 60_000
-    bucket = candles.open_time_ms // length
-    starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
-    ends = np.r_[starts[1:], bucket.shape[0]]
-    # Aggregate every bucket first: reduceat runs from each start to the next one given.
-    high = np.maximum.reduceat(candles.high, starts)
-    low = np.minimum.reduceat(candles.low, starts)
-    volume = np.add.reduceat(candles.volume, starts)
-    # Then drop the edge buckets the data only partly covers (started or ended inside them).
-    keep = np.ones(starts.shape, dtype=np.bool_)
-    if candles.open_time_ms[0] != bucket[0] * length:
-        keep[0] = False
-    if candles.open_time_ms[-1] + FIVE_MINUTES_MS != (bucket[-1] + 1) * length:
-        keep[-1] = False
-    return Candles(
-        symbol=candles.symbol,
-        open_time_ms=(bucket[starts[keep]] * length).astype(np.int64),
-        open=candles.open[starts[keep]],
-        high=high[keep],
-        low=low[keep],
-        close=candles.close[ends[keep] - 1],
-        volume=volume[keep],
-    )
-
-
 # --------------------------------------------------------------------------------------------------
 # Scoring and aggregation.
 # --------------------------------------------------------------------------------------------------
@@ -404,87 +279,3 @@ def run_backtest(
         sample=_sample_note(algorithm, modes, str(timeframe)),
         rows=_bucket_rows(scores, results, r_multiple),
     )
-
-
-# --------------------------------------------------------------------------------------------------
-# Output.
-# --------------------------------------------------------------------------------------------------
-
-
-def _utc(ms: int | None) -> str:
-    if ms is None:
-        return "-"
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M")
-
-
-def _pct(x: float) -> str:
-    return "-" if math.isnan(x) else f"{100.0 * x:.1f}%"
-
-
-def format_table(report: BacktestReport) -> str:
-    """The report as a fixed-width text table with a header describing the run."""
-    lines = [
-        f"backtest {report.algorithm}: timeframe {report.timeframe}, horizon {report.horizon_bars} bars, "
-        f"step {report.step}, SL {report.sl_atr:g} ATR / TP {report.tp_atr:g} ATR "
-        f"(TP first = +{report.tp_atr / report.sl_atr:g} R, SL first = -1 R)",
-        f"{len(report.symbols)} symbols, bars {_utc(report.first_bar_ms)} .. {_utc(report.last_bar_ms)} UTC, "
-        f"{report.signals} signals ({report.incomplete} left out: horizon past the data's end)",
-        f"sample: {report.sample}",
-        "",
-        f"{'score':>7} {'signals':>8} {'TP first':>9} {'SL first':>9} {'neither':>8} {'mean R':>8}",
-    ]
-    rule = "-" * len(lines[-1])
-    lines.append(rule)
-    for r in report.rows:
-        if r.bucket == ">=80":
-            lines.append(rule)
-        mean_r = "-" if math.isnan(r.mean_r) else f"{r.mean_r:+.3f}"
-        lines.append(
-            f"{r.bucket:>7} {r.signals:>8} {_pct(r.tp_share):>9} {_pct(r.sl_share):>9} "
-            f"{_pct(r.neither_share):>8} {mean_r:>8}"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def write_csv(report: BacktestReport, path: Path | str) -> None:
-    """One row per bucket (the ten buckets, ``>=80`` and ``all``) with :data:`CSV_COLUMNS`.
-
-    Empty buckets have empty share and mean-R cells.
-    """
-
-    def cell(value: float | int | str) -> str | float | int:
-        if isinstance(value, float) and math.isnan(value):
-            return ""
-        return value
-
-    with Path(path).open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(CSV_COLUMNS)
-        for r in report.rows:
-            writer.writerow([cell(getattr(r, column)) for column in CSV_COLUMNS])
-
-
-def read_csv(path: Path | str) -> tuple[BucketRow, ...]:
-    """The rows written by :func:`write_csv` (empty cells read back as NaN)."""
-
-    def number(text: str) -> float:
-        return float(text) if text != "" else float("nan")
-
-    with Path(path).open(newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        return tuple(
-            BucketRow(
-                bucket=row["bucket"],
-                low=float(row["low"]),
-                high=float(row["high"]),
-                signals=int(row["signals"]),
-                tp_first=int(row["tp_first"]),
-                sl_first=int(row["sl_first"]),
-                neither=int(row["neither"]),
-                tp_share=number(row["tp_share"]),
-                sl_share=number(row["sl_share"]),
-                neither_share=number(row["neither_share"]),
-                mean_r=number(row["mean_r"]),
-            )
-            for row in reader
-        )

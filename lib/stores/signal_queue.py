@@ -23,8 +23,10 @@ _SERVICE = Caller.service()
 
 @dataclass(frozen=True, slots=True)
 class SignalRow:
-    """A claimed signal. ``reclaimed``: some executor had claimed it before (it died, or failed and
-    handed it back), so rows it reserved may be waiting to be sent."""
+    """A claimed signal: the executor's projection of :class:`lib.core.signal.Signal`, with the prices
+    as ``Decimal`` because orders are sized and rounded to the instrument's steps from them (the stored
+    ``Signal`` keeps floats for display). ``reclaimed``: some executor had claimed it before (it died,
+    or failed and handed it back), so rows it reserved may be waiting to be sent."""
 
     id: UUID
     symbol: str

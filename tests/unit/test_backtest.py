@@ -12,16 +12,10 @@ import pytest
 
 from lib.core.candles import Candles
 from lib.errors import InvalidRequest
-from lib.research.backtest import (
-    BUCKET_EDGES,
-    BacktestReport,
-    format_table,
-    read_csv,
-    resample,
-    run_backtest,
-    write_csv,
-)
+from lib.research.backtest import run_backtest
+from lib.research.backtest_report import BUCKET_EDGES, BacktestReport, format_table, read_csv, write_csv
 from lib.research.bundled_data import load_all
+from lib.research.resample import resample
 from lib.scoring import quantum_ai
 
 FIVE = 5 * 60 * 1000

@@ -555,6 +555,34 @@ async def test_klines_many_reports_a_failing_symbol_and_returns_the_others(
     assert error.ret_code == 10001
 
 
+async def test_klines_many_reports_each_symbol_as_its_answer_arrives(
+    client: MarketDataClient, bybit: respx.MockRouter
+) -> None:
+    heard: list[tuple[str, bool]] = []
+    answered: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        symbol = request.url.params["symbol"]
+        # Each answer finds every earlier symbol already reported: progress is live, not at the end.
+        assert [s for s, _ in heard] == answered
+        answered.append(symbol)
+        if symbol == "ETHUSDT":
+            return rejected(10001, "symbol invalid")
+        return ok({"symbol": symbol, "list": [kline_row(1_700_000_000_000, 10.0)]})
+
+    bybit.get("/v5/market/kline").mock(side_effect=answer)
+
+    await client.klines_many(
+        "linear",
+        ["BTCUSDT", "ETHUSDT", "SOLUSDT"],
+        "15",
+        concurrency=1,
+        on_result=lambda s, ok: heard.append((s, ok)),
+    )
+
+    assert heard == [("BTCUSDT", True), ("ETHUSDT", False), ("SOLUSDT", True)]
+
+
 async def test_klines_many_keeps_to_its_concurrency_bound(
     client: MarketDataClient, bybit: respx.MockRouter
 ) -> None:

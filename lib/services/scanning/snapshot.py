@@ -68,10 +68,9 @@ async def fetch_klines(
     progress: ScanProgress,
 ) -> tuple[dict[str, Klines], list[SymbolError]]:
     """Every symbol's klines, at most ``concurrency`` requests in flight; errors in the symbols' order."""
-    batch = await market.klines_many(category, symbols, timeframe, limit=limit, concurrency=concurrency)
-    # klines_many tells nothing per symbol while it runs, so progress hears of each once the batch is in.
-    for symbol in symbols:
-        progress.fetched(symbol, symbol in batch.klines)
+    batch = await market.klines_many(
+        category, symbols, timeframe, limit=limit, concurrency=concurrency, on_result=progress.fetched
+    )
     errors = [SymbolError(s, e.code, e.message) for s, e in batch.errors.items()]
     return batch.klines, errors
 

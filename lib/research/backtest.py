@@ -28,7 +28,8 @@ with the deployed model. ``BacktestReport.sample`` says which was used; ``out_of
 every bar with the deployed model and labels the report IN-SAMPLE.
 
 Timeframes. ``timeframe`` is a Bybit interval that is a whole number of 5-minute bars; longer bars are
-built from the 5-minute candles by :mod:`lib.research.resample`. ``horizon_bars`` counts bars of the chosen timeframe. ``quantum_ai`` was trained on
+built from the 5-minute candles by :mod:`lib.research.resample`. ``horizon_bars`` counts bars of the
+chosen timeframe. ``quantum_ai`` was trained on
 5-minute bars only; on other timeframes the report says so.
 """
 

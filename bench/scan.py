@@ -45,9 +45,12 @@ from lib.config import load_settings
 from lib.core.timeframes import FIVE_MINUTES_MS
 from lib.db.session import Caller, Database
 from lib.db.target import database_target
+from lib.errors import AitradexError
 from lib.exchange.access import MarketAccess
 from lib.exchange.rate_limit import RateLimiter
 from lib.ops.rebuild import rebuild
+from lib.paper_exchange.client import AsyncPaperControls, PaperControls
+from lib.paper_exchange.paths import CLOCK
 from lib.research.bundled_data import load_all
 from lib.services.scanning.models import ScanRequest, ScanResult
 from lib.services.scanning.scanner import format_summary, scan_many
@@ -176,8 +179,7 @@ async def timed_scan(
 
 
 async def advance(url: str) -> None:
-    async with httpx.AsyncClient() as http:
-        (await http.post(f"{url}/_paper/clock/advance", json={"candles": 1})).raise_for_status()
+    await AsyncPaperControls(url).advance(1)
 
 
 def windows(grants: list[float], capacity: int, window_s: float) -> tuple[list[float], int]:
@@ -231,7 +233,7 @@ async def capture(url: str, symbols: list[str], kline_limit: int, folder: Path) 
     bodies: dict[str, bytes] = {}
     async with httpx.AsyncClient(base_url=url, timeout=30) as http:
         requests: list[tuple[str, dict[str, str | int]]] = [
-            ("/_paper/clock", {}),
+            (CLOCK, {}),
             ("/v5/market/tickers", {"category": "linear"}),
         ]
         requests.append(("/v5/market/instruments-info", {"category": "linear", "limit": 1000}))
@@ -261,9 +263,9 @@ def wait_until_up(process: subprocess.Popen[bytes], url: str) -> None:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"{url}/_paper/clock", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
+            PaperControls(url, timeout_s=1).clock()
+            return
+        except AitradexError:
             pass
         time.sleep(0.2)
     process.kill()

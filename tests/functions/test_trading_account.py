@@ -11,6 +11,7 @@ import pytest
 from lib.config import Settings
 from lib.crypto import API_KEY_FIELD, API_SECRET_FIELD, KeyVault
 from lib.db.session import Caller, Database
+from lib.paper_exchange.client import AsyncPaperControls
 from lib.paper_exchange.server import PaperAccount, create_paper_account
 from lib.services.auth.users import LocalUser
 from tests.functions.conftest import bearer
@@ -197,13 +198,13 @@ async def test_an_exchange_that_cannot_answer_is_a_503_and_nothing_is_stored(
     code: str,
 ) -> None:
     user = make_user()
-    async with httpx.AsyncClient(base_url=paper_exchange_url) as paper:
-        # Faults on signed endpoints only, and always reset: the paper exchange is shared by the session.
-        assert (await paper.post("/_paper/faults", json={"order": {fault: 1.0}})).status_code == 200
-        try:
-            response = await call(http, user, connect_body(paper_account))
-        finally:
-            await paper.post("/_paper/faults", json={})
+    paper = AsyncPaperControls(paper_exchange_url)
+    # Faults on signed endpoints only, and always reset: the paper exchange is shared by the session.
+    await paper.set_faults({"order": {fault: 1.0}})
+    try:
+        response = await call(http, user, connect_body(paper_account))
+    finally:
+        await paper.clear_faults()
 
     assert response.status_code == 503
     assert response.json()["error"]["code"] == code

@@ -41,6 +41,7 @@ from lib.exchange.access import MarketAccess
 from lib.exchange.ports import Credentials
 from lib.exchange.trading import PybitExchange
 from lib.paper_exchange import create_paper_account_async
+from lib.paper_exchange.client import AsyncPaperControls
 from lib.services.accounts import connect_account
 from lib.services.auth.users import create_local_user
 from lib.services.execution.deps import ExecutorDeps, FiltersLookup, outcomes_summary
@@ -234,15 +235,11 @@ async def current_price(paper_url: str, symbol: str) -> Decimal:
 
 
 async def advance_clock(paper_url: str, candles: int) -> None:
-    async with httpx.AsyncClient(timeout=30) as client:
-        answer = await client.post(f"{paper_url}/_paper/clock/advance", json={"candles": candles})
-    answer.raise_for_status()
+    await AsyncPaperControls(paper_url, timeout_s=30).advance(candles)
 
 
 async def set_faults(paper_url: str, plan: dict[str, Any]) -> None:
-    async with httpx.AsyncClient(timeout=10) as client:
-        answer = await client.post(f"{paper_url}/_paper/faults", json=plan)
-    answer.raise_for_status()
+    await AsyncPaperControls(paper_url).set_faults(plan)
 
 
 class Signals:

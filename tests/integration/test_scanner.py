@@ -29,6 +29,7 @@ from lib.exchange.access import MarketAccess
 from lib.exchange.market import MarketDataClient, RetryPolicy
 from lib.exchange.market_clock import PaperClock, market_clock_for
 from lib.exchange.rate_limit import RateLimiter
+from lib.paper_exchange.client import AsyncPaperControls
 from lib.research.bundled_data import BUNDLED_DATA_DIR, list_symbols, load_candles
 from lib.services import diagnostics
 from lib.services.scanning.models import ScanRequest
@@ -48,10 +49,9 @@ class Exchange:
     async def replay_ms(self) -> int:
         return await PaperClock(self.url).now_ms()
 
-    async def control(self, path: str, body: dict[str, Any]) -> None:
-        async with httpx.AsyncClient() as http:
-            response = await http.post(f"{self.url}/_paper/{path}", json=body)
-        assert response.status_code == 200, response.text
+    @property
+    def controls(self) -> AsyncPaperControls:
+        return AsyncPaperControls(self.url)
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +189,7 @@ async def test_the_same_scan_twice_adds_nothing_and_one_candle_later_adds_only_t
     )
     assert len(on_bar) == first.qualified
 
-    await exchange.control("clock/advance", {"candles": 1})
+    await exchange.controls.advance(1)
     third = await scan(request, db=db, market_access=exchange.access)
 
     assert first.bar_time is not None
@@ -272,7 +272,7 @@ async def test_an_unknown_symbol_is_reported_in_the_run_and_the_others_are_still
 async def test_an_exchange_failing_every_kline_request_fails_the_run_without_raising(
     db: Database, exchange: Exchange, scan_settings: ScanSettings
 ) -> None:
-    await exchange.control("faults", {"seed": 1, "market": {"http_5xx_probability": 1.0}})
+    await exchange.controls.set_faults({"seed": 1, "market": {"http_5xx_probability": 1.0}})
     try:
         async with httpx.AsyncClient() as http:
             market = MarketDataClient(
@@ -286,7 +286,7 @@ async def test_an_exchange_failing_every_kline_request_fails_the_run_without_rai
                 settings=scan_settings,
             )
     finally:
-        await exchange.control("faults", {})
+        await exchange.controls.clear_faults()
 
     assert result.status == "failed"
     assert [e.symbol for e in result.errors] == list(exchange.symbols[:4])

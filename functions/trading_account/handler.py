@@ -18,9 +18,7 @@ diagnostics calls with the service role; one word cannot mean both.
 from __future__ import annotations
 
 from functions.trading_account.models import (
-    Account,
     AccountStatus,
-    Balance,
     ConnectAccount,
     Connected,
     DisconnectAccount,
@@ -67,8 +65,8 @@ async def handle(
             key_version=connected.account.key_version,
         )
         return Connected(
-            account=Account.model_validate(connected.account),
-            balance=Balance.model_validate(connected.balance),
+            account=connected.account,
+            balance=connected.balance,
             live_trading_enabled=connected.live_trading_enabled,
             places_live_orders=connected.places_live_orders,
         )
@@ -76,7 +74,7 @@ async def handle(
         records = await list_accounts(ctx.db, ctx.caller, user_id)
         return AccountStatus(
             user_id=user_id,
-            accounts=[Account.model_validate(r) for r in records],
+            accounts=list(records),
             live_trading_enabled=await live_trading_enabled(ctx.db),
         )
     account_id = await disconnect_account(ctx.db, ctx.caller, user_id, request.environment)

@@ -7,14 +7,14 @@ line nor a traceback shows them, and the adapter never echoes submitted values i
 from __future__ import annotations
 
 import re
-from datetime import datetime
-from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, SecretStr
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr
 
 from lib.core.vocabulary import Environment
+from lib.exchange.ports import WalletBalance
 from lib.http.spec import Request, Response, StatusRequest, StatusResponse
+from lib.stores.accounts import AccountRecord
 
 # Bybit's HMAC API keys are 18 letters and digits and their secrets 36; the bounds leave room for
 # other lengths without accepting a paste of anything at all.
@@ -90,43 +90,13 @@ TradingAccountRequest = Annotated[
 ]
 
 
-class Account(Response):
-    """One connected account, masked: the key's last 4 characters, never the key or the secret.
-
-    Built from ``lib.stores.accounts.AccountRecord`` (same fields; a test keeps them the same).
-    """
-
-    model_config = ConfigDict(from_attributes=True)
-
-    id: str
-    exchange: str
-    environment: Environment
-    key_hint: str
-    key_version: int
-    is_active: bool
-    last_used_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
-
-
-class Balance(Response):
-    """What the keys saw in the unified wallet when they were checked (decimal strings in JSON).
-
-    Built from ``lib.exchange.trading.WalletBalance``.
-    """
-
-    model_config = ConfigDict(from_attributes=True)
-
-    total_equity: Decimal
-    total_available: Decimal
-    coins: dict[str, Decimal]
-
-
 class Connected(Response):
     """The account as stored, the balance seen, and whether its orders would reach a live market."""
 
-    account: Account
-    balance: Balance
+    account: AccountRecord = Field(
+        description="The account as stored, masked: the key's last 4 characters only"
+    )
+    balance: WalletBalance = Field(description="What the keys saw in the unified wallet (decimal strings)")
     live_trading_enabled: bool = Field(description="The system-wide switch (app_settings)")
     places_live_orders: bool = Field(
         description="True only for a mainnet account while live trading is enabled"
@@ -137,7 +107,7 @@ class AccountStatus(Response):
     """The caller's accounts, masked, one per connected environment."""
 
     user_id: str
-    accounts: list[Account]
+    accounts: list[AccountRecord]
     live_trading_enabled: bool
 
 

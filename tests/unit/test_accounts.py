@@ -16,7 +16,7 @@ from decimal import Decimal
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from functions.trading_account.models import Account, Balance, ConnectAccount, TradingAccountRequest
+from functions.trading_account.models import ConnectAccount, Connected, TradingAccountRequest
 from lib.crypto import API_KEY_FIELD, API_SECRET_FIELD, KeyVault
 from lib.errors import (
     AitradexError,
@@ -212,14 +212,10 @@ def test_a_connect_request_cannot_name_a_user() -> None:
         REQUEST.validate_python(connect(user_id=USER))
 
 
-# -- one account record, read by the response model ---------------------------------------------------
+# -- one account record, answered as it is stored ------------------------------------------------------
 
 
-def test_the_account_response_has_exactly_the_stored_records_fields_in_its_order() -> None:
-    assert list(Account.model_fields) == [f.name for f in dataclasses.fields(AccountRecord)]
-
-
-def test_an_account_response_is_built_from_the_record_itself() -> None:
+def test_the_connect_answer_serializes_the_stored_record_and_balance_themselves() -> None:
     at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     record = AccountRecord(
         id=str(uuid.uuid4()),
@@ -232,8 +228,10 @@ def test_an_account_response_is_built_from_the_record_itself() -> None:
         created_at=at,
         updated_at=at,
     )
-    assert Account.model_validate(record).model_dump() == dataclasses.asdict(record)
-
-
-def test_a_balance_response_is_built_from_the_wallet_the_keys_saw() -> None:
-    assert Balance.model_validate(BALANCE).model_dump() == dataclasses.asdict(BALANCE)
+    answer = Connected(account=record, balance=BALANCE, live_trading_enabled=False, places_live_orders=False)
+    dumped = answer.model_dump(mode="json")
+    assert list(dumped["account"]) == [f.name for f in dataclasses.fields(AccountRecord)]
+    assert dumped["account"]["key_hint"] == "Wn3x"
+    assert datetime.fromisoformat(dumped["account"]["created_at"]) == at
+    assert dumped["balance"]["total_equity"] == str(BALANCE.total_equity)
+    assert set(dumped["balance"]) == {f.name for f in dataclasses.fields(BALANCE)}

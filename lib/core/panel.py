@@ -26,12 +26,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from lib.core.candles import CandlePanel
+from lib.core.candles import CandlePanel, Candles
 from lib.core.timeframes import (
     INTERVAL_MS,
     MONDAY_OFFSET_MS,
@@ -44,23 +43,6 @@ from lib.errors import InvalidRequest
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
-
-
-class CandleSeries(Protocol):
-    """One symbol's candles, oldest first (``lib.core.candles.Candles`` and the exchange's klines)."""
-
-    @property
-    def open_time_ms(self) -> IntArray: ...
-    @property
-    def open(self) -> FloatArray: ...
-    @property
-    def high(self) -> FloatArray: ...
-    @property
-    def low(self) -> FloatArray: ...
-    @property
-    def close(self) -> FloatArray: ...
-    @property
-    def volume(self) -> FloatArray: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +80,7 @@ class _Closed:
     values: FloatArray  # 5 x n: open, high, low, close, volume
 
 
-def _closed_bars(series: CandleSeries, timeframe: str, now_ms: int) -> tuple[_Closed, int]:
+def _closed_bars(series: Candles, timeframe: str, now_ms: int) -> tuple[_Closed, int]:
     times = np.asarray(series.open_time_ms, dtype=np.int64)
     values = np.vstack(
         [np.asarray(getattr(series, f), dtype=np.float64) for f in ("open", "high", "low", "close", "volume")]
@@ -144,7 +126,7 @@ def _iso(t_ms: int) -> str:
 
 
 def build_panel(
-    series: Mapping[str, CandleSeries],
+    series: Mapping[str, Candles],
     timeframe: str,
     now_ms: int,
     *,

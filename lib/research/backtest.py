@@ -52,6 +52,7 @@ from lib.research.resample import resample, timeframe_minutes
 from lib.scoring import quantum_ai, unirail_core
 from lib.scoring.features import BarScores, panel_features, single_symbol_panel
 from lib.scoring.levels import SL_ATR, TP_ATR
+from lib.scoring.quantum_ai_weights import WEIGHTS_PATH, QuantumWeights, load_weights
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -99,7 +100,7 @@ def _bucket_rows(scores: FloatArray, result: IntArray, r: FloatArray) -> tuple[B
 class _QuantumPlan:
     """Which quantum_ai model scores which bar of one symbol (see the module docstring)."""
 
-    weights: quantum_ai.QuantumWeights
+    weights: QuantumWeights
     out_of_sample: bool
 
 
@@ -219,7 +220,7 @@ def run_backtest(
         raise InvalidRequest(f"step must be an integer >= 1, got {step!r}")
     plan = None
     if algorithm == quantum_ai.NAME:
-        weights = quantum_ai.load_weights(weights_path or quantum_ai.WEIGHTS_PATH)
+        weights = load_weights(weights_path or WEIGHTS_PATH)
         plan = _QuantumPlan(weights=weights, out_of_sample=out_of_sample)
 
     candles_by_symbol = load_all(Path(data_dir))

@@ -77,27 +77,11 @@ from lib.scoring.features import (
 )
 from lib.scoring.quantum_ai_weights import (
     FEATURE_NAMES,
-    WEIGHTS_PATH,
     CalibratedModel,
-    QuantumWeights,
     load_weights,
 )
 
-# The algorithm's public face: callers (the backtest, the scanner's registry) reach the model's
-# weights through this module; they are defined in lib.scoring.quantum_ai_weights.
-__all__ = [
-    "FEATURE_NAMES",
-    "NAME",
-    "WEIGHTS_PATH",
-    "CalibratedModel",
-    "QuantumWeights",
-    "load_weights",
-    "score_bars",
-    "score_features",
-    "score_panel",
-    "side_features",
-    "sigmoid",
-]
+__all__ = ["NAME", "score_bars", "score_features", "score_panel", "side_features", "sigmoid"]
 
 FloatArray = npt.NDArray[np.float64]
 

@@ -16,7 +16,7 @@ from lib.research.backtest import run_backtest
 from lib.research.backtest_report import BUCKET_EDGES, BacktestReport, format_table, read_csv, write_csv
 from lib.research.bundled_data import load_all
 from lib.research.resample import resample
-from lib.scoring import quantum_ai
+from lib.scoring.quantum_ai_weights import load_weights
 
 FIVE = 5 * 60 * 1000
 T0 = 1_516_000_000_000 - 1_516_000_000_000 % (60 * 60 * 1000)  # on the hour
@@ -143,7 +143,7 @@ def test_a_horizon_too_short_for_the_target_leaves_every_signal_open(tmp_path: P
 def test_quantum_ai_is_reported_out_of_sample_on_its_training_data(
     quantum_report: BacktestReport, tmp_path: Path
 ) -> None:
-    weights = quantum_ai.load_weights()
+    weights = load_weights()
     assert quantum_report.sample.startswith("OUT-OF-SAMPLE")
     assert quantum_report.first_bar_ms is not None
     assert quantum_report.first_bar_ms >= weights.folds[0].valid_from_ms

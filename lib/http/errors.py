@@ -3,13 +3,13 @@
 pydantic's messages are written for programmers and some repeat the input ("Input tag 'x' found
 using 'action' does not match..."). Callers get instead one sentence per problem that names the field
 and says what is allowed, built here from the error's type and its limits only. The submitted value
-is never used, so it cannot come back (it could be a key). Field names are repeated only when they
-are plain identifiers; a very long or odd key is called "a field".
+is never used, so it cannot come back (it could be a key). Nor is a submitted key: a location names
+only the function's own fields (anything else shows as ``?``), and an unknown field is answered with
+the list of fields the action takes.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from pydantic import ValidationError
@@ -20,7 +20,6 @@ from lib.http.spec import FunctionSpec
 
 # Enough to fix a request; a body with 5,000 unknown fields does not get 5,000 sentences back.
 MAX_ERRORS = 10
-_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 _BODY_SHAPE = frozenset({"union_tag_invalid", "union_tag_not_found", "model_type", "dict_type"})
 _DATETIME = "must be a date-time in ISO 8601 with a time zone, for example 2026-01-31T12:00:00Z"
 _PHRASES: dict[str, str] = {
@@ -72,10 +71,14 @@ def body_shape(spec: FunctionSpec) -> str:
     return sentence
 
 
-def _name(part: str | int) -> str:
+def _name(part: str | int, fields: frozenset[str]) -> str:
     if isinstance(part, int):
         return f"[{part}]"
-    return part if _PLAIN_NAME.fullmatch(part) else "?"
+    return part if part in fields else "?"
+
+
+def _fields(spec: FunctionSpec) -> frozenset[str]:
+    return frozenset(name for model in spec.models.values() for name in model.model_fields)
 
 
 def _phrase(err: ErrorDetails) -> str:
@@ -109,15 +112,20 @@ def _describe(err: ErrorDetails, spec: FunctionSpec, action: str | None) -> dict
         return {"field": None, "loc": [], "msg": body_shape(spec), "type": "invalid_action"}
     if loc == ["action"] and err["type"] == "literal_error":
         return {"field": "action", "loc": ["action"], "msg": body_shape(spec), "type": "invalid_action"}
-    names = [_name(part) for part in loc]
-    field = next((n for n in names if not n.startswith("[")), None)
+    names = [_name(part, _fields(spec)) for part in loc]
+    field = next((n for n in names if not n.startswith("[") and n != "?"), None)
     if err["type"] == "extra_forbidden":
+        # The unknown key is not repeated (it is the caller's text); the fields that exist are listed.
         model = spec.models.get(action or "")
-        allowed = f"; its fields are: {', '.join(model.model_fields)}" if model is not None else ""
-        label = f"'{names[-1]}'" if names and names[-1] != "?" else "a field"
-        where = f"'{action}'" if action else "this request"
-        msg = f"{label} is not a field of {where}{allowed}"
-    elif not loc:
+        where = f"'{action}'" if action and spec.tagged else "this request"
+        allowed = ", ".join(model.model_fields) if model is not None else ", ".join(sorted(_fields(spec)))
+        return {
+            "field": None,
+            "loc": [*names[:-1], "?"],
+            "msg": f"{where} takes only these fields: {allowed}",
+            "type": err["type"],
+        }
+    if not loc:
         msg = _phrase(err)
         if err["type"] not in ("value_error", "assertion_error"):
             msg = f"the request {msg}"
@@ -131,12 +139,18 @@ def invalid_request(exc: ValidationError, spec: FunctionSpec, action: str | None
 
     ``action``: the body's action if it is one of ``spec``'s (None otherwise), for naming the model.
     """
-    errors = exc.errors(include_url=False, include_input=False, include_context=True)
-    described = [_describe(err, spec, action) for err in errors[:MAX_ERRORS]]
-    message = described[0]["msg"] if described else "the request does not match the schema"
-    details: dict[str, Any] = {"errors": described}
-    if len(errors) > MAX_ERRORS:
-        details["more"] = len(errors) - MAX_ERRORS
-    if len(errors) > 1:
-        message += f" (and {len(errors) - 1} more, see details)"
+    distinct: list[dict[str, Any]] = []
+    seen: set[tuple[str, ...]] = set()
+    for err in exc.errors(include_url=False, include_input=False, include_context=True):
+        described = _describe(err, spec, action)
+        key = (*map(str, described["loc"]), described["msg"])
+        if key not in seen:  # 5,000 unknown fields are one problem, said once
+            seen.add(key)
+            distinct.append(described)
+    message = distinct[0]["msg"] if distinct else "the request does not match the schema"
+    details: dict[str, Any] = {"errors": distinct[:MAX_ERRORS]}
+    if len(distinct) > MAX_ERRORS:
+        details["more"] = len(distinct) - MAX_ERRORS
+    if len(distinct) > 1:
+        message += f" (and {len(distinct) - 1} more, see details)"
     return InvalidRequest(message, details=details)

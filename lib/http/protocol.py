@@ -14,6 +14,9 @@ When it fires:
 - the headers are incomplete: a 408 in the JSON error envelope, then the connection is closed;
 - the body is incomplete: the connection is closed, and the request's handler sees the client gone
   (logged as ``client_disconnected``, at INFO).
+
+The headers are bounded in size too (``MAX_HEADER_BYTES``; httptools has no limit of its own): past
+it, a 431 in the envelope, and the connection is closed.
 """
 
 from __future__ import annotations
@@ -30,16 +33,27 @@ from uvicorn.server import ServerState
 from lib.log import log_event
 
 logger = logging.getLogger("aitradex.http")
-_TIMEOUT_BODY = json.dumps(
-    {
-        "error": {
-            "code": "request_timeout",
-            "message": "the request did not arrive in time",
-            "details": {},
-        }
-    },
-    separators=(",", ":"),
-).encode()
+# Eight times the largest token we accept; nginx's default is 32 KiB.
+MAX_HEADER_BYTES = 64 * 1024
+
+
+def _envelope(status: bytes, code: str, message: str) -> bytes:
+    """A complete HTTP/1.1 answer with the JSON error envelope, closing the connection."""
+    body = json.dumps({"error": {"code": code, "message": message, "details": {}}}, separators=(",", ":"))
+    return (
+        b"HTTP/1.1 "
+        + status
+        + b"\r\ncontent-type: application/json\r\n"
+        + f"content-length: {len(body)}\r\nconnection: close\r\n\r\n{body}".encode()
+    )
+
+
+_TIMEOUT = _envelope(b"408 Request Timeout", "request_timeout", "the request did not arrive in time")
+_HEADERS_TOO_LARGE = _envelope(
+    b"431 Request Header Fields Too Large",
+    "headers_too_large",
+    f"the request's headers are larger than {MAX_HEADER_BYTES} bytes",
+)
 
 
 class DeadlineProtocol(HttpToolsProtocol):
@@ -57,6 +71,7 @@ class DeadlineProtocol(HttpToolsProtocol):
         super().__init__(config, server_state, app_state, _loop)
         self._deadline: asyncio.TimerHandle | None = None
         self._reading_headers = False
+        self._header_bytes = 0
 
     def _arm(self) -> None:
         if self._deadline is None:
@@ -79,10 +94,18 @@ class DeadlineProtocol(HttpToolsProtocol):
         # Bytes after a response start the next request's clock (uvicorn's keep-alive timer stops here).
         self._arm()
         super().data_received(data)
+        if self._reading_headers and not self.transport.is_closing():
+            # Still inside the headers after this chunk: all of it was header bytes.
+            self._header_bytes += len(data)
+            if self._header_bytes > MAX_HEADER_BYTES:
+                log_event(logger, "headers_too_large", limit=MAX_HEADER_BYTES)
+                self.transport.write(_HEADERS_TOO_LARGE)
+                self.transport.close()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._reading_headers = True
+        self._header_bytes = 0
         self._arm()
 
     def on_headers_complete(self) -> None:
@@ -105,12 +128,7 @@ class DeadlineProtocol(HttpToolsProtocol):
             return
         if self._reading_headers and not active:
             phase = "headers"
-            self.transport.write(
-                b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
-                + f"content-length: {len(_TIMEOUT_BODY)}\r\n".encode()
-                + b"connection: close\r\n\r\n"
-                + _TIMEOUT_BODY
-            )
+            self.transport.write(_TIMEOUT)
         elif active:
             phase = "body"
         else:

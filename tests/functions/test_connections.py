@@ -20,7 +20,7 @@ from lib.app.context import Context, Services
 from lib.app.wiring import close_services, open_services
 from lib.config import Settings
 from lib.http.app import FunctionsApp
-from lib.http.protocol import DeadlineProtocol
+from lib.http.protocol import MAX_HEADER_BYTES, DeadlineProtocol
 from lib.http.server import create_functions_app, serve_in_thread, uvicorn_config
 from lib.http.spec import FunctionSpec, Request, Response
 from tests.functions.test_adapter import LogLines, adapter_log
@@ -213,3 +213,26 @@ def test_the_server_is_built_with_the_configured_deadline(settings: Settings) ->
     assert config.proxy_headers is False
     default = uvicorn_config(create_functions_app(settings), "127.0.0.1", 0)
     assert default.http.read_timeout_s == settings.http.read_timeout_s == 10.0  # type: ignore[union-attr]
+
+
+def test_headers_larger_than_the_limit_get_a_431_in_the_envelope(short_timeout_url: str) -> None:
+    first = b"POST /functions/v1/ping HTTP/1.1\r\nHost: x\r\n"
+    pad = b"X-Pad: " + b"p" * 991 + b"\r\n"  # 1,000 bytes a line
+    # Just past the limit and no further: bytes sent after the server closes could reset the connection.
+    lines = -(-(MAX_HEADER_BYTES + 1 - len(first)) // len(pad))
+    with _connect(short_timeout_url) as sock:
+        sock.sendall(first + pad * lines)
+        received = _read_until_closed(sock)
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 431 ")
+    assert json.loads(body)["error"]["code"] == "headers_too_large"
+
+
+def test_a_token_sized_header_is_well_within_the_limit(short_timeout_url: str) -> None:
+    with _connect(short_timeout_url) as sock:
+        sock.sendall(
+            b"POST /functions/v1/ping HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 16_000 + b"\r\n"
+            b"Content-Length: 2\r\nConnection: close\r\n\r\n{}"
+        )
+        received = _read_until_closed(sock)
+    assert received.startswith(b"HTTP/1.1 200 ")

@@ -3,13 +3,14 @@
 pydantic's messages are written for programmers and some repeat the input ("Input tag 'x' found
 using 'action' does not match..."). Callers get instead one sentence per problem that names the field
 and says what is allowed, built here from the error's type and its limits only. The submitted value
-is never used, so it cannot come back (it could be a key). Nor is a submitted key: a location names
-only the function's own fields (anything else shows as ``?``), and an unknown field is answered with
-the list of fields the action takes.
+is never used, so it cannot come back (it could be a key). An unknown field's name is repeated only
+when it is a plain identifier of at most 64 characters (``levrage``: a typo worth pointing at);
+any other key shows as ``?``. Either way the answer lists the fields the action takes.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import ValidationError
@@ -20,6 +21,7 @@ from lib.http.spec import FunctionSpec
 
 # Enough to fix a request; a body with 5,000 unknown fields does not get 5,000 sentences back.
 MAX_ERRORS = 10
+_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 _BODY_SHAPE = frozenset({"union_tag_invalid", "union_tag_not_found", "model_type", "dict_type"})
 _DATETIME = "must be a date-time in ISO 8601 with a time zone, for example 2026-01-31T12:00:00Z"
 _PHRASES: dict[str, str] = {
@@ -74,7 +76,7 @@ def body_shape(spec: FunctionSpec) -> str:
 def _name(part: str | int, fields: frozenset[str]) -> str:
     if isinstance(part, int):
         return f"[{part}]"
-    return part if part in fields else "?"
+    return part if part in fields or _PLAIN_NAME.fullmatch(part) else "?"
 
 
 def _fields(spec: FunctionSpec) -> frozenset[str]:
@@ -115,14 +117,14 @@ def _describe(err: ErrorDetails, spec: FunctionSpec, action: str | None) -> dict
     names = [_name(part, _fields(spec)) for part in loc]
     field = next((n for n in names if not n.startswith("[") and n != "?"), None)
     if err["type"] == "extra_forbidden":
-        # The unknown key is not repeated (it is the caller's text); the fields that exist are listed.
         model = spec.models.get(action or "")
         where = f"'{action}'" if action and spec.tagged else "this request"
         allowed = ", ".join(model.model_fields) if model is not None else ", ".join(sorted(_fields(spec)))
+        unknown = f"'{names[-1]}' is not a field" if names and names[-1] != "?" else "unknown field"
         return {
-            "field": None,
-            "loc": [*names[:-1], "?"],
-            "msg": f"{where} takes only these fields: {allowed}",
+            "field": names[-1] if names and names[-1] != "?" else None,
+            "loc": names,
+            "msg": f"{unknown}: {where} takes only {allowed}",
             "type": err["type"],
         }
     if not loc:

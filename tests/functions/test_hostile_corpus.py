@@ -58,8 +58,9 @@ def _bodies(action: str | None) -> dict[str, bytes]:
         "huge-action": json.dumps({"action": MARK * 25_000}),
         "huge-value": "{" + head + f'"symbol": "{MARK * 20_000}", "client_order_id": "{MARK * 5000}"' + "}",
         "huge-key": "{" + head + f'"{MARK * 5000}": 1' + "}",
+        # Not plain identifiers: a plain name of up to 64 characters is repeated (by design: typos).
         "many-keys": json.dumps(
-            {**({"action": action} if action else {}), **{f"k{i}{MARK}": i for i in range(5000)}}
+            {**({"action": action} if action else {}), **{f"k-{i}-{MARK}": i for i in range(5000)}}
         ),
         "action-list": json.dumps({"action": [action or "status", MARK]}),
         "action-object": json.dumps({"action": {"$ne": MARK}}),

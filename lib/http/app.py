@@ -222,7 +222,7 @@ class FunctionsApp:
                 "unhandled_error",
                 level=logging.ERROR,
                 exc_info=exc,
-                function=name,
+                function=name if spec else "unknown",
                 error_type=type(exc).__name__,
             )
             response = JSONResponse(

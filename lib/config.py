@@ -17,15 +17,24 @@ Environment variables:
 ``AITRADEX_AUTHENTICATOR_PASSWORD``
     Secrets; locally they come from the generated secrets file.
 ``AITRADEX_STATE_DIR`` (default ``<repo>/.aitradex``), ``AITRADEX_DB_NAME`` (default ``aitradex``).
+``AITRADEX_TRUSTED_PROXIES``
+    Comma-separated IP addresses or CIDR networks of the reverse proxies in front of the functions
+    server (default: none). Only from these peers is ``X-Forwarded-For`` believed; from anyone else,
+    the audit trail records the peer's own address.
+``AITRADEX_HTTP_READ_TIMEOUT_S``
+    Seconds a request's headers and body have, from its first byte (or from the connection's
+    opening), to arrive in full before the server closes the connection (default 10, at most 300).
 """
 
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
+import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -35,6 +44,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_STATE_DIR = REPO_ROOT / ".aitradex"
 SECRETS_FILE = "secrets.json"
 MIN_JWT_SECRET_LEN = 32
+DEFAULT_HTTP_READ_TIMEOUT_S = 10.0
+MAX_HTTP_READ_TIMEOUT_S = 300.0
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class Secret:
@@ -78,6 +90,16 @@ class DatabaseConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class HttpConfig:
+    """How the functions server treats its connections."""
+
+    # Peers whose X-Forwarded-For is believed (empty: nobody's).
+    trusted_proxies: tuple[IPNetwork, ...] = ()
+    # Time a request has to arrive in full (headers and body), from its first byte.
+    read_timeout_s: float = DEFAULT_HTTP_READ_TIMEOUT_S
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the application needs from its environment, validated."""
 
@@ -85,6 +107,7 @@ class Settings:
     database: DatabaseConfig
     jwt_secret: Secret
     master_keys: Mapping[int, bytes]
+    http: HttpConfig = field(default_factory=HttpConfig)
 
     @property
     def current_key_version(self) -> int:
@@ -128,6 +151,45 @@ def parse_master_keys(raw: str) -> dict[int, bytes]:
     if not keys:
         raise ConfigError("AITRADEX_MASTER_KEYS has no key")
     return keys
+
+
+def parse_trusted_proxies(raw: str) -> tuple[IPNetwork, ...]:
+    """Parse ``"10.0.0.5, 172.16.0.0/12, ::1"`` into networks. Raises ConfigError on any defect."""
+    networks: list[IPNetwork] = []
+    for part in raw.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(part, strict=True))
+        except ValueError:
+            # Host bits set ("10.0.0.1/8") is refused too: trusting a wider range than meant is worse
+            # than failing at startup.
+            raise ConfigError(
+                f"AITRADEX_TRUSTED_PROXIES entry {part!r} is not an IP address or a network like 10.0.0.0/8"
+            ) from None
+    return tuple(networks)
+
+
+def parse_read_timeout(raw: str) -> float:
+    """Parse ``AITRADEX_HTTP_READ_TIMEOUT_S``: seconds, above 0 and at most 300."""
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError("AITRADEX_HTTP_READ_TIMEOUT_S must be a number of seconds") from None
+    if not math.isfinite(value) or not 0 < value <= MAX_HTTP_READ_TIMEOUT_S:
+        raise ConfigError(
+            f"AITRADEX_HTTP_READ_TIMEOUT_S must be above 0 and at most {MAX_HTTP_READ_TIMEOUT_S:.0f} seconds"
+        )
+    return value
+
+
+def _http_config(env: Mapping[str, str]) -> HttpConfig:
+    timeout = env.get("AITRADEX_HTTP_READ_TIMEOUT_S", "").strip()
+    return HttpConfig(
+        trusted_proxies=parse_trusted_proxies(env.get("AITRADEX_TRUSTED_PROXIES", "")),
+        read_timeout_s=parse_read_timeout(timeout) if timeout else DEFAULT_HTTP_READ_TIMEOUT_S,
+    )
 
 
 def _required(name: str, env: Mapping[str, str], local: Mapping[str, str], hint: str) -> Secret:
@@ -185,4 +247,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ),
         jwt_secret=jwt_secret,
         master_keys=master_keys,
+        http=_http_config(env),
     )

@@ -9,6 +9,11 @@ A record logged with ``exc_info`` (an unexpected error) carries its traceback as
 it: wherever a secret-looking name is given a value (``api_secret='...'``, ``"token": "..."``,
 ``password=...``), the value is redacted, and so are bearer tokens and JWTs, so an exception message
 or a repr in the traceback cannot leak a key either.
+
+Every line is bounded, whatever a caller sent: a string field keeps its first ``MAX_FIELD_CHARS``
+characters, a list or mapping its first ``MAX_ITEMS`` entries, a traceback its first and last lines
+(``MAX_TRACEBACK_CHARS`` in all), and a line that is still longer than ``MAX_LINE_CHARS`` is replaced
+by its ``ts``, ``level``, ``logger``, ``event`` and ``request_id`` with ``"truncated": true``.
 """
 
 from __future__ import annotations
@@ -35,6 +40,43 @@ _SECRET_ASSIGNMENT = re.compile(
 _BEARER = re.compile(r"(?P<scheme>\bbearer\s+)[A-Za-z0-9._~+/=-]+", re.I)
 _EXCEPTION_SUFFIXES = ("Error", "Exception", "Warning")
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+MAX_FIELD_CHARS = 512
+MAX_ITEMS = 50
+MAX_TRACEBACK_CHARS = 6000
+MAX_LINE_CHARS = 8192
+_TRACEBACK_HEAD = 1000
+
+
+def _cut(text: str, limit: int = MAX_FIELD_CHARS) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}...[{len(text) - limit} more characters]"
+
+
+def bound(value: Any, depth: int = 0) -> Any:
+    """A copy of ``value`` small enough for a log line: strings, lists and mappings cut, nesting capped."""
+    if isinstance(value, str):
+        return _cut(value)
+    if depth >= 4 and isinstance(value, dict | list | tuple):
+        return _cut(str(value))
+    if isinstance(value, dict):
+        items = list(value.items())
+        kept = {_cut(str(k), 64): bound(v, depth + 1) for k, v in items[:MAX_ITEMS]}
+        if len(items) > MAX_ITEMS:
+            kept["..."] = f"{len(items) - MAX_ITEMS} more entries"
+        return kept
+    if isinstance(value, list | tuple):
+        kept_items = [bound(v, depth + 1) for v in value[:MAX_ITEMS]]
+        if len(value) > MAX_ITEMS:
+            kept_items.append(f"...{len(value) - MAX_ITEMS} more items")
+        return kept_items
+    return value
+
+
+def _cut_traceback(text: str) -> str:
+    if len(text) <= MAX_TRACEBACK_CHARS:
+        return text
+    tail = MAX_TRACEBACK_CHARS - _TRACEBACK_HEAD
+    cut = len(text) - MAX_TRACEBACK_CHARS
+    return f"{text[:_TRACEBACK_HEAD]}\n...[{cut} characters cut]...\n{text[-tail:]}"
 
 
 def redact(value: Any) -> Any:
@@ -70,19 +112,23 @@ class JsonFormatter(logging.Formatter):
             + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
-            "event": getattr(record, "event", None) or record.getMessage(),
+            "event": _cut(str(getattr(record, "event", None) or record.getMessage())),
         }
         request_id = request_id_var.get()
         if request_id:
             line["request_id"] = request_id
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
-            line.update(redact(fields))
+            line.update(bound(redact(fields)))
         if record.exc_info and record.exc_info[0] is not None:
             # Logs only: callers never see a traceback (the HTTP adapter answers with the request id).
             line["error_type"] = record.exc_info[0].__name__
-            line["traceback"] = redact_text(self.formatException(record.exc_info))
-        return json.dumps(line, default=str, separators=(",", ":"))
+            line["traceback"] = _cut_traceback(redact_text(self.formatException(record.exc_info)))
+        text = json.dumps(line, default=lambda v: _cut(str(v)), separators=(",", ":"))
+        if len(text) <= MAX_LINE_CHARS:
+            return text
+        core = {k: line[k] for k in ("ts", "level", "logger", "event", "request_id") if k in line}
+        return json.dumps({**core, "truncated": True}, separators=(",", ":"))
 
 
 def configure_logging(level: str = "INFO", stream: IO[str] | None = None) -> None:

@@ -46,7 +46,9 @@ async def handle(request: DiagnosticsRequest, ctx: Context) -> DiagnosticsRespon
         )
 
     is_service = ctx.caller.role == "service_role"
-    report = await (run() if is_service else ctx.services.health_cache.get(run))
+    cache = ctx.services.health_cache
+    # The service role never gets a cached report; concurrent service-role calls share one run.
+    report = await (cache.fresh(run) if is_service else cache.get(run))
     checks = None
     if is_service:
         checks = [

@@ -8,19 +8,22 @@
   valid when given. The token's role becomes the database role (``lib.db.session.Caller``).
 - Every response carries ``x-request-id``, and every log line carries the same id.
 - This module is the one place that maps errors to HTTP: ``AitradexError.http_status`` and
-  ``to_dict()`` for deliberate errors, pydantic validation errors to 422 or 400, and anything else to
-  500 with only the request id in the body.
+  ``to_dict()`` for deliberate errors, pydantic validation errors to 422 (in words a person reads,
+  from :mod:`lib.http.errors`), routing errors (an unknown path, another method) to the same envelope,
+  a client that leaves mid-request to 499 (logged at INFO: not our error), and anything else to 500
+  with only the request id in the body.
+- Bodies are read within bounds (:mod:`lib.http.body`); a submitted value is never repeated, in an
+  answer or in a log line, unless it is one of the function's own action names.
+- The audit trail's client address comes from :mod:`lib.http.client_address`: ``X-Forwarded-For``
+  only from trusted proxies.
 - ``GET /functions/v1/openapi.json`` documents every function; ``GET /health`` tells liveness.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 import time
 import tomllib
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -28,31 +31,35 @@ from typing import Any
 
 from pydantic import ValidationError
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from lib.app.context import Context, Services
-from lib.config import REPO_ROOT
-from lib.db.session import Caller
+from lib.config import DEFAULT_HTTP_READ_TIMEOUT_S, REPO_ROOT, IPNetwork
+from lib.db.session import ROLES, Caller
 from lib.errors import (
     AitradexError,
     Forbidden,
-    InvalidRequest,
-    MalformedBody,
     MethodNotAllowed,
     NotFound,
-    PayloadTooLarge,
+    RequestError,
     Unauthorized,
 )
+from lib.http import client_address
+from lib.http.body import MAX_BODY_BYTES, read_body
+from lib.http.errors import body_shape, invalid_request
 from lib.http.openapi import build_openapi
 from lib.http.spec import FunctionSpec
 from lib.log import log_event, request_id_var
 from lib.services.auth import tokens
 
-MAX_BODY_BYTES = 256 * 1024
+__all__ = ["MAX_BODY_BYTES", "FunctionsApp", "error_response", "load_verify_jwt"]
+
 CONFIG_TOML = REPO_ROOT / "supabase" / "config.toml"
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+# Nginx's code for "the client closed the request": nobody receives it, the log line says what happened.
+CLIENT_CLOSED = 499
 CORS_HEADERS = {
     "access-control-allow-origin": "*",
     "access-control-allow-headers": "authorization, x-client-info, apikey, content-type, x-request-id",
@@ -78,43 +85,8 @@ def _bearer(request: Request) -> str | None:
     return token.strip()
 
 
-async def _read_body(request: Request) -> dict[str, Any]:
-    """The JSON object sent (query parameters for GET), within the size limit."""
-    if request.method == "GET":
-        return dict(request.query_params)
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise PayloadTooLarge(f"request body is larger than {MAX_BODY_BYTES} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise PayloadTooLarge(f"request body is larger than {MAX_BODY_BYTES} bytes")
-        chunks.append(chunk)
-    raw = b"".join(chunks)
-    if not raw.strip():
-        return {}
-    try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise MalformedBody("request body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise MalformedBody("request body must be a JSON object")
-    return body
-
-
-def _validation_details(exc: ValidationError) -> dict[str, Any]:
-    # Echo where and why, never the submitted value: it could be an API secret.
-    return {
-        "errors": [
-            {"loc": [str(part) for part in err["loc"]], "msg": err["msg"], "type": err["type"]}
-            for err in exc.errors(include_url=False, include_input=False, include_context=False)
-        ]
-    }
-
-
 def error_response(exc: AitradexError) -> JSONResponse:
+    """The answer for a deliberate error (Supabase's own body for a bad token)."""
     if isinstance(exc, Unauthorized):
         return JSONResponse({"msg": "Invalid JWT"}, status_code=401)
     return JSONResponse(exc.to_dict(), status_code=exc.http_status)
@@ -133,8 +105,13 @@ class FunctionsApp:
         verify_jwt: Mapping[str, bool] | None = None,
         hooks: Sequence[Callable[[Services], AbstractAsyncContextManager[None]]] = (),
         extra_routes: Sequence[BaseRoute] = (),
+        trusted_proxies: Sequence[IPNetwork] = (),
+        read_timeout_s: float = DEFAULT_HTTP_READ_TIMEOUT_S,
     ) -> None:
         self.registry = dict(registry)
+        self.trusted_proxies = tuple(trusted_proxies)
+        # Read by lib.http.server.uvicorn_config: the connection-level deadline of lib.http.protocol.
+        self.read_timeout_s = read_timeout_s
         self._open_services = services
         self._close_services = close_services
         self._jwt_secret = jwt_secret
@@ -181,50 +158,62 @@ class FunctionsApp:
                 raise Unauthorized("Invalid JWT", details={"reason": "missing"})
             return Caller.anon()
         claims = tokens.verify(token, self._jwt_secret)
+        if claims["role"] not in ROLES:
+            raise Forbidden("this token's role may not use the API")
+        ip = client_address.client_ip(
+            request.client.host if request.client else None,
+            request.headers.getlist("x-forwarded-for"),
+            self.trusted_proxies,
+        )
+        # The audit trigger reads these (request.headers): the address we vouch for, not the client's claim.
         headers = {
-            "x-forwarded-for": request.headers.get("x-forwarded-for")
-            or (request.client.host if request.client else ""),
-            "user-agent": request.headers.get("user-agent", ""),
+            "x-forwarded-for": ip or "",
+            "user-agent": client_address.user_agent(request.headers.get("user-agent", "")),
         }
         return Caller.from_claims(claims, headers)
 
     async def invoke(self, request: Request) -> Response:
         name = request.path_params["name"]
-        incoming = request.headers.get("x-request-id", "")
-        request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        request_id = client_address.request_id(request.headers.get("x-request-id", ""))
         token = request_id_var.set(request_id)
         started = time.perf_counter()
+        spec = self.registry.get(name)
+        # For the log line: the action's name if it is one of the function's, "unknown" if something
+        # else was sent (never the value itself: it could be 200 KB, or a key), None if none was.
         action: str | None = None
         role = "-"
         try:
             if request.method == "OPTIONS":
                 response: Response = Response(status_code=204)
             else:
-                spec = self.registry.get(name)
                 if spec is None:
-                    raise NotFound(
-                        f"no function named {name!r}", details={"functions": sorted(self.registry)}
-                    )
-                if request.method == "GET" and not spec.http_get:
+                    # The name is not repeated: it is whatever the caller put in the URL.
+                    raise NotFound("no function by that name", details={"functions": sorted(self.registry)})
+                if request.method in ("GET", "HEAD") and not spec.http_get:
                     raise MethodNotAllowed(f"{name} takes a JSON body: use POST")
                 caller = self._caller(request, name)
                 role = caller.role
-                body = await _read_body(request)
-                action = body.get("action") if isinstance(body.get("action"), str) else None
+                body = await read_body(request, body_shape(spec))
+                known = spec.known_action(body.get("action"))
+                action = known or ("unknown" if "action" in body else None)
                 assert self.services is not None, "the server has not started"
                 ctx = Context(caller=caller, services=self.services, request_id=request_id)
-                spec.authorize(ctx, action)
+                spec.authorize(ctx, known)
                 try:
                     parsed = spec.request_adapter.validate_python(body)
                 except ValidationError as exc:
-                    raise InvalidRequest(
-                        "the request does not match the schema", details=_validation_details(exc)
-                    ) from None
+                    raise invalid_request(exc, spec, known) from None
+                action = spec.known_action(getattr(parsed, "action", None)) or action
                 result = await spec.handler(parsed, ctx)
                 # pydantic-core writes the JSON bytes itself: no intermediate dicts, no json.dumps.
                 response = Response(spec.response_adapter.dump_json(result), media_type="application/json")
         except AitradexError as exc:
             response = error_response(exc)
+        except ClientDisconnect:
+            # The caller left before its body arrived (or was cut off by the read deadline): not a
+            # server error, and nobody is there to read an answer.
+            log_event(logger, "client_disconnected", function=name if spec else "unknown")
+            response = Response(status_code=CLIENT_CLOSED)
         except Exception as exc:
             # A bug: logged once, at ERROR, with its traceback (redacted like every log line); the
             # caller gets the request id only. Deliberate errors (above) are answers, not log noise.
@@ -233,7 +222,7 @@ class FunctionsApp:
                 "unhandled_error",
                 level=logging.ERROR,
                 exc_info=exc,
-                function=name,
+                function=name if spec else "unknown",
                 error_type=type(exc).__name__,
             )
             response = JSONResponse(
@@ -251,13 +240,39 @@ class FunctionsApp:
         log_event(
             logger,
             "function_call",
-            function=name,
+            function=name if spec else "unknown",
             action=action,
             role=role,
             method=request.method,
             status=response.status_code,
             duration_ms=round((time.perf_counter() - started) * 1000, 2),
         )
+        request_id_var.reset(token)
+        return response
+
+    async def routing_error(self, request: Request, exc: Exception) -> Response:
+        """Starlette's router refused (no such path, another method): the same envelope as everything."""
+        status = exc.status_code if isinstance(exc, HTTPException) else 404
+        request_id = client_address.request_id(request.headers.get("x-request-id", ""))
+        headers = dict(exc.headers or {}) if isinstance(exc, HTTPException) else {}
+        error: AitradexError
+        if status == 405:
+            allowed = headers.get("allow", headers.get("Allow", "GET, POST, OPTIONS"))
+            error = MethodNotAllowed(f"this path answers only {allowed}")
+        elif status == 404:
+            error = NotFound(
+                "no such path: functions are served at /functions/v1/<name>",
+                details={"functions": sorted(self.registry)},
+            )
+        else:  # Starlette's router raises only the two above; any other status keeps the envelope
+            error = RequestError("the request cannot be served")
+        response = error_response(error)
+        response.status_code = status
+        response.headers.update(headers)
+        response.headers.update(CORS_HEADERS)
+        response.headers["x-request-id"] = request_id
+        token = request_id_var.set(request_id)
+        log_event(logger, "routing_error", method=request.method, status=status)
         request_id_var.reset(token)
         return response
 
@@ -271,12 +286,17 @@ class FunctionsApp:
 
     def build(self) -> Starlette:
         """The ASGI application."""
-        return Starlette(
+        app = Starlette(
             routes=[
                 *self._extra_routes,
                 Route("/health", self.health, methods=["GET"]),
                 Route("/functions/v1/openapi.json", self.openapi, methods=["GET"]),
                 Route("/functions/v1/{name}", self.invoke, methods=["GET", "POST", "OPTIONS"]),
             ],
+            exception_handlers={HTTPException: self.routing_error},
             lifespan=self.lifespan,
         )
+        # `/functions/v1/x/` is not a function: a 404 in the envelope, not a 307 to somewhere else.
+        app.router.redirect_slashes = False
+        app.state.read_timeout_s = self.read_timeout_s
+        return app

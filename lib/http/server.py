@@ -13,11 +13,12 @@ from starlette.applications import Starlette
 
 from lib.app.context import Services
 from lib.app.wiring import close_services, open_services
-from lib.config import Settings
+from lib.config import DEFAULT_HTTP_READ_TIMEOUT_S, Settings
 from lib.errors import AitradexError
 from lib.exchange.access import MarketAccess
 from lib.exchange.ports import TradingExchange
 from lib.http.app import FunctionsApp
+from lib.http.protocol import deadline_protocol
 
 
 def functions_app(
@@ -42,6 +43,8 @@ def functions_app(
         close_services,
         jwt_secret=settings.jwt_secret.reveal(),
         verify_jwt=verify_jwt,
+        trusted_proxies=settings.http.trusted_proxies,
+        read_timeout_s=settings.http.read_timeout_s,
     )
 
 
@@ -56,12 +59,21 @@ def create_functions_app(
     return functions_app(settings, exchange=exchange, market=market, verify_jwt=verify_jwt).build()
 
 
-def uvicorn_config(app: Starlette, host: str, port: int) -> uvicorn.Config:
-    """Uvicorn settings shared by every way of running the server."""
+def uvicorn_config(
+    app: Starlette, host: str, port: int, *, read_timeout_s: float | None = None
+) -> uvicorn.Config:
+    """Uvicorn settings shared by every way of running the server.
+
+    ``read_timeout_s``: how long a request has to arrive (:mod:`lib.http.protocol`); by default the
+    value the app was built with (``FunctionsApp(read_timeout_s=...)``, from the settings).
+    """
+    if read_timeout_s is None:
+        read_timeout_s = float(getattr(app.state, "read_timeout_s", DEFAULT_HTTP_READ_TIMEOUT_S))
     return uvicorn.Config(
         app,
         host=host,
         port=port,
+        http=deadline_protocol(read_timeout_s),
         log_config=None,  # our JSON logging, configured by the caller
         access_log=False,
         lifespan="on",
@@ -69,13 +81,18 @@ def uvicorn_config(app: Starlette, host: str, port: int) -> uvicorn.Config:
         timeout_keep_alive=30,
         # Idle keep-alive clients must not hold a shutdown hostage.
         timeout_graceful_shutdown=3,
+        # uvicorn would otherwise believe X-Forwarded-For from 127.0.0.1 and rewrite the peer address;
+        # the adapter decides whom to believe (lib/http/client_address.py, AITRADEX_TRUSTED_PROXIES).
+        proxy_headers=False,
     )
 
 
 @contextmanager
-def serve_in_thread(app: Starlette, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+def serve_in_thread(
+    app: Starlette, host: str = "127.0.0.1", port: int = 0, *, read_timeout_s: float | None = None
+) -> Iterator[str]:
     """Serve ``app`` from a background thread; yields its base URL and stops it cleanly after."""
-    server = uvicorn.Server(uvicorn_config(app, host, port))
+    server = uvicorn.Server(uvicorn_config(app, host, port, read_timeout_s=read_timeout_s))
     thread = threading.Thread(
         target=lambda: asyncio.run(server.serve()), name="functions-server", daemon=True
     )

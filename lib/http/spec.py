@@ -6,9 +6,10 @@ union of models discriminated by ``action``; every function answers ``{"action":
 
 from __future__ import annotations
 
+import types
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter
 
@@ -65,20 +66,87 @@ class FunctionSpec:
     def response_adapter(self) -> TypeAdapter[Any]:
         return _adapter(self.response_type)
 
+    @property
+    def actions(self) -> tuple[str, ...]:
+        """Every action the request model accepts, in declaration order."""
+        return tuple(_shape(self.request_type).models)
+
+    @property
+    def models(self) -> Mapping[str, type[BaseModel]]:
+        """The request model of each action."""
+        return _shape(self.request_type).models
+
+    @property
+    def default_action(self) -> str | None:
+        """The action a body without ``action`` means, if the model gives it a default."""
+        return _shape(self.request_type).default
+
+    @property
+    def tagged(self) -> bool:
+        """True when the request type is a union of models: pydantic's error locations then start with
+        the action (the tag)."""
+        return _shape(self.request_type).tagged
+
+    def known_action(self, value: Any) -> str | None:
+        """``value`` if it is one of this function's actions, else None (for logs and messages: a
+        submitted value is never repeated unless it is one of ours)."""
+        return value if isinstance(value, str) and value in self.models else None
+
     def access_for(self, action: str | None) -> Access:
         return self.access.get(action or "", self.default_access)
 
     def authorize(self, ctx: Context, action: str | None) -> None:
-        """Raise Forbidden unless the caller's role may run ``action``."""
+        """Raise Forbidden unless the caller's role may run ``action`` (named only if it is known)."""
         needed = self.access_for(action)
         role = ctx.caller.role
+        what = f"{self.name} {action}" if self.known_action(action) else self.name
         if needed == "service" and role != "service_role":
-            raise Forbidden(f"{self.name} {action or ''} needs the service role".replace("  ", " "))
+            raise Forbidden(f"{what} needs the service role")
         if needed == "user" and role != "authenticated":
-            raise Forbidden(f"{self.name} {action or ''} needs a signed-in user's token".replace("  ", " "))
+            raise Forbidden(f"{what} needs a signed-in user's token")
 
 
 _ADAPTERS: dict[int, TypeAdapter[Any]] = {}
+
+
+@dataclass(frozen=True)
+class _Shape:
+    models: dict[str, type[BaseModel]]
+    default: str | None
+    tagged: bool
+
+
+_SHAPES: dict[int, _Shape] = {}
+
+
+def _members(tp: Any) -> list[Any]:
+    """The models a request type is made of: itself, or each member of a (tagged) union."""
+    origin = get_origin(tp)
+    if origin is Annotated:
+        return _members(get_args(tp)[0])
+    if origin is Union or origin is types.UnionType:
+        return [model for arg in get_args(tp) for model in _members(arg)]
+    return [tp]
+
+
+def _shape(tp: Any) -> _Shape:
+    key = id(tp)
+    if key not in _SHAPES:
+        members = _members(tp)
+        models: dict[str, type[BaseModel]] = {}
+        default: str | None = None
+        for model in members:
+            if not (isinstance(model, type) and issubclass(model, BaseModel)):
+                continue
+            action = model.model_fields.get("action")
+            if action is None or get_origin(action.annotation) is not Literal:
+                continue
+            for name in get_args(action.annotation):
+                models.setdefault(str(name), model)
+            if isinstance(action.default, str):
+                default = action.default
+        _SHAPES[key] = _Shape(models=models, default=default, tagged=len(members) > 1)
+    return _SHAPES[key]
 
 
 def _adapter(tp: Any) -> TypeAdapter[Any]:

@@ -80,3 +80,32 @@ def test_master_keys_parse_by_version() -> None:
 def test_an_empty_secret_cannot_exist() -> None:
     with pytest.raises(ConfigError):
         Secret("")
+
+
+def test_by_default_no_proxy_is_trusted_and_requests_have_ten_seconds(tmp_path: Path) -> None:
+    http = load_settings(_env(tmp_path)).http
+    assert http.trusted_proxies == ()
+    assert http.read_timeout_s == 10.0
+
+
+def test_trusted_proxies_and_the_read_timeout_are_read_from_the_environment(tmp_path: Path) -> None:
+    env = _env(
+        tmp_path,
+        AITRADEX_TRUSTED_PROXIES=" 10.0.0.5, 172.16.0.0/12,,::1 ",
+        AITRADEX_HTTP_READ_TIMEOUT_S="2.5",
+    )
+    http = load_settings(env).http
+    assert [str(n) for n in http.trusted_proxies] == ["10.0.0.5/32", "172.16.0.0/12", "::1/128"]
+    assert http.read_timeout_s == 2.5
+
+
+@pytest.mark.parametrize("raw", ["10.0.0.1/8", "proxy.local", "10.0.0.300", "*"])
+def test_a_malformed_trusted_proxy_fails_at_startup_naming_it(tmp_path: Path, raw: str) -> None:
+    with pytest.raises(ConfigError, match="AITRADEX_TRUSTED_PROXIES"):
+        load_settings(_env(tmp_path, AITRADEX_TRUSTED_PROXIES=raw))
+
+
+@pytest.mark.parametrize("raw", ["0", "-1", "nan", "inf", "301", "soon"])
+def test_a_read_timeout_out_of_bounds_fails_at_startup(tmp_path: Path, raw: str) -> None:
+    with pytest.raises(ConfigError, match="AITRADEX_HTTP_READ_TIMEOUT_S"):
+        load_settings(_env(tmp_path, AITRADEX_HTTP_READ_TIMEOUT_S=raw))

@@ -138,3 +138,62 @@ def test_a_record_with_exc_info_from_any_logger_is_formatted_the_same_way() -> N
     assert line["event"] == "Exception in ASGI application"
     assert "pw1" not in line["traceback"]
     assert line["traceback"].startswith("Traceback (most recent call last):")
+
+
+def test_a_huge_field_is_cut_so_the_line_stays_small(stream: io.StringIO) -> None:
+    log_event(
+        logging.getLogger("aitradex.test"),
+        "function_call",
+        action="Q" * 200_000,
+        items=list(range(10_000)),
+        mapping={f"k{i}": i for i in range(10_000)},
+        nested=[[[[[["deep"]]]]]],
+    )
+    raw = stream.getvalue()
+    assert len(raw) < 4096
+    (line,) = lines_of(stream)
+    action = str(line["action"])
+    assert action.startswith("Q" * 512)
+    assert action.endswith("...[199488 more characters]")
+    assert len(line["items"]) == 51  # type: ignore[arg-type]
+    assert len(line["mapping"]) == 51  # type: ignore[arg-type]
+
+
+def test_a_huge_message_from_any_logger_is_cut() -> None:
+    record = logging.getLogger("uvicorn.error").makeRecord(
+        "uvicorn.error", logging.WARNING, __file__, 1, "x" * 100_000, (), None
+    )
+    assert len(JsonFormatter().format(record)) < 1024
+
+
+def _deep_stack(levels: int) -> None:
+    """Raise from ``levels`` distinct frames (Python folds repeats of one frame into a single line)."""
+    namespace: dict[str, object] = {}
+    source = "def f0():\n    raise RuntimeError('bottom of a deep stack')\n" + "".join(
+        f"def f{i}():\n    f{i - 1}()\n" for i in range(1, levels)
+    )
+    exec(source, namespace)  # noqa: S102 - test-only code built from constants
+    namespace[f"f{levels - 1}"]()  # type: ignore[operator]
+
+
+def test_a_deep_traceback_keeps_its_head_and_its_end_within_the_line_limit(stream: io.StringIO) -> None:
+    try:
+        _deep_stack(300)
+    except RuntimeError as exc:
+        log_event(logging.getLogger("aitradex.test"), "unhandled_error", level=logging.ERROR, exc_info=exc)
+    raw = stream.getvalue()
+    assert len(raw) <= 8192
+    (line,) = lines_of(stream)
+    traceback = str(line["traceback"])
+    assert traceback.startswith("Traceback (most recent call last):")
+    assert traceback.splitlines()[-1] == "RuntimeError: bottom of a deep stack"
+    assert "characters cut" in traceback
+
+
+def test_a_line_with_many_long_fields_is_reduced_to_its_core(stream: io.StringIO) -> None:
+    log_event(logging.getLogger("aitradex.test"), "noisy", **{f"f{i}": "v" * 500 for i in range(40)})
+    raw = stream.getvalue()
+    assert len(raw) <= 8192
+    (line,) = lines_of(stream)
+    assert line["event"] == "noisy"
+    assert line["truncated"] is True

@@ -74,3 +74,46 @@ def test_a_token_without_role_or_exp_is_refused(claims: dict[str, object]) -> No
 def test_garbage_is_refused(garbage: str) -> None:
     with pytest.raises(Unauthorized):
         tokens.verify(garbage, SECRET)
+
+
+@pytest.mark.parametrize(
+    ("claims", "reason"),
+    [
+        ({"role": ["service_role"]}, "role is not a short string"),
+        ({"role": {"r": "anon"}}, "role is not a short string"),
+        ({"role": ""}, "role is not a short string"),
+        ({"role": "r" * 65}, "role is not a short string"),
+        ({"role": "authenticated", "sub": "not-a-uuid"}, "sub is not a UUID"),
+        # PyJWT itself refuses a sub that is not a string.
+        ({"role": "authenticated", "sub": 12}, "bad signature or claims"),
+        (
+            {"role": "authenticated", "sub": ["1f0e5c1e-0000-4000-8000-000000000001"]},
+            "bad signature or claims",
+        ),
+        ({"role": "anon", "exp": "4102444800"}, "exp is not a number of seconds"),
+        ({"role": "anon", "exp": 10**400}, "exp is not a number of seconds"),
+        ({"role": "anon", "exp": 4102444800, "iat": "1700000000"}, "iat is not a number of seconds"),
+        ({"role": "anon", "exp": 4102444800, "nbf": True}, "nbf is not a number of seconds"),
+    ],
+)
+def test_odd_claims_under_the_right_signature_are_refused(claims: dict[str, object], reason: str) -> None:
+    with pytest.raises(Unauthorized) as info:
+        tokens.verify(tokens.mint({"exp": 4102444800, **claims}, SECRET), SECRET)
+    assert info.value.details["reason"] == reason
+
+
+def test_a_token_longer_than_any_real_one_is_refused_before_decoding() -> None:
+    with pytest.raises(Unauthorized) as info:
+        tokens.verify("eyJ" + "a" * tokens.MAX_TOKEN_CHARS, SECRET)
+    assert info.value.details["reason"] == "too long"
+
+
+def test_a_float_expiry_and_an_uppercase_uuid_are_not_odd() -> None:
+    # JSON numbers may be fractional; only the canonical (lowercase) spelling of a UUID is accepted.
+    token = tokens.mint({"role": "anon", "exp": 4102444800.5}, SECRET)
+    assert tokens.verify(token, SECRET)["role"] == "anon"
+    upper = tokens.mint(
+        {"role": "authenticated", "sub": "1F0E5C1E-0000-4000-8000-000000000001", "exp": 4102444800}, SECRET
+    )
+    with pytest.raises(Unauthorized):
+        tokens.verify(upper, SECRET)

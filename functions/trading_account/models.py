@@ -63,13 +63,21 @@ ApiSecret = Annotated[
 class ConnectAccount(Request):
     """Check the keys against the exchange (a signed wallet-balance call), then store them encrypted.
 
-    Connecting an environment that is already connected replaces its keys.
+    Connecting an environment that is already connected replaces its keys. Replacing them with
+    another API key while the account has open orders or positions is refused (409) unless
+    ``confirm_open_orders``: they belong to the old key's exchange account and stop being tracked.
+    Connecting a key whose orders were left untracked by a disconnect tracks them again.
     """
 
     action: Literal["connect"]
     environment: Environment
     api_key: ApiKey
     api_secret: ApiSecret
+    confirm_open_orders: bool = Field(
+        default=False,
+        description="Replace another API key even with open orders or positions: they stop being "
+        "tracked until that key is connected again",
+    )
 
 
 class GetAccountStatus(Request):
@@ -79,10 +87,20 @@ class GetAccountStatus(Request):
 
 
 class DisconnectAccount(Request):
-    """Delete the caller's account (and its keys) for one environment."""
+    """Delete the caller's account (and its keys) for one environment.
+
+    Refused (409, with the count) while the account has open orders or positions, unless
+    ``confirm_open_orders`` is true: they are then marked ``untracked`` until the same exchange account
+    (same environment, same API key) is connected again.
+    """
 
     action: Literal["disconnect"]
     environment: Environment
+    confirm_open_orders: bool = Field(
+        default=False,
+        description="Disconnect even with open orders or positions: they stop being tracked until the "
+        "same API key is connected again",
+    )
 
 
 TradingAccountRequest = Annotated[
@@ -101,6 +119,12 @@ class Connected(Response):
     places_live_orders: bool = Field(
         description="True only for a mainnet account while live trading is enabled"
     )
+    relinked_orders: int = Field(
+        description="Orders left untracked by disconnecting this exchange account, now tracked again"
+    )
+    untracked_orders: int = Field(
+        description="Open orders of the replaced API key, now untracked (only with confirm_open_orders)"
+    )
 
 
 class AccountStatus(Response):
@@ -112,10 +136,13 @@ class AccountStatus(Response):
 
 
 class Disconnected(Response):
-    """The account that was deleted."""
+    """The account that was deleted, and how many open orders and positions stopped being tracked."""
 
     environment: Environment
     account_id: str
+    untracked_orders: int = Field(
+        description="Open orders and positions marked untracked (only with confirm_open_orders)"
+    )
     disconnected: Literal[True] = True
 
 

@@ -21,6 +21,8 @@ from psycopg import sql
 from lib.core.preferences import DEFAULT_PREFERENCES
 from lib.core.vocabulary import Environment
 from lib.db.session import Caller, Connection, Database
+from lib.errors import DatabaseError
+from lib.stores import orders as orders_store
 from lib.stores.orders import OPEN_POSITION_SQL
 from lib.stores.settings import LIVE_TRADING_ENABLED_SQL
 
@@ -49,6 +51,19 @@ PUBLIC_COLUMNS = sql.SQL(", ").join(
 )
 
 
+@dataclass(frozen=True, slots=True)
+class StoredAccount:
+    """What a connect stored: the account (None when ``refused``: it replaced another API key while the
+    account had ``open_orders``, unconfirmed), its orders untracked by replacing the key, and the
+    untracked orders of this key re-linked to it."""
+
+    record: AccountRecord | None
+    relinked: int = 0
+    untracked: int = 0
+    refused: bool = False
+    open_orders: int = 0
+
+
 async def upsert_account(
     db: Database,
     caller: Caller,
@@ -60,9 +75,17 @@ async def upsert_account(
     api_secret_encrypted: str,
     key_version: int,
     key_hint: str,
-) -> AccountRecord:
+    confirm_open_orders: bool,
+) -> StoredAccount:
     """Insert the account, or replace the keys of the user's existing one for ``environment`` (and
-    activate it). ``caller`` must be allowed to write ciphertexts (``service_role``)."""
+    activate it). ``caller`` must be allowed to write ciphertexts (``service_role``).
+
+    Replacing the API key with another one (another key hint) while the account has open orders or
+    positions is refused by the database unless ``confirm_open_orders``; confirmed, they are marked
+    ``untracked`` (the untracked-orders migration). In the same transaction, the user's orders left
+    ``untracked`` by the same exchange account (this environment, this key hint) are re-linked to it
+    (:func:`lib.stores.orders.relink_untracked`).
+    """
     query = sql.SQL(
         "insert into user_trading_accounts (user_id, exchange, environment, api_key_encrypted, "
         "api_secret_encrypted, key_version, key_hint, is_active) values (%s, %s, %s, %s, %s, %s, %s, true) "
@@ -73,10 +96,39 @@ async def upsert_account(
         "returning {columns}"
     ).format(columns=PUBLIC_COLUMNS)
     params = (user_id, exchange, environment, api_key_encrypted, api_secret_encrypted, key_version, key_hint)
-    async with db.write(caller) as conn:
-        row = await (await conn.execute(query, params)).fetchone()
-    assert row is not None, "insert ... returning always returns the row"
-    return AccountRecord(**row)
+    try:
+        async with db.write(caller) as conn:
+            await _confirm_open_orders(conn, confirm_open_orders)
+            row = await (await conn.execute(query, params)).fetchone()
+            assert row is not None, "insert ... returning always returns the row"
+            untracked = await orders_store.untracked_now(conn)
+            relinked = await orders_store.relink_untracked(
+                conn, user_id=user_id, environment=environment, key_hint=key_hint, account_id=row["id"]
+            )
+        return StoredAccount(AccountRecord(**row), relinked=relinked, untracked=untracked)
+    except DatabaseError as exc:
+        if exc.details.get("sqlstate") != orders_store.OPEN_ORDERS_SQLSTATE:
+            raise
+    open_orders = await _open_on_account(db, caller, user_id, exchange, environment)
+    return StoredAccount(None, refused=True, open_orders=open_orders)
+
+
+async def _confirm_open_orders(conn: Connection, confirmed: bool) -> None:
+    """Tell the untracked-orders trigger whether the caller confirmed leaving open orders untracked."""
+    await conn.execute(
+        "select set_config('aitradex.confirm_open_orders', %s, true), "
+        "set_config('aitradex.untracked_orders', '0', true)",
+        ("on" if confirmed else "off",),
+    )
+
+
+async def _open_on_account(
+    db: Database, caller: Caller, user_id: str, exchange: str, environment: str
+) -> int:
+    async with db.read(caller) as conn:
+        return await orders_store.count_open_on_account(
+            conn, user_id=user_id, exchange=exchange, environment=environment
+        )
 
 
 async def list_accounts(db: Database, caller: Caller, user_id: str) -> list[AccountRecord]:
@@ -89,19 +141,51 @@ async def list_accounts(db: Database, caller: Caller, user_id: str) -> list[Acco
     return [AccountRecord(**row) for row in rows]
 
 
+@dataclass(frozen=True, slots=True)
+class Deletion:
+    """What deleting an account did: ``account_id`` None when nothing was connected there; ``refused``
+    when it still has ``open_orders`` and the caller did not confirm; else ``untracked`` rows."""
+
+    account_id: str | None
+    refused: bool = False
+    open_orders: int = 0
+    untracked: int = 0
+
+
 async def delete_account(
-    db: Database, caller: Caller, *, user_id: str, exchange: str, environment: str
-) -> str | None:
-    """Delete the user's account for ``environment`` as ``caller``; its id, or None if there was none."""
-    async with db.write(caller) as conn:
-        row = await (
-            await conn.execute(
-                "delete from user_trading_accounts where user_id = %s and exchange = %s "
-                "and environment = %s returning id::text as id",
-                (user_id, exchange, environment),
-            )
-        ).fetchone()
-    return None if row is None else str(row["id"])
+    db: Database,
+    caller: Caller,
+    *,
+    user_id: str,
+    exchange: str,
+    environment: str,
+    confirm_open_orders: bool,
+) -> Deletion:
+    """Delete the user's account for ``environment`` as ``caller``.
+
+    The database refuses while the account has open orders or positions, unless
+    ``confirm_open_orders``; then they are marked ``untracked`` (the untracked-orders migration's trigger
+    does both, whoever deletes, so no order leaves tracking unseen).
+    """
+    try:
+        async with db.write(caller) as conn:
+            await _confirm_open_orders(conn, confirm_open_orders)
+            row = await (
+                await conn.execute(
+                    "delete from user_trading_accounts where user_id = %s and exchange = %s "
+                    "and environment = %s returning id::text as id",
+                    (user_id, exchange, environment),
+                )
+            ).fetchone()
+            if row is None:
+                return Deletion(account_id=None)
+            untracked = await orders_store.untracked_now(conn)
+        return Deletion(account_id=str(row["id"]), untracked=untracked)
+    except DatabaseError as exc:
+        if exc.details.get("sqlstate") != orders_store.OPEN_ORDERS_SQLSTATE:
+            raise
+    open_orders = await _open_on_account(db, caller, user_id, exchange, environment)
+    return Deletion(account_id=None, refused=True, open_orders=open_orders)
 
 
 async def touch_last_used(db: Database, account_ids: Sequence[UUID], at: datetime) -> None:

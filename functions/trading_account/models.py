@@ -120,9 +120,11 @@ class Connected(Response):
         description="True only for a mainnet account while live trading is enabled"
     )
     relinked_orders: int = Field(
+        default=0,
         description="Orders left untracked by disconnecting this exchange account, now tracked again"
     )
     untracked_orders: int = Field(
+        default=0,
         description="Open orders of the replaced API key, now untracked (only with confirm_open_orders)"
     )
 
@@ -141,6 +143,7 @@ class Disconnected(Response):
     environment: Environment
     account_id: str
     untracked_orders: int = Field(
+        default=0,
         description="Open orders and positions marked untracked (only with confirm_open_orders)"
     )
     disconnected: Literal[True] = True

@@ -4,16 +4,16 @@ Who may do what is the migration's (users-and-trading): the owner reads the non-
 (:data:`PUBLIC_COLUMNS`, exactly the fields of :class:`AccountRecord`) and may delete; the ciphertexts
 are written and read only as ``service_role``. Besides the account's own reads and writes, this module
 answers which account an order goes to (:func:`eligible_targets`, :func:`user_target`: an account
-joined with its owner's preferences) and carries the key rotation's queries.
+joined with its owner's preferences). The ciphertexts' key versions (rotation, key health) are
+:mod:`lib.stores.account_keys`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
 from uuid import UUID
 
 from psycopg import sql
@@ -304,103 +304,3 @@ async def user_target(db: Database, user_id: UUID) -> tuple[Target, Decimal] | N
         return None
     limit = Decimal(row.pop("daily_loss_limit_pct"))
     return Target(**row), limit
-
-
-# -- key rotation ----------------------------------------------------------------------------------
-
-# A NULL user_ids array means every account.
-_USERS_FILTER = sql.SQL("(%(user_ids)s::uuid[] is null or user_id = any(%(user_ids)s::uuid[]))")
-
-
-@dataclass(frozen=True, slots=True)
-class KeyVersionCounts:
-    """Accounts on a version older than the current one, on it (or newer), and the newest in use."""
-
-    pending: int
-    up_to_date: int
-    newest: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class SealedRow:
-    """An account's two ciphertexts, as a rotation reads them."""
-
-    id: UUID
-    user_id: UUID
-    api_key_encrypted: str
-    api_secret_encrypted: str
-
-
-def _users(user_ids: Collection[str] | None) -> list[str] | None:
-    return None if user_ids is None else [str(u) for u in user_ids]
-
-
-async def key_version_counts(
-    db: Database, caller: Caller, *, current: int, user_ids: Collection[str] | None
-) -> KeyVersionCounts:
-    """How many of the accounts (``user_ids``' only, if given) are behind ``current``, and the newest."""
-    params: dict[str, Any] = {"current": current, "user_ids": _users(user_ids)}
-    async with db.read(caller) as conn:
-        row = await (
-            await conn.execute(
-                sql.SQL(
-                    "select count(*) filter (where key_version < %(current)s) as pending, "
-                    "count(*) filter (where key_version >= %(current)s) as up_to_date, "
-                    "max(key_version) as newest from public.user_trading_accounts where {users}"
-                ).format(users=_USERS_FILTER),
-                params,
-            )
-        ).fetchone()
-    assert row is not None  # an aggregate always returns one row
-    return KeyVersionCounts(pending=row["pending"], up_to_date=row["up_to_date"], newest=row["newest"])
-
-
-async def lock_behind(
-    conn: Connection, *, current: int, skip: Sequence[str], user_ids: Collection[str] | None, limit: int
-) -> list[SealedRow]:
-    """Up to ``limit`` accounts behind ``current`` (not in ``skip``), locked for the transaction; rows
-    another transaction holds are skipped, not waited for."""
-    rows = await (
-        await conn.execute(
-            sql.SQL(
-                "select id, user_id, api_key_encrypted, api_secret_encrypted "
-                "from public.user_trading_accounts "
-                "where key_version < %(current)s and id <> all(%(skip)s::uuid[]) and {users} "
-                "order by id limit %(limit)s for update skip locked"
-            ).format(users=_USERS_FILTER),
-            {"current": current, "skip": list(skip), "user_ids": _users(user_ids), "limit": limit},
-        )
-    ).fetchall()
-    return [SealedRow(**row) for row in rows]
-
-
-async def replace_keys(
-    conn: Connection, *, version: int, ids: Sequence[str], keys: Sequence[str], secrets: Sequence[str]
-) -> None:
-    """Give each account ``ids[i]`` its new ciphertexts and ``version``, in one statement (both columns
-    and the version change together per row)."""
-    await conn.execute(
-        "update public.user_trading_accounts as t "
-        "set api_key_encrypted = v.k, api_secret_encrypted = v.s, key_version = %(version)s "
-        "from unnest(%(ids)s::uuid[], %(keys)s::text[], %(secrets)s::text[]) as v(id, k, s) "
-        "where t.id = v.id",
-        {"version": version, "ids": list(ids), "keys": list(keys), "secrets": list(secrets)},
-    )
-
-
-async def count_behind(
-    db: Database, caller: Caller, *, current: int, skip: Sequence[str], user_ids: Collection[str] | None
-) -> int:
-    """Accounts still behind ``current``, not counting ``skip``."""
-    async with db.read(caller) as conn:
-        row = await (
-            await conn.execute(
-                sql.SQL(
-                    "select count(*) as n from public.user_trading_accounts "
-                    "where key_version < %(current)s and id <> all(%(skip)s::uuid[]) and {users}"
-                ).format(users=_USERS_FILTER),
-                {"current": current, "skip": list(skip), "user_ids": _users(user_ids)},
-            )
-        ).fetchone()
-    assert row is not None
-    return int(row["n"])

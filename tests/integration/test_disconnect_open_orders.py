@@ -69,7 +69,8 @@ async def account_of(db: Database, user_id: UUID) -> str | None:
     async with db.read(Caller.service()) as conn:
         row = await (
             await conn.execute(
-                "select id::text as id from user_trading_accounts where user_id = %s and environment = 'paper'",
+                "select id::text as id from user_trading_accounts "
+                "where user_id = %s and environment = 'paper'",
                 (user_id,),
             )
         ).fetchone()

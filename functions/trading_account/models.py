@@ -121,11 +121,11 @@ class Connected(Response):
     )
     relinked_orders: int = Field(
         default=0,
-        description="Orders left untracked by disconnecting this exchange account, now tracked again"
+        description="Orders left untracked by disconnecting this exchange account, now tracked again",
     )
     untracked_orders: int = Field(
         default=0,
-        description="Open orders of the replaced API key, now untracked (only with confirm_open_orders)"
+        description="Open orders of the replaced API key, now untracked (only with confirm_open_orders)",
     )
 
 
@@ -143,8 +143,7 @@ class Disconnected(Response):
     environment: Environment
     account_id: str
     untracked_orders: int = Field(
-        default=0,
-        description="Open orders and positions marked untracked (only with confirm_open_orders)"
+        default=0, description="Open orders and positions marked untracked (only with confirm_open_orders)"
     )
     disconnected: Literal[True] = True
 

@@ -3,10 +3,13 @@
 A rotation has three steps, and this module provides the first two:
 
 1. add a new master key version, keeping the old ones (they are still needed to decrypt rows not yet
-   rotated). Locally, :func:`add_local_master_key` appends it to ``<state_dir>/secrets.json``. Where
-   ``AITRADEX_MASTER_KEYS`` comes from the environment (any deployed system), the operator appends
-   ``,<n+1>:<base64 key>`` to the variable (:func:`lib.crypto.generate_master_key` makes a key) and
-   restarts every process, so new ciphertexts use the new version;
+   rotated). Locally, :func:`add_local_master_key` appends it to ``<state_dir>/secrets.json``; running
+   servers need no restart: their vault reads the keys again on the first ciphertext of a version it
+   does not hold (``lib.services.key_health.master_key_source``), and diagnostics' ``key_versions``
+   says ``down`` while a stored version is configured nowhere. Where ``AITRADEX_MASTER_KEYS`` comes from
+   the environment (any deployed system), the operator appends ``,<n+1>:<base64 key>`` to the variable
+   (:func:`lib.crypto.generate_master_key` makes a key) and restarts every process before rotating: a
+   running process's environment cannot change;
 2. :func:`rotate_all` re-encrypts every ``user_trading_accounts`` row still on an older version;
 3. once a run reports ``rotated == 0``, ``failed == []`` and ``remaining == 0``, the old versions
    can be removed from the configuration (by hand, for now).

@@ -109,3 +109,17 @@ async def count_behind(
         ).fetchone()
     assert row is not None
     return int(row["n"])
+
+
+# -- key health -------------------------------------------------------------------------------------
+
+
+async def accounts_by_version(db: Database) -> dict[int, int]:
+    """How many accounts each master key version encrypts (the key-health check), as ``service_role``."""
+    async with db.read(Caller.service()) as conn:
+        rows = await (
+            await conn.execute(
+                "select key_version, count(*) as n from public.user_trading_accounts group by key_version"
+            )
+        ).fetchall()
+    return {int(row["key_version"]): int(row["n"]) for row in rows}

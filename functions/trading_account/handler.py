@@ -57,13 +57,7 @@ async def handle(
             api_secret=request.api_secret.get_secret_value(),
         )
         connected = await connect_account(
-            ctx.db,
-            ctx.services.vault,
-            ctx.services.exchange,
-            ctx.caller,
-            user_id,
-            creds,
-            confirm_open_orders=request.confirm_open_orders,
+            ctx.db, ctx.services.vault, ctx.services.exchange, ctx.caller, user_id, creds
         )
         log_event(
             ctx.log,

@@ -64,20 +64,15 @@ class ConnectAccount(Request):
     """Check the keys against the exchange (a signed wallet-balance call), then store them encrypted.
 
     Connecting an environment that is already connected replaces its keys. Replacing them with
-    another API key while the account has open orders or positions is refused (409) unless
-    ``confirm_open_orders``: they belong to the old key's exchange account and stop being tracked.
-    Connecting a key whose orders were left untracked by a disconnect tracks them again.
+    another API key marks the account's open orders and positions ``untracked`` (they belong to the old
+    key's exchange account; ``untracked_orders`` counts them). Connecting a key whose orders were left
+    untracked tracks them again (``relinked_orders``).
     """
 
     action: Literal["connect"]
     environment: Environment
     api_key: ApiKey
     api_secret: ApiSecret
-    confirm_open_orders: bool = Field(
-        default=False,
-        description="Replace another API key even with open orders or positions: they stop being "
-        "tracked until that key is connected again",
-    )
 
 
 class GetAccountStatus(Request):
@@ -125,7 +120,7 @@ class Connected(Response):
     )
     untracked_orders: int = Field(
         default=0,
-        description="Open orders of the replaced API key, now untracked (only with confirm_open_orders)",
+        description="Open orders of the replaced, different API key: untracked until it is connected again",
     )
 
 

@@ -74,7 +74,7 @@ class ConnectedAccount:
     live_trading_enabled: bool
     #: Orders left untracked by an earlier disconnect of this exchange account, now tracked again.
     relinked_orders: int = 0
-    #: Open orders of the key this connect replaced (confirmed), now untracked.
+    #: Open orders of the different key this connect replaced, now untracked.
     untracked_orders: int = 0
 
     @property
@@ -161,13 +161,10 @@ async def store_account(
     user_id: str,
     environment: str,
     sealed: SealedKeys,
-    *,
-    confirm_open_orders: bool = False,
 ) -> StoredAccount:
     """Insert the account, or replace the keys of the user's existing one for ``environment``; orders
-    left untracked by disconnecting the same exchange account (same key hint) are re-linked to it.
-    Replacing the key with another one while orders are open needs ``confirm_open_orders`` (it leaves
-    them untracked); refused otherwise (``StoredAccount.refused``)."""
+    left untracked by disconnecting the same exchange account (same key hint) are re-linked to it, and
+    the open orders of a replaced, different key are marked untracked."""
     return await accounts_store.upsert_account(
         db,
         _service_on_behalf_of(caller, user_id),
@@ -178,7 +175,6 @@ async def store_account(
         api_secret_encrypted=sealed.api_secret_encrypted,
         key_version=sealed.key_version,
         key_hint=sealed.key_hint,
-        confirm_open_orders=confirm_open_orders,
     )
 
 
@@ -194,28 +190,19 @@ async def connect_account(
     caller: Caller,
     user_id: str,
     creds: Credentials,
-    *,
-    confirm_open_orders: bool = False,
 ) -> ConnectedAccount:
     """Check ``creds`` against the exchange, then store them encrypted for ``user_id``.
 
     Nothing is stored unless the exchange accepted the keys; reconnecting an environment replaces
     its keys. Mainnet is allowed: the check only reads a balance. Orders left untracked by this API key
-    (an earlier disconnect) are tracked again. Replacing the environment's key with another one while
-    it has open orders or positions is refused (Conflict) unless ``confirm_open_orders``: they belong
-    to the exchange account of the old key, so they are then untracked, as by a disconnect.
+    (an earlier disconnect) are tracked again. Replacing the environment's key with another one marks
+    its open orders and positions untracked, each with a ``trade_logs`` event (they belong to the old
+    key's exchange account; the answer counts them), until that key is connected again.
     """
     balance = await verify_credentials(exchange, creds)
     stored = await store_account(
-        db,
-        caller,
-        user_id,
-        creds.environment,
-        seal_credentials(vault, user_id, creds),
-        confirm_open_orders=confirm_open_orders,
+        db, caller, user_id, creds.environment, seal_credentials(vault, user_id, creds)
     )
-    if stored.record is None:
-        raise _open_orders_conflict(creds.environment, stored.open_orders, "replace its API key")
     return ConnectedAccount(
         stored.record,
         balance,
@@ -225,10 +212,10 @@ async def connect_account(
     )
 
 
-def _open_orders_conflict(environment: str, open_orders: int, doing: str) -> Conflict:
+def _open_orders_conflict(environment: str, open_orders: int) -> Conflict:
     return Conflict(
         f"{open_orders} order(s) or position(s) are still open on this {environment} account: close them "
-        f"first, or send confirm_open_orders: true to {doing} anyway (they are then no longer tracked "
+        "first, or send confirm_open_orders: true to disconnect anyway (they are then no longer tracked "
         "until the same API key is connected again)",
         details={"environment": environment, "open_orders": open_orders},
     )
@@ -266,7 +253,7 @@ async def disconnect_account(
         confirm_open_orders=confirm_open_orders,
     )
     if deletion.refused:
-        raise _open_orders_conflict(environment, deletion.open_orders, "disconnect")
+        raise _open_orders_conflict(environment, deletion.open_orders)
     if deletion.account_id is None:
         raise NotFound(f"no {environment} trading account is connected", details={"environment": environment})
     return Disconnection(deletion.account_id, deletion.untracked)

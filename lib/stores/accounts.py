@@ -53,15 +53,12 @@ PUBLIC_COLUMNS = sql.SQL(", ").join(
 
 @dataclass(frozen=True, slots=True)
 class StoredAccount:
-    """What a connect stored: the account (None when ``refused``: it replaced another API key while the
-    account had ``open_orders``, unconfirmed), its orders untracked by replacing the key, and the
-    untracked orders of this key re-linked to it."""
+    """What a connect stored: the account, how many open orders of the API key it replaced were marked
+    ``untracked``, and how many untracked orders of this key were re-linked to it."""
 
-    record: AccountRecord | None
+    record: AccountRecord
     relinked: int = 0
     untracked: int = 0
-    refused: bool = False
-    open_orders: int = 0
 
 
 async def upsert_account(
@@ -75,16 +72,14 @@ async def upsert_account(
     api_secret_encrypted: str,
     key_version: int,
     key_hint: str,
-    confirm_open_orders: bool,
 ) -> StoredAccount:
     """Insert the account, or replace the keys of the user's existing one for ``environment`` (and
     activate it). ``caller`` must be allowed to write ciphertexts (``service_role``).
 
-    Replacing the API key with another one (another key hint) while the account has open orders or
-    positions is refused by the database unless ``confirm_open_orders``; confirmed, they are marked
-    ``untracked`` (the untracked-orders migration). In the same transaction, the user's orders left
-    ``untracked`` by the same exchange account (this environment, this key hint) are re-linked to it
-    (:func:`lib.stores.orders.relink_untracked`).
+    Replacing the API key with another one (another key hint) marks the account's open orders and
+    positions ``untracked`` (the untracked-orders migration's trigger). In the same transaction, the
+    user's orders left ``untracked`` by the same exchange account (this environment, this key hint) are
+    re-linked to it (:func:`lib.stores.orders.relink_untracked`).
     """
     query = sql.SQL(
         "insert into user_trading_accounts (user_id, exchange, environment, api_key_encrypted, "
@@ -96,39 +91,25 @@ async def upsert_account(
         "returning {columns}"
     ).format(columns=PUBLIC_COLUMNS)
     params = (user_id, exchange, environment, api_key_encrypted, api_secret_encrypted, key_version, key_hint)
-    try:
-        async with db.write(caller) as conn:
-            await _confirm_open_orders(conn, confirm_open_orders)
-            row = await (await conn.execute(query, params)).fetchone()
-            assert row is not None, "insert ... returning always returns the row"
-            untracked = await orders_store.untracked_now(conn)
-            relinked = await orders_store.relink_untracked(
-                conn, user_id=user_id, environment=environment, key_hint=key_hint, account_id=row["id"]
-            )
-        return StoredAccount(AccountRecord(**row), relinked=relinked, untracked=untracked)
-    except DatabaseError as exc:
-        if exc.details.get("sqlstate") != orders_store.OPEN_ORDERS_SQLSTATE:
-            raise
-    open_orders = await _open_on_account(db, caller, user_id, exchange, environment)
-    return StoredAccount(None, refused=True, open_orders=open_orders)
+    async with db.write(caller) as conn:
+        await _count_untracked(conn, confirmed=False)
+        row = await (await conn.execute(query, params)).fetchone()
+        assert row is not None, "insert ... returning always returns the row"
+        untracked = await orders_store.untracked_now(conn)
+        relinked = await orders_store.relink_untracked(
+            conn, user_id=user_id, environment=environment, key_hint=key_hint, account_id=row["id"]
+        )
+    return StoredAccount(AccountRecord(**row), relinked=relinked, untracked=untracked)
 
 
-async def _confirm_open_orders(conn: Connection, confirmed: bool) -> None:
-    """Tell the untracked-orders trigger whether the caller confirmed leaving open orders untracked."""
+async def _count_untracked(conn: Connection, *, confirmed: bool) -> None:
+    """Tell the untracked-orders trigger whether the caller confirmed leaving open orders untracked (a
+    delete needs it), and start its count of untracked rows at zero."""
     await conn.execute(
         "select set_config('aitradex.confirm_open_orders', %s, true), "
         "set_config('aitradex.untracked_orders', '0', true)",
         ("on" if confirmed else "off",),
     )
-
-
-async def _open_on_account(
-    db: Database, caller: Caller, user_id: str, exchange: str, environment: str
-) -> int:
-    async with db.read(caller) as conn:
-        return await orders_store.count_open_on_account(
-            conn, user_id=user_id, exchange=exchange, environment=environment
-        )
 
 
 async def list_accounts(db: Database, caller: Caller, user_id: str) -> list[AccountRecord]:
@@ -169,7 +150,7 @@ async def delete_account(
     """
     try:
         async with db.write(caller) as conn:
-            await _confirm_open_orders(conn, confirm_open_orders)
+            await _count_untracked(conn, confirmed=confirm_open_orders)
             row = await (
                 await conn.execute(
                     "delete from user_trading_accounts where user_id = %s and exchange = %s "
@@ -184,7 +165,10 @@ async def delete_account(
     except DatabaseError as exc:
         if exc.details.get("sqlstate") != orders_store.OPEN_ORDERS_SQLSTATE:
             raise
-    open_orders = await _open_on_account(db, caller, user_id, exchange, environment)
+    async with db.read(caller) as conn:
+        open_orders = await orders_store.count_open_on_account(
+            conn, user_id=user_id, exchange=exchange, environment=environment
+        )
     return Deletion(account_id=None, refused=True, open_orders=open_orders)
 
 

@@ -3,13 +3,16 @@
 -- Deleting an account used to null execution_orders.account_id (on delete set null), and the order
 -- tracker joins on the account: its open orders and positions left tracking for ever and still counted
 -- against max_open_positions. Now, whoever deletes the account (the trading-account function, or a
--- user's own DELETE through the API), or replaces its API key with another one:
--- - it is refused while the account has open orders or positions, unless the transaction set
+-- user's own DELETE through the API):
+-- - the delete is refused while the account has open orders or positions, unless the transaction set
 --   aitradex.confirm_open_orders to 'on' (the function's "confirm_open_orders": true);
 -- - a confirmed delete marks them 'untracked', remembering the status they had, the account and its
 --   key hint, with one trade_logs event each; an untracked row is not an open position for any rule;
 -- - reconnecting the same exchange account (same environment and key hint) re-links them and the
 --   tracker resumes (the application does that in the connect's own transaction).
+-- Connecting another API key over the account (another key hint) marks its open rows 'untracked' the
+-- same way, without asking: the user chose to trade that environment with another exchange account,
+-- and tracking the old one's orders with the new keys would mark them failed or closed wrongly.
 
 alter table public.execution_orders drop constraint execution_orders_status_check;
 alter table public.execution_orders
@@ -54,7 +57,7 @@ begin
   where o.account_id = old.id
     and (o.status in ('requested', 'placed', 'partially_filled') or (o.status = 'filled' and o.closed_at is null));
   if open_count > 0 then
-    if coalesce(current_setting('aitradex.confirm_open_orders', true), '') <> 'on' then
+    if tg_op = 'DELETE' and coalesce(current_setting('aitradex.confirm_open_orders', true), '') <> 'on' then
       raise exception '% order(s) or position(s) are still open on this trading account', open_count
         using errcode = 'AX409', detail = open_count::text;
     end if;

@@ -212,7 +212,6 @@ class Seeder:
         *,
         keys: PaperUser | None = None,
         environment: str = "paper",
-        confirm_open_orders: bool = False,
     ) -> tuple[PaperUser, ConnectedAccount]:
         """Connect ``keys`` (an account seeded earlier), or a new funded paper account, to the user, as
         the ``trading-account`` function does."""
@@ -223,15 +222,7 @@ class Seeder:
             )
         caller = Caller(role="authenticated", claims={"role": "authenticated", "sub": str(user_id)})
         creds = Credentials(environment=environment, api_key=keys.api_key, api_secret=keys.api_secret)
-        connected = await connect_account(
-            self.db,
-            self.vault,
-            self.exchange,
-            caller,
-            str(user_id),
-            creds,
-            confirm_open_orders=confirm_open_orders,
-        )
+        connected = await connect_account(self.db, self.vault, self.exchange, caller, str(user_id), creds)
         return keys, connected
 
     async def users(self, n: int, prefs: Prefs, *, parallel: int = 8) -> list[PaperUser]:

@@ -1,9 +1,10 @@
 """Disconnecting an account with open orders or positions (issue 9, item 11): never silently untracked.
 
-The rule: a disconnect (or a connect that replaces the environment's API key with another one) is
-refused while the account has open orders or positions, unless the user confirms; confirmed, they are
-marked ``untracked`` with a ``trade_logs`` event each and stop counting against the open-position rules;
-connecting the same API key again re-links them and the tracker resumes. Real users, keys and orders
+The rule: a disconnect is refused while the account has open orders or positions, unless the user
+confirms; confirmed, they are marked ``untracked`` with a ``trade_logs`` event each and stop counting
+against the open-position rules; connecting the same API key again re-links them and the tracker
+resumes. Connecting another API key over the account untracks them the same way (they belong to the old
+key's exchange account). Real users, keys and orders
 on a paper exchange of this module's own.
 """
 
@@ -189,7 +190,7 @@ async def test_connecting_the_same_key_again_relinks_the_orders_and_the_tracker_
     assert closed["realized_pnl"] is not None
 
 
-async def test_replacing_the_key_while_orders_are_open_is_refused_unless_confirmed(
+async def test_connecting_another_key_untracks_the_old_keys_orders_and_the_old_key_relinks_them(
     db: Database, vault: KeyVault, paper_url: str, seeder: Seeder, signals: Signals
 ) -> None:
     # The account's orders belong to the exchange account of its key: tracking them with another
@@ -197,18 +198,22 @@ async def test_replacing_the_key_while_orders_are_open_is_refused_unless_confirm
     user = await seeder.user(Prefs())
     row = await open_position(db, vault, paper_url, signals, user, "ETHBTC")
 
-    with pytest.raises(Conflict) as refused:
-        await seeder.connect(user.id)
-    assert refused.value.details == {"environment": "paper", "open_orders": 1}
-    [kept] = await order_rows(db, user_ids=[user.id])
-    assert kept["status"] == row["status"]
-
     # The same key again changes nothing for its orders.
     _, same = await seeder.connect(user.id, keys=user)
     assert (same.untracked_orders, same.relinked_orders) == (0, 0)
+    [kept] = await order_rows(db, user_ids=[user.id])
+    assert (kept["status"], str(kept["account_id"])) == (row["status"], same.account.id)
 
-    other, replaced = await seeder.connect(user.id, confirm_open_orders=True)
-    assert replaced.untracked_orders == 1
+    other, replaced = await seeder.connect(user.id)
+    assert other.api_key[-4:] != user.api_key[-4:]
+    assert (replaced.untracked_orders, replaced.account.id) == (1, same.account.id)
     [untracked] = await order_rows(db, user_ids=[user.id])
     assert (untracked["status"], untracked["untracked_key_hint"]) == ("untracked", user.api_key[-4:])
-    assert other.api_key[-4:] != user.api_key[-4:]
+    assert (await order_events(db, row["id"]))[-1]["event"] == "order_untracked"
+    assert await tracked_ids(db, user.id) == set()
+
+    _, back = await seeder.connect(user.id, keys=user)
+    assert (back.relinked_orders, back.untracked_orders) == (1, 0)
+    [relinked] = await order_rows(db, user_ids=[user.id])
+    assert (relinked["status"], str(relinked["account_id"])) == (row["status"], back.account.id)
+    assert await tracked_ids(db, user.id) == {row["id"]}

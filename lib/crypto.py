@@ -4,6 +4,11 @@ Pure code: no database, no network, no file. The master keys come from ``Setting
 (``AITRADEX_MASTER_KEYS``); new ciphertexts always use the newest version, and every older version
 stays able to decrypt until :mod:`lib.ops.rotate_keys` has re-encrypted every row under the newest one.
 
+A running process learns of a rotation without a restart: a vault given a ``reload`` (the wiring passes
+one that reads the keys from where the settings came from) asks it again when a ciphertext names a
+version it does not hold, once, and then decrypts (:meth:`KeyVault.decrypt`). The reload is the only
+I/O, and it is the caller's.
+
 Token format (what is stored in ``api_key_encrypted`` / ``api_secret_encrypted``), plain ASCII::
 
     v<version>:<base64url without padding of (nonce || ciphertext || tag)>
@@ -30,8 +35,10 @@ import base64
 import binascii
 import re
 import secrets
+import threading
+import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 
 from cryptography.exceptions import InvalidTag
@@ -138,22 +145,58 @@ def format_master_keys(master_keys: Mapping[int, bytes]) -> str:
     )
 
 
+#: ``reload()``: the master keys as configured now (``AITRADEX_MASTER_KEYS``, or the local secrets file).
+KeySource = Callable[[], Mapping[int, bytes]]
+#: A version still missing after a reload is not asked for again sooner than this: a row on a key that is
+#: really gone must not turn every decryption into a read of the configuration.
+RELOAD_INTERVAL_S = 1.0
+
+
 class KeyVault:
     """Encrypts and decrypts API keys with the configured master keys.
 
     Construct it from ``Settings.master_keys``; it validates them (at least one, each 32 bytes, positive
-    versions) and does no I/O. It never shows a key in its ``repr``.
+    versions) and does no I/O. It never shows a key in its ``repr``. With ``reload``, a ciphertext of a
+    version it does not hold makes it read the keys again (see the module docstring); a source that
+    fails or answers nonsense leaves the keys as they were.
     """
 
-    __slots__ = ("_ciphers", "_current")
+    __slots__ = ("_ciphers", "_current", "_lock", "_reload", "_reloaded_at")
 
-    def __init__(self, master_keys: Mapping[int, bytes]) -> None:
+    def __init__(self, master_keys: Mapping[int, bytes], *, reload: KeySource | None = None) -> None:
+        self._ciphers: Mapping[int, AESGCM] = MappingProxyType({})
+        self._current = 0
+        self._install(master_keys)
+        self._reload = reload
+        self._lock = threading.Lock()
+        self._reloaded_at = -RELOAD_INTERVAL_S
+
+    def _install(self, master_keys: Mapping[int, bytes]) -> None:
         _check_keys(master_keys)
-        # One AESGCM per version, built once: the key schedule is then not redone for every call.
-        self._ciphers: Mapping[int, AESGCM] = MappingProxyType(
-            {version: AESGCM(key) for version, key in master_keys.items()}
-        )
+        # One AESGCM per version, built once: the key schedule is then not redone for every call. The
+        # mapping is replaced whole, so a reader never sees half of a reload.
+        self._ciphers = MappingProxyType({version: AESGCM(key) for version, key in master_keys.items()})
         self._current = max(master_keys)
+
+    def reload(self, *, wanted: int | None = None) -> bool:
+        """Read the master keys from the source again; whether the vault now holds ``wanted`` (or, without
+        it, whether the keys were read). Without a source, or within :data:`RELOAD_INTERVAL_S` of the
+        previous reload, nothing is read. Thread-safe: concurrent misses share one reload.
+        """
+        if self._reload is None:
+            return False
+        with self._lock:
+            if wanted is not None and wanted in self._ciphers:
+                return True  # another caller's reload brought it while this one waited
+            now = time.monotonic()
+            if now - self._reloaded_at < RELOAD_INTERVAL_S:
+                return False
+            self._reloaded_at = now
+            try:
+                self._install(self._reload())
+            except (ConfigError, ValueError, OSError):
+                return False  # the keys in use stay; the caller reports the miss as it is
+            return wanted is None or wanted in self._ciphers
 
     def __repr__(self) -> str:
         return f"KeyVault(versions={sorted(self._ciphers)}, current={self._current})"
@@ -184,7 +227,7 @@ class KeyVault:
 
         Every failure raises :class:`DecryptionError`: a malformed token, a key version this vault does
         not hold, a changed byte, or a token made for another user or field (GCM cannot tell these last
-        ones apart, by design).
+        ones apart, by design). A version it does not hold is first looked for in the source (:meth:`reload`).
         """
         details: dict[str, object] = {"field": field if _FIELD_RE.fullmatch(field) else None}
         try:
@@ -201,6 +244,8 @@ class KeyVault:
         version, payload = parsed
         details["key_version"] = version
         cipher = self._ciphers.get(version)
+        if cipher is None and self.reload(wanted=version):
+            cipher = self._ciphers.get(version)  # rotated since this process started
         if cipher is None:
             raise DecryptionError(
                 f"master key version {version} is not configured (AITRADEX_MASTER_KEYS)",

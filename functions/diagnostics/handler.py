@@ -43,6 +43,7 @@ async def handle(request: DiagnosticsRequest, ctx: Context) -> DiagnosticsRespon
             now=ctx.clock.now(),
             status_calls=_status_calls(ctx),
             market_now=market_now(ctx.services),
+            vault=ctx.services.vault,
         )
 
     is_service = ctx.caller.role == "service_role"

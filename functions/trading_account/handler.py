@@ -7,7 +7,9 @@ Actions:
   masked account, the balance seen, and whether live trading is enabled. Refused keys: 400
   ``invalid_exchange_credentials``; an exchange that cannot answer: 503.
 - ``account_status`` (user): the caller's accounts, masked.
-- ``disconnect`` (user): ``environment``; 404 when nothing is connected there.
+- ``disconnect`` (user): ``environment``; 404 when nothing is connected there; 409 while the account
+  has open orders or positions, unless ``confirm_open_orders`` (they are then marked ``untracked``
+  until the same API key is connected again, which re-links them).
 - ``status`` (anyone): the liveness answer every function gives.
 
 The read action is ``account_status`` rather than ``status`` (DESIGN.md calls it "status") because
@@ -63,12 +65,16 @@ async def handle(
             account_id=connected.account.id,
             environment=connected.account.environment,
             key_version=connected.account.key_version,
+            relinked_orders=connected.relinked_orders,
+            untracked_orders=connected.untracked_orders,
         )
         return Connected(
             account=connected.account,
             balance=connected.balance,
             live_trading_enabled=connected.live_trading_enabled,
             places_live_orders=connected.places_live_orders,
+            relinked_orders=connected.relinked_orders,
+            untracked_orders=connected.untracked_orders,
         )
     if isinstance(request, GetAccountStatus):
         records = await list_accounts(ctx.db, ctx.caller, user_id)
@@ -77,9 +83,19 @@ async def handle(
             accounts=list(records),
             live_trading_enabled=await live_trading_enabled(ctx.db),
         )
-    account_id = await disconnect_account(ctx.db, ctx.caller, user_id, request.environment)
-    log_event(ctx.log, "trading_account_disconnected", account_id=account_id, environment=request.environment)
-    return Disconnected(environment=request.environment, account_id=account_id)
+    gone = await disconnect_account(
+        ctx.db, ctx.caller, user_id, request.environment, confirm_open_orders=request.confirm_open_orders
+    )
+    log_event(
+        ctx.log,
+        "trading_account_disconnected",
+        account_id=gone.account_id,
+        environment=request.environment,
+        untracked_orders=gone.untracked_orders,
+    )
+    return Disconnected(
+        environment=request.environment, account_id=gone.account_id, untracked_orders=gone.untracked_orders
+    )
 
 
 SPEC = FunctionSpec(

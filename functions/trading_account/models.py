@@ -63,7 +63,10 @@ ApiSecret = Annotated[
 class ConnectAccount(Request):
     """Check the keys against the exchange (a signed wallet-balance call), then store them encrypted.
 
-    Connecting an environment that is already connected replaces its keys.
+    Connecting an environment that is already connected replaces its keys. Replacing them with
+    another API key marks the account's open orders and positions ``untracked`` (they belong to the old
+    key's exchange account; ``untracked_orders`` counts them). Connecting a key whose orders were left
+    untracked tracks them again (``relinked_orders``).
     """
 
     action: Literal["connect"]
@@ -79,10 +82,20 @@ class GetAccountStatus(Request):
 
 
 class DisconnectAccount(Request):
-    """Delete the caller's account (and its keys) for one environment."""
+    """Delete the caller's account (and its keys) for one environment.
+
+    Refused (409, with the count) while the account has open orders or positions, unless
+    ``confirm_open_orders`` is true: they are then marked ``untracked`` until the same exchange account
+    (same environment, same API key) is connected again.
+    """
 
     action: Literal["disconnect"]
     environment: Environment
+    confirm_open_orders: bool = Field(
+        default=False,
+        description="Disconnect even with open orders or positions: they stop being tracked until the "
+        "same API key is connected again",
+    )
 
 
 TradingAccountRequest = Annotated[
@@ -101,6 +114,14 @@ class Connected(Response):
     places_live_orders: bool = Field(
         description="True only for a mainnet account while live trading is enabled"
     )
+    relinked_orders: int = Field(
+        default=0,
+        description="Orders left untracked by disconnecting this exchange account, now tracked again",
+    )
+    untracked_orders: int = Field(
+        default=0,
+        description="Open orders of the replaced, different API key: untracked until it is connected again",
+    )
 
 
 class AccountStatus(Response):
@@ -112,10 +133,13 @@ class AccountStatus(Response):
 
 
 class Disconnected(Response):
-    """The account that was deleted."""
+    """The account that was deleted, and how many open orders and positions stopped being tracked."""
 
     environment: Environment
     account_id: str
+    untracked_orders: int = Field(
+        default=0, description="Open orders and positions marked untracked (only with confirm_open_orders)"
+    )
     disconnected: Literal[True] = True
 
 

@@ -24,6 +24,7 @@ from lib.local_state import read_services
 from lib.services.diagnostics import HealthCache
 from lib.services.execution.deps import ExecutorDeps
 from lib.services.instruments.cache import deployment_environment, get_filters
+from lib.services.key_health import master_key_source
 from lib.services.tracking import TrackerDeps
 
 
@@ -53,7 +54,8 @@ async def open_services(
         db=db,
         settings=settings,
         clock=clock or SystemClock(),
-        vault=vault or KeyVault(settings.master_keys),
+        # Reads the keys again on a version it does not hold: `aitradex keys rotate` needs no restart.
+        vault=vault or KeyVault(settings.master_keys, reload=master_key_source(settings.state_dir)),
         exchange=exchange or PybitExchange(paper_url=paper_url),
         market=market or MarketAccess(paper_url=paper_url),
         health_cache=HealthCache(ttl_s=5.0),

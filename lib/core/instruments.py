@@ -16,7 +16,8 @@ Rounding directions, and why:
   on (:func:`lib.core.sizing.normalize_levels` applies exactly this).
 
 All arithmetic runs in a 60-digit context, so for any realistic filter (ticks down to 1e-18, quantities
-up to 1e15) quotients and products are exact, not rounded at Python's default 28 digits.
+up to 1e15, the bounds :class:`InstrumentFilters` enforces) quotients and products are exact, not
+rounded at Python's default 28 digits.
 """
 
 from __future__ import annotations
@@ -46,6 +47,12 @@ ViolationCode = Literal[
 _ROUNDING_MODES: dict[str, str] = {"down": ROUND_FLOOR, "up": ROUND_CEILING, "nearest": ROUND_HALF_UP}
 # Wide enough that qty/step, qty*price and friends are exact for any realistic instrument.
 EXACT = Context(prec=60)
+#: Bounds on what an exchange may publish as filters: quantities and values up to 1e30, ticks and steps
+#: down to 1e-18. Within them (and prices up to 1e15, which sizing enforces) every quotient and product
+#: here stays exact in :data:`EXACT` and far from Decimal's overflow; a listing outside them is refused,
+#: not traded.
+MAX_FILTER = Decimal("1e30")
+MIN_UNIT = Decimal("1e-18")
 
 # Quote coins recognised when splitting a symbol into base and quote, longest first so USDT wins
 # over USD. Bybit's linear perpetuals also end in PERP (USDC-settled) or carry dated suffixes.
@@ -67,6 +74,7 @@ class InstrumentFilters:
 
     ``qty_step`` is ``qtyStep`` (contracts) or ``basePrecision`` (spot); ``min_notional`` is
     ``minNotionalValue`` (linear) or ``minOrderAmt`` (spot), zero where Bybit publishes none.
+    ``max_leverage`` is ``leverageFilter.maxLeverage`` (None where Bybit publishes none, as for spot).
     Construction refuses filters no order could satisfy (non-positive tick or step, max below min).
     """
 
@@ -78,15 +86,18 @@ class InstrumentFilters:
     min_qty: Decimal
     max_qty: Decimal
     min_notional: Decimal
+    max_leverage: Decimal | None = None
 
     def __post_init__(self) -> None:
         numbers = (self.tick_size, self.qty_step, self.min_qty, self.max_qty, self.min_notional)
-        if not all(_finite(n) for n in numbers):
-            raise ValueError(f"{self.symbol}: filters must be finite numbers")
-        if self.tick_size <= 0 or self.qty_step <= 0:
-            raise ValueError(f"{self.symbol}: tick size and qty step must be positive")
+        if not all(_finite(n) and abs(n) <= MAX_FILTER for n in numbers):
+            raise ValueError(f"{self.symbol}: filters must be finite numbers of at most {fmt(MAX_FILTER)}")
+        if self.tick_size < MIN_UNIT or self.qty_step < MIN_UNIT:
+            raise ValueError(f"{self.symbol}: tick size and qty step must be at least {MIN_UNIT}")
         if self.min_qty < 0 or self.min_notional < 0 or self.max_qty < self.min_qty:
             raise ValueError(f"{self.symbol}: need 0 <= min_qty <= max_qty and min_notional >= 0")
+        if self.max_leverage is not None and not (_finite(self.max_leverage) and self.max_leverage >= 1):
+            raise ValueError(f"{self.symbol}: the maximum leverage must be a finite number of at least 1")
 
     @property
     def is_trading(self) -> bool:
@@ -210,6 +221,34 @@ def validate_order(qty: Decimal, price: Decimal | None, filters: InstrumentFilte
                     "below_min_notional",
                     f"order value {fmt(notional)} is below the minimum {fmt(f.min_notional)}",
                     f.min_notional,
+                    notional,
+                )
+            )
+    return violations
+
+
+def validate_market_order(
+    qty: Decimal, reference_price: Decimal, filters: InstrumentFilters
+) -> list[Violation]:
+    """Every filter a market order of ``qty`` breaks, its value judged at ``reference_price``.
+
+    A market order carries no price, so there is no tick to check (the reference is the price it was
+    sized at: a signal's entry, or the last traded price, which need not lie on the tick). The status,
+    the qty step, the minimum and maximum quantity and the minimum notional are checked. Both the
+    executor's sizing and a manual trade use this one check. Raises ValueError for a non-finite
+    quantity or price (a caller's bug).
+    """
+    if not reference_price.is_finite():
+        raise ValueError(f"the reference price must be a finite number, got {reference_price}")
+    violations = validate_order(qty, None, filters)
+    with localcontext(EXACT):
+        notional = qty * reference_price
+        if qty > 0 and notional < filters.min_notional:
+            violations.append(
+                Violation(
+                    "below_min_notional",
+                    f"order value {fmt(notional)} is below the minimum {fmt(filters.min_notional)}",
+                    filters.min_notional,
                     notional,
                 )
             )

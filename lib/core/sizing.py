@@ -10,11 +10,16 @@ minimum notional, skip with a reason. Step by step, in :func:`size_order`:
    ``zero_stop_distance``); then tick-normalized by :func:`normalize_levels`, which keeps that ordering;
 3. ``risk_budget = equity * risk_pct / 100`` and ``qty = risk_budget / |entry - stop|``, both levels
    normalized. The stop rounds away from the entry, so the distance only widens and the budget holds;
-4. caps: ``qty * entry <= max_position_usd`` and ``qty * entry <= equity * leverage``; then
+4. caps: the leverage at most the instrument's ``max_leverage`` (:func:`usable_leverage`: the exchange
+   refuses more), then ``qty * entry <= max_position_usd`` and ``qty * entry <= equity * leverage``; then
    ``qty <= max_qty``; then rounded down to the step. A division is the only inexact operation, so the
    result is checked against every cap with exact products and stepped down if one is exceeded;
 5. ``qty < min_qty`` (or zero) skips with ``below_min_qty``, ``qty * entry < min_notional`` with
    ``below_min_notional``: the size is never raised to meet a minimum, which would risk more than allowed.
+   This is :func:`lib.core.instruments.validate_market_order`, the check a manual market order gets too.
+
+Every amount and price must be a finite number of at most :data:`MAX_MAGNITUDE` (``out_of_range``), so
+nonsense from a wallet or an exchange is a skip with a reason, never an arithmetic exception.
 
 Notional values use the normalized entry (what a limit order sends; a market order's reference price).
 """
@@ -22,10 +27,18 @@ Notional values use the normalized entry (what a limit order sends; a market ord
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from decimal import Decimal, localcontext
+from decimal import ROUND_FLOOR, Decimal, localcontext
 from typing import Literal
 
-from lib.core.instruments import EXACT, InstrumentFilters, Rounding, fmt, normalize_price, normalize_qty
+from lib.core.instruments import (
+    EXACT,
+    InstrumentFilters,
+    Rounding,
+    fmt,
+    normalize_price,
+    normalize_qty,
+    validate_market_order,
+)
 from lib.core.vocabulary import Direction
 
 SkipReason = Literal[
@@ -36,11 +49,26 @@ SkipReason = Literal[
     "levels_invalid",
     "below_min_qty",
     "below_min_notional",
+    "out_of_range",
 ]
 LevelProblem = Literal["zero_stop_distance", "levels_invalid"]
 Cap = Literal["max_position", "leverage", "max_qty"]
 
 _HUNDRED = Decimal(100)
+#: The largest amount, price or quantity anything is sized from. Far above any real balance or price,
+#: and far below where Decimal arithmetic overflows (a wallet or an exchange answering ``1e999999``
+#: would otherwise make ``equity * leverage`` raise instead of skip).
+MAX_MAGNITUDE = Decimal("1e15")
+
+
+def within_magnitude(value: Decimal) -> bool:
+    """Whether ``value`` is a finite number no larger than :data:`MAX_MAGNITUDE` either way."""
+    return value.is_finite() and abs(value) <= MAX_MAGNITUDE
+
+
+def out_of_range_message(name: str) -> str:
+    """Why a value is refused, without the value (it may be a million digits long)."""
+    return f"the {name} is not a finite number of at most {fmt(MAX_MAGNITUDE)}: nothing is sized from it"
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +151,19 @@ def normalize_levels(
     return Levels(entry=entry_n, stop_loss=stop_n, take_profit=target_n)
 
 
+def usable_leverage(requested: int, filters: InstrumentFilters) -> int:
+    """The leverage an order of this instrument can have: ``requested``, but at most the instrument's
+    ``max_leverage`` (rounded down to a whole number, as preferences and orders hold it; at least 1).
+
+    The exchange refuses to set a leverage above the maximum, so sending the preference as it is would
+    fail the order ("leverage not set"); a lower leverage only needs more margin for the same size.
+    """
+    if filters.max_leverage is None:
+        return requested
+    cap = max(1, int(filters.max_leverage.to_integral_value(rounding=ROUND_FLOOR)))
+    return min(requested, cap)
+
+
 @dataclass(frozen=True, slots=True)
 class SizingDecision:
     """The size of one order, or why there is none.
@@ -131,6 +172,7 @@ class SizingDecision:
     machine-readable ``skip_reason`` plus a human ``message``. ``levels`` are the tick-normalized levels
     to send (None when the levels themselves were the problem). ``risk_amount`` is what hitting the stop
     would lose (``qty * stop distance``, fees aside); ``capped_by`` names the caps that bound the size.
+    ``leverage`` is the leverage to set (:func:`usable_leverage` of ``requested_leverage``).
     """
 
     qty: Decimal
@@ -141,11 +183,18 @@ class SizingDecision:
     risk_budget: Decimal = Decimal(0)
     risk_amount: Decimal = Decimal(0)
     capped_by: tuple[Cap, ...] = field(default_factory=tuple)
+    leverage: int = 1
+    requested_leverage: int = 1
 
     @property
     def ok(self) -> bool:
         """Whether an order of ``qty`` should be placed."""
         return self.skip_reason is None
+
+    @property
+    def leverage_capped(self) -> bool:
+        """Whether the instrument's maximum lowered the leverage asked for."""
+        return self.leverage < self.requested_leverage
 
 
 def _skip(
@@ -178,7 +227,7 @@ def size_order(
     stop_loss: Decimal,
     direction: Direction,
     max_position_usd: Decimal,
-    leverage: Decimal | int,
+    leverage: int,
     filters: InstrumentFilters,
     take_profit: Decimal | None = None,
 ) -> SizingDecision:
@@ -186,20 +235,29 @@ def size_order(
 
     ``equity`` and ``max_position_usd`` are in the settle coin (USDT); ``risk_pct`` is a percentage
     (1 means 1 % of equity at risk). ``take_profit``, when given, is normalized with the other levels.
-    Never raises for values a user or a signal can hold: every refusal is a skipped decision.
+    ``leverage`` is the user's; the decision's is at most the instrument's maximum. Never raises for
+    values a user, a signal, the wallet or the exchange can hold: every refusal is a skipped decision
+    (a finite amount or price above :data:`MAX_MAGNITUDE` is ``out_of_range``).
     """
-    lev = Decimal(leverage)
     if not (
         equity.is_finite()
         and _positive(risk_pct)
         and risk_pct <= _HUNDRED
         and _positive(max_position_usd)
-        and _positive(lev)
+        and leverage > 0
     ):
         return _skip(
             "invalid_parameters",
             "equity must be finite, risk % in (0, 100], max position and leverage positive",
         )
+    amounts = {"equity": equity, "max position": max_position_usd, "entry": entry, "stop-loss": stop_loss}
+    if take_profit is not None:
+        amounts["take-profit"] = take_profit
+    for name, value in amounts.items():
+        if value.is_finite() and abs(value) > MAX_MAGNITUDE:
+            return _skip("out_of_range", out_of_range_message(name))
+    used_leverage = usable_leverage(leverage, filters)
+    lev = Decimal(used_leverage)
     if equity <= 0:
         return _skip("no_equity", f"equity is {equity}: nothing to size from")
     if not filters.is_trading:
@@ -235,7 +293,9 @@ def size_order(
             qty -= filters.qty_step
         notional = qty * price
         risk_amount = qty * distance
-        if qty <= 0 or qty < filters.min_qty:
+        # The same check a manual market order gets (one validation for both paths).
+        violations = {v.code for v in validate_market_order(qty, price, filters)}
+        if violations & {"non_positive_qty", "below_min_qty"}:
             return _skip(
                 "below_min_qty",
                 f"the sized quantity {fmt(qty)} is below the minimum {fmt(filters.min_qty)} "
@@ -244,7 +304,7 @@ def size_order(
                 risk_budget=risk_budget,
                 capped_by=capped_by,
             )
-        if notional < filters.min_notional:
+        if "below_min_notional" in violations:
             return _skip(
                 "below_min_notional",
                 f"the order value {fmt(notional)} is below the minimum {fmt(filters.min_notional)} "
@@ -262,4 +322,6 @@ def size_order(
         risk_budget=risk_budget,
         risk_amount=risk_amount,
         capped_by=capped_by,
+        leverage=used_leverage,
+        requested_leverage=leverage,
     )

@@ -11,7 +11,11 @@ Timeframe = Literal["1", "3", "5", "15", "30", "60", "120", "240", "360", "720",
 Environment = Literal["mainnet", "testnet", "demo", "paper"]
 Direction = Literal["LONG", "SHORT"]
 Category = Literal["spot", "linear", "inverse"]
-OrderStatus = Literal["requested", "placed", "partially_filled", "filled", "cancelled", "rejected", "failed"]
+#: ``untracked``: open when its account was disconnected (confirmed by the user); re-linked, with the
+#: status it had, when the same exchange account is connected again.
+OrderStatus = Literal[
+    "requested", "placed", "partially_filled", "filled", "cancelled", "rejected", "failed", "untracked"
+]
 
 ALGORITHMS: tuple[str, ...] = get_args(Algorithm)
 TIMEFRAMES: tuple[str, ...] = get_args(Timeframe)

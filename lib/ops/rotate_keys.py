@@ -3,10 +3,13 @@
 A rotation has three steps, and this module provides the first two:
 
 1. add a new master key version, keeping the old ones (they are still needed to decrypt rows not yet
-   rotated). Locally, :func:`add_local_master_key` appends it to ``<state_dir>/secrets.json``. Where
-   ``AITRADEX_MASTER_KEYS`` comes from the environment (any deployed system), the operator appends
-   ``,<n+1>:<base64 key>`` to the variable (:func:`lib.crypto.generate_master_key` makes a key) and
-   restarts every process, so new ciphertexts use the new version;
+   rotated). Locally, :func:`add_local_master_key` appends it to ``<state_dir>/secrets.json``; running
+   servers need no restart: their vault reads the keys again on the first ciphertext of a version it
+   does not hold (``lib.services.key_health.master_key_source``), and diagnostics' ``key_versions``
+   says ``down`` while a stored version is configured nowhere. Where ``AITRADEX_MASTER_KEYS`` comes from
+   the environment (any deployed system), the operator appends ``,<n+1>:<base64 key>`` to the variable
+   (:func:`lib.crypto.generate_master_key` makes a key) and restarts every process before rotating: a
+   running process's environment cannot change;
 2. :func:`rotate_all` re-encrypts every ``user_trading_accounts`` row still on an older version;
 3. once a run reports ``rotated == 0``, ``failed == []`` and ``remaining == 0``, the old versions
    can be removed from the configuration (by hand, for now).
@@ -38,7 +41,7 @@ from lib.crypto import (
 from lib.db.session import Caller, Database
 from lib.errors import ConfigError, DecryptionError
 from lib.local_state import read_local_secret, write_local_secret
-from lib.stores import accounts as accounts_store
+from lib.stores import account_keys
 
 MASTER_KEYS_VAR = "AITRADEX_MASTER_KEYS"
 
@@ -111,7 +114,7 @@ async def rotate_all(
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     current = vault.current_version
-    counts = await accounts_store.key_version_counts(db, ROTATION_CALLER, current=current, user_ids=user_ids)
+    counts = await account_keys.key_version_counts(db, ROTATION_CALLER, current=current, user_ids=user_ids)
     if counts.newest is not None and counts.newest > current:
         raise ConfigError(
             f"some accounts use master key version {counts.newest}, newer than the newest configured "
@@ -123,7 +126,7 @@ async def rotate_all(
     while True:
         async with db.write(ROTATION_CALLER) as conn:
             # Rows that failed are skipped, or the loop would fetch them forever.
-            rows = await accounts_store.lock_behind(
+            rows = await account_keys.lock_behind(
                 conn, current=current, skip=report.failed, user_ids=user_ids, limit=batch_size
             )
             if not rows:
@@ -145,14 +148,14 @@ async def rotate_all(
                 keys.append(vault.encrypt(api_key, user_id=row.user_id, field=API_KEY_FIELD))
                 secrets_.append(vault.encrypt(api_secret, user_id=row.user_id, field=API_SECRET_FIELD))
             if ids:
-                await accounts_store.replace_keys(conn, version=current, ids=ids, keys=keys, secrets=secrets_)
+                await account_keys.replace_keys(conn, version=current, ids=ids, keys=keys, secrets=secrets_)
         # Counted only once the batch has committed.
         report.rotated += len(ids)
         if progress is not None:
             done = report.rotated + len(report.failed)
             progress(done, max(total, done))
 
-    report.remaining = await accounts_store.count_behind(
+    report.remaining = await account_keys.count_behind(
         db, ROTATION_CALLER, current=current, skip=report.failed, user_ids=user_ids
     )
     return report

@@ -25,6 +25,7 @@ from lib.crypto import API_KEY_FIELD, API_SECRET_FIELD, KeyVault, key_hint
 from lib.db.session import Caller, Database
 from lib.errors import (
     ConfigError,
+    Conflict,
     ExchangeRejected,
     ExchangeUnavailable,
     InvalidExchangeCredentials,
@@ -36,7 +37,7 @@ from lib.exchange.bybit import AUTH_RET_CODES
 from lib.exchange.ports import Credentials, TradingExchange, WalletBalance
 from lib.stores import accounts as accounts_store
 from lib.stores import settings as settings_store
-from lib.stores.accounts import AccountRecord
+from lib.stores.accounts import AccountRecord, StoredAccount
 
 EXCHANGE = "bybit"  # the only exchange the table allows
 
@@ -71,6 +72,10 @@ class ConnectedAccount:
     account: AccountRecord
     balance: WalletBalance
     live_trading_enabled: bool
+    #: Orders left untracked by an earlier disconnect of this exchange account, now tracked again.
+    relinked_orders: int = 0
+    #: Open orders of the different key this connect replaced, now untracked.
+    untracked_orders: int = 0
 
     @property
     def places_live_orders(self) -> bool:
@@ -151,9 +156,15 @@ def _service_on_behalf_of(caller: Caller, user_id: str) -> Caller:
 
 
 async def store_account(
-    db: Database, caller: Caller, user_id: str, environment: str, sealed: SealedKeys
-) -> AccountRecord:
-    """Insert the account, or replace the keys of the user's existing one for ``environment``."""
+    db: Database,
+    caller: Caller,
+    user_id: str,
+    environment: str,
+    sealed: SealedKeys,
+) -> StoredAccount:
+    """Insert the account, or replace the keys of the user's existing one for ``environment``; orders
+    left untracked by disconnecting the same exchange account (same key hint) are re-linked to it, and
+    the open orders of a replaced, different key are marked untracked."""
     return await accounts_store.upsert_account(
         db,
         _service_on_behalf_of(caller, user_id),
@@ -183,13 +194,31 @@ async def connect_account(
     """Check ``creds`` against the exchange, then store them encrypted for ``user_id``.
 
     Nothing is stored unless the exchange accepted the keys; reconnecting an environment replaces
-    its keys. Mainnet is allowed: the check only reads a balance.
+    its keys. Mainnet is allowed: the check only reads a balance. Orders left untracked by this API key
+    (an earlier disconnect) are tracked again. Replacing the environment's key with another one marks
+    its open orders and positions untracked, each with a ``trade_logs`` event (they belong to the old
+    key's exchange account; the answer counts them), until that key is connected again.
     """
     balance = await verify_credentials(exchange, creds)
-    record = await store_account(
+    stored = await store_account(
         db, caller, user_id, creds.environment, seal_credentials(vault, user_id, creds)
     )
-    return ConnectedAccount(record, balance, await live_trading_enabled(db))
+    return ConnectedAccount(
+        stored.record,
+        balance,
+        await live_trading_enabled(db),
+        relinked_orders=stored.relinked,
+        untracked_orders=stored.untracked,
+    )
+
+
+def _open_orders_conflict(environment: str, open_orders: int) -> Conflict:
+    return Conflict(
+        f"{open_orders} order(s) or position(s) are still open on this {environment} account: close them "
+        "first, or send confirm_open_orders: true to disconnect anyway (they are then no longer tracked "
+        "until the same API key is connected again)",
+        details={"environment": environment, "open_orders": open_orders},
+    )
 
 
 async def list_accounts(db: Database, caller: Caller, user_id: str) -> list[AccountRecord]:
@@ -197,11 +226,34 @@ async def list_accounts(db: Database, caller: Caller, user_id: str) -> list[Acco
     return await accounts_store.list_accounts(db, caller, user_id)
 
 
-async def disconnect_account(db: Database, caller: Caller, user_id: str, environment: str) -> str:
-    """Delete the caller's account for ``environment`` as the caller; its id. NotFound if none."""
-    account_id = await accounts_store.delete_account(
-        db, caller, user_id=user_id, exchange=EXCHANGE, environment=environment
+@dataclass(frozen=True, slots=True)
+class Disconnection:
+    """A deleted account, and how many of its open orders and positions were marked ``untracked``."""
+
+    account_id: str
+    untracked_orders: int
+
+
+async def disconnect_account(
+    db: Database, caller: Caller, user_id: str, environment: str, *, confirm_open_orders: bool = False
+) -> Disconnection:
+    """Delete the caller's account for ``environment`` as the caller. NotFound if none.
+
+    The rule (README "Execution"): while the account has open orders or positions, the disconnect is
+    refused (Conflict, with their count) unless ``confirm_open_orders``. Confirmed, they are marked
+    ``untracked``, each with a ``trade_logs`` event, and no longer count as open positions; connecting
+    the same exchange account again (same environment and key hint) re-links them.
+    """
+    deletion = await accounts_store.delete_account(
+        db,
+        caller,
+        user_id=user_id,
+        exchange=EXCHANGE,
+        environment=environment,
+        confirm_open_orders=confirm_open_orders,
     )
-    if account_id is None:
+    if deletion.refused:
+        raise _open_orders_conflict(environment, deletion.open_orders)
+    if deletion.account_id is None:
         raise NotFound(f"no {environment} trading account is connected", details={"environment": environment})
-    return account_id
+    return Disconnection(deletion.account_id, deletion.untracked)

@@ -11,7 +11,8 @@ Checks:
 - ``functions``: every registered function imports and answers its ``status`` action;
 - ``scans``: the newest finished scan per scheduled timeframe, against that timeframe's period;
 - ``instruments_cache``: the age of the cached instrument filters;
-- ``queue``: signals waiting for execution, and how long the oldest has waited.
+- ``queue``: signals waiting for execution, and how long the oldest has waited;
+- ``key_versions``: every stored API key's master key version is configured (``lib.services.key_health``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from lib.core.timeframes import nominal_interval_ms
+from lib.crypto import KeyVault
 from lib.db import migrate
 from lib.db.session import Database
 from lib.errors import AitradexError
@@ -219,8 +221,16 @@ async def run_checks(
     now: datetime,
     status_calls: Mapping[str, Callable[[], Awaitable[Any]]],
     market_now: Callable[[], Awaitable[datetime]] | None = None,
+    vault: KeyVault | None = None,
 ) -> HealthReport:
-    """Run every check concurrently and combine them (scans and queue in market time)."""
+    """Run every check concurrently and combine them (scans and queue in market time).
+
+    ``vault``: the process's key vault, for ``key_versions`` (without it, the keys are read from their
+    source; see :mod:`lib.services.key_health`).
+    """
+    # Imported here: key_health builds its verdict on this module's CheckResult.
+    from lib.services.key_health import check_key_versions
+
     try:
         env = environment or await settings_store.environment(db)
     except AitradexError:
@@ -236,6 +246,7 @@ async def run_checks(
         _timed("scans", check_scans(db, now, market_time)),
         _timed("instruments_cache", check_instruments_cache(db, now)),
         _timed("queue", check_queue(db, now, market_time)),
+        _timed("key_versions", check_key_versions(db, vault)),
     )
     return HealthReport(status=worst([c.status for c in checks]), checked_at=now, checks=tuple(checks))
 

@@ -8,6 +8,7 @@ the executor, which knows each account's environment, calls :func:`validate_symb
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -78,17 +79,7 @@ async def validate_symbol(
         if value is not None and not (value.is_finite() and value > 0):
             raise InvalidRequest(f"{name} must be a positive number", details={"field": name})
     snapshot = await get_snapshot(db, market, category, clock, environment=environment, memo=memo)
-    filters = snapshot.filters.get(symbol)
-    if filters is None:
-        raise NotFound(
-            f"{symbol} is not listed in {category} on {environment}",
-            details={
-                "symbol": symbol,
-                "category": category,
-                "environment": environment,
-                "suggestions": suggest(symbol, snapshot.filters),
-            },
-        )
+    filters = listed(snapshot.filters, symbol, category=category, environment=environment)
     normalized_qty = None if qty is None else normalize_qty(qty, filters)
     normalized_price = None if price is None else normalize_price(price, filters, price_rounding)
     if normalized_qty is not None:
@@ -109,6 +100,30 @@ async def validate_symbol(
         fetched_at=snapshot.fetched_at,
         stale=snapshot.stale,
     )
+
+
+def unlisted(symbol: str, listed_symbols: Iterable[str], *, category: str, environment: str) -> NotFound:
+    """The error for a symbol ``category`` does not list in ``environment``: a 404 naming the closest
+    listed symbols in ``details.suggestions`` (what ``symbol-validator`` answers, and a manual trade)."""
+    return NotFound(
+        f"{symbol} is not listed in {category} on {environment}",
+        details={
+            "symbol": symbol,
+            "category": category,
+            "environment": environment,
+            "suggestions": suggest(symbol, listed_symbols),
+        },
+    )
+
+
+def listed(
+    filters: Mapping[str, InstrumentFilters], symbol: str, *, category: str, environment: str
+) -> InstrumentFilters:
+    """``symbol``'s filters among ``filters`` (one category of one environment); else :func:`unlisted`."""
+    found = filters.get(symbol)
+    if found is None:
+        raise unlisted(symbol, filters, category=category, environment=environment)
+    return found
 
 
 async def served_environment(db: Database, requested: str | None) -> str:

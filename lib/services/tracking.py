@@ -16,6 +16,10 @@ decrypted once:
   it are found among the symbol's recent orders (opposite side, after the entry), and exit price (their
   quantity-weighted average), close reason (``TakeProfit``, ``StopLoss`` or ``Closed``) and realized
   P&L (price difference times quantity, minus the entry's and the exits' fees) are recorded.
+
+An ``untracked`` row (its account was disconnected with the user's confirmation, see
+``lib.services.accounts.disconnect_account``) has no keys to follow it with: it is left alone, and its
+late results are not recorded over it, until the same API key is connected again and re-links it.
 """
 
 from __future__ import annotations

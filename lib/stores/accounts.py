@@ -4,16 +4,16 @@ Who may do what is the migration's (users-and-trading): the owner reads the non-
 (:data:`PUBLIC_COLUMNS`, exactly the fields of :class:`AccountRecord`) and may delete; the ciphertexts
 are written and read only as ``service_role``. Besides the account's own reads and writes, this module
 answers which account an order goes to (:func:`eligible_targets`, :func:`user_target`: an account
-joined with its owner's preferences) and carries the key rotation's queries.
+joined with its owner's preferences). The ciphertexts' key versions (rotation, key health) are
+:mod:`lib.stores.account_keys`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
 from uuid import UUID
 
 from psycopg import sql
@@ -21,6 +21,8 @@ from psycopg import sql
 from lib.core.preferences import DEFAULT_PREFERENCES
 from lib.core.vocabulary import Environment
 from lib.db.session import Caller, Connection, Database
+from lib.errors import DatabaseError
+from lib.stores import orders as orders_store
 from lib.stores.orders import OPEN_POSITION_SQL
 from lib.stores.settings import LIVE_TRADING_ENABLED_SQL
 
@@ -49,6 +51,16 @@ PUBLIC_COLUMNS = sql.SQL(", ").join(
 )
 
 
+@dataclass(frozen=True, slots=True)
+class StoredAccount:
+    """What a connect stored: the account, how many open orders of the API key it replaced were marked
+    ``untracked``, and how many untracked orders of this key were re-linked to it."""
+
+    record: AccountRecord
+    relinked: int = 0
+    untracked: int = 0
+
+
 async def upsert_account(
     db: Database,
     caller: Caller,
@@ -60,9 +72,15 @@ async def upsert_account(
     api_secret_encrypted: str,
     key_version: int,
     key_hint: str,
-) -> AccountRecord:
+) -> StoredAccount:
     """Insert the account, or replace the keys of the user's existing one for ``environment`` (and
-    activate it). ``caller`` must be allowed to write ciphertexts (``service_role``)."""
+    activate it). ``caller`` must be allowed to write ciphertexts (``service_role``).
+
+    Replacing the API key with another one (another key hint) marks the account's open orders and
+    positions ``untracked`` (the untracked-orders migration's trigger). In the same transaction, the
+    user's orders left ``untracked`` by the same exchange account (this environment, this key hint) are
+    re-linked to it (:func:`lib.stores.orders.relink_untracked`).
+    """
     query = sql.SQL(
         "insert into user_trading_accounts (user_id, exchange, environment, api_key_encrypted, "
         "api_secret_encrypted, key_version, key_hint, is_active) values (%s, %s, %s, %s, %s, %s, %s, true) "
@@ -74,9 +92,24 @@ async def upsert_account(
     ).format(columns=PUBLIC_COLUMNS)
     params = (user_id, exchange, environment, api_key_encrypted, api_secret_encrypted, key_version, key_hint)
     async with db.write(caller) as conn:
+        await _count_untracked(conn, confirmed=False)
         row = await (await conn.execute(query, params)).fetchone()
-    assert row is not None, "insert ... returning always returns the row"
-    return AccountRecord(**row)
+        assert row is not None, "insert ... returning always returns the row"
+        untracked = await orders_store.untracked_now(conn)
+        relinked = await orders_store.relink_untracked(
+            conn, user_id=user_id, environment=environment, key_hint=key_hint, account_id=row["id"]
+        )
+    return StoredAccount(AccountRecord(**row), relinked=relinked, untracked=untracked)
+
+
+async def _count_untracked(conn: Connection, *, confirmed: bool) -> None:
+    """Tell the untracked-orders trigger whether the caller confirmed leaving open orders untracked (a
+    delete needs it), and start its count of untracked rows at zero."""
+    await conn.execute(
+        "select set_config('aitradex.confirm_open_orders', %s, true), "
+        "set_config('aitradex.untracked_orders', '0', true)",
+        ("on" if confirmed else "off",),
+    )
 
 
 async def list_accounts(db: Database, caller: Caller, user_id: str) -> list[AccountRecord]:
@@ -89,19 +122,54 @@ async def list_accounts(db: Database, caller: Caller, user_id: str) -> list[Acco
     return [AccountRecord(**row) for row in rows]
 
 
+@dataclass(frozen=True, slots=True)
+class Deletion:
+    """What deleting an account did: ``account_id`` None when nothing was connected there; ``refused``
+    when it still has ``open_orders`` and the caller did not confirm; else ``untracked`` rows."""
+
+    account_id: str | None
+    refused: bool = False
+    open_orders: int = 0
+    untracked: int = 0
+
+
 async def delete_account(
-    db: Database, caller: Caller, *, user_id: str, exchange: str, environment: str
-) -> str | None:
-    """Delete the user's account for ``environment`` as ``caller``; its id, or None if there was none."""
-    async with db.write(caller) as conn:
-        row = await (
-            await conn.execute(
-                "delete from user_trading_accounts where user_id = %s and exchange = %s "
-                "and environment = %s returning id::text as id",
-                (user_id, exchange, environment),
-            )
-        ).fetchone()
-    return None if row is None else str(row["id"])
+    db: Database,
+    caller: Caller,
+    *,
+    user_id: str,
+    exchange: str,
+    environment: str,
+    confirm_open_orders: bool,
+) -> Deletion:
+    """Delete the user's account for ``environment`` as ``caller``.
+
+    The database refuses while the account has open orders or positions, unless
+    ``confirm_open_orders``; then they are marked ``untracked`` (the untracked-orders migration's trigger
+    does both, whoever deletes, so no order leaves tracking unseen).
+    """
+    try:
+        async with db.write(caller) as conn:
+            await _count_untracked(conn, confirmed=confirm_open_orders)
+            row = await (
+                await conn.execute(
+                    "delete from user_trading_accounts where user_id = %s and exchange = %s "
+                    "and environment = %s returning id::text as id",
+                    (user_id, exchange, environment),
+                )
+            ).fetchone()
+            if row is None:
+                return Deletion(account_id=None)
+            untracked = await orders_store.untracked_now(conn)
+        return Deletion(account_id=str(row["id"]), untracked=untracked)
+    except DatabaseError as exc:
+        if exc.details.get("sqlstate") != orders_store.OPEN_ORDERS_SQLSTATE:
+            raise
+    async with db.read(caller) as conn:
+        open_orders = await orders_store.count_open_on_account(
+            conn, user_id=user_id, exchange=exchange, environment=environment
+        )
+    return Deletion(account_id=None, refused=True, open_orders=open_orders)
 
 
 async def touch_last_used(db: Database, account_ids: Sequence[UUID], at: datetime) -> None:
@@ -220,103 +288,3 @@ async def user_target(db: Database, user_id: UUID) -> tuple[Target, Decimal] | N
         return None
     limit = Decimal(row.pop("daily_loss_limit_pct"))
     return Target(**row), limit
-
-
-# -- key rotation ----------------------------------------------------------------------------------
-
-# A NULL user_ids array means every account.
-_USERS_FILTER = sql.SQL("(%(user_ids)s::uuid[] is null or user_id = any(%(user_ids)s::uuid[]))")
-
-
-@dataclass(frozen=True, slots=True)
-class KeyVersionCounts:
-    """Accounts on a version older than the current one, on it (or newer), and the newest in use."""
-
-    pending: int
-    up_to_date: int
-    newest: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class SealedRow:
-    """An account's two ciphertexts, as a rotation reads them."""
-
-    id: UUID
-    user_id: UUID
-    api_key_encrypted: str
-    api_secret_encrypted: str
-
-
-def _users(user_ids: Collection[str] | None) -> list[str] | None:
-    return None if user_ids is None else [str(u) for u in user_ids]
-
-
-async def key_version_counts(
-    db: Database, caller: Caller, *, current: int, user_ids: Collection[str] | None
-) -> KeyVersionCounts:
-    """How many of the accounts (``user_ids``' only, if given) are behind ``current``, and the newest."""
-    params: dict[str, Any] = {"current": current, "user_ids": _users(user_ids)}
-    async with db.read(caller) as conn:
-        row = await (
-            await conn.execute(
-                sql.SQL(
-                    "select count(*) filter (where key_version < %(current)s) as pending, "
-                    "count(*) filter (where key_version >= %(current)s) as up_to_date, "
-                    "max(key_version) as newest from public.user_trading_accounts where {users}"
-                ).format(users=_USERS_FILTER),
-                params,
-            )
-        ).fetchone()
-    assert row is not None  # an aggregate always returns one row
-    return KeyVersionCounts(pending=row["pending"], up_to_date=row["up_to_date"], newest=row["newest"])
-
-
-async def lock_behind(
-    conn: Connection, *, current: int, skip: Sequence[str], user_ids: Collection[str] | None, limit: int
-) -> list[SealedRow]:
-    """Up to ``limit`` accounts behind ``current`` (not in ``skip``), locked for the transaction; rows
-    another transaction holds are skipped, not waited for."""
-    rows = await (
-        await conn.execute(
-            sql.SQL(
-                "select id, user_id, api_key_encrypted, api_secret_encrypted "
-                "from public.user_trading_accounts "
-                "where key_version < %(current)s and id <> all(%(skip)s::uuid[]) and {users} "
-                "order by id limit %(limit)s for update skip locked"
-            ).format(users=_USERS_FILTER),
-            {"current": current, "skip": list(skip), "user_ids": _users(user_ids), "limit": limit},
-        )
-    ).fetchall()
-    return [SealedRow(**row) for row in rows]
-
-
-async def replace_keys(
-    conn: Connection, *, version: int, ids: Sequence[str], keys: Sequence[str], secrets: Sequence[str]
-) -> None:
-    """Give each account ``ids[i]`` its new ciphertexts and ``version``, in one statement (both columns
-    and the version change together per row)."""
-    await conn.execute(
-        "update public.user_trading_accounts as t "
-        "set api_key_encrypted = v.k, api_secret_encrypted = v.s, key_version = %(version)s "
-        "from unnest(%(ids)s::uuid[], %(keys)s::text[], %(secrets)s::text[]) as v(id, k, s) "
-        "where t.id = v.id",
-        {"version": version, "ids": list(ids), "keys": list(keys), "secrets": list(secrets)},
-    )
-
-
-async def count_behind(
-    db: Database, caller: Caller, *, current: int, skip: Sequence[str], user_ids: Collection[str] | None
-) -> int:
-    """Accounts still behind ``current``, not counting ``skip``."""
-    async with db.read(caller) as conn:
-        row = await (
-            await conn.execute(
-                sql.SQL(
-                    "select count(*) as n from public.user_trading_accounts "
-                    "where key_version < %(current)s and id <> all(%(skip)s::uuid[]) and {users}"
-                ).format(users=_USERS_FILTER),
-                {"current": current, "skip": list(skip), "user_ids": _users(user_ids)},
-            )
-        ).fetchone()
-    assert row is not None
-    return int(row["n"])

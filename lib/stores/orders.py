@@ -18,7 +18,7 @@ from uuid import UUID
 from psycopg import sql
 
 from lib.core.vocabulary import OrderStatus
-from lib.db.session import Caller, Database
+from lib.db.session import Caller, Connection, Database
 
 _SERVICE = Caller.service()
 
@@ -26,7 +26,8 @@ _SERVICE = Caller.service()
 OPEN_ORDER_STATUSES: tuple[OrderStatus, ...] = ("requested", "placed", "partially_filled")
 
 #: A row of ``execution_orders o`` that holds, or may hold, a position: requested, placed, partially
-#: filled, or filled and not yet closed. It counts against the open-position rules.
+#: filled, or filled and not yet closed. It counts against the open-position rules. An ``untracked`` row
+#: (its account was disconnected, see the untracked-orders migration) does not.
 OPEN_POSITION_SQL: sql.Composable = sql.SQL(
     "(o.status in ({}) or (o.status = 'filled' and o.closed_at is null))"
 ).format(sql.SQL(", ").join(map(sql.Literal, OPEN_ORDER_STATUSES)))
@@ -47,7 +48,8 @@ async def record_exchange_state(
     """Move a row to what the exchange reports; returns the row's status after.
 
     Never moves an order backwards: a final state (filled, cancelled, rejected) is not replaced by an
-    open one, nor partially filled by placed, whoever reports late.
+    open one, nor partially filled by placed, whoever reports late. An ``untracked`` row (its account was
+    disconnected meanwhile) is left as it is until its account is connected again.
     """
     async with db.write(_SERVICE) as conn:
         row = await (
@@ -58,7 +60,7 @@ async def record_exchange_state(
                 "filled_at = case when %(status)s = 'filled' then coalesce(filled_at, %(now)s) "
                 "else filled_at end, "
                 "status_reason = coalesce(%(reason)s, status_reason) "
-                "where id = %(id)s "
+                "where id = %(id)s and status <> 'untracked' "
                 "and not (status in ('filled', 'cancelled', 'rejected') and status <> %(status)s) "
                 "and not (status = 'partially_filled' and %(status)s = 'placed') "
                 "returning status",
@@ -230,11 +232,73 @@ async def record_close(
     reason: str,
     realized_pnl: Decimal | None,
 ) -> bool:
-    """Record how a filled order's position ended; False if it was already recorded as closed."""
+    """Record how a filled order's position ended; False if it was already recorded as closed (or its
+    account was disconnected meanwhile: the row is ``untracked`` until it is connected again)."""
     async with db.write(_SERVICE) as conn:
         cursor = await conn.execute(
             "update execution_orders set closed_at = %s, exit_price = %s, close_reason = %s, "
-            "realized_pnl = %s where id = %s and closed_at is null",
+            "realized_pnl = %s where id = %s and closed_at is null and status = 'filled'",
             (at, exit_price, reason, realized_pnl, order_id),
         )
     return cursor.rowcount > 0
+
+
+# -- orders of a disconnected account (the untracked-orders migration) -----------------------------
+
+#: What the migration's trigger raises when an account with open rows is deleted without confirmation.
+OPEN_ORDERS_SQLSTATE = "AX409"
+
+_RELINK_SQL = """
+with relinked as (
+  update execution_orders o
+  set status = o.untracked_from, account_id = %(account_id)s, untracked_from = null,
+      untracked_key_hint = null, untracked_account_id = null
+  where o.user_id = %(user_id)s and o.status = 'untracked' and o.environment = %(environment)s
+    and o.untracked_key_hint = %(key_hint)s
+  returning o.id, o.user_id, o.status, o.symbol
+)
+insert into trade_logs (user_id, order_id, level, event, message, context)
+select r.user_id, r.id, 'info', 'order_tracking_resumed',
+       'the same exchange account was connected again: this ' || r.symbol || ' order (' || r.status
+       || ') is tracked again',
+       jsonb_build_object('status', r.status, 'account_id', %(account_id)s::text)
+from relinked r
+"""
+
+
+async def relink_untracked(
+    conn: Connection, *, user_id: str, environment: str, key_hint: str, account_id: str
+) -> int:
+    """Give the user's ``untracked`` rows of the same exchange account (``environment`` and ``key_hint``)
+    back to ``account_id`` with the status they had, each with a ``trade_logs`` event; how many.
+
+    Runs in the caller's transaction (the connect's own, as ``service_role``), so an account is never
+    visible as connected while its old rows are still untracked.
+    """
+    cursor = await conn.execute(
+        _RELINK_SQL,
+        {"user_id": user_id, "environment": environment, "key_hint": key_hint, "account_id": account_id},
+    )
+    return cursor.rowcount
+
+
+async def count_open_on_account(conn: Connection, *, user_id: str, exchange: str, environment: str) -> int:
+    """Rows holding (or maybe holding) a position on the user's account for ``environment``."""
+    query = sql.SQL(
+        "select count(*) as n from execution_orders o "
+        "join user_trading_accounts a on a.id = o.account_id "
+        "where a.user_id = %s and a.exchange = %s and a.environment = %s and {open_position}"
+    ).format(open_position=OPEN_POSITION_SQL)
+    row = await (await conn.execute(query, (user_id, exchange, environment))).fetchone()
+    return int(row["n"]) if row is not None else 0
+
+
+async def untracked_now(conn: Connection) -> int:
+    """Rows the untracked-orders trigger marked ``untracked`` in this transaction (it counts them in the
+    transaction-local setting ``aitradex.untracked_orders``)."""
+    row = await (
+        await conn.execute(
+            "select coalesce(nullif(current_setting('aitradex.untracked_orders', true), ''), '0')::int as n"
+        )
+    ).fetchone()
+    return int(row["n"]) if row is not None else 0

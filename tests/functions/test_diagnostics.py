@@ -15,7 +15,7 @@ from lib.services import diagnostics
 from tests.functions.conftest import bearer
 
 URL = "/functions/v1/diagnostics"
-CHECKS = ["database", "exchange", "functions", "scans", "instruments_cache", "queue"]
+CHECKS = ["database", "exchange", "functions", "scans", "instruments_cache", "queue", "key_versions"]
 
 
 async def test_anyone_gets_only_the_summary(http: httpx.AsyncClient) -> None:

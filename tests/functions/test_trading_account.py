@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -285,6 +286,7 @@ async def test_disconnecting_deletes_the_account_and_status_then_shows_nothing(
     assert response.json() == {
         "environment": "paper",
         "account_id": connected.json()["account"]["id"],
+        "untracked_orders": 0,
         "disconnected": True,
     }
     assert status.json()["accounts"] == []
@@ -372,3 +374,39 @@ async def test_no_token_at_all_is_an_invalid_jwt(http: httpx.AsyncClient) -> Non
 
     assert response.status_code == 401
     assert response.json() == {"msg": "Invalid JWT"}
+
+
+async def test_disconnecting_with_an_open_order_is_a_409_with_the_count_until_confirmed(
+    http: httpx.AsyncClient, make_user: Callable[[], LocalUser], paper_account: PaperAccount, db: Database
+) -> None:
+    user = make_user()
+    connected = await call(http, user, connect_body(paper_account))
+    account_id = connected.json()["account"]["id"]
+    async with db.write(Caller.service()) as conn:
+        await conn.execute(
+            "insert into execution_orders (user_id, account_id, symbol, side, qty, order_link_id, status, "
+            "environment) values (%s, %s, 'ETHBTC', 'Buy', 1, %s, 'placed', 'paper')",
+            (user.id, account_id, f"t-{uuid.uuid4().hex[:16]}"),
+        )
+
+    refused = await call(http, user, {"action": "disconnect", "environment": "paper"})
+    confirmed = await call(
+        http, user, {"action": "disconnect", "environment": "paper", "confirm_open_orders": True}
+    )
+
+    assert refused.status_code == 409
+    error = refused.json()["error"]
+    assert error["code"] == "conflict"
+    assert error["details"] == {"environment": "paper", "open_orders": 1}
+    assert "1 order(s) or position(s) are still open" in error["message"]
+    assert "confirm_open_orders" in error["message"]
+    assert confirmed.status_code == 200
+    assert confirmed.json() == {
+        "environment": "paper",
+        "account_id": account_id,
+        "untracked_orders": 1,
+        "disconnected": True,
+    }
+    again = await call(http, user, connect_body(paper_account))
+    assert again.status_code == 200
+    assert (again.json()["relinked_orders"], again.json()["untracked_orders"]) == (1, 0)

@@ -42,7 +42,7 @@ from lib.exchange.ports import Credentials
 from lib.exchange.trading import PybitExchange
 from lib.paper_exchange import create_paper_account_async
 from lib.paper_exchange.client import AsyncPaperControls
-from lib.services.accounts import connect_account
+from lib.services.accounts import ConnectedAccount, connect_account
 from lib.services.auth.users import create_local_user
 from lib.services.execution.deps import ExecutorDeps, FiltersLookup, outcomes_summary
 from lib.services.execution.fanout import execute_pending
@@ -205,6 +205,25 @@ class Seeder:
                     ),
                 )
         return PaperUser(id=user_id, environment=environment, api_key=key, api_secret=secret)
+
+    async def connect(
+        self,
+        user_id: UUID,
+        *,
+        keys: PaperUser | None = None,
+        environment: str = "paper",
+    ) -> tuple[PaperUser, ConnectedAccount]:
+        """Connect ``keys`` (an account seeded earlier), or a new funded paper account, to the user, as
+        the ``trading-account`` function does."""
+        if keys is None:
+            paper = await create_paper_account_async(self.paper_url, str(START_BALANCE))
+            keys = PaperUser(
+                id=user_id, environment=environment, api_key=paper.api_key, api_secret=paper.api_secret
+            )
+        caller = Caller(role="authenticated", claims={"role": "authenticated", "sub": str(user_id)})
+        creds = Credentials(environment=environment, api_key=keys.api_key, api_secret=keys.api_secret)
+        connected = await connect_account(self.db, self.vault, self.exchange, caller, str(user_id), creds)
+        return keys, connected
 
     async def users(self, n: int, prefs: Prefs, *, parallel: int = 8) -> list[PaperUser]:
         """``n`` users with the same preferences (their accounts connected a few at a time)."""

@@ -1,7 +1,9 @@
 """Master key rotation on a real PostgreSQL, as service_role: batches, failures, crashes, concurrent locks.
 
 Every run is scoped to the users a test created (``user_ids=``), because the test database is shared
-with other tests whose accounts hold placeholder ciphertexts.
+with other tests whose accounts hold placeholder ciphertexts. Those users are deleted after each test
+(``make_user`` below): their keys are under throwaway master key versions that the stack does not hold,
+so diagnostics would rightly report them (``key_versions`` says ``down``).
 """
 
 from __future__ import annotations
@@ -11,19 +13,20 @@ import base64
 import json
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
-from lib.config import SECRETS_FILE, parse_master_keys
+from lib.config import SECRETS_FILE, Settings, parse_master_keys
 from lib.crypto import API_KEY_FIELD, API_SECRET_FIELD, KeyVault, key_hint, version_of
 from lib.db.session import Caller, Database
 from lib.errors import ConfigError
 from lib.local_state import read_local_secret
 from lib.ops.rotate_keys import add_local_master_key, rotate_all
-from lib.services.auth.users import LocalUser
+from lib.services.auth.users import LocalUser, create_local_user
 
 KEY_1 = os.urandom(32)
 KEY_2 = os.urandom(32)
@@ -31,6 +34,24 @@ KEY_3 = os.urandom(32)
 V1 = KeyVault({1: KEY_1})
 V1_V2 = KeyVault({1: KEY_1, 2: KEY_2})
 V2_ONLY = KeyVault({2: KEY_2})
+
+
+@pytest.fixture
+def make_user(owner_conn: psycopg.Connection, settings: Settings) -> Iterator[Callable[[], LocalUser]]:
+    """Fresh local users, as the session's factory makes them, deleted again after the test."""
+    made: list[str] = []
+
+    def factory() -> LocalUser:
+        user = create_local_user(
+            owner_conn, f"user-{uuid.uuid4().hex[:12]}@test.local", settings.jwt_secret.reveal()
+        )
+        made.append(user.id)
+        return user
+
+    yield factory
+    if made:
+        with owner_conn.transaction():
+            owner_conn.execute("delete from auth.users where id = any(%s::uuid[])", (made,))
 
 
 async def _insert_account(db: Database, vault: KeyVault, user_id: str, api_key: str, api_secret: str) -> str:

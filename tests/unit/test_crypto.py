@@ -283,3 +283,78 @@ def test_formatted_master_keys_parse_back_to_the_same_keys_in_the_settings_forma
 def test_formatting_refuses_a_key_that_is_not_32_bytes() -> None:
     with pytest.raises(ConfigError, match="32 bytes"):
         format_master_keys({1: bytes(16)})
+
+
+# -- a rotation while the process runs (issue 9, item 14) ---------------------------------------------
+
+
+class Source:
+    """The configured master keys as a rotation changes them; counts how often it is read."""
+
+    def __init__(self, keys: dict[int, bytes]) -> None:
+        self.keys = dict(keys)
+        self.reads = 0
+        self.fail: Exception | None = None
+
+    def __call__(self) -> dict[int, bytes]:
+        self.reads += 1
+        if self.fail is not None:
+            raise self.fail
+        return dict(self.keys)
+
+
+def test_a_version_added_since_start_is_read_from_the_source_once_and_then_decrypts() -> None:
+    source = Source({1: KEY_1})
+    running = KeyVault({1: KEY_1}, reload=source)
+    source.keys[2] = KEY_2  # `aitradex keys rotate` added version 2 and re-encrypted under it
+    token = KeyVault({1: KEY_1, 2: KEY_2}).encrypt(PLAINTEXT, user_id=USER, field=API_KEY_FIELD)
+
+    assert running.decrypt(token, user_id=USER, field=API_KEY_FIELD) == PLAINTEXT
+    assert running.decrypt(token, user_id=USER, field=API_KEY_FIELD) == PLAINTEXT
+    assert source.reads == 1
+    # New ciphertexts use the new version from then on, and old ones still decrypt.
+    assert running.current_version == 2
+    assert running.encrypt(PLAINTEXT, user_id=USER, field=API_KEY_FIELD).startswith("v2:")
+    old = KeyVault({1: KEY_1}).encrypt(PLAINTEXT, user_id=USER, field=API_KEY_FIELD)
+    assert running.decrypt(old, user_id=USER, field=API_KEY_FIELD) == PLAINTEXT
+
+
+def test_a_version_the_source_does_not_have_either_is_refused_and_not_reread_on_every_call() -> None:
+    source = Source({1: KEY_1})
+    running = KeyVault({1: KEY_1}, reload=source)
+    token = KeyVault({2: KEY_2}).encrypt(PLAINTEXT, user_id=USER, field=API_KEY_FIELD)
+
+    for _ in range(3):
+        with pytest.raises(DecryptionError) as caught:
+            running.decrypt(token, user_id=USER, field=API_KEY_FIELD)
+        assert caught.value.details["reason"] == "unknown_key_version"
+    assert source.reads == 1  # within the reload interval, a miss does not read the source again
+
+
+@pytest.mark.parametrize("failure", [ConfigError("AITRADEX_MASTER_KEYS is not set"), OSError("gone")])
+def test_a_source_that_fails_leaves_the_keys_in_use(failure: Exception) -> None:
+    source = Source({1: KEY_1})
+    source.fail = failure
+    running = KeyVault({1: KEY_1}, reload=source)
+    token = KeyVault({2: KEY_2}).encrypt(PLAINTEXT, user_id=USER, field=API_KEY_FIELD)
+    old = KeyVault({1: KEY_1}).encrypt(PLAINTEXT, user_id=USER, field=API_KEY_FIELD)
+
+    with pytest.raises(DecryptionError):
+        running.decrypt(token, user_id=USER, field=API_KEY_FIELD)
+    assert running.decrypt(old, user_id=USER, field=API_KEY_FIELD) == PLAINTEXT
+    assert (running.versions, running.current_version) == ({1}, 1)
+
+
+def test_a_source_answering_malformed_keys_leaves_the_keys_in_use() -> None:
+    source = Source({1: KEY_1, 2: b"short"})
+    running = KeyVault({1: KEY_1}, reload=source)
+
+    assert not running.reload(wanted=2)
+    assert running.versions == {1}
+
+
+def test_without_a_source_a_missing_version_is_refused_as_before() -> None:
+    token = KeyVault({2: KEY_2}).encrypt(PLAINTEXT, user_id=USER, field=API_KEY_FIELD)
+    with pytest.raises(DecryptionError):
+        KeyVault({1: KEY_1}).decrypt(token, user_id=USER, field=API_KEY_FIELD)
+    assert not KeyVault({1: KEY_1}).reload()

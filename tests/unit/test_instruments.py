@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
@@ -19,7 +20,7 @@ from lib.core.instruments import (
     validate_order,
 )
 from lib.services.instruments.memo import LocalMemo
-from lib.services.instruments.payload import InstrumentsSnapshot
+from lib.services.instruments.payload import InstrumentsSnapshot, entry_json, parse_entry
 
 # ETHBTC as the paper exchange lists it.
 ETH = InstrumentFilters(
@@ -61,6 +62,39 @@ def codes(qty: str, price: str | None, filters: InstrumentFilters = ETH) -> list
 def test_filters_no_order_could_satisfy_are_refused(change: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="ETHBTC"):
         replace(ETH, **change)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"max_qty": D("1e999999")},
+        {"min_notional": D("1e31")},
+        {"tick_size": D("1e-999999")},
+        {"qty_step": D("1e-19")},
+        {"max_leverage": D("0.5")},
+        {"max_leverage": D("NaN")},
+    ],
+    ids=["huge-max", "huge-notional", "tiny-tick", "tiny-step", "leverage-below-one", "nan-leverage"],
+)
+def test_filters_out_of_any_sane_range_are_refused_rather_than_overflowing_later(
+    change: dict[str, Any],
+) -> None:
+    # A tick of 1e-999999 would make price / tick overflow Decimal's exponent range inside sizing.
+    with pytest.raises(ValueError, match="ETHBTC"):
+        replace(ETH, **change)
+
+
+def test_the_maximum_leverage_survives_the_shared_cache_payload() -> None:
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    both = [replace(ETH, max_leverage=D("25.00")), replace(ETH, symbol="LTCBTC")]
+    entry = json.loads(json.dumps(entry_json(both, at, at)))
+
+    snapshot = parse_entry("linear", "paper", entry)
+
+    assert snapshot is not None
+    assert snapshot.filters["ETHBTC"].max_leverage == D("25.00")
+    assert snapshot.filters["LTCBTC"].max_leverage is None
+    assert snapshot.filters["ETHBTC"] == replace(ETH, max_leverage=D("25.00"))
 
 
 def test_only_the_trading_status_takes_orders() -> None:

@@ -12,12 +12,29 @@ from decimal import Decimal as D
 from decimal import localcontext
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lib.core.instruments import EXACT, InstrumentFilters, normalize_price, normalize_qty, on_multiple
-from lib.core.sizing import Levels, SizingDecision, level_problem, normalize_levels, size_order
+from lib.core.instruments import (
+    EXACT,
+    InstrumentFilters,
+    normalize_price,
+    normalize_qty,
+    on_multiple,
+    validate_market_order,
+    validate_order,
+)
+from lib.core.sizing import (
+    Levels,
+    SizingDecision,
+    level_problem,
+    normalize_levels,
+    size_order,
+    usable_leverage,
+)
 from lib.core.vocabulary import Direction
+from lib.services.execution.eligibility import within_daily_loss_limit
 
 PROPERTY = settings(max_examples=200, derandomize=True, database=None, deadline=None)
 
@@ -405,3 +422,92 @@ def test_a_price_rounds_to_a_tick_in_exactly_the_direction_asked(
         assert nearest in (down, up)
         assert abs(nearest - price) <= tick / 2
         assert all(on_multiple(p, tick) for p in (down, up, nearest))
+
+
+# -- the instrument's maximum leverage (issue 9, item 12) -------------------------------------------
+
+
+def test_leverage_above_the_instruments_maximum_is_capped_to_it_and_the_decision_says_so() -> None:
+    capped = replace(ETH, max_leverage=D("25.00"))
+    decision = size(
+        risk_pct=D(10), entry=D(100), stop_loss=D(95), max_position_usd=D(10**9), leverage=50, filters=capped
+    )
+
+    assert (decision.leverage, decision.requested_leverage, decision.leverage_capped) == (25, 50, True)
+    # The notional cap follows the leverage really set: 10,000 x 25 / 100 = 2,500, not 5,000.
+    assert decision.capped_by == ()
+    assert decision.qty == D(200)
+    assert size(leverage=50, filters=replace(ETH, max_leverage=D("12.5"))).leverage == 12
+
+
+def test_leverage_within_the_maximum_or_without_one_is_kept() -> None:
+    assert size(leverage=10, filters=replace(ETH, max_leverage=D(25))).leverage == 10
+    assert not size(leverage=10, filters=replace(ETH, max_leverage=D(25))).leverage_capped
+    assert size(leverage=100).leverage == 100  # no maximum published
+
+
+def test_usable_leverage_is_at_most_the_maximum_rounded_down_and_at_least_one() -> None:
+    assert usable_leverage(100, replace(ETH, max_leverage=D("25.00"))) == 25
+    assert usable_leverage(3, replace(ETH, max_leverage=D("1.5"))) == 1
+    assert usable_leverage(7, ETH) == 7
+
+
+# -- amounts that are no amounts (issue 9, item 15) -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"equity": D("1e999999")},
+        {"equity": D("9.99e999999")},
+        {"equity": D("1e16")},
+        {"max_position_usd": D("1e999999")},
+        {"entry": D("1e20"), "stop_loss": D("1e19")},
+        {"entry": D("0.0345"), "stop_loss": D("0.034"), "take_profit": D("1e999999")},
+    ],
+)
+def test_an_absurdly_large_amount_or_price_is_a_skip_with_a_reason_never_an_arithmetic_error(
+    overrides: dict[str, Any],
+) -> None:
+    decision = size(**overrides)
+
+    assert decision.skip_reason == "out_of_range"
+    assert decision.qty == 0
+    assert "at most 1000000000000000" in decision.message
+    assert "999999" not in decision.message  # the value itself is never repeated
+
+
+def test_the_largest_sane_equity_is_still_sized() -> None:
+    assert size(equity=D("1e15"), max_position_usd=D(1000)).ok
+
+
+def test_the_daily_loss_limit_never_computes_with_nonsense() -> None:
+    assert not within_daily_loss_limit(D("1e999999"), D(5), D(0))
+    assert not within_daily_loss_limit(D("NaN"), D(5), D(0))
+    assert not within_daily_loss_limit(D(10_000), D(5), D("-Infinity"))
+    assert within_daily_loss_limit(D(10_000), D(5), D(-499))
+    assert not within_daily_loss_limit(D(10_000), D(5), D(-500))
+
+
+# -- one check for every market order (issue 9, item 13) ---------------------------------------------
+
+
+def test_a_market_order_is_never_refused_for_a_reference_price_off_the_tick() -> None:
+    # ETHBTC's last price on the paper exchange is 0.08818994 while its tick is 0.000001.
+    assert validate_market_order(D(100), D("0.08818994"), ETH) == []
+    assert [v.code for v in validate_order(D(100), D("0.08818994"), ETH)] == ["price_not_on_tick"]
+
+
+def test_a_market_order_is_judged_by_the_same_minimums_sizing_skips_on() -> None:
+    assert [v.code for v in validate_market_order(D(50), D("0.08818994"), ETH)] == ["below_min_notional"]
+    assert [v.code for v in validate_market_order(D("0.55"), D(100), ETH)] == [
+        "qty_not_on_step",
+        "below_min_qty",
+    ]
+    # Sizing skips exactly where the check objects.
+    small = size(risk_pct=D("0.05"), entry=D(100), stop_loss=D(1), max_position_usd=D(10**9), leverage=100)
+    assert small.skip_reason == "below_min_qty"
+    assert [v.code for v in validate_market_order(D(0), D(100), ETH)] == ["non_positive_qty", "below_min_qty"]
+    tiny = size(entry=D(4), stop_loss=D("3.9"), max_position_usd=D("4.5"), leverage=100)
+    assert (tiny.skip_reason, tiny.qty) == ("below_min_notional", 0)
+    assert [v.code for v in validate_market_order(D("1.1"), D(4), ETH)] == ["below_min_notional"]

@@ -14,6 +14,7 @@ from datetime import datetime
 from decimal import Decimal
 from uuid import UUID
 
+from lib.core.sizing import within_magnitude
 from lib.db.session import Database
 from lib.errors import Conflict
 from lib.stores import accounts as accounts_store
@@ -42,7 +43,10 @@ async def loss_allowances(
 
 
 def within_daily_loss_limit(equity: Decimal, limit_pct: Decimal, today_pnl: Decimal) -> bool:
-    """Whether today's realized P&L is still above the loss the user allows per day."""
+    """Whether today's realized P&L is still above the loss the user allows per day (False for amounts
+    that are not finite numbers of sane size: nothing is traded on them)."""
+    if not all(within_magnitude(v) for v in (equity, limit_pct, today_pnl)):
+        return False
     return today_pnl > -(equity * limit_pct / 100)
 
 

@@ -13,15 +13,16 @@ from decimal import Decimal
 from typing import Literal
 from uuid import UUID
 
-from lib.core.instruments import fmt, normalize_qty, validate_order
+from lib.core.instruments import fmt, normalize_qty, validate_market_order
 from lib.core.order_ids import manual_order_link_id, order_link_id
-from lib.core.sizing import normalize_levels
+from lib.core.sizing import normalize_levels, out_of_range_message, usable_leverage, within_magnitude
 from lib.errors import InvalidRequest, NotFound
 from lib.exchange.access import MarketAccess
 from lib.services.execution.deps import CATEGORY, ExecutorDeps, OrderOutcome
 from lib.services.execution.eligibility import loss_allowances, user_target
-from lib.services.execution.pair import execute_for_target, reserve_and_place, target_credentials
+from lib.services.execution.pair import execute_for_target, reserve_and_place, skip, target_credentials
 from lib.services.execution.run import Run
+from lib.services.symbol_validation import listed
 from lib.stores import signal_queue
 
 
@@ -52,9 +53,12 @@ async def execute_signal_for_user(
     if signal is None:
         raise NotFound("no such signal, or it has expired", details={"signal_id": str(signal_id)})
     target, loss_limit = await user_target(deps.db, user_id)
-    filters = (await deps.filters(CATEGORY, target.environment)).get(signal.symbol)
-    if filters is None:
-        raise NotFound(f"{signal.symbol} is not listed on {target.environment}")
+    filters = listed(
+        await deps.filters(CATEGORY, target.environment),
+        signal.symbol,
+        category=CATEGORY,
+        environment=target.environment,
+    )
     allowance = (await loss_allowances(deps.db, [user_id], now)).get(user_id, (loss_limit, Decimal(0)))
     run = Run(deps, now)
     return await _single(
@@ -74,18 +78,34 @@ async def execute_signal_for_user(
 async def execute_manual_for_user(
     deps: ExecutorDeps, market: MarketAccess, *, user_id: UUID, order: ManualOrder, now: datetime
 ) -> OrderOutcome:
-    """Place a user's manual order of ``amount_usd`` at the current last price of their environment."""
+    """Place a user's manual order of ``amount_usd`` at the current last price of their environment.
+
+    An unlisted symbol is a 404 with suggestions, as ``symbol-validator`` answers (checked before the
+    exchange is asked for a price). The order is checked as the executor's sizing checks its own
+    (:func:`lib.core.instruments.validate_market_order`): a market order carries no price, so the last
+    price need not lie on the tick. Leverage is capped to the instrument's maximum, as for a signal.
+    """
     target, _ = await user_target(deps.db, user_id)
-    price = await last_price(market, target.environment, CATEGORY, order.symbol)
-    filters = (await deps.filters(CATEGORY, target.environment)).get(order.symbol)
-    if filters is None:
-        raise NotFound(f"{order.symbol} is not listed on {target.environment}")
+    filters = listed(
+        await deps.filters(CATEGORY, target.environment),
+        order.symbol,
+        category=CATEGORY,
+        environment=target.environment,
+    )
     if order.amount_usd > target.max_position_usd:
         raise InvalidRequest(
             "amount is above your max position", details={"max_position_usd": fmt(target.max_position_usd)}
         )
+    price = await last_price(market, target.environment, CATEGORY, order.symbol)
+    if not (within_magnitude(price) and price > 0):
+        # Nonsense from the exchange: refused before any arithmetic on it, and logged like a sizing skip.
+        run = Run(deps, now)
+        message = out_of_range_message(f"last price of {order.symbol}")
+        skipped = skip(run, user_id, "sizing_skipped", message, "out_of_range", reason="out_of_range")
+        await run.finish()
+        return skipped
     qty = normalize_qty(order.amount_usd / price, filters)
-    violations = validate_order(qty, price, filters)
+    violations = validate_market_order(qty, price, filters)
     if violations:
         raise InvalidRequest(
             "the order breaks the instrument's filters",
@@ -113,6 +133,7 @@ async def execute_manual_for_user(
             entry=entry,
             stop_loss=stop,
             take_profit=target_price,
+            leverage=usable_leverage(target.leverage, filters),
             link_id=manual_order_link_id(user_id, order.client_order_id),
             signal_id=None,
             check_rules=False,

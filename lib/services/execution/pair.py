@@ -1,8 +1,9 @@
 """One (signal, user) pair, or one manual order: size, reserve, set leverage, place, record.
 
 Per user, the run reads the wallet (retried on timeouts, 5xx and 10006) and **sizes** the order
-(``lib.core.sizing``: risk per trade over the stop distance, capped, rounded to the qty step). A skip
-is logged in ``trade_logs`` with its reason.
+(``lib.core.sizing``: risk per trade over the stop distance, capped, rounded to the qty step, the
+leverage capped to the instrument's maximum). A skip is logged in ``trade_logs`` with its reason; a
+wallet equity that is not a finite number of sane size is one (``out_of_range``).
 
 The pair is then **reserved**: its ``execution_orders`` row is inserted as ``requested`` with the
 deterministic ``orderLinkId`` and committed before anything is sent. The unique (user, signal) row is
@@ -25,7 +26,7 @@ from typing import Any, Literal
 from uuid import UUID
 
 from lib.core.instruments import InstrumentFilters, fmt
-from lib.core.sizing import size_order
+from lib.core.sizing import out_of_range_message, size_order, within_magnitude
 from lib.crypto import KeyVault
 from lib.errors import AitradexError, ExchangeError
 from lib.exchange.ports import Credentials, OrderRequest
@@ -80,6 +81,12 @@ async def execute_for_target(
         return skip(run, target.user_id, reason, exc.message, reason, code=exc.code, **facts)
     except AitradexError as exc:  # keys that cannot be decrypted, an environment nobody configured
         return skip(run, target.user_id, "account_unusable", exc.message, exc.code, code=exc.code, **facts)
+    if not within_magnitude(wallet.total_equity):
+        # Nonsense from the exchange (Infinity, 1e999999): refused here, before any arithmetic on it.
+        message = out_of_range_message("wallet's equity")
+        return skip(
+            run, target.user_id, "sizing_skipped", message, "out_of_range", reason="out_of_range", **facts
+        )
     if not within_daily_loss_limit(wallet.total_equity, loss_limit_pct, today_pnl):
         message = "today's realized loss reached the daily limit"
         return skip(run, target.user_id, "daily_loss_limit", message, "daily_loss_limit", **facts)
@@ -108,6 +115,7 @@ async def execute_for_target(
         entry=decision.levels.entry,
         stop_loss=decision.levels.stop_loss,
         take_profit=decision.levels.take_profit,
+        leverage=decision.leverage,
         link_id=link_id,
         signal_id=signal.id,
         check_rules=True,
@@ -126,12 +134,17 @@ async def reserve_and_place(
     entry: Decimal,
     stop_loss: Decimal | None,
     take_profit: Decimal | None,
+    leverage: int,
     link_id: str,
     signal_id: UUID | None,
     check_rules: bool,
     context: dict[str, Any],
 ) -> OrderOutcome:
-    """Reserve the order row (``requested``), set leverage, place it, and record what happened."""
+    """Reserve the order row (``requested``), set leverage, place it, and record what happened.
+
+    ``leverage`` is what the instrument allows of the user's (``lib.core.sizing.usable_leverage``); when
+    it is lower than theirs, the order's ``trade_logs`` say so (``leverage_capped``).
+    """
     reserved = await run.writer.reserve(
         Reservation(
             user_id=target.user_id,
@@ -143,7 +156,7 @@ async def reserve_and_place(
             price=entry,
             stop_loss=stop_loss,
             take_profit=take_profit,
-            leverage=target.leverage,
+            leverage=leverage,
             order_link_id=link_id,
             environment=target.environment,
             requested_at=run.now(),
@@ -162,6 +175,18 @@ async def reserve_and_place(
             message = "the maximum number of open positions is reached"
             return skip(run, target.user_id, "max_open_positions", message, "max_open_positions")
         return OrderOutcome(target.user_id, "duplicate", link_id)  # another executor reserved it first
+    if leverage < target.leverage:
+        run.writer.log(
+            LogLine(
+                target.user_id,
+                "leverage_capped",
+                f"{symbol} allows at most {leverage}x here: your leverage of {target.leverage}x is capped "
+                f"to {leverage}x for this order",
+                order_id=reserved.order_id,
+                level="warning",
+                context={"requested": target.leverage, "used": leverage},
+            )
+        )
     failpoint("executor.after_reserve")
     return await send(
         run,
@@ -174,7 +199,7 @@ async def reserve_and_place(
         qty=qty,
         stop_loss=stop_loss,
         take_profit=take_profit,
-        leverage=target.leverage,
+        leverage=leverage,
         link_id=link_id,
     )
 

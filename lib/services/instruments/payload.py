@@ -8,10 +8,13 @@ normalized JSON, not Bybit's raw items::
      "environments": {"paper": {"fetched_at": "<iso>", "expires_at": "<iso>",
                                 "instruments": {"ETHBTC": {"status": "Trading", "tick_size": "0.000001",
                                                            "qty_step": "0.1", "min_qty": "1",
-                                                           "max_qty": "10000000", "min_notional": "5"}}}}}
+                                                           "max_qty": "10000000", "min_notional": "5",
+                                                           "max_leverage": "25.00"}}}}}
 
-Numbers are strings, so Decimals survive exactly. A payload of another shape (or format) is treated as
-empty and replaced by the next refresh.
+Numbers are strings, so Decimals survive exactly; ``max_leverage`` is null where the exchange publishes
+none. A payload of another shape (or format) is treated as empty and replaced by the next refresh.
+Format 2 added ``max_leverage`` (sizing caps leverage to it): a format-1 entry, which lacks it, is
+fetched again rather than read as "no maximum".
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from lib.log import log_event
 
 logger = logging.getLogger("aitradex.instruments")
 
-PAYLOAD_FORMAT = 1
+PAYLOAD_FORMAT = 2
 _FILTER_FIELDS = ("tick_size", "qty_step", "min_qty", "max_qty", "min_notional")
 
 
@@ -65,6 +68,7 @@ def filters_from_instrument(instrument: Instrument) -> InstrumentFilters:
         min_qty=instrument.min_qty,
         max_qty=instrument.max_qty,
         min_notional=instrument.min_notional,
+        max_leverage=instrument.max_leverage,
     )
 
 
@@ -76,7 +80,11 @@ def entry_json(
         "fetched_at": fetched_at.isoformat(),
         "expires_at": expires_at.isoformat(),
         "instruments": {
-            f.symbol: {"status": f.status, **{name: str(getattr(f, name)) for name in _FILTER_FIELDS}}
+            f.symbol: {
+                "status": f.status,
+                **{name: str(getattr(f, name)) for name in _FILTER_FIELDS},
+                "max_leverage": None if f.max_leverage is None else str(f.max_leverage),
+            }
             for f in filters
         },
     }
@@ -95,6 +103,7 @@ def parse_entry(category: str, environment: str, entry: Any) -> InstrumentsSnaps
                 category=category,
                 status=str(item["status"]),
                 **{name: Decimal(item[name]) for name in _FILTER_FIELDS},
+                max_leverage=None if item["max_leverage"] is None else Decimal(item["max_leverage"]),
             )
             for symbol, item in entry["instruments"].items()
         }

@@ -255,11 +255,11 @@ class HealthCache:
     """Health runs shared among concurrent callers: one run at a time, whoever asks.
 
     - :meth:`get` (anonymous callers): a report younger than ``ttl_s`` is reused. Anonymous health
-      checks are public, so without this every anonymous request would run all six checks: an easy
+      checks are public, so without this every anonymous request would run every check: an easy
       way to overload the system.
     - :meth:`fresh` (the service role): never an old report, but callers that arrive while a run is
       under way share that run (single flight) instead of starting their own. Measured before: 200
-      concurrent service-role calls took 8.4 s each, every one running all six checks.
+      concurrent service-role calls took 8.4 s each, every one running every check.
 
     A caller that gives up (its request is cancelled) does not cancel the run the others wait for.
     """

@@ -19,7 +19,8 @@ from lib.db.unreachable import CONNECT_TIMEOUT_S, unreachable
 from lib.errors import ConfigError
 from lib.local_state import read_stack, update_stack
 
-EMBEDDED_HINT = "the embedded PostgreSQL is not running: `aitradex db start` starts it"
+EMBEDDED = "the embedded PostgreSQL"
+EMBEDDED_HINT = "`aitradex db start` starts it"
 
 #: The owner's synchronous connection: migrations, seeds, operator commands, never a request.
 OwnerConnection = psycopg.Connection[Any]
@@ -34,9 +35,14 @@ class DatabaseTarget:
     embedded: EmbeddedPostgres | None
 
     @property
+    def name(self) -> str:
+        """Which database this is, in an error message."""
+        return EMBEDDED if self.embedded is not None else "DATABASE_URL"
+
+    @property
     def hint(self) -> str:
         """What to do when this database cannot be reached."""
-        return EMBEDDED_HINT if self.embedded is not None else "check DATABASE_URL"
+        return EMBEDDED_HINT if self.embedded is not None else "check the address and that it runs"
 
 
 def embedded_server(settings: Settings) -> EmbeddedPostgres:
@@ -81,19 +87,19 @@ def start_database(settings: Settings) -> tuple[DatabaseTarget, list[str]]:
         if _create_database(maintenance_url, settings.database.db_name):
             done.append(f"created database {settings.database.db_name}")
     else:
-        _connect(target.admin_url, hint=target.hint).close()
+        _connect(target.admin_url, target.name, target.hint).close()
     return target, done
 
 
-def _connect(url: str, *, hint: str) -> OwnerConnection:
+def _connect(url: str, name: str, hint: str) -> OwnerConnection:
     try:
         return psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
     except psycopg.OperationalError as exc:
-        raise unreachable(url, exc, hint=hint) from None
+        raise unreachable(url, exc, name=name, hint=hint) from None
 
 
 def _create_database(maintenance_url: str, name: str) -> bool:
-    with _connect(maintenance_url, hint=EMBEDDED_HINT) as conn:
+    with _connect(maintenance_url, EMBEDDED, EMBEDDED_HINT) as conn:
         exists = conn.execute("select 1 from pg_database where datname = %s", (name,)).fetchone()
         if exists:
             return False
@@ -106,7 +112,7 @@ def admin_connection(target: DatabaseTarget) -> OwnerConnection:
 
     Raises DatabaseUnavailable, in one sentence with what to do, when the database does not answer.
     """
-    return _connect(target.admin_url, hint=target.hint)
+    return _connect(target.admin_url, target.name, target.hint)
 
 
 def check_reachable(target: DatabaseTarget) -> None:
@@ -115,4 +121,4 @@ def check_reachable(target: DatabaseTarget) -> None:
     Commands that open a pool call this first, so a stopped database is reported at once rather than
     after the pool's retries.
     """
-    _connect(target.app_url, hint=target.hint).close()
+    _connect(target.app_url, target.name, target.hint).close()

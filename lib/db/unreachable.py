@@ -3,7 +3,7 @@
 libpq waits for a TCP connection as long as the operating system lets it (minutes for an address that
 drops packets), and its error text spans several lines with the connection string's host spelled in
 quotes. Every connection this project opens passes :data:`CONNECT_TIMEOUT_S`, and every failure to
-connect becomes :func:`unreachable`: ``the database at 127.0.0.1:54329 cannot be reached: Connection
+connect becomes :func:`unreachable`: ``the database cannot be reached (127.0.0.1:54329): Connection
 refused``. No password, no user name, one line.
 """
 
@@ -37,11 +37,16 @@ def reason(exc: BaseException) -> str:
     return " ".join(text.replace("FATAL:", "").split())[:200] or type(exc).__name__
 
 
-def unreachable(url: str, exc: BaseException | None = None, *, hint: str = "") -> DatabaseUnavailable:
-    """The error for a database at ``url`` that did not accept a connection (``exc`` says why)."""
-    message = f"the database at {where(url)} cannot be reached"
+def unreachable(
+    url: str, exc: BaseException | None = None, *, name: str = "the database", hint: str = ""
+) -> DatabaseUnavailable:
+    """The error for a database at ``url`` that did not accept a connection (``exc`` says why).
+
+    ``name`` says which database ("DATABASE_URL", "the embedded PostgreSQL"); ``hint`` what to do.
+    """
+    message = f"{name} cannot be reached ({where(url)})"
     if exc is not None:
         message += f": {reason(exc)}"
     if hint:
-        message += f" ({hint})"
+        message += f"; {hint}"
     return DatabaseUnavailable(message)

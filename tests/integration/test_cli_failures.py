@@ -13,64 +13,12 @@ No command may show a traceback, hang, or print more than one line of error.
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from lib.config import REPO_ROOT
 from lib.local_state import ensure_local_secrets, update_stack
-
-DEADLINE_S = 10.0
-# Variables that would point the commands at the session's stack instead of the test's folder.
-_STACK_VARIABLES = ("DATABASE_URL", "SUPABASE_DB_URL", "JWT_SECRET", "POSTGRES_SUPERUSER_PASSWORD")
-
-
-def closed_port() -> int:
-    """A local TCP port nothing listens on, checked by connecting to it."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-    with socket.socket() as client, pytest.raises(ConnectionRefusedError):
-        client.connect(("127.0.0.1", port))
-    return port
-
-
-def clean_env(state_dir: Path, **extra: str) -> dict[str, str]:
-    """The test process's environment without anything naming a stack, on ``state_dir``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AITRADEX_") and k not in _STACK_VARIABLES}
-    return {**env, "AITRADEX_STATE_DIR": str(state_dir), **extra}
-
-
-def run_cli(env: dict[str, str], *args: str) -> tuple[subprocess.CompletedProcess[str], float]:
-    started = time.monotonic()
-    try:
-        result = subprocess.run(
-            [sys.executable, "-m", "lib.cli", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=3 * DEADLINE_S,
-            check=False,
-            cwd=REPO_ROOT,
-        )
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"aitradex {' '.join(args)} hung for {3 * DEADLINE_S:.0f} s")
-    return result, time.monotonic() - started
-
-
-def assert_one_line_failure(result: subprocess.CompletedProcess[str], elapsed: float) -> str:
-    assert "Traceback" not in result.stderr + result.stdout, result.stderr[-2000:]
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ")
-    assert result.returncode == 1, result.stderr
-    assert elapsed < DEADLINE_S, f"took {elapsed:.1f} s"
-    return lines[0]
+from tests.integration.cli_helpers import assert_one_line_failure, clean_env, closed_port, run_cli
 
 
 @pytest.fixture

@@ -10,10 +10,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from lib.config import REPO_ROOT
-from lib.ops.stack_runner import recorded_running
+from lib.local_state import read_services
 
 DEADLINE_S = 10.0
 # Variables that would point the commands at the session's stack instead of the test's folder.
@@ -90,12 +91,19 @@ def start_up(
     while time.monotonic() < deadline:
         if process.poll() is not None:
             pytest.fail(f"aitradex up exited with {process.returncode}: {log_path.read_text()[-2000:]}")
-        facts = recorded_running(state_dir, db_name)
-        if facts and int(facts["pid"]) == process.pid:
+        facts = read_services(state_dir, db_name)
+        if facts.get("pid") == process.pid and _answers(str(facts["api_url"])):
             return process, facts
         time.sleep(0.2)
     stop_process(process)
     pytest.fail(f"aitradex up did not answer within {timeout_s:.0f} s")
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def stop_process(process: subprocess.Popen[bytes]) -> None:

@@ -14,7 +14,7 @@ import psycopg
 from psycopg import sql
 
 from lib.config import Settings
-from lib.db.embedded import EmbeddedPostgres
+from lib.db.embedded import DEFAULT_PORT, EmbeddedPostgres
 from lib.db.unreachable import CONNECT_TIMEOUT_S, unreachable
 from lib.errors import ConfigError
 from lib.local_state import read_stack, update_stack
@@ -74,6 +74,7 @@ def start_database(settings: Settings) -> tuple[DatabaseTarget, list[str]]:
     done: list[str] = []
     server = target.embedded
     if server is not None:
+        recorded = read_stack(settings.state_dir).get("pg_port")
         password = settings.database.embedded_superuser_password
         assert password is not None
         if not server.is_initialized():
@@ -81,7 +82,8 @@ def start_database(settings: Settings) -> tuple[DatabaseTarget, list[str]]:
             done.append(f"initialized embedded PostgreSQL in {server.data_dir}")
         if not server.is_running():
             server.start()
-            done.append(f"started embedded PostgreSQL on 127.0.0.1:{server.port}")
+            busy = "" if server.port == DEFAULT_PORT or recorded else f" (the default {DEFAULT_PORT} is busy)"
+            done.append(f"started embedded PostgreSQL on 127.0.0.1:{server.port}{busy}")
         update_stack(settings.state_dir, pg_port=server.port)
         maintenance_url = server.admin_url(password.reveal(), "postgres")
         if _create_database(maintenance_url, settings.database.db_name):

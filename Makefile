@@ -37,7 +37,7 @@ format: .venv/.synced
 	.venv/bin/ruff format .
 	.venv/bin/ruff check --fix .
 
-## clean-state: stop the embedded database and delete local state (.aitradex/), secrets included
+## clean-state: stop every stack and the embedded database the state folder records, then delete the folder
+## (AITRADEX_STATE_DIR, default .aitradex/), secrets included: `aitradex clean-state`
 clean-state: .venv/.synced
-	-$(VENV_PY) -m lib.cli db stop
-	rm -rf .aitradex
+	$(VENV_PY) -m lib.cli clean-state

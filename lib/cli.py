@@ -2,10 +2,11 @@
 
 Subcommands:
   rebuild [--dry-run]          rebuild the local stack from nothing (same as scripts/rebuild_system.py)
-  status [-o env|pretty]       the running stack's URLs and keys (``-o env``: KEY=value lines)
+  status [-o env|pretty|json]  the stack's URLs and keys (``-o env``: KEY=value lines); 1 if anything is down
   user create EMAIL            create a local user; its access token is the last line printed
-  up                           run the functions server and paper exchange in the foreground
+  up [--functions-port P ...]  run the functions server and paper exchange in the foreground
   down                         stop a stack the rebuild started in the background
+  clean-state                  stop everything the state folder runs, then delete the folder
   db start|stop                start or stop the embedded PostgreSQL
   keys rotate                  add a master key version and re-encrypt every stored API key
   demo [--hours H]             rebuild, then replay H hours through scans, execution and tracking
@@ -14,74 +15,49 @@ Subcommands:
   migrate                      apply pending migrations only
   scan -t TF [--dry-run ...]   scan a timeframe now, in this process (not over HTTP), and print a summary
 
-Exit codes: 0 success, 1 failure (the reason on stderr), 2 bad usage.
+Exit codes: 0 success, 1 failure (the reason on stderr, one line), 2 bad usage. A failure never shows
+a traceback: an unexpected error is one line too (``aitradex --traceback ...`` shows it in full).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import sys
 from collections.abc import Sequence
+from decimal import Decimal
+from pathlib import Path
 
+from lib import cli_support
 from lib.config import load_settings
 from lib.core.timeframes import TIMEFRAMES
 from lib.core.vocabulary import ALGORITHMS, ENVIRONMENTS
 from lib.db import migrate
-from lib.db.target import admin_connection, database_target, embedded_server, start_database
-from lib.errors import AitradexError
+from lib.db.embedded import EmbeddedPostgres
+from lib.db.target import admin_connection, check_reachable, database_target, start_database
+from lib.errors import AitradexError, ConfigError
+from lib.local_state import db_name_from, read_stack, state_dir_from
 from lib.ops import stack_runner
-from lib.ops.rebuild import StepResult, rebuild
-from lib.services.auth.tokens import mint_api_key
+from lib.ops.rebuild import rebuild
 from lib.services.auth.users import create_local_user
-
-
-def _print_step(step: StepResult) -> None:
-    mark = "changed" if step.changed else "ok"
-    print(f"  [{mark:>7}] {step.name:<14} {step.detail}", flush=True)
 
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
     print("Rebuild plan (dry run: nothing will change):" if args.dry_run else "Rebuilding the local stack:")
-    report = rebuild(dry_run=args.dry_run, progress=_print_step)
+    report = rebuild(dry_run=args.dry_run, progress=cli_support.print_step)
     verdict = "would change something" if args.dry_run else "changed something"
     print(f"Done: {verdict if report.changed else 'everything already in place'}.")
     return 0
 
 
-def _status_values() -> dict[str, str]:
-    settings = load_settings()
-    target = database_target(settings)
-    if target.embedded is not None and not target.embedded.is_running():
-        raise AitradexError("the local stack is not running: run `make demo` or `aitradex rebuild` first")
-    secret = settings.jwt_secret.reveal()
-    values = {"DB_URL": target.app_url}
-    facts = stack_runner.running_facts(settings)
-    if facts:
-        values |= {
-            "API_URL": str(facts["api_url"]),
-            "FUNCTIONS_URL": str(facts["functions_url"]),
-            "PAPER_EXCHANGE_URL": str(facts["paper_exchange_url"]),
-        }
-    values |= {
-        "ANON_KEY": mint_api_key("anon", secret),
-        "SERVICE_ROLE_KEY": mint_api_key("service_role", secret),
-        "JWT_SECRET": secret,
-    }
-    return values
-
-
 def cmd_status(args: argparse.Namespace) -> int:
-    values = _status_values()
-    if args.output == "env":
-        for key, value in values.items():
-            print(f"{key}={value}")
-    elif args.output == "json":
-        print(json.dumps(values, indent=2))
-    else:
-        width = max(map(len, values))
-        for key, value in values.items():
-            print(f"{key:>{width}}: {value}")
+    from lib.ops.status import stack_status
+
+    status = stack_status(load_settings())
+    cli_support.print_values(status.values, args.output)
+    if status.problems:
+        print(f"error: {'; '.join(status.problems)}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -89,7 +65,7 @@ def cmd_user_create(args: argparse.Namespace) -> int:
     settings = load_settings()
     with admin_connection(database_target(settings)) as conn:
         user = create_local_user(
-            conn, args.email, settings.jwt_secret.reveal(), ttl_s=int(args.ttl_hours * 3600)
+            conn, args.email, settings.jwt_secret.reveal(), ttl_s=round(args.ttl_hours * 3600)
         )
     print(f"{'created' if user.created else 'found existing'} user {user.email} id={user.id}")
     print(user.token)
@@ -97,15 +73,17 @@ def cmd_user_create(args: argparse.Namespace) -> int:
 
 
 def cmd_db(args: argparse.Namespace) -> int:
-    settings = load_settings()
-    if not settings.database.embedded:
-        raise AitradexError("DATABASE_URL is set: the database is external and not managed here")
+    if os.environ.get("DATABASE_URL") or os.environ.get("SUPABASE_DB_URL"):
+        raise ConfigError("DATABASE_URL is set: the database is external and not managed here")
     if args.action == "start":
-        _, done = start_database(settings)
+        _, done = start_database(load_settings())
         print("; ".join(done) or "already running")
-    else:
-        embedded_server(settings).stop()
-        print("embedded PostgreSQL stopped")
+        return 0
+    # Stopping needs no secret and no port: pg_ctl finds the server from its data folder.
+    state_dir = cli_support.existing_state_dir()
+    port = read_stack(state_dir).get("pg_port")
+    server = EmbeddedPostgres.in_state_dir(state_dir, int(port) if port else None)
+    print("embedded PostgreSQL stopped" if server.stop() else "embedded PostgreSQL was not running")
     return 0
 
 
@@ -113,20 +91,30 @@ def cmd_up(args: argparse.Namespace) -> int:
     settings = load_settings()
     if settings.database.embedded:
         start_database(settings)
+    else:
+        check_reachable(database_target(settings))
     if stack_runner.running_facts(settings):
         raise AitradexError("the stack is already running: `aitradex down` stops it")
-    functions_port = args.functions_port or stack_runner.DEFAULT_FUNCTIONS_PORT
-    paper_port = args.paper_port or stack_runner.DEFAULT_PAPER_PORT
-    print(f"functions: http://127.0.0.1:{functions_port}/functions/v1  (Ctrl-C stops)", flush=True)
     stack_runner.run_foreground(
-        settings, functions_port=functions_port, paper_port=paper_port, speed=args.speed
+        settings,
+        functions_port=args.functions_port,
+        paper_port=args.paper_port,
+        speed=args.speed,
+        announce=lambda line: print(line, flush=True),
     )
     return 0
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    stopped = stack_runner.stop(load_settings())
+    stopped = stack_runner.stop_recorded(cli_support.existing_state_dir(), db_name_from(os.environ))
     print("stack stopped" if stopped else "no stack was running")
+    return 0
+
+
+def cmd_clean_state(args: argparse.Namespace) -> int:
+    from lib.ops.clean_state import clean_state
+
+    clean_state(state_dir_from(os.environ), lambda line: print(line, flush=True))
     return 0
 
 
@@ -140,6 +128,9 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
     from lib.ops.rotate_keys import add_local_master_key, rotate_all
 
     settings = load_settings()
+    target = database_target(settings)
+    # The database first: a new key version is added only when the rotation can then run.
+    check_reachable(target)
     if not args.no_new_key:
         version = add_local_master_key(settings.state_dir)
         print(f"added master key version {version} to {settings.state_dir / 'secrets.json'}")
@@ -148,14 +139,9 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
     print(f"re-encrypting every stored API key under master key version {vault.current_version}")
 
     async def run() -> int:
-        async with Database(database_target(settings).app_url) as db:
+        async with Database(target.app_url) as db:
             with tqdm(unit="account", disable=None) as bar:
-
-                def progress(done: int, total: int) -> None:
-                    bar.total = total
-                    bar.n = done
-                    bar.refresh()
-
+                progress = cli_support.bar_progress(bar)
                 report = await rotate_all(db, vault, batch_size=args.batch_size, progress=progress)
         counts = f"already current {report.already_current}, remaining {report.remaining}"
         print(f"rotated {report.rotated}, {counts}")
@@ -185,7 +171,7 @@ def cmd_paper_account_create(args: argparse.Namespace) -> int:
     if facts is None:
         raise AitradexError("the local stack is not running: run `make demo` or `aitradex rebuild` first")
     account = PaperControls(str(facts["paper_exchange_url"])).create_account(args.balance)
-    print(f"paper account {account.account_id} with {args.balance} USDT on {facts['paper_exchange_url']}")
+    print(f"paper account {account.account_id} with {args.balance:f} USDT on {facts['paper_exchange_url']}")
     print("connect it with the trading-account function (environment: paper); keep the secret private:")
     print(f"API_KEY={account.api_key}")
     print(f"API_SECRET={account.api_secret}")
@@ -193,8 +179,6 @@ def cmd_paper_account_create(args: argparse.Namespace) -> int:
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from tqdm import tqdm
 
     from lib.research.backtest import run_backtest
@@ -202,20 +186,16 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     from lib.research.bundled_data import BUNDLED_DATA_DIR
 
     data = Path(args.data) if args.data else BUNDLED_DATA_DIR
+    if args.csv:
+        cli_support.check_writable(Path(args.csv))
     with tqdm(unit="symbol", disable=None, desc=f"backtest {args.algorithm}") as bar:
-
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.n = done
-            bar.refresh()
-
         report = run_backtest(
             args.algorithm,
             data,
             timeframe=args.timeframe,
             horizon_bars=args.horizon,
             step=args.step,
-            progress=progress,
+            progress=cli_support.bar_progress(bar),
             out_of_sample=not args.in_sample,
         )
     print(format_table(report), end="")
@@ -255,6 +235,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
         )
         for algorithm in dict.fromkeys(args.algorithm or ["unirail_core"])
     ]
+    settings = load_settings()
+    check_reachable(database_target(settings))
     with tqdm(unit="symbol", desc="klines", disable=None) as bar:
 
         class Progress:
@@ -265,7 +247,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
                 bar.update(1)
 
         results = asyncio.run(
-            scan_local(load_settings(), requests, environment=args.environment, progress=Progress())
+            scan_local(settings, requests, environment=args.environment, progress=Progress())
         )
     print(format_summary(results))
     return 1 if any(r.status == "failed" for r in results) else 0
@@ -274,6 +256,9 @@ def cmd_scan(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     parser = argparse.ArgumentParser(prog="aitradex", description="AITRADEX1 operations")
+    parser.add_argument(
+        "--traceback", action="store_true", help="show the full traceback of an unexpected error"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("rebuild", help="rebuild the local stack from nothing (idempotent)")
@@ -288,7 +273,12 @@ def build_parser() -> argparse.ArgumentParser:
     user_sub = p.add_subparsers(dest="user_command", required=True)
     c = user_sub.add_parser("create", help="create a local user and print its access token last")
     c.add_argument("email")
-    c.add_argument("--ttl-hours", type=float, default=24.0, help="token lifetime (default 24)")
+    c.add_argument(
+        "--ttl-hours",
+        type=cli_support.ttl_hours,
+        default=24.0,
+        help="token lifetime, above 0, at most 168 (default 24)",
+    )
     c.set_defaults(func=cmd_user_create)
 
     p = sub.add_parser("db", help="the embedded PostgreSQL")
@@ -296,13 +286,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_db)
 
     p = sub.add_parser("up", help="run the functions server and paper exchange in the foreground")
-    p.add_argument("--functions-port", type=int, default=0, help="default 54321")
-    p.add_argument("--paper-port", type=int, default=0, help="default 54330")
+    p.add_argument(
+        "--functions-port",
+        type=cli_support.port,
+        help="default 54321, or a free port if it is busy; 0: any free port",
+    )
+    p.add_argument(
+        "--paper-port",
+        type=cli_support.port,
+        help="default 54330, or a free port if it is busy; 0: any free port",
+    )
     p.add_argument("--speed", type=float, default=0.0, help="paper replay speed (0: advance explicitly)")
     p.set_defaults(func=cmd_up)
 
     p = sub.add_parser("down", help="stop a stack started in the background")
     p.set_defaults(func=cmd_down)
+
+    p = sub.add_parser("clean-state", help="stop everything the state folder runs, then delete the folder")
+    p.set_defaults(func=cmd_clean_state)
 
     p = sub.add_parser("keys", help="API key encryption")
     keys_sub = p.add_subparsers(dest="keys_command", required=True)
@@ -320,7 +321,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("paper-account", help="accounts on the local paper exchange")
     paper_sub = p.add_subparsers(dest="paper_command", required=True)
     c = paper_sub.add_parser("create", help="open a funded paper account and print its API key and secret")
-    c.add_argument("--balance", default="10000", help="USDT balance (default 10000)")
+    c.add_argument(
+        "--balance",
+        type=cli_support.balance,
+        default=Decimal(10000),
+        help="USDT balance, at most 1e12 (default 10000)",
+    )
     c.set_defaults(func=cmd_paper_account_create)
 
     p = sub.add_parser("backtest", help="replay candles through an algorithm: outcomes per score bucket")
@@ -371,6 +377,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        # A bug, or a failure no code above turned into an AitradexError: still one line, not a traceback.
+        if args.traceback:
+            raise
+        text = " ".join(str(exc).split())[:300]
+        print(f"error: unexpected {type(exc).__name__}: {text} (--traceback shows where)", file=sys.stderr)
+        return 1
     return code
 
 

@@ -10,10 +10,11 @@ import base64
 import json
 import os
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from lib.config import SECRETS_FILE
+from lib.config import DEFAULT_STATE_DIR, SECRETS_FILE
 
 STACK_FILE = "stack.json"
 
@@ -95,3 +96,35 @@ def write_services(state_dir: Path, db_name: str, facts: dict[str, Any] | None) 
         services[db_name] = facts
     current["services"] = services
     _write_private(state_dir / STACK_FILE, current)
+
+
+#: What a state folder holds (besides temporary files); ``aitradex clean-state`` deletes only a folder
+#: that holds at least one of them, so a mistyped AITRADEX_STATE_DIR can never wipe anything else.
+STATE_ENTRIES = (SECRETS_FILE, STACK_FILE, "pgdata", "logs", "paper-exchange")
+
+
+def state_dir_from(env: Mapping[str, str]) -> Path:
+    """The state folder ``env`` names (``AITRADEX_STATE_DIR``, default ``.aitradex/``), absolute.
+
+    The same rule as :func:`lib.config.load_settings`, for the commands that must work without any
+    secret: ``down``, ``db stop`` and ``clean-state``.
+    """
+    return Path(env.get("AITRADEX_STATE_DIR") or DEFAULT_STATE_DIR).resolve()
+
+
+def db_name_from(env: Mapping[str, str]) -> str:
+    """The database name ``env`` names (``AITRADEX_DB_NAME``, default ``aitradex``), as settings read it."""
+    return env.get("AITRADEX_DB_NAME") or "aitradex"
+
+
+def is_state_folder(path: Path) -> bool:
+    """Whether ``path`` is a folder that holds something a local stack wrote."""
+    return path.is_dir() and any((path / name).exists() for name in STATE_ENTRIES)
+
+
+def all_services(state_dir: Path) -> dict[str, dict[str, Any]]:
+    """Every database's recorded processes in ``state_dir`` ({db_name: facts})."""
+    services = read_stack(state_dir).get("services", {})
+    if not isinstance(services, dict):
+        return {}
+    return {name: dict(facts) for name, facts in services.items() if isinstance(facts, dict)}

@@ -96,18 +96,32 @@ class EmbeddedPostgres:
         return result.returncode == 0
 
     def _run_as_owner(self, args: list[str], timeout: float = START_TIMEOUT_S) -> None:
+        result = self._owner_result(args, timeout)
+        if result.returncode != 0:
+            raise DatabaseUnavailable(self._failure(Path(args[0]).name, result))
+
+    def _failure(self, tool: str, result: subprocess.CompletedProcess[str]) -> str:
+        """One sentence: which tool failed, the server's own reason when it logged one, where to look."""
+        lines = self.log_file.read_text(errors="replace").splitlines()[-20:] if self.log_file.exists() else []
+        fatal = [line.split(":  ", 1)[-1] for line in lines if "FATAL:" in line or "ERROR:" in line]
+        said = result.stderr.strip().splitlines()
+        reason = fatal[-1] if fatal else said[-1] if said else "no reason given"
+        where = f" (server log: {self.log_file})" if self.log_file.exists() else ""
+        return f"{tool} failed (exit {result.returncode}): {' '.join(reason.split())[:300]}{where}"
+
+    def _owner_result(self, args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+        # pg_ctl and postgres refuse to run as root: as root, they run as the dedicated user.
         user = SYSTEM_USER if os.geteuid() == 0 else None
-        result = subprocess.run(  # noqa: S603 - argv built here from bundled binaries
+        return subprocess.run(  # noqa: S603 - argv built here from bundled binaries
             args, capture_output=True, text=True, user=user, timeout=timeout, check=False
         )
-        if result.returncode != 0:
-            tail = ""
-            if self.log_file.exists():
-                tail = "\n".join(self.log_file.read_text(errors="replace").splitlines()[-20:])
-            raise DatabaseUnavailable(
-                f"{Path(args[0]).name} failed (exit {result.returncode})",
-                details={"stderr": result.stderr.strip()[-2000:], "server_log_tail": tail},
-            )
+
+    def server_runs(self) -> bool:
+        """Whether a server runs on this data folder, whatever its port (``pg_ctl status``)."""
+        if not self.is_initialized():
+            return False
+        status = self._owner_result([str(bin_path("pg_ctl")), "-D", str(self.data_dir), "status"], 30)
+        return status.returncode == 0
 
     def _prepare_root_ownership(self) -> None:
         # PostgreSQL will not run as root; give the data folder to a dedicated user and make sure
@@ -181,8 +195,13 @@ class EmbeddedPostgres:
             ]
         )
 
-    def stop(self) -> None:
-        """Stop the server if it runs (fast shutdown: open transactions roll back)."""
-        if not self.is_initialized() or not self.is_running():
-            return
+    def stop(self) -> bool:
+        """Stop the server if it runs (fast shutdown: open transactions roll back); True if one ran.
+
+        It asks ``pg_ctl`` about the data folder rather than probing the port, so it finds the server
+        even when the port it was started on is no longer recorded.
+        """
+        if not self.server_runs():
+            return False
         self._run_as_owner([str(bin_path("pg_ctl")), "-D", str(self.data_dir), "-m", "fast", "-w", "stop"])
+        return True

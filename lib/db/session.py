@@ -34,6 +34,7 @@ from psycopg import errors as pg_errors
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from lib.db.unreachable import CONNECT_TIMEOUT_S, unreachable
 from lib.errors import (
     AitradexError,
     Conflict,
@@ -106,25 +107,48 @@ def _map_error(exc: psycopg.Error) -> AitradexError:
 
 
 class Database:
-    """A pool of ``authenticator`` connections. Construct it freely: it connects in :meth:`open`."""
+    """A pool of ``authenticator`` connections. Construct it freely: it connects in :meth:`open`.
+
+    Every connection attempt gives up after ``CONNECT_TIMEOUT_S``, and :meth:`open` fails at once (one
+    ``DatabaseUnavailable`` sentence) when the database refuses the first connection, instead of
+    letting the pool retry for ``open_timeout_s``.
+    """
 
     def __init__(
-        self, app_url: str, *, min_size: int = 1, max_size: int = 10, timeout_s: float = 10.0
+        self,
+        app_url: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        timeout_s: float = 10.0,
+        open_timeout_s: float = 10.0,
     ) -> None:
+        self._url = app_url
+        self._open_timeout_s = open_timeout_s
         self._pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
             app_url,
             min_size=min_size,
             max_size=max_size,
             timeout=timeout_s,
             open=False,
-            kwargs={"row_factory": dict_row, "autocommit": False},
+            kwargs={"row_factory": dict_row, "autocommit": False, "connect_timeout": CONNECT_TIMEOUT_S},
             name="aitradex",
         )
         self._timeouts: dict[str, str] = {}
 
     async def open(self) -> None:
         """Connect the pool and read each API role's ``statement_timeout``."""
-        await self._pool.open(wait=True)
+        try:
+            # One direct attempt first: a refused or failed login is reported now, in one sentence.
+            probe = await psycopg.AsyncConnection.connect(self._url, connect_timeout=CONNECT_TIMEOUT_S)
+        except psycopg.OperationalError as exc:
+            raise unreachable(self._url, exc) from None
+        await probe.close()
+        try:
+            await self._pool.open(wait=True, timeout=self._open_timeout_s)
+        except PoolTimeout:
+            await self._pool.close()
+            raise unreachable(self._url) from None
         async with self._pool.connection() as conn:
             rows = await conn.execute(
                 "select rolname, coalesce((select split_part(c, '=', 2) from unnest(rolconfig) c "

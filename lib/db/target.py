@@ -1,7 +1,8 @@
 """Where the database is, and bringing it up: the embedded server by default, or ``DATABASE_URL``.
 
 This is operations code (CLI, rebuild, test fixtures). The application itself only ever receives the
-``authenticator`` URL from here.
+``authenticator`` URL from here. Every connection opened here gives up after
+:data:`lib.db.unreachable.CONNECT_TIMEOUT_S` and fails as one ``DatabaseUnavailable`` sentence.
 """
 
 from __future__ import annotations
@@ -13,9 +14,16 @@ import psycopg
 from psycopg import sql
 
 from lib.config import Settings
-from lib.db.embedded import EmbeddedPostgres
-from lib.errors import ConfigError, DatabaseUnavailable
+from lib.db.embedded import DEFAULT_PORT, EmbeddedPostgres
+from lib.db.unreachable import CONNECT_TIMEOUT_S, unreachable
+from lib.errors import ConfigError
 from lib.local_state import read_stack, update_stack
+
+EMBEDDED = "the embedded PostgreSQL"
+EMBEDDED_HINT = "`aitradex db start` starts it"
+
+#: The owner's synchronous connection: migrations, seeds, operator commands, never a request.
+OwnerConnection = psycopg.Connection[Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +33,16 @@ class DatabaseTarget:
     admin_url: str
     app_url: str
     embedded: EmbeddedPostgres | None
+
+    @property
+    def name(self) -> str:
+        """Which database this is, in an error message."""
+        return EMBEDDED if self.embedded is not None else "DATABASE_URL"
+
+    @property
+    def hint(self) -> str:
+        """What to do when this database cannot be reached."""
+        return EMBEDDED_HINT if self.embedded is not None else "check the address and that it runs"
 
 
 def embedded_server(settings: Settings) -> EmbeddedPostgres:
@@ -56,6 +74,7 @@ def start_database(settings: Settings) -> tuple[DatabaseTarget, list[str]]:
     done: list[str] = []
     server = target.embedded
     if server is not None:
+        recorded = read_stack(settings.state_dir).get("pg_port")
         password = settings.database.embedded_superuser_password
         assert password is not None
         if not server.is_initialized():
@@ -63,23 +82,26 @@ def start_database(settings: Settings) -> tuple[DatabaseTarget, list[str]]:
             done.append(f"initialized embedded PostgreSQL in {server.data_dir}")
         if not server.is_running():
             server.start()
-            done.append(f"started embedded PostgreSQL on 127.0.0.1:{server.port}")
+            busy = "" if server.port == DEFAULT_PORT or recorded else f" (the default {DEFAULT_PORT} is busy)"
+            done.append(f"started embedded PostgreSQL on 127.0.0.1:{server.port}{busy}")
         update_stack(settings.state_dir, pg_port=server.port)
         maintenance_url = server.admin_url(password.reveal(), "postgres")
         if _create_database(maintenance_url, settings.database.db_name):
             done.append(f"created database {settings.database.db_name}")
     else:
-        try:
-            psycopg.connect(target.admin_url, connect_timeout=10).close()
-        except psycopg.OperationalError as exc:
-            raise DatabaseUnavailable(
-                "DATABASE_URL cannot be reached", details={"error": str(exc)[:300]}
-            ) from None
+        _connect(target.admin_url, target.name, target.hint).close()
     return target, done
 
 
+def _connect(url: str, name: str, hint: str) -> OwnerConnection:
+    try:
+        return psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
+    except psycopg.OperationalError as exc:
+        raise unreachable(url, exc, name=name, hint=hint) from None
+
+
 def _create_database(maintenance_url: str, name: str) -> bool:
-    with psycopg.connect(maintenance_url, autocommit=True) as conn:
+    with _connect(maintenance_url, EMBEDDED, EMBEDDED_HINT) as conn:
         exists = conn.execute("select 1 from pg_database where datname = %s", (name,)).fetchone()
         if exists:
             return False
@@ -87,10 +109,18 @@ def _create_database(maintenance_url: str, name: str) -> bool:
         return True
 
 
-#: The owner's synchronous connection: migrations, seeds, operator commands, never a request.
-OwnerConnection = psycopg.Connection[Any]
-
-
 def admin_connection(target: DatabaseTarget) -> OwnerConnection:
-    """An owner connection (autocommit; use ``conn.transaction()`` for atomic work)."""
-    return psycopg.connect(target.admin_url, autocommit=True)
+    """An owner connection (autocommit; use ``conn.transaction()`` for atomic work).
+
+    Raises DatabaseUnavailable, in one sentence with what to do, when the database does not answer.
+    """
+    return _connect(target.admin_url, target.name, target.hint)
+
+
+def check_reachable(target: DatabaseTarget) -> None:
+    """Connect once as ``authenticator`` and close: DatabaseUnavailable (one sentence) if that fails.
+
+    Commands that open a pool call this first, so a stopped database is reported at once rather than
+    after the pool's retries.
+    """
+    _connect(target.app_url, target.name, target.hint).close()

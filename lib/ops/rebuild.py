@@ -97,9 +97,11 @@ def _dry_run_database(report: RebuildReport, target: DatabaseTarget, settings: S
         report.add("migrations", True, f"would apply all {len(migrate.discover())} migrations")
         report.add("seeds", True, f"would restore {APP_SETTINGS_FILE.name} and {MARKETS_FILE.name}")
         return
+    # Connecting first: an unreachable DATABASE_URL fails the plan (DatabaseUnavailable, one line).
+    conn = admin_connection(target)
     report.add("database", False, "database reachable")
     # Everything below runs in one transaction that is always rolled back: exact answers, no change.
-    with admin_connection(target) as conn, conn.transaction(force_rollback=True):
+    with conn, conn.transaction(force_rollback=True):
         pending = (
             migrate.check(conn, migrate.discover()).pending
             if migrate.is_tracked(conn)

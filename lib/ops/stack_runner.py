@@ -4,6 +4,10 @@
 ``start_detached`` runs the same command in the background (the rebuild and the demo use it),
 waits until it answers, and records its pid, URLs and a hash of the code it runs, in
 ``.aitradex/stack.json``, keyed by database name. A rebuild redeploys only when that code changed.
+
+Ports follow :mod:`lib.ops.ports`: the demo's database (``aitradex``) gets the documented defaults,
+54321 and 54330, falling back to free ports (with a note) when they are taken; any other database
+(the tests' ``aitradex_test``) gets free ports, so it never competes with the demo for them.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,11 +35,11 @@ from starlette.routing import Route
 
 from lib.app.context import Services
 from lib.config import REPO_ROOT, Settings
-from lib.db.embedded import _free_port
 from lib.errors import AitradexError
 from lib.http.app import FunctionsApp, error_response
 from lib.local_state import read_services, write_services
 from lib.log import configure_logging, log_event
+from lib.ops.ports import Listener, bind_port
 from lib.services.auth.tokens import mint_api_key
 from lib.services.scanning.settings import load_scan_settings
 from lib.stores import settings as settings_store
@@ -98,18 +102,23 @@ def _answers(url: str) -> bool:
 
 def running_facts(settings: Settings) -> dict[str, Any] | None:
     """The recorded facts of a stack that is really running (pid alive and answering), else None."""
-    facts = read_services(settings.state_dir, settings.database.db_name)
+    return recorded_running(settings.state_dir, settings.database.db_name)
+
+
+def recorded_running(state_dir: Path, db_name: str) -> dict[str, Any] | None:
+    """:func:`running_facts` from a state folder and a database name (no secrets needed)."""
+    facts = read_services(state_dir, db_name)
     pid = facts.get("pid")
     if not pid or not _pid_alive(int(pid)) or not _answers(str(facts.get("api_url", ""))):
         return None
     return facts
 
 
-def _ports(settings: Settings) -> tuple[int, int]:
-    # The demo's database gets the documented ports; any other (the tests') takes free ones.
+def _port_args(settings: Settings) -> list[str]:
+    # The demo's database gets the documented ports (or free ones, said so); any other takes free ones.
     if settings.database.db_name == "aitradex":
-        return _free_port(DEFAULT_FUNCTIONS_PORT), _free_port(DEFAULT_PAPER_PORT)
-    return _free_port(0), _free_port(0)
+        return []
+    return ["--functions-port", "0", "--paper-port", "0"]
 
 
 def replay_start_ms() -> int:
@@ -199,8 +208,36 @@ def attach_scheduler(app: FunctionsApp, *, paper_url: str, tick_driven: bool) ->
     app.add_route(Route("/scheduler/status", status, methods=["GET"]))
 
 
-def run_foreground(settings: Settings, *, functions_port: int, paper_port: int, speed: float = 0.0) -> None:
-    """Serve the paper exchange (in a thread) and the functions server (here) until a stop signal."""
+def run_foreground(
+    settings: Settings,
+    *,
+    functions_port: int | None = None,
+    paper_port: int | None = None,
+    speed: float = 0.0,
+    announce: Callable[[str], None] | None = None,
+) -> None:
+    """Serve the paper exchange (in a thread) and the functions server (here) until a stop signal.
+
+    Ports follow :func:`lib.ops.ports.bind_port` (None: the default or a free one; 0: any free one).
+    Both are bound before anything is announced, so ``announce`` receives the URLs that answer, and
+    a note for each default that was busy.
+    """
+    functions = bind_port("functions", functions_port, DEFAULT_FUNCTIONS_PORT)
+    try:
+        paper_listener = bind_port("paper exchange", paper_port, DEFAULT_PAPER_PORT)
+    except BaseException:
+        functions.sock.close()
+        raise
+    _serve(settings, functions, paper_listener, speed, announce or (lambda line: None))
+
+
+def _serve(
+    settings: Settings,
+    functions_listener: Listener,
+    paper_listener: Listener,
+    speed: float,
+    announce: Callable[[str], None],
+) -> None:
     from lib.exchange.access import MarketAccess
     from lib.exchange.trading import PybitExchange
     from lib.http.server import functions_app, uvicorn_config
@@ -213,15 +250,16 @@ def run_foreground(settings: Settings, *, functions_port: int, paper_port: int, 
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     state_path = settings.state_dir / "paper-exchange" / f"{settings.database.db_name}.json"
     paper = PaperExchangeConfig(
-        state_path=state_path, port=paper_port, speed=speed, start_time_ms=replay_start_ms()
+        state_path=state_path, port=paper_listener.port, speed=speed, start_time_ms=replay_start_ms()
     )
-    with running_paper_exchange(paper) as paper_url:
+    notes = [n for n in (functions_listener.note, paper_listener.note) if n]
+    with running_paper_exchange(paper, sock=paper_listener.sock) as paper_url:
         functions = functions_app(
             settings, exchange=PybitExchange(paper_url=paper_url), market=MarketAccess(paper_url=paper_url)
         )
         attach_scheduler(functions, paper_url=paper_url, tick_driven=speed == 0)
         app = functions.build()
-        urls = StackUrls(api_url=f"http://127.0.0.1:{functions_port}", paper_exchange_url=paper_url)
+        urls = StackUrls(api_url=f"http://127.0.0.1:{functions_listener.port}", paper_exchange_url=paper_url)
         write_services(
             settings.state_dir,
             settings.database.db_name,
@@ -232,35 +270,36 @@ def run_foreground(settings: Settings, *, functions_port: int, paper_port: int, 
                 "paper_exchange_url": paper_url,
                 "code_hash": code_hash(),
                 "started_at": time.time(),
+                "notes": notes,
             },
         )
-        log_event(logger, "stack_up", api_url=urls.api_url, paper_exchange_url=paper_url)
+        # Listening now: connections made from here on wait in the backlog until uvicorn accepts them,
+        # so the URLs announced below answer (they are never refused) from the moment they are printed.
+        functions_listener.sock.listen(2048)
+        log_event(logger, "stack_up", api_url=urls.api_url, paper_exchange_url=paper_url, notes=notes)
+        for note in notes:
+            announce(f"note: {note}")
+        announce(f"functions: {urls.functions_url}")
+        announce(f"paper exchange: {paper_url}")
+        announce("Ctrl-C stops both")
+        server = uvicorn.Server(uvicorn_config(app, "127.0.0.1", functions_listener.port))
         try:
             # uvloop (and httptools, which uvicorn picks up itself) roughly halve the per-request overhead.
-            uvloop.run(uvicorn.Server(uvicorn_config(app, "127.0.0.1", functions_port)).serve())
+            uvloop.run(server.serve(sockets=[functions_listener.sock]))
         finally:
+            functions_listener.sock.close()
             write_services(settings.state_dir, settings.database.db_name, None)
             log_event(logger, "stack_down")
 
 
 def start_detached(settings: Settings, env: dict[str, str]) -> dict[str, Any]:
     """Start ``aitradex up`` in the background and wait until it answers; returns its facts."""
-    functions_port, paper_port = _ports(settings)
     log_dir = settings.state_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"stack-{settings.database.db_name}.log"
     with log_path.open("ab") as log:
         process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            [
-                sys.executable,
-                "-m",
-                "lib.cli",
-                "up",
-                "--functions-port",
-                str(functions_port),
-                "--paper-port",
-                str(paper_port),
-            ],
+            [sys.executable, "-m", "lib.cli", "up", *_port_args(settings)],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -285,10 +324,17 @@ def start_detached(settings: Settings, env: dict[str, str]) -> dict[str, Any]:
 
 def stop(settings: Settings, timeout_s: float = 20.0) -> bool:
     """Stop a detached stack (SIGTERM, then SIGKILL after ``timeout_s``). Returns True if one ran."""
-    facts = read_services(settings.state_dir, settings.database.db_name)
+    return stop_recorded(settings.state_dir, settings.database.db_name, timeout_s)
+
+
+def stop_recorded(state_dir: Path, db_name: str, timeout_s: float = 20.0) -> bool:
+    """:func:`stop` from a state folder and a database name (no secrets needed)."""
+    facts = read_services(state_dir, db_name)
+    if not facts:
+        return False
     pid = facts.get("pid")
     if not pid or not _pid_alive(int(pid)):
-        write_services(settings.state_dir, settings.database.db_name, None)
+        write_services(state_dir, db_name, None)
         return False
     os.kill(int(pid), signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
@@ -296,7 +342,7 @@ def stop(settings: Settings, timeout_s: float = 20.0) -> bool:
         time.sleep(0.1)
     if _pid_alive(int(pid)):
         os.kill(int(pid), signal.SIGKILL)
-    write_services(settings.state_dir, settings.database.db_name, None)
+    write_services(state_dir, db_name, None)
     return True
 
 
@@ -310,7 +356,8 @@ def ensure_running(settings: Settings, env: dict[str, str]) -> tuple[bool, str, 
     if facts:
         stop(settings)
     facts = start_detached(settings, env)
-    return True, f"{verb} at {facts['api_url']} (pid {facts['pid']})", facts
+    notes = "".join(f"; {note}" for note in facts.get("notes") or [])
+    return True, f"{verb} at {facts['api_url']} (pid {facts['pid']}){notes}", facts
 
 
 def verify(settings: Settings, api_url: str) -> dict[str, Any]:

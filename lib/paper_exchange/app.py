@@ -10,7 +10,6 @@ network and Bybit's gateway. The ``/_paper`` controls (plain JSON, loopback clie
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from decimal import Decimal
@@ -29,9 +28,10 @@ from lib.paper_exchange.controls import control_routes
 from lib.paper_exchange.engine import PaperEngine
 from lib.paper_exchange.faults import Fault
 from lib.paper_exchange.instruments import CATEGORIES, instrument_info
+from lib.paper_exchange.json_body import BodyError, load_json_object
 from lib.paper_exchange.klines import DEFAULT_LIMIT, MAX_LIMIT, KlineQuery, build_klines, check_interval
 from lib.paper_exchange.models import Account
-from lib.paper_exchange.numbers import params_error, parse_decimal
+from lib.paper_exchange.numbers import params_error, parse_decimal, parse_integer
 from lib.paper_exchange.order_request import parse_order_request
 from lib.paper_exchange.queries import OrderQuery, find_orders, find_positions, page
 from lib.paper_exchange.ratelimit import RateStatus, rate_limited_status
@@ -43,6 +43,8 @@ _ACCEPTED_ERRORS: Mapping[Fault, tuple[int, str]] = {
     Fault.ACCEPTED_SERVER_TIMEOUT: (bybit.SERVER_TIMEOUT, "Server Timeout"),
     Fault.ACCEPTED_SERVER_ERROR: (bybit.SERVER_ERROR, "Server error"),
 }
+
+_OUT_OF_RANGE = params_error("params error: a number is out of range")
 
 Params = Mapping[str, Any]
 MarketHandler = Callable[[PaperEngine, Params, int], dict[str, Any]]
@@ -109,10 +111,9 @@ def _int(params: Params, name: str, default: int | None, low: int, high: int) ->
     value = params.get(name)
     if value is None or value == "":
         return default
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise params_error(f"params error: {name} must be an integer") from None
+    number = parse_integer(value)
+    if number is None:
+        raise params_error(f"params error: {name} must be an integer")
     if not low <= number <= high:
         raise params_error(f"params error: {name} must be between {low} and {high}")
     return number
@@ -253,18 +254,17 @@ def _market_endpoint(engine: PaperEngine, handler: MarketHandler) -> Callable[[R
             return _bybit(engine, handler(engine, request.query_params, engine.now_ms()))
         except ExchangeRejected as exc:
             return _bybit_error(engine, exc)
+        except ArithmeticError:
+            return _bybit_error(engine, _OUT_OF_RANGE)
 
     return endpoint
 
 
 def _json_params(raw: bytes) -> dict[str, Any]:
     try:
-        body = json.loads(raw or b"{}")
-    except ValueError:
-        raise params_error("params error: the body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise params_error("params error: the body must be a JSON object")
-    return body
+        return load_json_object(raw)
+    except BodyError as exc:
+        raise params_error(f"params error: {exc}") from None
 
 
 def _private_endpoint(
@@ -295,6 +295,10 @@ def _private_endpoint(
             result = handler(engine, account, params)
         except ExchangeRejected as exc:
             return _bybit_error(engine, exc, status.headers())
+        except ArithmeticError:
+            # Parsing bounds every number, so this is a last line of defence: a decimal operation that
+            # overflowed or was impossible is the caller's out-of-range value, never a server error.
+            return _bybit_error(engine, _OUT_OF_RANGE, status.headers())
         if fault is Fault.ACCEPTED_TIMEOUT:
             # The order is recorded and persisted; the client just never hears about it.
             await asyncio.sleep(engine.faults.spec("order").hang_ms / 1000)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from lib.errors import ExchangeRejected
 from lib.exchange.bybit import BAD_SIGNATURE, BAD_TIMESTAMP, INVALID_API_KEY
 from lib.exchange.signing import DEFAULT_RECV_WINDOW_MS, verify
+from lib.paper_exchange.numbers import parse_integer
 
 FUTURE_TOLERANCE_MS = 1000
 
@@ -37,13 +38,13 @@ def authenticate(
         raise _reject(INVALID_API_KEY, "API key is invalid.")
     timestamp_text = _header(headers, "X-BAPI-TIMESTAMP")
     window_text = _header(headers, "X-BAPI-RECV-WINDOW") or str(DEFAULT_RECV_WINDOW_MS)
-    try:
-        timestamp = int(timestamp_text or "")
-        recv_window = int(window_text)
-    except ValueError:
+    # Plain digits only: int() would also take "1_700_000_000_000" and non-ASCII digits.
+    timestamp = parse_integer(timestamp_text or "")
+    recv_window = parse_integer(window_text)
+    if timestamp is None or recv_window is None:
         raise _reject(
             BAD_TIMESTAMP, "invalid request, please check your server timestamp or recv_window param"
-        ) from None
+        )
     if not wall_ms - recv_window <= timestamp < wall_ms + FUTURE_TOLERANCE_MS:
         raise _reject(
             BAD_TIMESTAMP,

@@ -7,7 +7,6 @@ They answer plain JSON (not Bybit's envelope), only to loopback clients; errors 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -17,8 +16,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from lib.errors import AitradexError, Forbidden, InvalidRequest, MalformedBody
-from lib.paper_exchange.engine import PaperEngine, parse_balance
+from lib.paper_exchange.engine import PaperEngine
 from lib.paper_exchange.faults import FaultPlan
+from lib.paper_exchange.json_body import BodyError, load_json_object
+from lib.paper_exchange.numbers import parse_balance
 from lib.paper_exchange.paths import ACCOUNTS, ADVANCE, CLOCK, FAULTS, SET_CLOCK
 
 _LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
@@ -51,13 +52,10 @@ def _control_error(exc: AitradexError) -> JSONResponse:
 
 
 async def _control_body(request: Request, model: type[BaseModel]) -> Any:
-    raw = await request.body()
     try:
-        body = json.loads(raw or b"{}")
-    except ValueError:
-        raise MalformedBody("the body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise MalformedBody("the body must be a JSON object")
+        body = load_json_object(await request.body())
+    except BodyError as exc:
+        raise MalformedBody(str(exc)) from None
     try:
         return model.model_validate(body)
     except ValidationError as exc:

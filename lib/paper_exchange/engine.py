@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from lib.core.timeframes import FIVE_MINUTES_MS
-from lib.errors import ConfigError, InvalidRequest
+from lib.errors import ConfigError
 from lib.paper_exchange import store
 from lib.paper_exchange.book import Book, Fees
 from lib.paper_exchange.clock import ReplayClock
@@ -151,14 +151,3 @@ class PaperEngine:
         """Set an account's leverage for ``symbol`` and persist it."""
         self.book.set_leverage(account, symbol, buy, sell, self.now_ms())
         self.save()
-
-
-def parse_balance(value: object) -> Decimal:
-    """A positive balance from JSON text or number, or InvalidRequest."""
-    try:
-        balance = Decimal(str(value))
-    except ArithmeticError:
-        raise InvalidRequest("balance must be a number", details={"balance": str(value)}) from None
-    if not balance.is_finite() or balance <= 0:
-        raise InvalidRequest("balance must be a positive number", details={"balance": str(value)})
-    return balance

@@ -10,9 +10,10 @@ from typing import Any
 
 from lib.paper_exchange.instruments import CATEGORIES
 from lib.paper_exchange.models import BUY, SELL
-from lib.paper_exchange.numbers import params_error, parse_decimal
+from lib.paper_exchange.numbers import params_error, parse_decimal, parse_integer
 
-ORDER_LINK_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,36}$")
+# Matched with fullmatch: "$" would also match before a trailing newline ("abc\n").
+ORDER_LINK_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,36}")
 ORDER_TYPES = ("Market", "Limit")
 TIME_IN_FORCE = ("GTC", "IOC", "FOK", "PostOnly")
 TRIGGER_BY = ("LastPrice", "MarkPrice", "IndexPrice")
@@ -48,7 +49,7 @@ def _choice(body: Mapping[str, Any], name: str, allowed: tuple[str, ...], defaul
             return default
         raise params_error(f"params error: {name} is required")
     if value not in allowed:
-        raise params_error(f"params error: {name} invalid: {value!r}")
+        raise params_error(f"params error: {name} must be one of {', '.join(allowed)}")
     return str(value)
 
 
@@ -79,15 +80,11 @@ def parse_order_request(body: Mapping[str, Any]) -> OrderRequest:
     price = _positive(body, "price", required=order_type == "Limit") if order_type == "Limit" else None
     tif_default = "GTC" if order_type == "Limit" else "IOC"
     link_id = body.get("orderLinkId", "") or ""
-    if not isinstance(link_id, str) or (link_id and not ORDER_LINK_ID_RE.match(link_id)):
+    if not isinstance(link_id, str) or (link_id and not ORDER_LINK_ID_RE.fullmatch(link_id)):
         raise params_error("params error: orderLinkId must be 1 to 36 characters of A-Z a-z 0-9 _ -")
-    position_idx = body.get("positionIdx", 0)
-    if isinstance(position_idx, bool) or not isinstance(position_idx, int | str):
+    position_idx = parse_integer(body.get("positionIdx", 0))
+    if position_idx is None:
         raise params_error("params error: positionIdx must be an integer")
-    try:
-        position_idx = int(position_idx)
-    except ValueError:
-        raise params_error("params error: positionIdx must be an integer") from None
     return OrderRequest(
         category=category,
         symbol=symbol,

@@ -40,13 +40,7 @@ def serve(config: PaperExchangeConfig) -> None:
     uvicorn.run(create_app(config), host=config.host, port=config.port, log_level="info")
 
 
-@contextmanager
-def running_paper_exchange(config: PaperExchangeConfig) -> Iterator[str]:
-    """Run the paper exchange in a background thread; yields its base URL, stops it on exit.
-
-    ``config.port`` 0 picks a free port. The server binds before this yields, so the URL answers at once.
-    """
-    app = create_app(config)
+def _bound_socket(config: PaperExchangeConfig) -> socket.socket:
     family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
     # proto must say TCP explicitly: asyncio only sets TCP_NODELAY on accepted sockets whose proto is
     # IPPROTO_TCP, and without it every keep-alive answer waits ~40 ms on Nagle + delayed ACK.
@@ -56,8 +50,23 @@ def running_paper_exchange(config: PaperExchangeConfig) -> Iterator[str]:
         sock.bind((config.host, config.port))
     except OSError as exc:
         sock.close()
-        raise ConfigError(f"cannot listen on {config.host}:{config.port}: {exc}") from exc
-    port = sock.getsockname()[1]
+        raise ConfigError(f"cannot listen on {config.host}:{config.port}: {exc.strerror}") from None
+    return sock
+
+
+@contextmanager
+def running_paper_exchange(
+    config: PaperExchangeConfig, *, sock: socket.socket | None = None
+) -> Iterator[str]:
+    """Run the paper exchange in a background thread; yields its base URL, stops it on exit.
+
+    ``config.port`` 0 picks a free port. The server binds before this yields, so the URL answers at once.
+    ``sock``: an already bound socket to serve on instead (``config.host`` and ``config.port`` are then
+    ignored; the stack binds its ports itself, see :mod:`lib.ops.ports`). It is closed on exit.
+    """
+    app = create_app(config)
+    sock = sock if sock is not None else _bound_socket(config)
+    host, port = sock.getsockname()[:2]
     server = uvicorn.Server(
         uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=SHUTDOWN_GRACE_S, lifespan="on")
     )
@@ -71,8 +80,7 @@ def running_paper_exchange(config: PaperExchangeConfig) -> Iterator[str]:
             if not thread.is_alive() or time.monotonic() > deadline:
                 raise ConfigError("the paper exchange did not start")
             time.sleep(0.01)
-        host = f"[{config.host}]" if ":" in config.host else config.host
-        yield f"http://{host}:{port}"
+        yield f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=SHUTDOWN_GRACE_S + 10)

@@ -45,12 +45,12 @@ import numpy.typing as npt
 from lib.core.candles import Candles
 from lib.core.outcomes import NEITHER, SL_FIRST, TP_FIRST, label_outcomes
 from lib.core.vocabulary import ALGORITHMS
-from lib.errors import InvalidRequest
+from lib.errors import ConfigError, InvalidRequest
 from lib.research.backtest_report import BUCKET_EDGES, BacktestReport, BucketRow
 from lib.research.bundled_data import BUNDLED_DATA_DIR, load_all
 from lib.research.resample import resample, timeframe_minutes
 from lib.scoring import quantum_ai, unirail_core
-from lib.scoring.features import BarScores, panel_features, single_symbol_panel
+from lib.scoring.features import MIN_HISTORY, BarScores, panel_features, single_symbol_panel
 from lib.scoring.levels import SL_ATR, TP_ATR
 from lib.scoring.quantum_ai_weights import WEIGHTS_PATH, QuantumWeights, load_weights
 
@@ -224,6 +224,8 @@ def run_backtest(
         plan = _QuantumPlan(weights=weights, out_of_sample=out_of_sample)
 
     candles_by_symbol = load_all(Path(data_dir))
+    if not candles_by_symbol:
+        raise ConfigError(f"no candle files (<SYMBOL>-5m.csv or <SYMBOL>-5m.csv.gz) in {data_dir}")
     symbols = tuple(sorted(candles_by_symbol))
     bar_ms = minutes * 60_000
     all_scores: list[FloatArray] = []
@@ -231,9 +233,11 @@ def run_backtest(
     all_r: list[FloatArray] = []
     all_times: list[IntArray] = []
     incomplete = 0
+    longest = 0
     modes: set[str] = set()
     for done, symbol in enumerate(symbols, start=1):
         candles = resample(candles_by_symbol[symbol], minutes)
+        longest = max(longest, len(candles))
         if len(candles) > 0:
             bars, usable, mode = _score_symbol(algorithm, candles, plan)
             picked = np.flatnonzero(usable)
@@ -266,6 +270,8 @@ def run_backtest(
     results = np.concatenate(all_results) if all_results else np.empty(0, dtype=np.int64)
     r_multiple = np.concatenate(all_r) if all_r else np.empty(0)
     times = np.concatenate(all_times) if all_times else np.empty(0, dtype=np.int64)
+    if scores.shape[0] == 0:
+        raise _nothing_to_report(timeframe, longest, horizon_bars, incomplete)
     return BacktestReport(
         algorithm=algorithm,
         timeframe=str(timeframe),
@@ -281,3 +287,18 @@ def run_backtest(
         sample=_sample_note(algorithm, modes, str(timeframe)),
         rows=_bucket_rows(scores, results, r_multiple),
     )
+
+
+def _nothing_to_report(timeframe: str, longest: int, horizon_bars: int, incomplete: int) -> InvalidRequest:
+    """Why no signal was labelled: an all-zero table would read as a result, so it is an error instead."""
+    if incomplete:
+        reason = (
+            f"all {incomplete} scored bars are too close to the end of the data to reach TP or SL within "
+            f"{horizon_bars} bars (try a shorter --horizon)"
+        )
+    else:
+        reason = (
+            f"the longest series has {longest} bars of timeframe {timeframe}, and a score needs "
+            f"{MIN_HISTORY} bars of history before it (try a shorter --timeframe, or more data)"
+        )
+    return InvalidRequest(f"not enough data: no signal could be scored and labelled: {reason}")

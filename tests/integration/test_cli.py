@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import jwt
+import psycopg
+import pytest
 
 from lib.config import Settings
 from lib.db.session import Caller, Database
+from lib.errors import InvalidRequest
 from lib.services.auth import tokens
+from lib.services.auth.users import create_local_user
 
 
 def _aitradex(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -86,3 +91,53 @@ def test_backtest_refuses_an_unknown_algorithm_with_a_usage_error(test_env: dict
     result = _aitradex(test_env, "backtest", "--algorithm", "moon_ai")
     assert result.returncode == 2
     assert "invalid choice" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        (("--data", "{empty}"), "no candle files"),
+        (("--timeframe", "D"), "not enough data: no signal could be scored and labelled"),
+    ],
+    ids=["empty-data-folder", "daily-bars"],
+)
+def test_a_backtest_with_nothing_to_report_says_why_and_exits_1(
+    test_env: dict[str, str], tmp_path: Path, args: tuple[str, ...], reason: str
+) -> None:
+    args = tuple(a.replace("{empty}", str(tmp_path)) for a in args)
+
+    result = _aitradex(test_env, "backtest", "--algorithm", "unirail_core", *args)
+
+    assert result.returncode == 1, result.stdout
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert reason in result.stderr
+    assert "TP first" not in result.stdout  # no all-zero table
+
+
+@pytest.mark.parametrize("hours", ["-1", "0", "nan", "inf", "169"])
+def test_user_create_refuses_a_token_lifetime_that_is_expired_or_endless(
+    test_env: dict[str, str], hours: str
+) -> None:
+    result = _aitradex(test_env, "user", "create", "ttl@test.local", "--ttl-hours", hours)
+
+    assert result.returncode == 2
+    assert "--ttl-hours" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "eyJ" not in result.stdout  # no token was printed
+
+
+@pytest.mark.parametrize("ttl_s", [-3600, 0, 7 * 24 * 3600 + 1])
+def test_a_local_user_token_must_live_between_now_and_a_week(
+    owner_conn: psycopg.Connection, settings: Settings, ttl_s: int
+) -> None:
+    with pytest.raises(InvalidRequest, match="token lifetime must be above 0 and at most 168 hours"):
+        create_local_user(owner_conn, "ttl@test.local", settings.jwt_secret.reveal(), ttl_s=ttl_s)
+
+
+@pytest.mark.parametrize("balance", ["1e999999", "0", "-5", "NaN", "1000000000000.5"])
+def test_paper_account_create_refuses_a_balance_out_of_bounds(test_env: dict[str, str], balance: str) -> None:
+    result = _aitradex(test_env, "paper-account", "create", "--balance", balance)
+
+    assert result.returncode == 2
+    assert "balance must be a plain decimal above 0 and at most 1,000,000,000,000 USDT" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from lib.core.candles import Candles
-from lib.errors import InvalidRequest
+from lib.errors import ConfigError, InvalidRequest
 from lib.research.backtest import run_backtest
 from lib.research.backtest_report import BUCKET_EDGES, BacktestReport, format_table, read_csv, write_csv
 from lib.research.bundled_data import load_all
@@ -213,3 +213,26 @@ def test_the_bundled_data_has_the_expected_shape_for_these_tests() -> None:
     candles = load_all()
     assert len(candles) == 8
     assert all(len(c) > 5000 for c in candles.values())
+
+
+def test_an_empty_data_folder_is_an_error_not_an_all_zero_table(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=rf"no candle files .* in {tmp_path}"):
+        run_backtest("unirail_core", tmp_path)
+
+
+def test_too_few_bars_for_a_score_is_an_error_that_says_why(tmp_path: Path) -> None:
+    write_symbol(tmp_path, "CLIMB", *steady_climb(150))
+    with pytest.raises(
+        InvalidRequest, match="the longest series has 150 bars of timeframe 5, and a score needs 200"
+    ):
+        run_backtest("unirail_core", tmp_path)
+    with pytest.raises(InvalidRequest, match="not enough data"):
+        run_backtest("unirail_core", timeframe="D")  # 20 days of bundled data: 20 daily bars at most
+
+
+def test_scored_bars_that_all_run_past_the_data_are_an_error_that_says_why(tmp_path: Path) -> None:
+    write_symbol(tmp_path, "CLIMB", *steady_climb(205))
+    with pytest.raises(
+        InvalidRequest, match=r"too close to the end of the data .* \(try a shorter --horizon\)"
+    ):
+        run_backtest("unirail_core", tmp_path, horizon_bars=48)

@@ -77,7 +77,7 @@ class Caller:
         """A caller from verified JWT claims. Raises Forbidden for a role the API does not serve."""
         role = claims.get("role")
         if role not in ROLES:
-            raise Forbidden(f"role {role!r} may not use the API")
+            raise Forbidden("the token's role may not use the API")
         if role == "authenticated" and not claims.get("sub"):
             raise Forbidden("an authenticated token must name its user (sub)")
         return cls(role=role, claims=dict(claims), headers=dict(headers or {}))

@@ -25,6 +25,7 @@ from typing import Any
 from starlette.requests import Request
 
 from lib.errors import MalformedBody, PayloadTooLarge
+from lib.json_nesting import nesting_depth
 
 MAX_BODY_BYTES = 256 * 1024
 # No request model nests deeper than 4; 64 leaves room for any reasonable client and no more.
@@ -32,27 +33,7 @@ MAX_DEPTH = 64
 # The longest number a request model accepts has 30 digits; 100 characters covers any spelling of it.
 MAX_NUMBER_CHARS = 100
 
-# A JSON string literal, escapes included (the unrolled form: linear time, no backtracking).
-_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
-_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
-_OPENERS = frozenset(b"[{")
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-
-
-def nesting_depth(raw: bytes, limit: int = MAX_DEPTH) -> int:
-    """The deepest nesting of arrays and objects in ``raw`` (counting stops just past ``limit``)."""
-    brackets = _STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
-    depth = deepest = 0
-    for byte in brackets:
-        if byte in _OPENERS:
-            depth += 1
-            if depth > deepest:
-                deepest = depth
-                if deepest > limit:
-                    break
-        else:
-            depth -= 1
-    return deepest
 
 
 def _int(text: str) -> int:
@@ -97,7 +78,7 @@ def parse_json(raw: bytes) -> Any:
     """The JSON value in ``raw`` (``None`` for an empty body), or MalformedBody if it breaks a bound."""
     if not raw.strip():
         return None
-    if nesting_depth(raw) > MAX_DEPTH:
+    if nesting_depth(raw, MAX_DEPTH) > MAX_DEPTH:
         raise MalformedBody(f"the body is nested more than {MAX_DEPTH} levels deep")
     try:
         text = raw.decode("utf-8")

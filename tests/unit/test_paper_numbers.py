@@ -7,7 +7,8 @@ from decimal import Decimal
 import pytest
 
 from lib.errors import InvalidRequest
-from lib.paper_exchange.json_body import BodyError, load_json_object, nesting_depth
+from lib.json_nesting import nesting_depth
+from lib.paper_exchange.json_body import BodyError, load_json_object
 from lib.paper_exchange.numbers import MAX_BALANCE, parse_balance, parse_integer, plain_decimal
 
 
@@ -66,9 +67,9 @@ def test_balances_are_bounded() -> None:
 
 
 def test_nesting_depth_ignores_brackets_inside_strings() -> None:
-    assert nesting_depth(b'{"a": [1, {"b": "[[[{{{\\"]]]"}]}') == 3
-    assert nesting_depth(b"1") == 0
-    assert nesting_depth(b"[" * 100_000, stop_above=32) == 33
+    assert nesting_depth(b'{"a": [1, {"b": "[[[{{{\\"]]]"}]}', 64) == 3
+    assert nesting_depth(b"1", 64) == 0
+    assert nesting_depth(b"[" * 100_000, 32) == 33
 
 
 def test_a_body_deeper_than_the_limit_is_refused_before_parsing() -> None:

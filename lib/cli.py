@@ -14,6 +14,7 @@ Subcommands:
   backtest --algorithm NAME    replay the data; per score bucket: signals, TP-first, SL-first, neither, mean R
   migrate                      apply pending migrations only
   scan -t TF [--dry-run ...]   scan a timeframe now, in this process (not over HTTP), and print a summary
+  data download --symbols ...  closed candles from Bybit (or the paper exchange) into CSV files, resumable
 
 Exit codes: 0 success, 1 failure (the reason on stderr, one line), 2 bad usage. A failure never shows
 a traceback: an unexpected error is one line too (``aitradex --traceback ...`` shows it in full).
@@ -38,6 +39,7 @@ from lib.db.target import admin_connection, check_reachable, database_target, st
 from lib.errors import AitradexError, ConfigError
 from lib.local_state import db_name_from, read_stack, state_dir_from
 from lib.ops import stack_runner
+from lib.ops.data.command import add_download_arguments
 from lib.ops.rebuild import rebuild
 from lib.services.auth.users import create_local_user
 
@@ -361,6 +363,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="score and record the run, store no signal")
     p.add_argument("--environment", choices=ENVIRONMENTS, help="default: exchange.environment (paper)")
     p.set_defaults(func=cmd_scan)
+
+    p = sub.add_parser("data", help="market data files")
+    data_sub = p.add_subparsers(dest="data_command", required=True)
+    add_download_arguments(data_sub.add_parser("download", help="download closed candles into CSV files"))
     return parser
 
 

@@ -37,7 +37,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lib.research.backtest_report import BUCKET_EDGES
-from lib.research.baseline import baseline_means, bootstrap_means, draw_keys
+from lib.research.baseline import baseline_means, baseline_rows, bootstrap_means, draw_keys
 from lib.research.exits import HORIZON, SL, TP, ExitRules, Exits, find_exits
 from lib.research.market import Market, MarketScores
 from lib.research.simulation import signal_rows
@@ -172,6 +172,89 @@ def _pct(part: int, whole: int) -> float:
     return 100.0 * part / whole if whole else math.nan
 
 
+@dataclass(frozen=True, slots=True)
+class BaselinePlan:
+    """The signals with a final outcome, their buckets, and the pools the baseline draws from.
+
+    ``masks[b]`` selects bucket ``b``'s signals (``names[b]``). Pools are sorted by group (``2 *
+    symbol index + (1 for SHORT)``): group ``g`` is ``pool_*[pool_start[g]:pool_start[g + 1]]``;
+    ``counts[b, g]`` is bucket ``b``'s number of signals in group ``g``.
+    """
+
+    names: tuple[str, ...]
+    lows: tuple[float, ...]
+    highs: tuple[float, ...]
+    masks: BoolArray
+    signal_rows: IntArray
+    signal_sign: npt.NDArray[np.int8]
+    signal_r: FloatArray
+    signal_cost: FloatArray
+    signal_reason: npt.NDArray[np.int8]
+    pool_rows: IntArray
+    pool_sign: npt.NDArray[np.int8]
+    pool_r: FloatArray
+    pool_start: IntArray
+    counts: IntArray
+    left_out: int
+
+    def draw(self, seed: int, draw: int, bucket: int) -> tuple[IntArray, npt.NDArray[np.int8]]:
+        """The market rows and sides that draw ``draw`` (0-based) of ``seed`` enters for ``bucket``:
+        exactly the trades whose mean R is ``baseline_means(...)[bucket, draw]``."""
+        key = draw_keys(seed, draw + 1)[draw]
+        at = baseline_rows(key, bucket, self.counts[bucket], np.arange(self.pool_rows.size), self.pool_start)
+        return self.pool_rows[at], self.pool_sign[at]
+
+    def baseline(self, seed: int, draws: int) -> FloatArray:
+        """Every draw's mean R for every bucket (buckets x draws)."""
+        return baseline_means(draw_keys(seed, draws), self.counts, self.pool_r, self.pool_start)
+
+
+def baseline_plan(
+    market: Market,
+    scores: MarketScores,
+    threshold: float,
+    *,
+    rules: ExitRules = ExitRules(),  # noqa: B008 - frozen: one shared default is safe
+    start_ms: int | None = None,
+    end_ms: int | None = None,
+) -> BaselinePlan:
+    """Every scored bar in ``[start_ms, end_ms)`` as a signal, both sides' exits, buckets and pools."""
+    rows = signal_rows(market, scores, -math.inf, start_ms=start_ms, end_ms=end_ms)
+    sides = side_outcomes(market, scores, rows, rules)
+    final = sides.chosen.final
+    sig_rows = rows[final]
+    sig_sign = scores.sign[sig_rows]
+    sig_r = sides.chosen.r_net[final]
+    other_final = sides.other.final
+    pool_rows = np.concatenate([sig_rows, sides.other_rows[other_final]])
+    pool_sign = np.concatenate([sig_sign, sides.other_sign[other_final]]).astype(np.int8)
+    pool_r = np.concatenate([sig_r, sides.other.r_net[other_final]])
+    groups = 2 * len(market.symbols)
+    pool_group = 2 * market.symbol_id[pool_rows] + (pool_sign < 0)
+    order = np.argsort(pool_group, kind="stable")
+    pool_start = np.searchsorted(pool_group[order], np.arange(groups + 1)).astype(np.int64)
+    buckets = bucket_masks(scores.score[sig_rows], threshold)
+    sig_group = 2 * market.symbol_id[sig_rows] + (sig_sign < 0)
+    counts = np.stack([np.bincount(sig_group[m], minlength=groups) for *_, m in buckets]).astype(np.int64)
+    return BaselinePlan(
+        names=tuple(name for name, *_ in buckets),
+        lows=tuple(low for _, low, _, _ in buckets),
+        highs=tuple(high for _, _, high, _ in buckets),
+        masks=np.stack([m for *_, m in buckets]),
+        signal_rows=sig_rows,
+        signal_sign=sig_sign,
+        signal_r=sig_r,
+        signal_cost=(sides.chosen.r_gross - sides.chosen.r_net)[final],
+        signal_reason=sides.chosen.reason[final],
+        pool_rows=pool_rows[order],
+        pool_sign=pool_sign[order],
+        pool_r=pool_r[order],
+        pool_start=pool_start,
+        counts=counts,
+        left_out=int(rows.size - sig_rows.size),
+    )
+
+
 def bucket_evidence(
     market: Market,
     scores: MarketScores,
@@ -184,48 +267,32 @@ def bucket_evidence(
     start_ms: int | None = None,
     end_ms: int | None = None,
 ) -> Evidence:
-    """The per-bucket evidence of ``scores`` on ``market`` (signal bars in ``[start_ms, end_ms)``)."""
+    """The per-bucket evidence of ``scores`` on ``market`` (signal bars in ``[start_ms, end_ms)``).
+
+    The baseline's draws come from ``seed``, the bootstrap's from ``seed + 1``.
+    """
     if draws < 1 or bootstrap < 1:
         raise ValueError("draws and bootstrap must be at least 1")
-    rows = signal_rows(market, scores, -math.inf, start_ms=start_ms, end_ms=end_ms)
-    sides = side_outcomes(market, scores, rows, rules)
-    final = sides.chosen.final
-    sig_rows = rows[final]
-    sig_r = sides.chosen.r_net[final]
-    sig_cost = (sides.chosen.r_gross - sides.chosen.r_net)[final]
-    sig_reason = sides.chosen.reason[final]
-    sig_sign = scores.sign[sig_rows]
-    sig_group = 2 * market.symbol_id[sig_rows] + (sig_sign < 0)
-
-    # Pools: every final outcome of each (symbol, side), grouped, for the baseline.
-    other_final = sides.other.final
-    pool_rows = np.concatenate([sig_rows, sides.other_rows[other_final]])
-    pool_sign = np.concatenate([sig_sign, sides.other_sign[other_final]])
-    pool_r = np.concatenate([sig_r, sides.other.r_net[other_final]])
-    pool_group = 2 * market.symbol_id[pool_rows] + (pool_sign < 0)
-    order = np.argsort(pool_group, kind="stable")
-    groups = 2 * len(market.symbols)
-    pool_start = np.searchsorted(pool_group[order], np.arange(groups + 1)).astype(np.int64)
-
-    masks = bucket_masks(scores.score[sig_rows], threshold)
-    counts = np.stack([np.bincount(sig_group[m], minlength=groups) for _, _, _, m in masks]).astype(np.int64)
-    base = baseline_means(draw_keys(seed, draws), counts, pool_r[order], pool_start)
-    values = np.concatenate([sig_r[m] for _, _, _, m in masks])
-    starts = np.concatenate([[0], np.cumsum([int(m.sum()) for _, _, _, m in masks])]).astype(np.int64)
-    boot = bootstrap_means(values, starts, draw_keys(seed + 1, len(masks)), bootstrap)
+    plan = baseline_plan(market, scores, threshold, rules=rules, start_ms=start_ms, end_ms=end_ms)
+    base = plan.baseline(seed, draws)
+    values = np.concatenate([plan.signal_r[m] for m in plan.masks])
+    sizes = plan.masks.sum(axis=1)
+    starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    boot = bootstrap_means(values, starts, draw_keys(seed + 1, len(plan.names)), bootstrap)
 
     out: list[BucketEvidence] = []
     nan = math.nan
-    for b, (name, low, high, mask) in enumerate(masks):
-        n = int(mask.sum())
-        reason = sig_reason[mask]
-        mean = float(sig_r[mask].mean()) if n else nan
+    for b, name in enumerate(plan.names):
+        mask = plan.masks[b]
+        n = int(sizes[b])
+        reason = plan.signal_reason[mask]
+        mean = float(plan.signal_r[mask].mean()) if n else nan
         ci = np.percentile(boot[b], [2.5, 97.5]) if n else (nan, nan)
         out.append(
             BucketEvidence(
                 bucket=name,
-                low=low,
-                high=high,
+                low=plan.lows[b],
+                high=plan.highs[b],
                 signals=n,
                 tp_first_pct=_pct(int(np.sum(reason == TP)), n),
                 sl_first_pct=_pct(int(np.sum(reason == SL)), n),
@@ -235,10 +302,10 @@ def bucket_evidence(
                 mean_r_ci_high=float(ci[1]),
                 baseline_mean_r_net=float(base[b].mean()) if n else nan,
                 p_value=(1.0 + float(np.sum(base[b] >= mean))) / (1.0 + draws) if n else nan,
-                mean_cost_r=float(sig_cost[mask].mean()) if n else nan,
+                mean_cost_r=float(plan.signal_cost[mask].mean()) if n else nan,
             )
         )
-    times = market.open_time_ms[sig_rows]
+    times = market.open_time_ms[plan.signal_rows]
     return Evidence(
         threshold=float(threshold),
         rules=rules,
@@ -247,7 +314,7 @@ def bucket_evidence(
         seed=seed,
         first_bar_ms=int(times.min()) if times.size else None,
         last_bar_ms=int(times.max()) if times.size else None,
-        left_out=int(rows.size - sig_rows.size),
+        left_out=plan.left_out,
         rows=tuple(out),
         baseline=base,
     )

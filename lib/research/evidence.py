@@ -31,14 +31,15 @@ are not in its pool. Seeds: :mod:`lib.research.baseline` (fixed, thread-count in
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from lib.research.backtest_report import BUCKET_EDGES
 from lib.research.baseline import baseline_means, baseline_rows, bootstrap_means, draw_keys
-from lib.research.exits import HORIZON, SL, TP, ExitRules, Exits, find_exits
+from lib.research.exits import HORIZON, SL, TP, ExitRules, find_exits
 from lib.research.market import Market, MarketScores
 from lib.research.simulation import signal_rows
 from lib.scoring.levels import levels, levels_valid
@@ -126,48 +127,6 @@ def bucket_masks(score: FloatArray, threshold: float) -> list[tuple[str, float, 
     return out
 
 
-@dataclass(frozen=True, slots=True)
-class SideOutcomes:
-    """For signal rows: the scored side's exits (``chosen``) and the other side's (``other``, only at
-    ``other_rows``: where its levels can be placed)."""
-
-    rows: IntArray
-    chosen: Exits
-    other_rows: IntArray
-    other_sign: npt.NDArray[np.int8]
-    other: Exits
-
-
-def side_outcomes(market: Market, scores: MarketScores, rows: IntArray, rules: ExitRules) -> SideOutcomes:
-    """Both sides' exits at ``rows``, in one compiled pass (module docstring: the other side's levels)."""
-    other = (-scores.sign[rows]).astype(np.int8)
-    entry = scores.entry[rows]
-    atr = scores.atr[rows]
-    placeable = levels_valid(entry, atr, other)
-    stop, take = levels(entry, atr, other)
-    both_rows = np.concatenate([rows, rows[placeable]])
-    both = find_exits(
-        market,
-        both_rows,
-        np.concatenate([scores.sign[rows], other[placeable]]),
-        np.concatenate([scores.stop_loss[rows], stop[placeable]]),
-        np.concatenate([scores.take_profit[rows], take[placeable]]),
-        rules,
-    )
-    n = rows.shape[0]
-
-    def part(sl: slice) -> Exits:
-        return Exits(**{f.name: getattr(both, f.name)[sl] for f in fields(Exits)})
-
-    return SideOutcomes(
-        rows=rows,
-        chosen=part(slice(0, n)),
-        other_rows=rows[placeable],
-        other_sign=other[placeable],
-        other=part(slice(n, None)),
-    )
-
-
 def _pct(part: int, whole: int) -> float:
     return 100.0 * part / whole if whole else math.nan
 
@@ -218,21 +177,56 @@ def baseline_plan(
     start_ms: int | None = None,
     end_ms: int | None = None,
 ) -> BaselinePlan:
-    """Every scored bar in ``[start_ms, end_ms)`` as a signal, both sides' exits, buckets and pools."""
+    """Every scored bar in ``[start_ms, end_ms)`` as a signal, both sides' exits, buckets and pools.
+
+    One symbol at a time: its bars' exits on both sides in one compiled pass, of which only the R,
+    the cost and the reason are kept (the full exit table of every bar, twice, would be the peak of
+    the whole report). Pools come out grouped in order: LONG then SHORT of each symbol in turn.
+    """
     rows = signal_rows(market, scores, -math.inf, start_ms=start_ms, end_ms=end_ms)
-    sides = side_outcomes(market, scores, rows, rules)
-    final = sides.chosen.final
-    sig_rows = rows[final]
-    sig_sign = scores.sign[sig_rows]
-    sig_r = sides.chosen.r_net[final]
-    other_final = sides.other.final
-    pool_rows = np.concatenate([sig_rows, sides.other_rows[other_final]])
-    pool_sign = np.concatenate([sig_sign, sides.other_sign[other_final]]).astype(np.int8)
-    pool_r = np.concatenate([sig_r, sides.other.r_net[other_final]])
+    cuts = np.searchsorted(rows, market.start)
+    parts: dict[str, list[npt.NDArray[np.generic]]] = {
+        name: [] for name in ("rows", "sign", "r", "cost", "reason", "pool_rows", "pool_sign", "pool_r")
+    }
+    sizes: list[int] = []
+    for k in range(len(market.symbols)):
+        mine = rows[cuts[k] : cuts[k + 1]]
+        chosen = scores.sign[mine]
+        other = (-chosen).astype(np.int8)
+        entry, atr = scores.entry[mine], scores.atr[mine]
+        placeable = levels_valid(entry, atr, other)
+        stop, take = levels(entry[placeable], atr[placeable], other[placeable])
+        both_rows = np.concatenate([mine, mine[placeable]])
+        both_sign = np.concatenate([chosen, other[placeable]])
+        ex = find_exits(
+            market,
+            both_rows,
+            both_sign,
+            np.concatenate([scores.stop_loss[mine], stop]),
+            np.concatenate([scores.take_profit[mine], take]),
+            rules,
+        )
+        final = ex.final
+        signal = final.copy()
+        signal[mine.size :] = False
+        parts["rows"].append(both_rows[signal])
+        parts["sign"].append(both_sign[signal])
+        parts["r"].append(ex.r_net[signal])
+        parts["cost"].append((ex.r_gross - ex.r_net)[signal])
+        parts["reason"].append(ex.reason[signal])
+        for side in (1, -1):
+            pick = final & (both_sign == side)
+            parts["pool_rows"].append(both_rows[pick])
+            parts["pool_sign"].append(both_sign[pick])
+            parts["pool_r"].append(ex.r_net[pick])
+            sizes.append(int(pick.sum()))
+
+    def joined(name: str, dtype: type) -> npt.NDArray[Any]:
+        return np.concatenate(parts[name]).astype(dtype) if parts[name] else np.empty(0, dtype=dtype)
+
+    sig_rows = joined("rows", np.int64)
+    sig_sign = joined("sign", np.int8)
     groups = 2 * len(market.symbols)
-    pool_group = 2 * market.symbol_id[pool_rows] + (pool_sign < 0)
-    order = np.argsort(pool_group, kind="stable")
-    pool_start = np.searchsorted(pool_group[order], np.arange(groups + 1)).astype(np.int64)
     buckets = bucket_masks(scores.score[sig_rows], threshold)
     sig_group = 2 * market.symbol_id[sig_rows] + (sig_sign < 0)
     counts = np.stack([np.bincount(sig_group[m], minlength=groups) for *_, m in buckets]).astype(np.int64)
@@ -243,13 +237,13 @@ def baseline_plan(
         masks=np.stack([m for *_, m in buckets]),
         signal_rows=sig_rows,
         signal_sign=sig_sign,
-        signal_r=sig_r,
-        signal_cost=(sides.chosen.r_gross - sides.chosen.r_net)[final],
-        signal_reason=sides.chosen.reason[final],
-        pool_rows=pool_rows[order],
-        pool_sign=pool_sign[order],
-        pool_r=pool_r[order],
-        pool_start=pool_start,
+        signal_r=joined("r", np.float64),
+        signal_cost=joined("cost", np.float64),
+        signal_reason=joined("reason", np.int8),
+        pool_rows=joined("pool_rows", np.int64),
+        pool_sign=joined("pool_sign", np.int8),
+        pool_r=joined("pool_r", np.float64),
+        pool_start=np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]).astype(np.int64),
         counts=counts,
         left_out=int(rows.size - sig_rows.size),
     )

@@ -3,7 +3,8 @@
 :func:`bucket_evidence` treats every scored bar as a signal on its scored side (no portfolio limits:
 each one is evaluated on its own, with the exit rules and costs of :mod:`lib.research.exits`) and
 groups them by score: ``0-10``, ``10-20``, ..., ``90-100`` (the top one includes 100) and
-``>=threshold``. Only final outcomes count (TP, SL or the full horizon); a signal whose horizon runs
+``>=threshold`` (the simulation's signals: the score as the scanner stores it, two decimals, at least
+the threshold). Only final outcomes count (TP, SL or the full horizon); a signal whose horizon runs
 past the data's end, or that could not be entered, is left out (``Evidence.left_out``).
 
 Per bucket:
@@ -41,7 +42,7 @@ from lib.research.backtest_report import BUCKET_EDGES
 from lib.research.baseline import baseline_means, baseline_rows, bootstrap_means, draw_keys
 from lib.research.exits import HORIZON, SL, TP, ExitRules, find_exits
 from lib.research.market import Market, MarketScores
-from lib.research.simulation import signal_rows
+from lib.research.simulation import qualifies, signal_rows
 from lib.scoring.levels import levels, levels_valid
 
 FloatArray = npt.NDArray[np.float64]
@@ -123,7 +124,7 @@ def bucket_masks(score: FloatArray, threshold: float) -> list[tuple[str, float, 
             low, high = BUCKET_EDGES[k], BUCKET_EDGES[k + 1]
             upper = score <= high if k == top else score < high
             out.append((f"{low:.0f}-{high:.0f}", low, high, (score >= low) & upper))
-        out.append((f">={threshold:g}", float(threshold), 100.0, score >= threshold))
+        out.append((f">={threshold:g}", float(threshold), 100.0, qualifies(score, threshold)))
     return out
 
 

@@ -3,8 +3,10 @@
 :func:`simulate` takes a :class:`~lib.research.market.Market`, an algorithm's scores on it and a
 threshold, and trades like the executor (:mod:`lib.services.execution`):
 
-1. **Signals**: every scored bar with ``score >= threshold`` (optionally only signal bars in
-   ``[start_ms, end_ms)``), on the scored side with the signal's entry (the bar's close), SL and TP.
+1. **Signals**: every scored bar whose score, rounded to two decimals as the scanner stores and judges
+   it (``numeric(5, 2)``), is at least ``threshold`` (:func:`qualifies`); optionally only signal bars
+   in ``[start_ms, end_ms)``. Each is on the scored side with the signal's entry (the bar's close),
+   SL and TP.
 2. **Exits** of all of them at once, in one compiled pass (:func:`lib.research.exits.find_exits`):
    entry at the next bar's open plus slippage, SL/TP inside later bars (SL first when one bar reaches
    both), or the horizon's close; taker fees on entry and exit. The signal's SL/TP prices are kept, as
@@ -205,6 +207,12 @@ class Simulation:
         )
 
 
+def qualifies(score: npt.ArrayLike, threshold: float) -> npt.NDArray[np.bool_]:
+    """Where ``score`` reaches ``threshold`` as the scanner judges it: on the stored two-decimal score."""
+    with np.errstate(invalid="ignore"):
+        return np.asarray(np.round(np.asarray(score, dtype=np.float64), 2) >= threshold, dtype=np.bool_)
+
+
 def signal_rows(
     market: Market,
     scores: MarketScores,
@@ -213,10 +221,8 @@ def signal_rows(
     start_ms: int | None = None,
     end_ms: int | None = None,
 ) -> IntArray:
-    """Market rows that are signals: scored, ``score >= threshold``, signal bar in ``[start_ms, end_ms)``."""
-    mask = scores.valid.copy()
-    with np.errstate(invalid="ignore"):
-        mask &= scores.score >= threshold
+    """Market rows that are signals: scored, :func:`qualifies`, signal bar in ``[start_ms, end_ms)``."""
+    mask = scores.valid & qualifies(scores.score, threshold)
     if start_ms is not None:
         mask &= market.open_time_ms >= start_ms
     if end_ms is not None:

@@ -14,7 +14,7 @@ from lib.core.sizing import size_order
 from lib.errors import InvalidRequest
 from lib.research.exits import END, HORIZON, NO_ENTRY, SL, TP, ExitRules, find_exits
 from lib.research.market import Market, MarketScores, build_market, market_scores, score_market
-from lib.research.simulation import PortfolioRules, derive_filters, market_filters, simulate
+from lib.research.simulation import PortfolioRules, derive_filters, market_filters, qualifies, simulate
 
 FIVE = 5 * 60 * 1000
 T0 = 1_704_067_200_000  # 2024-01-01 00:00 UTC
@@ -372,3 +372,10 @@ def test_scores_must_be_on_the_markets_bars() -> None:
         market_scores(market, {})
     with pytest.raises(InvalidRequest):
         build_market({"X": candles("X", flat(3))}, 7 * FIVE)
+
+
+def test_a_score_qualifies_as_the_scanner_stores_it_to_two_decimals() -> None:
+    assert qualifies(np.array([79.996, 79.994, 80.0, np.nan]), 80.0).tolist() == [True, False, True, False]
+    market = one_symbol([*flat(2), (100, 111, 99.5, 110), *flat(3, 110)])
+    sim = simulate(market, signals(market, {0: (1, 79.996, 95.0, 110.0)}), 80.0, rules=FREE)
+    assert sim.signals == len(sim.trades) == 1

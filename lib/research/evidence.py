@@ -41,7 +41,7 @@ import numpy.typing as npt
 from lib.research.backtest_report import BUCKET_EDGES
 from lib.research.baseline import baseline_means, baseline_rows, bootstrap_means, draw_keys
 from lib.research.exits import HORIZON, SL, TP, ExitRules, find_exits
-from lib.research.market import Market, MarketScores
+from lib.research.market import Market, MarketScores, Progress
 from lib.research.simulation import qualifies, signal_rows
 from lib.scoring.levels import levels, levels_valid
 
@@ -177,12 +177,14 @@ def baseline_plan(
     rules: ExitRules = ExitRules(),  # noqa: B008 - frozen: one shared default is safe
     start_ms: int | None = None,
     end_ms: int | None = None,
+    progress: Progress | None = None,
 ) -> BaselinePlan:
     """Every scored bar in ``[start_ms, end_ms)`` as a signal, both sides' exits, buckets and pools.
 
     One symbol at a time: its bars' exits on both sides in one compiled pass, of which only the R,
     the cost and the reason are kept (the full exit table of every bar, twice, would be the peak of
     the whole report). Pools come out grouped in order: LONG then SHORT of each symbol in turn.
+    ``progress(done, total)`` is called after each symbol.
     """
     rows = signal_rows(market, scores, -math.inf, start_ms=start_ms, end_ms=end_ms)
     cuts = np.searchsorted(rows, market.start)
@@ -221,6 +223,8 @@ def baseline_plan(
             parts["pool_sign"].append(both_sign[pick])
             parts["pool_r"].append(ex.r_net[pick])
             sizes.append(int(pick.sum()))
+        if progress is not None:
+            progress(k + 1, len(market.symbols))
 
     def joined(name: str, dtype: type) -> npt.NDArray[Any]:
         return np.concatenate(parts[name]).astype(dtype) if parts[name] else np.empty(0, dtype=dtype)
@@ -261,14 +265,18 @@ def bucket_evidence(
     seed: int = DEFAULT_SEED,
     start_ms: int | None = None,
     end_ms: int | None = None,
+    progress: Progress | None = None,
 ) -> Evidence:
     """The per-bucket evidence of ``scores`` on ``market`` (signal bars in ``[start_ms, end_ms)``).
 
-    The baseline's draws come from ``seed``, the bootstrap's from ``seed + 1``.
+    The baseline's draws come from ``seed``, the bootstrap's from ``seed + 1``. ``progress(done,
+    total)`` is called after each symbol's exits (the draws and the bootstrap follow, a few seconds).
     """
     if draws < 1 or bootstrap < 1:
         raise ValueError("draws and bootstrap must be at least 1")
-    plan = baseline_plan(market, scores, threshold, rules=rules, start_ms=start_ms, end_ms=end_ms)
+    plan = baseline_plan(
+        market, scores, threshold, rules=rules, start_ms=start_ms, end_ms=end_ms, progress=progress
+    )
     base = plan.baseline(seed, draws)
     values = np.concatenate([plan.signal_r[m] for m in plan.masks])
     sizes = plan.masks.sum(axis=1)

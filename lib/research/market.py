@@ -19,8 +19,9 @@ OpenMP is installed) does not allow two threads to launch parallel kernels at on
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -39,6 +40,8 @@ from lib.scoring.quantum_ai_weights import CalibratedModel, load_weights
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
+
+Progress = Callable[[int, int], None]
 
 _FEATURES_LOCK = threading.Lock()
 
@@ -193,10 +196,16 @@ def score_symbol(algorithm: str, candles: Candles, model: CalibratedModel | None
 
 
 def score_market(
-    algorithm: str, market: Market, model: CalibratedModel | None = None, *, workers: int | None = None
+    algorithm: str,
+    market: Market,
+    model: CalibratedModel | None = None,
+    *,
+    workers: int | None = None,
+    progress: Progress | None = None,
 ) -> MarketScores:
     """Score every row of ``market`` with ``algorithm``, symbols spread over ``workers`` threads
-    (default: numba's thread count; module docstring)."""
+    (default: numba's thread count; module docstring). ``progress(done, total)`` is called, from the
+    calling thread, after each symbol."""
     if algorithm not in (unirail_core.NAME, quantum_ai.NAME):
         raise InvalidRequest(f"unknown algorithm {algorithm!r}")
     if algorithm == quantum_ai.NAME and model is None:
@@ -209,9 +218,11 @@ def score_market(
         # the peak to one symbol's worth of them per thread.
         return replace(score_symbol(algorithm, market.candles[symbol], model), components={})
 
-    if width == 1 or len(names) < 2:
-        bars = [scored(s) for s in names]
-    else:
-        with ThreadPoolExecutor(max_workers=width) as pool:
-            bars = list(pool.map(scored, names))
+    bars: list[BarScores] = []
+    with ThreadPoolExecutor(max_workers=width) if width > 1 else nullcontext() as pool:
+        results = pool.map(scored, names) if pool is not None else map(scored, names)
+        for done, result in enumerate(results, start=1):
+            bars.append(result)
+            if progress is not None:
+                progress(done, len(names))
     return market_scores(market, dict(zip(names, bars, strict=True)))

@@ -13,9 +13,10 @@ import pytest
 
 from lib.core.candles import Candles
 from lib.research.baseline import bootstrap_means, draw_keys
+from lib.research.bundled_data import BUNDLED_DATA_DIR
 from lib.research.evidence import BUCKET_COLUMNS, Evidence, baseline_plan, bucket_evidence
-from lib.research.exits import ExitRules, find_exits
-from lib.research.market import Market, MarketScores, build_market
+from lib.research.exits import END, HORIZON, SL, TP, ExitRules, find_exits
+from lib.research.market import Market, MarketScores, build_market, load_market, score_market
 from lib.research.report_files import read_buckets_csv, write_report_files
 from lib.research.simulation import simulate
 from lib.scoring.levels import levels
@@ -246,3 +247,33 @@ def test_report_files_have_the_issues_columns_and_read_back(market: Market, tmp_
     equity = paths["equity"].read_text().splitlines()
     assert equity[0] == "time,equity"
     assert len(equity) == sim.equity.size + 1
+
+
+def test_scoring_on_threads_gives_the_serial_scores_and_both_report_progress(market: Market) -> None:
+    calls: list[tuple[int, int]] = []
+    serial = score_market("unirail_core", market, workers=1, progress=lambda d, t: calls.append((d, t)))
+    threaded = score_market("unirail_core", market, workers=2)
+    assert calls == [(1, 3), (2, 3), (3, 3)]
+    assert serial.valid.sum() > 0.9 * len(market)
+    for name in ("valid", "sign", "score", "stop_loss", "take_profit"):
+        assert np.array_equal(getattr(serial, name), getattr(threaded, name), equal_nan=True)
+    seen: list[tuple[int, int]] = []
+    bucket_evidence(market, serial, 80.0, draws=5, bootstrap=5, progress=lambda d, t: seen.append((d, t)))
+    assert seen == [(1, 3), (2, 3), (3, 3)]
+
+
+def test_the_bundled_candles_run_end_to_end_on_hourly_bars() -> None:
+    hourly = load_market(BUNDLED_DATA_DIR, "60")
+    assert hourly.bar_ms == 3_600_000
+    assert len(hourly.symbols) >= 6
+    steps = np.diff(hourly.open_time_ms)[np.diff(hourly.symbol_id) == 0]
+    assert np.all(steps % 3_600_000 == 0)  # gaps stay gaps
+    assert steps.min() == 3_600_000
+    scores = score_market("unirail_core", hourly)
+    evidence = bucket_evidence(hourly, scores, 60.0, rules=ExitRules(horizon_bars=12), draws=20, bootstrap=20)
+    assert sum(r.signals for r in evidence.rows[:10]) > 1000
+    sim = simulate(hourly, scores, 60.0, rules=ExitRules(horizon_bars=12))
+    # The same signals: the bucket's final ones, plus those left out there (still open at the end).
+    assert 0 <= sim.signals - evidence.threshold_row.signals <= evidence.left_out
+    assert len(sim.trades) > 20
+    assert set(sim.trades.reason.tolist()) <= {TP, SL, HORIZON, END}

@@ -27,9 +27,9 @@ import os
 import sys
 from collections.abc import Sequence
 from decimal import Decimal
-from pathlib import Path
 
 from lib import cli_support
+from lib.cli_backtest import add_backtest_parser
 from lib.config import load_settings
 from lib.core.timeframes import TIMEFRAMES
 from lib.core.vocabulary import ALGORITHMS, ENVIRONMENTS
@@ -180,33 +180,6 @@ def cmd_paper_account_create(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_backtest(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from lib.research.backtest import run_backtest
-    from lib.research.backtest_report import format_table, write_csv
-    from lib.research.bundled_data import BUNDLED_DATA_DIR
-
-    data = Path(args.data) if args.data else BUNDLED_DATA_DIR
-    if args.csv:
-        cli_support.check_writable(Path(args.csv))
-    with tqdm(unit="symbol", disable=None, desc=f"backtest {args.algorithm}") as bar:
-        report = run_backtest(
-            args.algorithm,
-            data,
-            timeframe=args.timeframe,
-            horizon_bars=args.horizon,
-            step=args.step,
-            progress=cli_support.bar_progress(bar),
-            out_of_sample=not args.in_sample,
-        )
-    print(format_table(report), end="")
-    if args.csv:
-        write_csv(report, args.csv)
-        print(f"wrote {args.csv}")
-    return 0
-
-
 def cmd_migrate(args: argparse.Namespace) -> int:
     settings = load_settings()
     with admin_connection(database_target(settings)) as conn:
@@ -331,21 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     c.set_defaults(func=cmd_paper_account_create)
 
-    p = sub.add_parser("backtest", help="replay candles through an algorithm: outcomes per score bucket")
-    p.add_argument("--algorithm", required=True, choices=["unirail_core", "quantum_ai"])
-    p.add_argument("--data", help="folder of <SYMBOL>-5m.csv[.gz] files (default: the bundled data)")
-    p.add_argument("--csv", help="also write the table as CSV, one row per bucket")
-    p.add_argument(
-        "--timeframe", default="5", help="candle interval, built from the 5-minute data (default 5)"
-    )
-    p.add_argument(
-        "--horizon", type=int, default=48, help="bars a trade may take to reach TP or SL (default 48)"
-    )
-    p.add_argument("--step", type=int, default=1, help="score every Nth bar (default every bar)")
-    p.add_argument(
-        "--in-sample", action="store_true", help="quantum_ai: score with the deployed model throughout"
-    )
-    p.set_defaults(func=cmd_backtest)
+    add_backtest_parser(sub)
 
     p = sub.add_parser("migrate", help="apply pending migrations")
     p.set_defaults(func=cmd_migrate)

@@ -86,6 +86,11 @@ class Report:
             f"mean {row.mean_r_net:+.3f} R net per trade against {row.baseline_mean_r_net:+.3f} R for random "
             f"entries with the same exits and fees (p = {row.p_value:.3f}, {row.signals} signals)"
         )
+        if not row.signals:
+            return (
+                f"Out of sample, {self.algorithm}'s score shows no edge after fees: no signal reached "
+                f"{t:g}, so there is nothing a user could have followed."
+            )
         if not self.edge_shown:
             return (
                 f"Out of sample, {self.algorithm}'s score shows no edge after fees at {t:g} or more: "

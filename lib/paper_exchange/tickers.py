@@ -32,9 +32,9 @@ def ticker(market: MarketData, inst: Instrument, category: str, now_ms: int) -> 
     if last is None:
         return None
     series = market.series(inst.symbol)
-    text = market.text(inst.symbol)
     window = market.completed_between(inst.symbol, now_ms - DAY_MS, now_ms)
     forming = market.forming_index(inst.symbol, now_ms)
+    text = market.text(inst.symbol, max(window.stop, 0 if forming is None else forming + 1))
     last_text = fmt(last)
     high_text = low_text = last_text
     if len(window) and not text.ordered:  # a NaN price: Decimal's comparisons, as always

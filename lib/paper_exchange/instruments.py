@@ -47,21 +47,19 @@ MIN_LEVERAGE = Decimal(1)
 LEVERAGE_STEP = Decimal("0.01")
 DEFAULT_LEVERAGE = Decimal(10)
 MAX_LEVERAGE_BY_SYMBOL = {"BTCUSDT": Decimal(100), "ETHUSDT": Decimal(100)}
-#: Large pairs Bybit lets trade at 50x (the most traded pairs of the bundled data).
+#: Large pairs Bybit lets trade at 50x: the most traded pairs of the bundled data, but for the four
+#: smallest or most volatile of them (1000SATS, BONK, JASMY, SUN), which stay at 25x.
 LEVERAGE_50 = frozenset(
     {
-        "1000SATSUSDT",
         "AAVEUSDT",
         "APTUSDT",
         "ARBUSDT",
         "AVAXUSDT",
         "BCHUSDT",
-        "BONKUSDT",
         "CRVUSDT",
         "DOGEUSDT",
         "FETUSDT",
         "FTMUSDT",
-        "JASMYUSDT",
         "LINKUSDT",
         "OPUSDT",
         "PENDLEUSDT",
@@ -70,7 +68,6 @@ LEVERAGE_50 = frozenset(
         "SEIUSDT",
         "SOLUSDT",
         "SUIUSDT",
-        "SUNUSDT",
         "TIAUSDT",
         "XRPUSDT",
     }

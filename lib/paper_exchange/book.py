@@ -341,7 +341,9 @@ class Book:
         else:
             inst = self.instrument(order.symbol)
             qty = (
-                floor_to(order.qty / price, inst.base_precision) if order.market_unit == "quoteCoin" else order.qty
+                floor_to(order.qty / price, inst.base_precision)
+                if order.market_unit == "quoteCoin"
+                else order.qty
             )
             fee = qty * price * fee_rate
             apply_spot_fill(account.wallet, inst.base_coin, order.side, qty, price, fee)
@@ -356,12 +358,14 @@ class Book:
     # ----------------------------------------------------------------------------------------- leverage
 
     def set_leverage(self, account: Account, symbol: str, buy: Decimal, sell: Decimal, now_ms: int) -> None:
-        """Set the leverage of ``symbol``, up to its ``maxLeverage``; Bybit's 110043 when it is already that."""
+        """Set the leverage of ``symbol`` (at most its ``maxLeverage``); 110043 when it is already that."""
         highest = self.instrument(symbol).max_leverage
         if buy != sell:
             raise params_error("buyLeverage must be equal to sellLeverage in one-way mode")
         if not MIN_LEVERAGE <= buy <= highest or not is_multiple(buy, LEVERAGE_STEP):
-            raise params_error(f"leverage invalid: {fmt(buy)} (allowed {fmt(MIN_LEVERAGE)} to {fmt(highest)})")
+            raise params_error(
+                f"leverage invalid: {fmt(buy)} (allowed {fmt(MIN_LEVERAGE)} to {fmt(highest)})"
+            )
         if buy == self.leverage(account, symbol):
             raise _reject(LEVERAGE_NOT_MODIFIED, "leverage not modified")
         account.leverage[symbol] = buy

@@ -51,7 +51,9 @@ class PaperExchangeConfig:
             raise ConfigError(f"paper exchange speed must be a finite number >= 0, got {self.speed}")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"paper exchange port must be 0..65535, got {self.port}")
-        if self.symbols is not None and (not self.symbols or not all(isinstance(s, str) for s in self.symbols)):
+        if self.symbols is not None and (
+            not self.symbols or not all(isinstance(s, str) for s in self.symbols)
+        ):
             raise ConfigError("paper exchange symbols must be a non-empty tuple of names, or None for all")
         for name in ("taker_fee_rate", "maker_fee_rate"):
             rate = getattr(self, name)

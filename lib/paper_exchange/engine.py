@@ -27,7 +27,6 @@ from lib.paper_exchange.models import Account, BookState, Order
 from lib.paper_exchange.order_request import OrderRequest
 from lib.paper_exchange.ratelimit import AccountRateLimiter
 
-
 logger = logging.getLogger("aitradex.paper_exchange")
 
 
@@ -47,9 +46,7 @@ class PaperEngine:
         wall_clock: Callable[[], int] = wall_clock_ms,
     ) -> None:
         self.config = config
-        self.market = (
-            market if market is not None else load_market(config.data_dir.resolve(), config.symbols)
-        )
+        self.market = market if market is not None else load_market(config.data_dir.resolve(), config.symbols)
         self._wall = wall_clock
         first = self.market.first_open_ms
         self.instruments: dict[str, Instrument] = {

@@ -9,12 +9,12 @@ import httpx
 import pytest
 
 from lib.db.session import Caller, Database
-from lib.research.bundled_data import list_symbols
+from lib.ops.stack_replay import stack_symbols
 from lib.services.auth.users import LocalUser
 from tests.functions.conftest import bearer
 
 URL = "/functions/v1/unireli-core-scanner"
-PAIRS = list_symbols()  # what the session's paper exchange serves
+PAIRS = stack_symbols()  # what the session's paper exchange serves (the stack's markets)
 
 
 async def test_the_service_role_scans_the_tickers_universe_and_gets_the_run_back(

@@ -154,7 +154,9 @@ async def test_connecting_the_same_key_again_relinks_the_orders_and_the_tracker_
 ) -> None:
     user = await seeder.user(Prefs())
     tight = Decimal("0.3")
-    row = await open_position(db, vault, paper_url, signals, user, "ETHUSDT", stop_pct=tight, target_pct=tight)
+    row = await open_position(
+        db, vault, paper_url, signals, user, "ETHUSDT", stop_pct=tight, target_pct=tight
+    )
     await disconnect_account(db, as_user(user.id), str(user.id), "paper", confirm_open_orders=True)
     tracker = tracker_deps(db, vault, paper_url)
     now = datetime.now(UTC)

@@ -27,8 +27,8 @@ from lib.core.timeframes import FIVE_MINUTES_MS
 from lib.exchange.signing import signed_headers
 from lib.paper_exchange import PaperAccount, PaperExchangeConfig, create_paper_account, running_paper_exchange
 from lib.paper_exchange.client import PaperControls
-from lib.paper_exchange.server import create_paper_account_async
 from lib.paper_exchange.market import load_market
+from lib.paper_exchange.server import create_paper_account_async
 from lib.research.bundled_data import BUNDLED_USDT_DIR, list_symbols, load_candles
 
 SYMBOL = "ETHUSDT"  # five-minute candles, no gaps; tick 0.01, qty step 0.01

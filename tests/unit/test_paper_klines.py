@@ -15,7 +15,9 @@ from lib.paper_exchange.market import MarketData
 T0 = 1_515_542_400_000  # 2018-01-10 00:00 UTC, a Wednesday
 
 
-def market(rows: list[tuple[int, float, float, float, float, float]], candle_ms: int = FIVE_MINUTES_MS) -> MarketData:
+def market(
+    rows: list[tuple[int, float, float, float, float, float]], candle_ms: int = FIVE_MINUTES_MS
+) -> MarketData:
     table = np.array(rows, dtype=np.float64)
     candles = Candles(
         symbol="XUSDT",

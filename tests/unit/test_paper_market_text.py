@@ -391,7 +391,9 @@ def test_ticker_statistics_equal_the_decimal_loops(kind: str) -> None:
 def _usdt_folder_with_gaps(folder: Path) -> None:
     """BTCUSDT's first five-minute candles with gaps cut in, and ACAUSDT's first hourly ones."""
     rng = np.random.default_rng(21)
-    lines = gzip.decompress((BUNDLED_USDT_DIR / "5m" / "BTCUSDT-5m.csv.gz").read_bytes()).decode().splitlines()
+    lines = (
+        gzip.decompress((BUNDLED_USDT_DIR / "5m" / "BTCUSDT-5m.csv.gz").read_bytes()).decode().splitlines()
+    )
     rows = lines[1:1500]
     kept = [row for row in rows if rng.random() > 0.05]  # about one candle in twenty missing
     (folder / "BTCUSDT-5m.csv").write_text("\n".join([lines[0], *kept]) + "\n")

@@ -4,7 +4,7 @@
 (``bid1Size``/``ask1Size`` a nominal 1,000 steps). Mark and index price equal the last price; funding and
 open interest are zero: the replay has only trades.
 
-The 24-hour statistics read the texts formatted at load (:class:`lib.paper_exchange.candle_text.CandleText`):
+The 24-hour statistics read the candles' texts (:class:`lib.paper_exchange.candle_text.CandleText`):
 the high and low are found on the float arrays, volume and turnover are exact prefix-sum differences, so
 a ticker costs a few numpy calls instead of a ``Decimal`` loop over 288 candles; the texts are the ones
 that loop gave.

@@ -80,3 +80,30 @@ def test_usdt_pairs_split_on_their_quote() -> None:
 def test_a_pair_not_quoted_in_usdt_is_refused_so_no_price_is_read_as_usdt(symbol: str) -> None:
     with pytest.raises(ConfigError, match="USDT-quoted pairs only"):
         derive_instrument(symbol, D("0.05"), 0)
+
+
+def test_the_seeded_markets_are_the_stacks_usdt_perpetuals_with_the_paper_exchanges_filters() -> None:
+    import json
+
+    from lib.ops.rebuild import MARKETS_FILE
+    from lib.ops.stack_replay import stack_market, stack_symbols
+    from lib.paper_exchange.numbers import fmt
+
+    market = stack_market()
+    seeded = json.loads(MARKETS_FILE.read_text())
+    assert [row["symbol"] for row in seeded] == list(stack_symbols())
+    for row in seeded:
+        inst = derive_instrument(row["symbol"], market.median_close(row["symbol"]), 0)
+        assert (row["category"], row["base"], row["quote"], row["status"]) == (
+            "linear",
+            inst.base_coin,
+            "USDT",
+            "Trading",
+        )
+        assert (row["tick_size"], row["qty_step"], row["min_qty"], row["max_qty"], row["min_notional"]) == (
+            fmt(inst.tick_size),
+            fmt(inst.qty_step),
+            fmt(inst.min_order_qty),
+            fmt(inst.max_order_qty),
+            "5",
+        )

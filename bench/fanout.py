@@ -73,7 +73,7 @@ from lib.services.execution.deps import ExecutorDeps, outcomes_summary
 from lib.services.execution.fanout import execute_pending
 from lib.services.instruments.cache import get_filters
 
-SYMBOL = "ETHBTC"
+SYMBOL = "ETHUSDT"
 ALGORITHM = "quantum_ai"
 TIMEFRAME = "720"
 ENVIRONMENTS = ("mainnet", "testnet", "demo")

@@ -104,13 +104,16 @@ def make_user(owner_conn: psycopg.Connection, settings: Settings) -> Callable[[]
 def paper_exchange_url() -> Iterator[str]:
     """A paper exchange over real HTTP on 127.0.0.1 (state in memory, clock frozen unless advanced).
 
-    Its replay starts where the stack's does: scans made against it land in the shared test database
-    beside the stack's own, and scan freshness is judged against the stack's replay clock.
+    It replays what the stack's does, from where the stack's starts: scans made against it land in the
+    shared test database beside the stack's own, and scan freshness is judged against the stack's
+    replay clock.
     """
-    from lib.ops.stack_runner import replay_start_ms
+    from lib.ops.stack_replay import replay_start_ms, stack_symbols
     from lib.paper_exchange.config import PaperExchangeConfig
     from lib.paper_exchange.server import running_paper_exchange
 
-    config = PaperExchangeConfig(state_path=None, port=0, start_time_ms=replay_start_ms())
+    config = PaperExchangeConfig(
+        symbols=stack_symbols(), state_path=None, port=0, start_time_ms=replay_start_ms()
+    )
     with running_paper_exchange(config) as url:
         yield url

@@ -6,10 +6,12 @@ It talks to the running stack the way users and operators do, over HTTP:
 2. creates two demo users, each with a paper account (``/_paper/accounts``), connected through the
    ``trading-account`` function (a signed balance check, then AES-GCM encryption). Each gets
    different ``trading-preferences``;
-3. replays several hours of the bundled candles: advance the paper clock one 5-minute candle, then
+3. replays several hours of the bundled 2024 USDT candles (the stack's 24 USDT perpetuals, see
+   :mod:`lib.ops.stack_replay`): advance the paper clock one 5-minute candle, then
    ``POST /scheduler/tick`` so the stack's own scheduler runs its pipeline (scans of the timeframes
    that closed, execution, order tracking);
-4. prints a summary: signals by score bucket, orders by status per user, fills and P&L.
+4. prints a summary: signals by score bucket, orders by status per user with their fees and realized
+   P&L, and each closed position (prices, quantity, fees and P&L, all in USDT).
 
 Re-running it continues the replay where the last run stopped (the paper exchange keeps its state).
 """
@@ -152,21 +154,37 @@ async def summary(settings: Settings, since: datetime) -> str:
         label = _bucket_label(row["bucket"])
         lines.append(f"  {row['algorithm']:<13} {row['timeframe']:>3}m  score {label} {row['n']:>4}")
     lines.append("")
-    lines.append("Orders this run, by user and status (realized P&L in USDT):")
+    lines.append("Orders this run, by user and status (USDT: fees paid, realized P&L after fees):")
     if not orders:
         lines.append("  none")
-    for email, status, n, pnl, closed in orders:
-        lines.append(f"  {email:<28} {status:<17} {n:>4}   closed {closed:>3}   P&L {Decimal(pnl):>12.4f}")
+    for email, status, n, pnl, closed, fees in orders:
+        lines.append(
+            f"  {email:<28} {status:<17} {n:>4}   closed {closed:>3}   "
+            f"fees {_usdt(fees, 4):>10}   P&L {_usdt(pnl):>10}"
+        )
     lines.append("")
-    lines.append("Positions closed by their take-profit or stop-loss:")
+    lines.append("Positions closed by their take-profit or stop-loss (prices and P&L in USDT):")
     if not closes:
         lines.append("  none yet (they close when a later candle reaches TP or SL)")
-    for email, symbol, side, qty, entry, exit_price, reason, pnl in closes:
+    for email, symbol, side, qty, entry, exit_price, reason, pnl, fees in closes:
         lines.append(
-            f"  {email:<28} {symbol:<7} {side:<4} qty {Decimal(qty):>12} entry {Decimal(entry or 0):.8f} "
-            f"exit {Decimal(exit_price or 0):.8f} {reason or '':<10} P&L {Decimal(pnl or 0):.4f}"
+            f"  {email:<28} {symbol:<12} {side:<4} qty {_plain(qty):>10} entry {_plain(entry):>12} "
+            f"exit {_plain(exit_price):>12} {reason or '':<10} fees {_usdt(fees, 4):>8} P&L {_usdt(pnl):>9}"
         )
     return "\n".join(lines)
+
+
+def _usdt(value: Any, places: int = 2) -> str:
+    """An amount of USDT, to the cent by default (``-``: unknown)."""
+    return "-" if value is None else f"{Decimal(value):,.{places}f}"
+
+
+def _plain(value: Any) -> str:
+    """A price or quantity as the exchange wrote it, without trailing zeros (``-``: unknown)."""
+    if value is None:
+        return "-"
+    number = Decimal(value).normalize()
+    return f"{number:f}"
 
 
 def run_demo(hours: float = DEFAULT_HOURS, *, env: dict[str, str] | None = None) -> str:

@@ -40,6 +40,7 @@ from lib.http.app import FunctionsApp, error_response
 from lib.local_state import read_services, write_services
 from lib.log import configure_logging, log_event
 from lib.ops.ports import Listener, bind_port
+from lib.ops.stack_replay import replay_start_ms, stack_symbols
 from lib.services.auth.tokens import mint_api_key
 from lib.services.scanning.settings import load_scan_settings
 from lib.stores import settings as settings_store
@@ -47,7 +48,6 @@ from lib.stores import settings as settings_store
 DEFAULT_FUNCTIONS_PORT = 54321
 DEFAULT_PAPER_PORT = 54330
 START_TIMEOUT_S = 60.0
-WARMUP_CANDLES = 3600
 logger = logging.getLogger("aitradex.stack")
 
 
@@ -119,17 +119,6 @@ def _port_args(settings: Settings) -> list[str]:
     if settings.database.db_name == "aitradex":
         return []
     return ["--functions-port", "0", "--paper-port", "0"]
-
-
-def replay_start_ms() -> int:
-    """Where a new paper exchange starts its replay: late enough for a full scan window on every
-    scanned timeframe (300 hourly bars = 3,600 five-minute candles), leaving the rest to replay.
-    An existing paper state file resumes at its own saved time instead."""
-    from lib.core.timeframes import FIVE_MINUTES_MS
-    from lib.research.bundled_data import load_all
-
-    first = min(int(c.open_time_ms[0]) for c in load_all().values())
-    return first + WARMUP_CANDLES * FIVE_MINUTES_MS
 
 
 def _exit_on_sigterm(_signum: int, _frame: object) -> None:
@@ -250,7 +239,11 @@ def _serve(
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     state_path = settings.state_dir / "paper-exchange" / f"{settings.database.db_name}.json"
     paper = PaperExchangeConfig(
-        state_path=state_path, port=paper_listener.port, speed=speed, start_time_ms=replay_start_ms()
+        symbols=stack_symbols(),
+        state_path=state_path,
+        port=paper_listener.port,
+        speed=speed,
+        start_time_ms=replay_start_ms(),
     )
     notes = [n for n in (functions_listener.note, paper_listener.note) if n]
     with running_paper_exchange(paper, sock=paper_listener.sock) as paper_url:

@@ -1,4 +1,5 @@
-"""A local exchange that answers like Bybit V5 while replaying the bundled 5-minute candles.
+"""A local exchange that answers like Bybit V5 while replaying the bundled 2024 USDT candles as Bybit USDT
+linear perpetuals (``data/market-data-usdt``: five-minute candles where there are any, else hourly).
 
 Public API::
 

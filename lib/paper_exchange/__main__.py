@@ -7,14 +7,20 @@ from pathlib import Path
 
 from lib.paper_exchange.config import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_STATE_PATH, PaperExchangeConfig
 from lib.paper_exchange.server import serve
-from lib.research.bundled_data import BUNDLED_DATA_DIR
+from lib.research.bundled_data import BUNDLED_USDT_DIR
 
 
 def main(argv: list[str] | None = None) -> None:
     """Parse the command line and serve until interrupted."""
     parser = argparse.ArgumentParser(prog="python -m lib.paper_exchange", description=__doc__)
     parser.add_argument(
-        "--data", type=Path, default=BUNDLED_DATA_DIR, help="folder of <SYMBOL>-5m.csv[.gz] files"
+        "--data",
+        type=Path,
+        default=BUNDLED_USDT_DIR,
+        help="folder of <SYMBOL>-5m.csv[.gz] / <SYMBOL>-1h.csv[.gz] files, or of 5m/ and 1h/ folders",
+    )
+    parser.add_argument(
+        "--symbols", default=None, help="comma-separated symbols to serve (default: every one in --data)"
     )
     parser.add_argument("--host", default=DEFAULT_HOST, help="address to bind (default: loopback)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
@@ -27,6 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     serve(
         PaperExchangeConfig(
             data_dir=args.data,
+            symbols=tuple(s.strip() for s in args.symbols.split(",") if s.strip()) if args.symbols else None,
             state_path=None if args.no_state else args.state,
             start_time_ms=args.start_time_ms,
             speed=args.speed,

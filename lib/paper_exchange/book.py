@@ -9,9 +9,10 @@ triggers) already live in their own modules (``rules``, ``fills``, ``matching``)
 Model, kept deliberately small:
 
 - linear contracts, one-way mode (positionIdx 0), settled in USDT; realised P&L and fees go to the USDT
-  wallet at once; no funding, no liquidation (a losing position can take the balance below zero);
-- spot trades move the base coin and the USDT wallet (quote treated as USDT, see
-  :mod:`lib.paper_exchange.instruments`);
+  wallet at once (every fill pays its fee there: taker on market and crossing orders and on TP/SL
+  closes, maker on resting limits); no funding, no liquidation (a losing position can take the
+  balance below zero);
+- spot trades move the base coin and the USDT wallet (every replayed pair is USDT-quoted);
 - orders fill whole, never partially; market orders and crossing limit orders fill at the replay price
   as taker, resting limit orders fill on a later candle as maker (see :mod:`lib.paper_exchange.matching`);
 - a take-profit / stop-loss attached to a linear order is set on the position when the order fills, and
@@ -30,14 +31,7 @@ from decimal import Decimal
 from lib.errors import ExchangeRejected, InvalidRequest
 from lib.exchange.bybit import DUPLICATE_ORDER_LINK_ID, LEVERAGE_NOT_MODIFIED
 from lib.paper_exchange.fills import apply_linear_fill, apply_spot_fill
-from lib.paper_exchange.instruments import (
-    DEFAULT_LEVERAGE,
-    LEVERAGE_STEP,
-    MAX_LEVERAGE,
-    MIN_LEVERAGE,
-    SETTLE_COIN,
-    Instrument,
-)
+from lib.paper_exchange.instruments import LEVERAGE_STEP, MIN_LEVERAGE, SETTLE_COIN, Instrument
 from lib.paper_exchange.market import Candle, MarketData
 from lib.paper_exchange.matching import limit_fill_price, tpsl_trigger
 from lib.paper_exchange.models import BUY, CANCELLED, FILLED, SELL, Account, BookState, Order, Position
@@ -128,8 +122,8 @@ class Book:
         return self._market.price(symbol, now_ms)
 
     def leverage(self, account: Account, symbol: str) -> Decimal:
-        """The account's leverage for ``symbol`` (10x until set)."""
-        return account.leverage.get(symbol, DEFAULT_LEVERAGE)
+        """The account's leverage for ``symbol`` (the instrument's default, 10x or less, until set)."""
+        return account.leverage.get(symbol, self.instrument(symbol).default_leverage)
 
     def position(self, account: Account, symbol: str) -> Position:
         """The account's position in ``symbol``; a flat one (not stored) if it never traded it."""
@@ -282,7 +276,7 @@ class Book:
         reference = request.price if request.price is not None else last
         if self._market_unit(request) == "quoteCoin":
             check_spot_quote_amount(inst, request.qty)
-            base_qty = floor_to(request.qty / last, inst.qty_step)
+            base_qty = floor_to(request.qty / last, inst.base_precision)
             check_spot(inst, base_qty, None, last)
             cost = request.qty
         else:
@@ -347,7 +341,9 @@ class Book:
         else:
             inst = self.instrument(order.symbol)
             qty = (
-                floor_to(order.qty / price, inst.qty_step) if order.market_unit == "quoteCoin" else order.qty
+                floor_to(order.qty / price, inst.base_precision)
+                if order.market_unit == "quoteCoin"
+                else order.qty
             )
             fee = qty * price * fee_rate
             apply_spot_fill(account.wallet, inst.base_coin, order.side, qty, price, fee)
@@ -362,13 +358,13 @@ class Book:
     # ----------------------------------------------------------------------------------------- leverage
 
     def set_leverage(self, account: Account, symbol: str, buy: Decimal, sell: Decimal, now_ms: int) -> None:
-        """Set the leverage of ``symbol``; Bybit's 110043 when it is already that."""
-        self.instrument(symbol)
+        """Set the leverage of ``symbol`` (at most its ``maxLeverage``); 110043 when it is already that."""
+        highest = self.instrument(symbol).max_leverage
         if buy != sell:
             raise params_error("buyLeverage must be equal to sellLeverage in one-way mode")
-        if not MIN_LEVERAGE <= buy <= MAX_LEVERAGE or not is_multiple(buy, LEVERAGE_STEP):
+        if not MIN_LEVERAGE <= buy <= highest or not is_multiple(buy, LEVERAGE_STEP):
             raise params_error(
-                f"leverage invalid: {fmt(buy)} (allowed {fmt(MIN_LEVERAGE)} to {fmt(MAX_LEVERAGE)})"
+                f"leverage invalid: {fmt(buy)} (allowed {fmt(MIN_LEVERAGE)} to {fmt(highest)})"
             )
         if buy == self.leverage(account, symbol):
             raise _reject(LEVERAGE_NOT_MODIFIED, "leverage not modified")

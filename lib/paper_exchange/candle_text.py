@@ -8,6 +8,11 @@ replay time: the time bounds stay where they were (the callers' index ranges), s
 leak a future candle. Every text is the one the ``Decimal`` code (:func:`lib.paper_exchange.numbers.fmt`
 of :func:`~lib.paper_exchange.numbers.dec` values, 28-digit context) gives, byte for byte; where a sum
 could be rounded by that context, the ``Decimal`` loop itself runs instead (:meth:`CandleText.sum_texts`).
+
+A symbol's text may cover only its first candles and grow (:meth:`CandleText.extended`): months of
+five-minute candles cost seconds and hundreds of megabytes to format, and a replay only ever reads up to
+its replay time. Growing formats only the new candles and joins the exact sums, so the texts are the ones
+a whole-file build gives.
 """
 
 from __future__ import annotations
@@ -106,6 +111,14 @@ class DecimalSums:
         prefix[:] = [0, *itertools.accumulate(units)]
         return cls(prefix, scale, np.array([*last_digit, _NO_DIGIT], dtype=np.int64))
 
+    def joined(self, after: DecimalSums) -> DecimalSums:
+        """The running totals of this column followed by ``after``'s terms (at the larger scale)."""
+        scale = max(self.scale, after.scale)
+        head = self.prefix if self.scale == scale else self.prefix * 10 ** (scale - self.scale)
+        tail = after.prefix[1:] if after.scale == scale else after.prefix[1:] * 10 ** (scale - after.scale)
+        prefix = np.concatenate((head, tail + head[-1])) if tail.size else head
+        return DecimalSums(prefix, scale, np.concatenate((self.last_digit[:-1], after.last_digit)))
+
     def texts(self, los: IntArray, his: IntArray) -> list[str | None]:
         """For each window ``[los[k], his[k])`` (sorted, disjoint), ``fmt`` of its sum as a ``Decimal``
         loop adds the terms, or ``None`` where that loop might round (the caller then runs the loop)."""
@@ -153,9 +166,7 @@ def _decimal_units(texts: Sequence[str]) -> tuple[list[int], int, list[int]]:
 class CandleText:
     """One symbol's candles as Bybit text, formatted once at load (see the module docstring).
 
-    ``turnover[i]`` is candle ``i``'s ``volume * close`` as the ``Decimal`` context computes it;
-    ``prices`` are the distinct open/high/low/close values, sorted, and ``price_texts`` their texts (for
-    aggregated highs and lows).
+    ``turnover[i]`` is candle ``i``'s ``volume * close`` as the ``Decimal`` context computes it.
     ``volume_sums``/``turnover_sums`` are ``None`` when a volume or close is negative or not finite: the
     exactness argument of :class:`DecimalSums` needs non-negative terms, so such a symbol always sums
     with ``Decimal``. ``ordered`` says no price is NaN: then floats compare as their decimals do (each
@@ -170,8 +181,6 @@ class CandleText:
     close: ObjectArray
     volume: ObjectArray
     turnover: ObjectArray
-    prices: FloatArray
-    price_texts: ObjectArray
     volume_sums: DecimalSums | None
     turnover_sums: DecimalSums | None
     ordered: bool
@@ -228,20 +237,38 @@ class CandleText:
             close=columns[3],
             volume=volume,
             turnover=turnover,
-            prices=unique,
-            price_texts=table,
             volume_sums=volume_sums,
             turnover_sums=turnover_sums,
             ordered=not bool(np.isnan(prices).any()),
         )
 
-    def texts_of(self, prices: FloatArray) -> list[str]:
-        """The texts of prices that are among this symbol's open/high/low/close values."""
-        at = np.minimum(np.searchsorted(self.prices, prices), self.prices.size - 1)
-        texts: list[str] = self.price_texts[at].tolist()
-        for k in np.flatnonzero(self.prices[at] != prices).tolist():  # nan only (nan != nan)
-            texts[k] = candle_text(float(prices[k]))
-        return texts
+    def extended(self, series: Candles, upto: int) -> CandleText:
+        """This text grown to the first ``upto`` candles of ``series``, the whole series it is a prefix of.
+
+        Only the new candles are formatted; the exact sums are joined (:meth:`DecimalSums.joined`). A
+        new object, so a reader holding this one is never disturbed.
+        """
+        done = len(self.candles)
+        if upto <= done:
+            return self
+        tail = CandleText.build(candles_between(series, done, upto))
+        return CandleText(
+            candles=candles_between(series, 0, upto),
+            open=np.concatenate((self.open, tail.open)),
+            high=np.concatenate((self.high, tail.high)),
+            low=np.concatenate((self.low, tail.low)),
+            close=np.concatenate((self.close, tail.close)),
+            volume=np.concatenate((self.volume, tail.volume)),
+            turnover=np.concatenate((self.turnover, tail.turnover)),
+            volume_sums=_joined(self.volume_sums, tail.volume_sums),
+            turnover_sums=_joined(self.turnover_sums, tail.turnover_sums),
+            ordered=self.ordered and tail.ordered,
+        )
+
+    @staticmethod
+    def texts_of(prices: FloatArray) -> list[str]:
+        """The texts of prices (aggregated highs and lows): the same texts the candles' columns hold."""
+        return candle_texts(prices)
 
     def sum_texts(self, los: IntArray, his: IntArray) -> tuple[list[str], list[str]]:
         """Summed volume and turnover texts of candle windows ``[los[k], his[k])`` (sorted, disjoint).
@@ -287,6 +314,24 @@ def _product_text(units: int, scale: int, volume: str, close: str) -> str:
     if len(digits.rstrip("0")) <= getcontext().prec:
         return _point(digits, scale)
     return fmt(Decimal(0) + Decimal(volume) * Decimal(close))  # the context rounds this product
+
+
+def _joined(head: DecimalSums | None, tail: DecimalSums | None) -> DecimalSums | None:
+    """Both columns' sums joined, or ``None`` if either part must sum with ``Decimal``."""
+    return None if head is None or tail is None else head.joined(tail)
+
+
+def candles_between(series: Candles, lo: int, hi: int) -> Candles:
+    """Candles ``[lo, hi)`` of ``series`` (views of its arrays, nothing copied)."""
+    return Candles(
+        symbol=series.symbol,
+        open_time_ms=series.open_time_ms[lo:hi],
+        open=series.open[lo:hi],
+        high=series.high[lo:hi],
+        low=series.low[lo:hi],
+        close=series.close[lo:hi],
+        volume=series.volume[lo:hi],
+    )
 
 
 def decimal_sums(candles: Candles, lo: int, hi: int) -> tuple[str, str]:

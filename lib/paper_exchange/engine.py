@@ -7,6 +7,7 @@ the whole engine can be driven from tests without a server.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from decimal import Decimal
@@ -14,6 +15,7 @@ from typing import Any
 
 from lib.core.timeframes import FIVE_MINUTES_MS
 from lib.errors import ConfigError
+from lib.log import log_event
 from lib.paper_exchange import store
 from lib.paper_exchange.book import Book, Fees
 from lib.paper_exchange.clock import ReplayClock
@@ -24,6 +26,8 @@ from lib.paper_exchange.market import MarketData, load_market
 from lib.paper_exchange.models import Account, BookState, Order
 from lib.paper_exchange.order_request import OrderRequest
 from lib.paper_exchange.ratelimit import AccountRateLimiter
+
+logger = logging.getLogger("aitradex.paper_exchange")
 
 
 def wall_clock_ms() -> int:
@@ -42,14 +46,23 @@ class PaperEngine:
         wall_clock: Callable[[], int] = wall_clock_ms,
     ) -> None:
         self.config = config
-        self.market = market if market is not None else load_market(config.data_dir.resolve())
+        self.market = market if market is not None else load_market(config.data_dir.resolve(), config.symbols)
         self._wall = wall_clock
         first = self.market.first_open_ms
         self.instruments: dict[str, Instrument] = {
-            symbol: derive_instrument(symbol, self.market.median_close(symbol), first)
+            symbol: derive_instrument(
+                symbol, self.market.median_close(symbol), self.market.first_open_of(symbol)
+            )
             for symbol in self.market.symbols
         }
         saved = store.load(config.state_path) if config.state_path is not None else None
+        if saved is not None and config.state_path is not None and not self._fits(saved):
+            # A state file of other data (its replay time outside these candles, or positions and
+            # orders on symbols no longer served) cannot resume here: it is kept aside, and a new
+            # replay starts. Only a local paper exchange's accounts are lost, never a real one's.
+            aside = store.set_aside(config.state_path, saved.replay_ms)
+            log_event(logger, "paper_state_set_aside", level=logging.WARNING, path=str(aside))
+            saved = None
         if saved is not None:
             replay_ms, state = saved.replay_ms, saved.book
         else:
@@ -67,6 +80,15 @@ class PaperEngine:
         self.limiter = AccountRateLimiter()
         if saved is None:
             self.save()
+
+    def _fits(self, saved: store.SavedState) -> bool:
+        """Whether a saved state belongs to this data: its time inside it, its symbols served."""
+        if not self.market.first_open_ms <= saved.replay_ms <= self.market.last_close_ms:
+            return False
+        symbols = {order.symbol for order in saved.book.orders.values()}
+        for account in saved.book.accounts.values():
+            symbols.update(account.positions)
+        return symbols <= set(self.instruments)
 
     @property
     def default_start_ms(self) -> int:

@@ -1,20 +1,27 @@
-"""Trading filters the paper exchange invents for each replayed symbol, and their Bybit JSON.
+"""Trading filters of each replayed symbol, as Bybit sets them for its USDT linear perpetuals, and their JSON.
 
-The bundled pairs have no published Bybit filters (they are 2018 BTC-quoted pairs), so they are derived,
-deterministically, from the symbol's median close ``p`` over the whole data file:
+The paper exchange replays USDT-quoted pairs only (a data folder with another quote coin is refused: its
+prices would read as USDT). Bybit publishes filters per symbol; the replayed data does not carry them, so
+they are derived, deterministically, from the symbol's median close ``p`` over its whole data file, with
+the rules Bybit's own tables follow:
 
-- ``tickSize`` = 10^(floor(log10 p) - 4): prices carry five significant digits (ETHBTC at 0.1 ticks 0.00001);
-- ``qtyStep`` (spot: ``basePrecision``) = the smallest power of ten whose notional at ``p`` is at least
-  0.001, and ``minOrderQty`` = 10 steps (so a notional of at least 0.01);
-- ``maxOrderQty`` = ``maxMktOrderQty`` = the largest power of ten whose notional at ``p`` is at most
-  1,000,000;
-- ``minNotionalValue`` (linear) = ``minOrderAmt`` (spot) = 5, ``maxOrderAmt`` (spot) = 1,000,000;
-- leverage from 1 to 25 in steps of 0.01; new positions start at 10x.
+- ``tickSize``: prices carry five significant digits, six from 1,000 USDT up, as Bybit's largest
+  contracts do: 10^(floor(log10 p) - 4), or - 5 at p >= 1000 (BTCUSDT at ~62,000 ticks 0.1, ETHUSDT at
+  ~3,100 ticks 0.01, DOGEUSDT at 0.12 ticks 0.00001, PEPEUSDT at 0.0000078 ticks 0.0000000001);
+- ``qtyStep`` = 0.0001 / ``tickSize``: one step of quantity times one tick of price is worth 0.0001 USDT,
+  the product Bybit's tables show for BTCUSDT (0.001 x 0.1), ETHUSDT (0.01 x 0.01) or LINKUSDT
+  (0.1 x 0.001). A step is then worth 1 to 10 USDT (10 to 100 from 1,000 USDT up: BTC 0.001 = ~62 USDT);
+  ``minOrderQty`` is one step, as on Bybit. A spot pair trades in finer units, as Bybit's do:
+  ``basePrecision`` is a thousandth of the step (BTCUSDT 0.000001), its ``minOrderQty`` one step;
+- ``maxOrderQty`` = ``maxMktOrderQty`` = the largest power of ten worth at most 1,000,000 USDT;
+- ``minNotionalValue`` (linear) = ``minOrderAmt`` (spot) = 5 USDT, ``maxOrderAmt`` (spot) = 1,000,000;
+- ``leverageFilter``: from 1 in steps of 0.01 to 100 for BTCUSDT and ETHUSDT, 50 for the other large
+  pairs listed in :data:`LEVERAGE_50`, 25 for everything else; new positions start at 10x (or the
+  maximum, if lower).
 
-Simplification, on purpose: prices are quoted in BTC, but one unit of quote is treated as one unit of the
-settle coin (``USDT``). Linear contracts settle in USDT, a notional of ``qty * price`` is that many USDT,
-and spot trades debit and credit USDT for the quote side. This keeps the numbers of a real USDT account
-(10,000 balance, 5 USDT minimum order) while replaying real price paths.
+``launchTime`` is the symbol's first candle. The data are spot candles from another exchange, so a
+replayed price may carry one more decimal than the tick: orders are checked against the tick, trades
+happen at the data's prices.
 """
 
 from __future__ import annotations
@@ -23,19 +30,49 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from lib.errors import ConfigError
 from lib.paper_exchange.numbers import fmt
 
 SETTLE_COIN = "USDT"
 CATEGORIES = ("linear", "spot")
 MIN_NOTIONAL = Decimal(5)
 MAX_NOTIONAL = Decimal(1_000_000)
-STEP_NOTIONAL = Decimal("0.001")
-MIN_QTY_STEPS = 10
+#: One qty step times one tick: the smallest change of an order's value.
+STEP_VALUE = Decimal("0.0001")
+#: A spot pair's quantity step against its contract's (BTCUSDT: 0.000001 against 0.001).
+SPOT_PRECISION = Decimal("0.001")
+#: From this price up a contract's tick has six significant digits instead of five.
+FINE_TICK_FROM = Decimal(1000)
 MIN_LEVERAGE = Decimal(1)
-MAX_LEVERAGE = Decimal(25)
 LEVERAGE_STEP = Decimal("0.01")
 DEFAULT_LEVERAGE = Decimal(10)
-_QUOTES = ("USDT", "USDC", "BTC", "ETH", "BNB", "EUR")
+MAX_LEVERAGE_BY_SYMBOL = {"BTCUSDT": Decimal(100), "ETHUSDT": Decimal(100)}
+#: Large pairs Bybit lets trade at 50x: the most traded pairs of the bundled data, but for the four
+#: smallest or most volatile of them (1000SATS, BONK, JASMY, SUN), which stay at 25x.
+LEVERAGE_50 = frozenset(
+    {
+        "AAVEUSDT",
+        "APTUSDT",
+        "ARBUSDT",
+        "AVAXUSDT",
+        "BCHUSDT",
+        "CRVUSDT",
+        "DOGEUSDT",
+        "FETUSDT",
+        "FTMUSDT",
+        "LINKUSDT",
+        "OPUSDT",
+        "PENDLEUSDT",
+        "PEPEUSDT",
+        "RUNEUSDT",
+        "SEIUSDT",
+        "SOLUSDT",
+        "SUIUSDT",
+        "TIAUSDT",
+        "XRPUSDT",
+    }
+)
+DEFAULT_MAX_LEVERAGE = Decimal(25)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +89,7 @@ class Instrument:
     min_notional: Decimal
     max_notional: Decimal
     launch_time_ms: int
+    max_leverage: Decimal = DEFAULT_MAX_LEVERAGE
 
     @property
     def price_scale(self) -> int:
@@ -59,42 +97,64 @@ class Instrument:
         exponent = self.tick_size.normalize().as_tuple().exponent
         return max(0, -exponent) if isinstance(exponent, int) else 0
 
+    @property
+    def base_precision(self) -> Decimal:
+        """The spot pair's quantity step (``basePrecision``): a thousandth of the contract's."""
+        return (self.qty_step * SPOT_PRECISION).normalize()
+
+    @property
+    def default_leverage(self) -> Decimal:
+        """The leverage of a position nobody set one for: 10x, or the maximum if that is lower."""
+        return min(DEFAULT_LEVERAGE, self.max_leverage)
+
 
 def split_symbol(symbol: str) -> tuple[str, str]:
-    """``(base, quote)`` of a pair name such as ETHBTC."""
-    for quote in _QUOTES:
-        if symbol.endswith(quote) and len(symbol) > len(quote):
-            return symbol[: -len(quote)], quote
-    return symbol[:-3], symbol[-3:]
+    """``(base, "USDT")`` of a USDT pair such as ETHUSDT; ConfigError for any other quote coin."""
+    if symbol.endswith(SETTLE_COIN) and len(symbol) > len(SETTLE_COIN):
+        return symbol[: -len(SETTLE_COIN)], SETTLE_COIN
+    raise ConfigError(
+        f"the paper exchange replays USDT-quoted pairs only, and {symbol!r} is not one: "
+        "its prices would be read as USDT"
+    )
 
 
 def _power_of_ten(exponent: int) -> Decimal:
     return Decimal(1).scaleb(exponent)
 
 
+def max_leverage_of(symbol: str) -> Decimal:
+    """The ``leverageFilter.maxLeverage`` of ``symbol`` (see the module docstring)."""
+    if symbol in MAX_LEVERAGE_BY_SYMBOL:
+        return MAX_LEVERAGE_BY_SYMBOL[symbol]
+    return Decimal(50) if symbol in LEVERAGE_50 else DEFAULT_MAX_LEVERAGE
+
+
+def tick_size_for(reference_price: Decimal) -> Decimal:
+    """Five significant digits of ``reference_price``, six from 1,000 up."""
+    digits = 5 if reference_price >= FINE_TICK_FROM else 4
+    return _power_of_ten(reference_price.adjusted() - digits)
+
+
 def derive_instrument(symbol: str, reference_price: Decimal, launch_time_ms: int) -> Instrument:
     """The filters of ``symbol`` from its reference (median) price; see the module docstring."""
     if reference_price <= 0:
         raise ValueError(f"{symbol}: reference price must be positive, got {reference_price}")
-    magnitude = reference_price.adjusted()  # floor(log10(price))
-    tick = _power_of_ten(magnitude - 4)
-    wanted = STEP_NOTIONAL / reference_price
-    step = _power_of_ten(wanted.adjusted())
-    if step < wanted:
-        step = step.scaleb(1)
-    max_qty = _power_of_ten((MAX_NOTIONAL / reference_price).adjusted())
     base, quote = split_symbol(symbol)
+    tick = tick_size_for(reference_price)
+    step = (STEP_VALUE / tick).normalize()
+    max_qty = _power_of_ten((MAX_NOTIONAL / reference_price).adjusted())
     return Instrument(
         symbol=symbol,
         base_coin=base,
         quote_coin=quote,
         tick_size=tick,
         qty_step=step,
-        min_order_qty=step * MIN_QTY_STEPS,
-        max_order_qty=max(max_qty, step * MIN_QTY_STEPS),
+        min_order_qty=step,
+        max_order_qty=max(max_qty, step),
         min_notional=MIN_NOTIONAL,
         max_notional=MAX_NOTIONAL,
         launch_time_ms=launch_time_ms,
+        max_leverage=max_leverage_of(symbol),
     )
 
 
@@ -113,7 +173,7 @@ def linear_info(inst: Instrument) -> dict[str, Any]:
         "priceScale": str(inst.price_scale),
         "leverageFilter": {
             "minLeverage": fmt(MIN_LEVERAGE),
-            "maxLeverage": f"{MAX_LEVERAGE:.2f}",
+            "maxLeverage": f"{inst.max_leverage:.2f}",
             "leverageStep": fmt(LEVERAGE_STEP),
         },
         "priceFilter": {
@@ -150,7 +210,7 @@ def spot_info(inst: Instrument) -> dict[str, Any]:
         "marginTrading": "none",
         "stTag": "0",
         "lotSizeFilter": {
-            "basePrecision": fmt(inst.qty_step),
+            "basePrecision": fmt(inst.base_precision),
             "quotePrecision": "0.00000001",
             "minOrderQty": fmt(inst.min_order_qty),
             "maxOrderQty": fmt(inst.max_order_qty),

@@ -1,14 +1,21 @@
-"""Bybit klines built from the 5-minute candles known at a replay time.
+"""Bybit klines built from the candles known at a replay time.
 
-Every interval of 5 minutes or more is an aggregate of 5-minute candles: open of the first, highest
-high, lowest low, close of the last, summed volume; turnover is the sum of ``volume * close`` of each
-5-minute candle (the bundled data has no turnover). Buckets start on UTC boundaries the way Bybit's do:
-minute intervals on multiples of their length since the epoch, ``D`` at 00:00 UTC, ``W`` on Monday 00:00
-UTC, ``M`` on the first of the month. A bucket with no candle (a data gap) is absent, never invented.
+A symbol replays 5-minute candles, or hourly ones when its data has nothing finer
+(:mod:`lib.paper_exchange.market`). Every interval at least as long as the symbol's candles is an
+aggregate of them: open of the first, highest high, lowest low, close of the last, summed volume;
+turnover is the sum of ``volume * close`` of each candle (the bundled data has no turnover). Buckets
+start on UTC boundaries the way Bybit's do: minute intervals on multiples of their length since the
+epoch, ``D`` at 00:00 UTC, ``W`` on Monday 00:00 UTC, ``M`` on the first of the month. A bucket with no
+candle (a data gap) is absent, never invented.
+
+An interval finer than the symbol's candles (5, 15 or 30 on hourly-only data) answers an empty list,
+as Bybit answers a symbol that has no candles in the range asked for (retCode 0, ``"list": []``): the
+data holds no such history. Intervals 1 and 3 are finer than any data the paper exchange replays and
+are refused (10001), for every symbol.
 
 The newest bucket may still be forming: it aggregates the completed candles of its span plus the forming
-5-minute candle as :mod:`lib.paper_exchange.market` serves it (its open only), so it never reveals a
-price from after the replay time. Intervals 1 and 3 cannot be built from 5-minute data and are refused.
+candle as :mod:`lib.paper_exchange.market` serves it (its open only), so it never reveals a price from
+after the replay time.
 
 The rows are assembled from the texts :class:`lib.paper_exchange.candle_text.CandleText` formatted at load:
 highs and lows are reduced per bucket on the float arrays (a float's order is its decimal's order, since
@@ -71,6 +78,13 @@ def check_interval(interval: str) -> str:
     return interval
 
 
+def serves_interval(market: MarketData, symbol: str, interval: str) -> bool:
+    """Whether ``symbol``'s candles are fine enough to build ``interval`` (D, W and M always are)."""
+    if interval in _LONGEST_BUCKET_MS:
+        return True
+    return int(interval) * _MINUTE_MS >= market.candle_ms(symbol)
+
+
 def bucket_starts(open_times: IntArray, interval: str) -> IntArray:
     """The start of the ``interval`` bucket holding each 5-minute open time."""
     if interval == "M":
@@ -88,6 +102,8 @@ def build_klines(market: MarketData, query: KlineQuery, now_ms: int) -> list[Kli
     Without ``start`` (or with ``end``) the newest ``limit`` buckets starting at or before ``end``
     (default: now) are returned; with ``start`` alone, the oldest ``limit`` buckets from ``start``.
     """
+    if not serves_interval(market, query.symbol, query.interval):
+        return []
     times = market.series(query.symbol).open_time_ms
     width = bucket_width_ms(query.interval)
     end = now_ms if query.end_ms is None else min(query.end_ms, now_ms)
@@ -117,7 +133,7 @@ def build_klines(market: MarketData, query: KlineQuery, now_ms: int) -> list[Kli
     starts, stops, bucket_keys = starts[keep], stops[keep], bucket_keys[keep]
     chosen = slice(None, query.limit) if forward else slice(-query.limit, None)
     rows = _rows(
-        market.text(query.symbol),
+        market.text(query.symbol, last),
         first + starts[chosen],
         first + stops[chosen],
         bucket_keys[chosen],

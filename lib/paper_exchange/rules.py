@@ -62,7 +62,7 @@ def check_spot(inst: Instrument, qty: Decimal, price: Decimal | None, notional_p
     """Filters of a spot order whose ``qty`` is in the base coin."""
     if price is not None and not is_multiple(price, inst.tick_size):
         raise _reject(SPOT_PRICE_DECIMALS, "Order price decimal too long.")
-    if not is_multiple(qty, inst.qty_step):
+    if not is_multiple(qty, inst.base_precision):
         raise _reject(SPOT_QTY_DECIMALS, "Order volume decimal too long")
     if qty < inst.min_order_qty:
         raise _reject(SPOT_QTY_TOO_LOW, "Order quantity exceeded lower limit.")

@@ -187,6 +187,13 @@ def save(path: Path, state: SavedState) -> None:
         raise
 
 
+def set_aside(path: Path, replay_ms: int) -> Path:
+    """Rename the state file at ``path`` out of the way (``<name>.<replay_ms>.stale``); its new path."""
+    aside = path.with_name(f"{path.name}.{replay_ms}.stale")
+    os.replace(path, aside)
+    return aside
+
+
 def load(path: Path) -> SavedState | None:
     """The state saved at ``path``, or ``None`` if there is no file yet."""
     try:

@@ -4,7 +4,7 @@
 (``bid1Size``/``ask1Size`` a nominal 1,000 steps). Mark and index price equal the last price; funding and
 open interest are zero: the replay has only trades.
 
-The 24-hour statistics read the texts formatted at load (:class:`lib.paper_exchange.candle_text.CandleText`):
+The 24-hour statistics read the candles' texts (:class:`lib.paper_exchange.candle_text.CandleText`):
 the high and low are found on the float arrays, volume and turnover are exact prefix-sum differences, so
 a ticker costs a few numpy calls instead of a ``Decimal`` loop over 288 candles; the texts are the ones
 that loop gave.
@@ -32,9 +32,9 @@ def ticker(market: MarketData, inst: Instrument, category: str, now_ms: int) -> 
     if last is None:
         return None
     series = market.series(inst.symbol)
-    text = market.text(inst.symbol)
     window = market.completed_between(inst.symbol, now_ms - DAY_MS, now_ms)
     forming = market.forming_index(inst.symbol, now_ms)
+    text = market.text(inst.symbol, max(window.stop, 0 if forming is None else forming + 1))
     last_text = fmt(last)
     high_text = low_text = last_text
     if len(window) and not text.ordered:  # a NaN price: Decimal's comparisons, as always

@@ -87,7 +87,7 @@ def connect_body(account: PaperAccount) -> dict[str, Any]:
 def manual_trade() -> dict[str, Any]:
     return {
         "action": "execute_trade",
-        "symbol": "ETHBTC",
+        "symbol": "ETHUSDT",
         "side": "Buy",
         "amount_usd": "50",
         "client_order_id": uuid.uuid4().hex[:20],

@@ -9,12 +9,12 @@ import httpx
 import pytest
 
 from lib.db.session import Caller, Database
-from lib.research.bundled_data import list_symbols
+from lib.ops.stack_replay import stack_symbols
 from lib.services.auth.users import LocalUser
 from tests.functions.conftest import bearer
 
 URL = "/functions/v1/unireli-core-scanner"
-PAIRS = list_symbols()  # what the session's paper exchange serves
+PAIRS = stack_symbols()  # what the session's paper exchange serves (the stack's markets)
 
 
 async def test_the_service_role_scans_the_tickers_universe_and_gets_the_run_back(
@@ -47,7 +47,7 @@ async def test_the_service_role_scans_the_tickers_universe_and_gets_the_run_back
 async def test_a_stored_scan_returns_its_signal_ids_and_each_failing_symbol(
     http: httpx.AsyncClient, service_key: str, db: Database
 ) -> None:
-    symbols = ["ETHBTC", "LTCBTC", "NOSUCHBTC"]
+    symbols = ["ETHUSDT", "SOLUSDT", "NOSUCHUSDT"]
     request = {"timeframe": "5", "symbols": symbols, "min_score": 0, "algorithm": "unirail_core"}
     response = await http.post(URL, json=request, headers=bearer(service_key))
     body = response.json()
@@ -55,14 +55,14 @@ async def test_a_stored_scan_returns_its_signal_ids_and_each_failing_symbol(
     try:
         assert response.status_code == 200, response.text
         assert body["status"] == "partial"
-        assert [e["symbol"] for e in body["errors"]] == ["NOSUCHBTC"]
+        assert [e["symbol"] for e in body["errors"]] == ["NOSUCHUSDT"]
         assert body["errors"][0]["code"] == "exchange_rejected"
         assert body["symbols_scanned"] == 2
         assert body["signals_created"] + body["duplicates"] == body["qualified"] == body["candidates"] == 2
         async with db.read(Caller.service()) as conn:
             rows = await (await conn.execute("select * from signals where id = any(%s)", (ids,))).fetchall()
         assert len(rows) == body["signals_created"]
-        assert {r["symbol"] for r in rows} <= {"ETHBTC", "LTCBTC"}
+        assert {r["symbol"] for r in rows} <= {"ETHUSDT", "SOLUSDT"}
     finally:  # not work for the executor: hand every 'new' row of this bar back
         async with db.write(Caller.service()) as conn:
             await conn.execute(

@@ -1,7 +1,7 @@
 """symbol-validator through HTTP: anyone checks a symbol, normalizes an order, and gets suggestions.
 
 The server is wired to the test paper exchange, whose filters are derived from the bundled candles
-(ETHBTC: tick 0.000001, step 0.1, min qty 1, min notional 5). Expected filters are read from that
+(ETHUSDT: tick 0.01, step 0.01, min qty 0.01, min notional 5 USDT). Expected filters are read from that
 exchange itself, so these tests check the function against the source, not against copied numbers.
 """
 
@@ -39,12 +39,12 @@ async def validate(http: httpx.AsyncClient, token: str | None = None, **body: An
 async def test_a_known_symbol_answers_its_status_and_the_exchanges_filters(
     http: httpx.AsyncClient, listed: dict[tuple[str, str], Instrument]
 ) -> None:
-    response = await validate(http, symbol="ETHBTC")
+    response = await validate(http, symbol="ETHUSDT")
 
     assert response.status_code == 200, response.text
     body = response.json()
-    eth = listed[("linear", "ETHBTC")]
-    assert body["symbol"] == "ETHBTC"
+    eth = listed[("linear", "ETHUSDT")]
+    assert body["symbol"] == "ETHUSDT"
     assert body["category"] == "linear"
     assert body["environment"] == "paper"
     assert body["status"] == "Trading"
@@ -62,22 +62,22 @@ async def test_a_known_symbol_answers_its_status_and_the_exchanges_filters(
 
 
 async def test_qty_rounds_down_to_the_step_and_price_to_the_nearest_tick(http: httpx.AsyncClient) -> None:
-    response = await validate(http, symbol="ETHBTC", qty="200.09", price="0.0345675")
+    response = await validate(http, symbol="ETHUSDT", qty="2.009", price="2345.6751")
 
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["normalized_qty"] == "200.0"
-    assert body["normalized_price"] == "0.034568"
-    assert body["notional"] == "6.9136000"
+    assert body["normalized_qty"] == "2.00"
+    assert body["normalized_price"] == "2345.68"
+    assert body["notional"] == "4691.3600"
     assert body["violations"] == []
     assert body["ok"] is True
 
 
-@pytest.mark.parametrize(("rounding", "expected"), [("down", "0.034567"), ("up", "0.034568")])
+@pytest.mark.parametrize(("rounding", "expected"), [("down", "2345.67"), ("up", "2345.68")])
 async def test_a_stop_price_rounds_in_the_direction_asked(
     http: httpx.AsyncClient, rounding: str, expected: str
 ) -> None:
-    response = await validate(http, symbol="ETHBTC", qty="300", price="0.0345671", price_rounding=rounding)
+    response = await validate(http, symbol="ETHUSDT", qty="3", price="2345.6712", price_rounding=rounding)
 
     assert response.status_code == 200, response.text
     assert response.json()["normalized_price"] == expected
@@ -86,14 +86,15 @@ async def test_a_stop_price_rounds_in_the_direction_asked(
 async def test_an_order_too_small_for_the_filters_lists_each_violation_and_is_not_ok(
     http: httpx.AsyncClient,
 ) -> None:
-    response = await validate(http, symbol="ETHBTC", qty="0.55", price="0.0345")
+    # A spot pair: its quantity precision (0.01) is finer than its minimum (one contract step, 10).
+    response = await validate(http, symbol="DOGEUSDT", category="spot", qty="5.555", price="0.09")
 
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["normalized_qty"] == "0.5"
+    assert body["normalized_qty"] == "5.55"
     assert [(v["code"], v["limit"], v["actual"]) for v in body["violations"]] == [
-        ("below_min_qty", "1", "0.5"),
-        ("below_min_notional", "5", "0.0172500"),
+        ("below_min_qty", "10", "5.55"),
+        ("below_min_notional", "5", "0.4995000"),  # 5.55 x 0.09000 (the price on its tick)
     ]
     assert body["ok"] is False
 
@@ -101,9 +102,9 @@ async def test_an_order_too_small_for_the_filters_lists_each_violation_and_is_no
 async def test_a_quantity_above_the_maximum_is_a_violation(
     http: httpx.AsyncClient, listed: dict[tuple[str, str], Instrument]
 ) -> None:
-    too_many = listed[("linear", "ETHBTC")].max_qty + 1
+    too_many = listed[("linear", "ETHUSDT")].max_qty + 1
 
-    response = await validate(http, symbol="ETHBTC", qty=str(too_many))
+    response = await validate(http, symbol="ETHUSDT", qty=str(too_many))
 
     assert response.status_code == 200, response.text
     assert [v["code"] for v in response.json()["violations"]] == ["above_max_qty"]
@@ -112,13 +113,14 @@ async def test_a_quantity_above_the_maximum_is_a_violation(
 async def test_spot_symbols_are_validated_against_the_spot_listing(
     http: httpx.AsyncClient, listed: dict[tuple[str, str], Instrument]
 ) -> None:
-    response = await validate(http, symbol="ADABTC", category="spot", qty="1234")
+    response = await validate(http, symbol="ARBUSDT", category="spot", qty="1234.5678")
 
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["category"] == "spot"
-    assert body["filters"]["qty_step"] == fmt(listed[("spot", "ADABTC")].qty_step)
-    assert body["normalized_qty"] == "1200"
+    assert body["filters"]["qty_step"] == fmt(listed[("spot", "ARBUSDT")].qty_step)
+    assert body["filters"]["qty_step"] == "0.001"  # spot trades in finer units than the contract (1)
+    assert body["normalized_qty"] == "1234.567"
 
 
 async def test_an_unknown_symbol_is_not_found_with_the_closest_symbols_suggested(
@@ -129,7 +131,7 @@ async def test_an_unknown_symbol_is_not_found_with_the_closest_symbols_suggested
     assert response.status_code == 404, response.text
     error = response.json()["error"]
     assert error["code"] == "not_found"
-    assert error["details"]["suggestions"][0] == "ETHBTC"
+    assert error["details"]["suggestions"][0] == "ETHUSDT"
     assert error["details"]["category"] == "linear"
 
 
@@ -143,16 +145,16 @@ async def test_a_symbol_like_nothing_listed_gets_no_suggestions(http: httpx.Asyn
 @pytest.mark.parametrize(
     "body",
     [
-        {"symbol": "ETHBTC", "qty": "-1"},
-        {"symbol": "ETHBTC", "qty": "0"},
-        {"symbol": "ETHBTC", "qty": "NaN"},
-        {"symbol": "ETHBTC", "price": "Infinity"},
-        {"symbol": "ETHBTC", "qty": "1e400"},
-        {"symbol": "ETHBTC", "qty": "0.0000000000000000001"},
+        {"symbol": "ETHUSDT", "qty": "-1"},
+        {"symbol": "ETHUSDT", "qty": "0"},
+        {"symbol": "ETHUSDT", "qty": "NaN"},
+        {"symbol": "ETHUSDT", "price": "Infinity"},
+        {"symbol": "ETHUSDT", "qty": "1e400"},
+        {"symbol": "ETHUSDT", "qty": "0.0000000000000000001"},
         {"symbol": "ethbtc"},
-        {"symbol": "ETHBTC", "category": "inverse"},
-        {"symbol": "ETHBTC", "price_rounding": "sideways"},
-        {"symbol": "ETHBTC", "side": "Buy"},
+        {"symbol": "ETHUSDT", "category": "inverse"},
+        {"symbol": "ETHUSDT", "price_rounding": "sideways"},
+        {"symbol": "ETHUSDT", "side": "Buy"},
         {},
     ],
     ids=[
@@ -179,14 +181,14 @@ async def test_bad_input_is_refused_with_422(http: httpx.AsyncClient, body: dict
 async def test_another_environment_than_the_deployments_is_refused_and_names_the_served_one(
     http: httpx.AsyncClient,
 ) -> None:
-    response = await validate(http, symbol="ETHBTC", environment="mainnet")
+    response = await validate(http, symbol="ETHUSDT", environment="mainnet")
 
     assert response.status_code == 422, response.text
     assert response.json()["error"]["details"] == {"environment": "mainnet", "served": "paper"}
 
 
 async def test_naming_the_deployments_environment_explicitly_is_accepted(http: httpx.AsyncClient) -> None:
-    response = await validate(http, symbol="ETHBTC", environment="paper")
+    response = await validate(http, symbol="ETHUSDT", environment="paper")
 
     assert response.status_code == 200, response.text
     assert response.json()["environment"] == "paper"
@@ -195,8 +197,8 @@ async def test_naming_the_deployments_environment_explicitly_is_accepted(http: h
 async def test_anonymous_callers_with_or_without_the_anon_key_are_served(
     http: httpx.AsyncClient, anon_key: str
 ) -> None:
-    without_token = await validate(http, symbol="ETHBTC")
-    with_anon_key = await validate(http, anon_key, symbol="ETHBTC")
+    without_token = await validate(http, symbol="ETHUSDT")
+    with_anon_key = await validate(http, anon_key, symbol="ETHUSDT")
 
     assert without_token.status_code == 200, without_token.text
     assert with_anon_key.status_code == 200, with_anon_key.text
@@ -205,11 +207,11 @@ async def test_anonymous_callers_with_or_without_the_anon_key_are_served(
 
 async def test_get_with_query_parameters_validates_like_post(http: httpx.AsyncClient) -> None:
     response = await http.get(
-        URL, params={"action": "validate", "symbol": "ETHBTC", "qty": "200.09", "price": "0.0345675"}
+        URL, params={"action": "validate", "symbol": "ETHUSDT", "qty": "2.009", "price": "2345.6751"}
     )
 
     assert response.status_code == 200, response.text
-    assert (response.json()["normalized_qty"], response.json()["normalized_price"]) == ("200.0", "0.034568")
+    assert (response.json()["normalized_qty"], response.json()["normalized_price"]) == ("2.00", "2345.68")
 
 
 async def test_status_answers_ok_for_anyone(http: httpx.AsyncClient) -> None:

@@ -49,7 +49,7 @@ async def test_a_manual_market_order_is_placed_and_answers_its_outcome(
 ) -> None:
     user = await connected_user(http, make_user, paper_exchange_url)
 
-    response = await http.post(URL, json=trade("ETHBTC"), headers=bearer(user.token))
+    response = await http.post(URL, json=trade("ETHUSDT"), headers=bearer(user.token))
 
     assert response.status_code == 200, response.text
     assert response.json()["outcome"] in ("placed", "filled")
@@ -60,16 +60,16 @@ async def test_an_unlisted_symbol_is_a_404_with_suggestions_like_symbol_validato
 ) -> None:
     user = await connected_user(http, make_user, paper_exchange_url)
 
-    response = await http.post(URL, json=trade("ETHUSDT"), headers=bearer(user.token))
+    response = await http.post(URL, json=trade("ETHUSDC"), headers=bearer(user.token))
     validator = await http.post(
         "/functions/v1/symbol-validator",
-        json={"action": "validate", "symbol": "ETHUSDT"},
+        json={"action": "validate", "symbol": "ETHUSDC"},
         headers=bearer(anon_key),
     )
 
     assert response.status_code == 404, response.text
     error = response.json()["error"]
     assert error["code"] == "not_found"
-    assert "ETHBTC" in error["details"]["suggestions"]
+    assert "ETHUSDT" in error["details"]["suggestions"]
     assert validator.status_code == 404, validator.text
     assert error["details"]["suggestions"] == validator.json()["error"]["details"]["suggestions"]

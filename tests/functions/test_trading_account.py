@@ -385,7 +385,7 @@ async def test_disconnecting_with_an_open_order_is_a_409_with_the_count_until_co
     async with db.write(Caller.service()) as conn:
         await conn.execute(
             "insert into execution_orders (user_id, account_id, symbol, side, qty, order_link_id, status, "
-            "environment) values (%s, %s, 'ETHBTC', 'Buy', 1, %s, 'placed', 'paper')",
+            "environment) values (%s, %s, 'ETHUSDT', 'Buy', 1, %s, 'placed', 'paper')",
             (user.id, account_id, f"t-{uuid.uuid4().hex[:16]}"),
         )
 

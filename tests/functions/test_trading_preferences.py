@@ -30,7 +30,7 @@ async def test_an_update_changes_only_the_fields_sent_and_is_read_back(
     http: httpx.AsyncClient, make_user: Callable[[], LocalUser]
 ) -> None:
     user = make_user()
-    update = {"action": "update", "leverage": 5, "timeframes": ["5", "60"], "symbol_blocklist": ["XLMBTC"]}
+    update = {"action": "update", "leverage": 5, "timeframes": ["5", "60"], "symbol_blocklist": ["XRPUSDT"]}
 
     response = await http.post(URL, json=update, headers=bearer(user.token))
     again = await http.post(URL, json={"action": "get"}, headers=bearer(user.token))
@@ -39,7 +39,7 @@ async def test_an_update_changes_only_the_fields_sent_and_is_read_back(
     assert again.json() == response.json()
     body = again.json()
     assert (body["saved"], body["leverage"], body["timeframes"]) == (True, 5, ["5", "60"])
-    assert body["symbol_blocklist"] == ["XLMBTC"]
+    assert body["symbol_blocklist"] == ["XRPUSDT"]
     assert body["risk_per_trade_pct"] == 1  # untouched default
 
 
@@ -88,11 +88,11 @@ async def test_a_symbol_both_allowed_and_blocked_is_refused(
     user = make_user()
     response = await http.post(
         URL,
-        json={"action": "update", "symbol_allowlist": ["ETHBTC"], "symbol_blocklist": ["ETHBTC"]},
+        json={"action": "update", "symbol_allowlist": ["ETHUSDT"], "symbol_blocklist": ["ETHUSDT"]},
         headers=bearer(user.token),
     )
     assert response.status_code == 422
-    assert response.json()["error"]["details"] == {"symbols": ["ETHBTC"]}
+    assert response.json()["error"]["details"] == {"symbols": ["ETHUSDT"]}
 
 
 async def test_anon_and_service_keys_get_403_because_preferences_belong_to_a_user(

@@ -11,14 +11,20 @@ import pytest
 from lib.config import Settings
 from lib.crypto import KeyVault
 from lib.db.session import Database
+from lib.ops.stack_replay import stack_symbols
 from lib.paper_exchange import PaperExchangeConfig, running_paper_exchange
 from tests.integration.execution_helpers import Seeder, Signals
 
 
 @pytest.fixture(scope="module")
 def paper_url() -> Iterator[str]:
-    """A paper exchange of the module's own (in memory, any free port), so modules never share a book."""
-    with running_paper_exchange(PaperExchangeConfig(state_path=None, port=0)) as url:
+    """A paper exchange of the module's own (in memory, any free port), so modules never share a book.
+
+    It lists what the stack's lists: the executor reads filters from the instruments cache, which every
+    paper exchange of the test database shares.
+    """
+    config = PaperExchangeConfig(symbols=stack_symbols(), state_path=None, port=0)
+    with running_paper_exchange(config) as url:
         yield url
 
 

@@ -50,7 +50,7 @@ from lib.services.instruments.cache import get_filters
 from lib.services.tracking import TrackerDeps
 
 #: The symbols the paper exchange lists (its bundled candles).
-PAPER_SYMBOLS = ("ADABTC", "ETCBTC", "ETHBTC", "LTCBTC", "NXTBTC", "TRXBTC", "XLMBTC", "ZECBTC")
+PAPER_SYMBOLS = ("ARBUSDT", "AVAXUSDT", "ETHUSDT", "SOLUSDT", "SUIUSDT", "DOGEUSDT", "XRPUSDT", "LINKUSDT")
 LIVE_ENVIRONMENTS = ("mainnet", "testnet", "demo")
 START_BALANCE = Decimal(10000)
 

@@ -90,7 +90,7 @@ async def test_a_disconnect_with_an_open_position_is_refused_with_the_count_and_
     db: Database, vault: KeyVault, paper_url: str, seeder: Seeder, signals: Signals
 ) -> None:
     user = await seeder.user(Prefs())
-    row = await open_position(db, vault, paper_url, signals, user, "ETHBTC")
+    row = await open_position(db, vault, paper_url, signals, user, "ETHUSDT")
     account_id = await account_of(db, user.id)
 
     with pytest.raises(Conflict) as refused:
@@ -110,7 +110,7 @@ async def test_a_users_own_delete_through_the_api_is_refused_the_same_way(
     # Users hold DELETE on their own account rows (PostgREST would let them send it): the database
     # itself refuses while orders are open, so no path around the function orphans one.
     user = await seeder.user(Prefs())
-    await open_position(db, vault, paper_url, signals, user, "ETHBTC")
+    await open_position(db, vault, paper_url, signals, user, "ETHUSDT")
 
     with pytest.raises(Exception, match="refused"):
         async with db.write(as_user(user.id)) as conn:
@@ -123,7 +123,7 @@ async def test_a_confirmed_disconnect_untracks_each_order_with_an_event_and_they
     db: Database, vault: KeyVault, paper_url: str, seeder: Seeder, signals: Signals
 ) -> None:
     user = await seeder.user(Prefs(max_open_positions=1))
-    row = await open_position(db, vault, paper_url, signals, user, "ETHBTC")
+    row = await open_position(db, vault, paper_url, signals, user, "ETHUSDT")
     old_account = await account_of(db, user.id)
 
     gone = await disconnect_account(db, as_user(user.id), str(user.id), "paper", confirm_open_orders=True)
@@ -145,7 +145,7 @@ async def test_a_confirmed_disconnect_untracks_each_order_with_an_event_and_they
     # against max_open_positions = 1, so the next signal is executed.
     _, connected = await seeder.connect(user.id)
     assert connected.relinked_orders == 0
-    second = await open_position(db, vault, paper_url, signals, user, "LTCBTC")
+    second = await open_position(db, vault, paper_url, signals, user, "SOLUSDT")
     assert str(second["account_id"]) == connected.account.id
 
 
@@ -154,7 +154,9 @@ async def test_connecting_the_same_key_again_relinks_the_orders_and_the_tracker_
 ) -> None:
     user = await seeder.user(Prefs())
     tight = Decimal("0.3")
-    row = await open_position(db, vault, paper_url, signals, user, "ETHBTC", stop_pct=tight, target_pct=tight)
+    row = await open_position(
+        db, vault, paper_url, signals, user, "ETHUSDT", stop_pct=tight, target_pct=tight
+    )
     await disconnect_account(db, as_user(user.id), str(user.id), "paper", confirm_open_orders=True)
     tracker = tracker_deps(db, vault, paper_url)
     now = datetime.now(UTC)
@@ -166,7 +168,7 @@ async def test_connecting_the_same_key_again_relinks_the_orders_and_the_tracker_
         candles += 6
         report = await track_orders(tracker, now=now, user_ids=[user.id])
         assert report.checked == 0
-        position = user.session(paper_url).get_positions(category="linear", symbol="ETHBTC")
+        position = user.session(paper_url).get_positions(category="linear", symbol="ETHUSDT")
         if Decimal(position["result"]["list"][0]["size"]) == 0:
             break
     else:
@@ -196,7 +198,7 @@ async def test_connecting_another_key_untracks_the_old_keys_orders_and_the_old_k
     # The account's orders belong to the exchange account of its key: tracking them with another
     # account's keys would mark them failed or closed wrongly.
     user = await seeder.user(Prefs())
-    row = await open_position(db, vault, paper_url, signals, user, "ETHBTC")
+    row = await open_position(db, vault, paper_url, signals, user, "ETHUSDT")
 
     # The same key again changes nothing for its orders.
     _, same = await seeder.connect(user.id, keys=user)

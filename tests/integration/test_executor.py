@@ -1,9 +1,9 @@
 """The executor end to end: real database, real users and keys, a paper exchange of this module's own.
 
-One signal (ETHBTC, LONG, ``unirail_core``, 60 minutes, score 85) is fanned out once, in a module
+One signal (ETHUSDT, LONG, ``unirail_core``, 60 minutes, score 85) is fanned out once, in a module
 fixture, to users who each differ from an eligible one in exactly one way; the tests then read what it
 left behind: rows, logs, and the exchange's own order book. Two earlier signals (on timeframes only
-two users trade) give one user a position in ETHBTC and another their maximum of one open position.
+two users trade) give one user a position in ETHUSDT and another their maximum of one open position.
 """
 
 from __future__ import annotations
@@ -34,12 +34,12 @@ from tests.integration.execution_helpers import (
     order_rows,
 )
 
-SYMBOL = "ETHBTC"
+SYMBOL = "ETHUSDT"
 BOTH = ("unirail_core", "quantum_ai")
 
 ELIGIBLE = {
     "defaults": Prefs(),
-    "symbol_in_allowlist": Prefs(symbol_allowlist=("LTCBTC", SYMBOL)),
+    "symbol_in_allowlist": Prefs(symbol_allowlist=("SOLUSDT", SYMBOL)),
     "both_algorithms_and_timeframes": Prefs(algorithms=BOTH, timeframes=("15", "60")),
 }
 EXCLUDED = {
@@ -48,7 +48,7 @@ EXCLUDED = {
     "other_timeframe": Prefs(timeframes=("15",)),
     "min_score_above_the_signal": Prefs(min_score=Decimal(90)),
     "symbol_blocked": Prefs(symbol_blocklist=(SYMBOL,)),
-    "symbol_not_in_allowlist": Prefs(symbol_allowlist=("LTCBTC",)),
+    "symbol_not_in_allowlist": Prefs(symbol_allowlist=("SOLUSDT",)),
     "mainnet_account_while_live_trading_is_off": Prefs(),
     "max_open_positions_reached": Prefs(algorithms=BOTH, timeframes=("60", "720"), max_open_positions=1),
     "position_already_open_in_the_symbol": Prefs(algorithms=BOTH, timeframes=("60", "240")),
@@ -89,7 +89,7 @@ async def fan_out(
         deps = executor_deps(db, vault, paper_url, worker=f"test-executor-{uuid.uuid4().hex[:8]}")
         now = datetime.now(UTC)
         earlier = [
-            await signals.insert("LTCBTC", algorithm="quantum_ai", timeframe="720"),
+            await signals.insert("SOLUSDT", algorithm="quantum_ai", timeframe="720"),
             await signals.insert(SYMBOL, algorithm="quantum_ai", timeframe="240"),
         ]
         await execute_pending(deps, now=now, signal_ids=earlier)

@@ -104,7 +104,7 @@ async def test_an_order_accepted_just_before_a_crash_is_recorded_from_the_exchan
     users: list[PaperUser],
     signals: Signals,
 ) -> None:
-    signal_id = await signals.insert("LTCBTC")
+    signal_id = await signals.insert("SOLUSDT")
     t0 = datetime.now(UTC)
 
     code = await crashing_executor(test_env, paper_url, "executor.after_exchange_ack", signal_id, t0)
@@ -158,7 +158,7 @@ async def test_an_order_reserved_but_never_sent_before_a_crash_is_sent_by_the_ex
     users: list[PaperUser],
     signals: Signals,
 ) -> None:
-    signal_id = await signals.insert("ZECBTC")
+    signal_id = await signals.insert("LINKUSDT")
     t0 = datetime.now(UTC)
 
     code = await crashing_executor(test_env, paper_url, "executor.after_reserve", signal_id, t0)
@@ -197,7 +197,7 @@ async def test_an_order_reserved_but_never_sent_is_marked_failed_once_its_signal
     users: list[PaperUser],
     signals: Signals,
 ) -> None:
-    signal_id = await signals.insert("ETCBTC", ttl=timedelta(minutes=10))
+    signal_id = await signals.insert("AVAXUSDT", ttl=timedelta(minutes=10))
     t0 = datetime.now(UTC)
     assert (
         await crashing_executor(test_env, paper_url, "executor.after_reserve", signal_id, t0)

@@ -39,7 +39,7 @@ from tests.integration.execution_helpers import (
 )
 
 USERS = 30
-SYMBOLS = ("TRXBTC", "XLMBTC")
+SYMBOLS = ("DOGEUSDT", "XRPUSDT")
 FAULTS = {
     "seed": 20261124,
     "order": {

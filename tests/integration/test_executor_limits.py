@@ -1,9 +1,10 @@
 """What the exchange allows, and what the executor does about it (issue 9, items 12, 13 and 15).
 
-- leverage above the instrument's ``maxLeverage`` (25 on the paper exchange; preferences allow 100) is
-  capped at sizing time, and the order's ``trade_logs`` say so;
+- leverage above the instrument's ``maxLeverage`` (100 for BTCUSDT and ETHUSDT on the paper exchange, 50
+  or 25 for the others; preferences allow 100) is capped at sizing time, and the order's ``trade_logs``
+  say so;
 - a manual market order is checked as a signal's is: the ticker's last price need not lie on the tick
-  (ETHBTC's does not on the paper exchange), and an unlisted symbol is a 404 with suggestions;
+  (TIAUSDT's does not at the replay start), and an unlisted symbol is a 404 with suggestions;
 - a wallet that answers nonsense (``1e999999``, ``Infinity``) is a skip with a reason, not an
   arithmetic error.
 
@@ -39,14 +40,15 @@ from tests.integration.execution_helpers import (
     order_rows,
 )
 
-PAPER_MAX_LEVERAGE = 25
+CAPPED_SYMBOL, PAPER_MAX_LEVERAGE = "SUNUSDT", 25  # maxLeverage 25
+OFF_TICK_SYMBOL, OFF_TICK_MAX_LEVERAGE = "TIAUSDT", 50  # last price 13.9241 at the start, tick 0.001
 
 
 def deps_for(db: Database, vault: KeyVault, paper_url: str, **kw: Any) -> ExecutorDeps:
     return executor_deps(db, vault, paper_url, worker=f"test-limits-{uuid.uuid4().hex[:8]}", **kw)
 
 
-def manual(symbol: str = "ETHBTC", amount: str = "100") -> ManualOrder:
+def manual(symbol: str = OFF_TICK_SYMBOL, amount: str = "100") -> ManualOrder:
     return ManualOrder(
         symbol=symbol, side="Buy", amount_usd=Decimal(amount), client_order_id=uuid.uuid4().hex[:16]
     )
@@ -70,7 +72,7 @@ async def test_leverage_above_the_instruments_maximum_is_capped_and_the_order_lo
     db: Database, vault: KeyVault, paper_url: str, seeder: Seeder, signals: Signals
 ) -> None:
     user = await seeder.user(Prefs(leverage=50))
-    signal_id = await signals.insert("ETHBTC")
+    signal_id = await signals.insert(CAPPED_SYMBOL)
 
     report = await execute_pending(
         deps_for(db, vault, paper_url), now=datetime.now(UTC), signal_ids=[signal_id]
@@ -83,15 +85,32 @@ async def test_leverage_above_the_instruments_maximum_is_capped_and_the_order_lo
     assert capped["order_id"] == row["id"]
     assert capped["context"] == {"requested": 50, "used": PAPER_MAX_LEVERAGE}
     assert "50x" in capped["message"]
-    position = user.session(paper_url).get_positions(category="linear", symbol="ETHBTC")["result"]["list"][0]
-    assert Decimal(position["leverage"]) == PAPER_MAX_LEVERAGE
+    position = user.session(paper_url).get_positions(category="linear", symbol=CAPPED_SYMBOL)["result"][
+        "list"
+    ]
+    assert Decimal(position[0]["leverage"]) == PAPER_MAX_LEVERAGE
+
+
+async def test_btcusdt_takes_100x_uncapped(
+    db: Database, vault: KeyVault, paper_url: str, seeder: Seeder, signals: Signals
+) -> None:
+    user = await seeder.user(Prefs(leverage=100))
+    signal_id = await signals.insert("BTCUSDT")
+
+    await execute_pending(deps_for(db, vault, paper_url), now=datetime.now(UTC), signal_ids=[signal_id])
+
+    [row] = await order_rows(db, user_ids=[user.id])
+    assert (row["status"], row["leverage"]) == ("placed", 100)
+    assert "leverage_capped" not in {e["event"] for e in await events(db, user.id)}
+    position = user.session(paper_url).get_positions(category="linear", symbol="BTCUSDT")["result"]["list"]
+    assert position[0]["leverage"] == "100"
 
 
 async def test_leverage_within_the_maximum_is_sent_as_it_is_and_logs_no_cap(
     db: Database, vault: KeyVault, paper_url: str, seeder: Seeder, signals: Signals
 ) -> None:
     user = await seeder.user(Prefs(leverage=PAPER_MAX_LEVERAGE))
-    signal_id = await signals.insert("LTCBTC")
+    signal_id = await signals.insert("SOLUSDT")
 
     await execute_pending(deps_for(db, vault, paper_url), now=datetime.now(UTC), signal_ids=[signal_id])
 
@@ -106,11 +125,11 @@ async def test_leverage_within_the_maximum_is_sent_as_it_is_and_logs_no_cap(
 async def test_a_manual_market_order_is_placed_although_the_last_price_is_off_the_tick(
     db: Database, vault: KeyVault, paper_url: str, seeder: Seeder, signals: Signals
 ) -> None:
-    price = await current_price(paper_url, "ETHBTC")
-    assert not on_multiple(price, Decimal("0.000001")), "the premise: ETHBTC's last price is off its tick"
+    price = await current_price(paper_url, OFF_TICK_SYMBOL)
+    assert not on_multiple(price, Decimal("0.001")), "the premise: TIAUSDT's last price is off its tick"
     by_signal = await seeder.user(Prefs())
-    by_hand = await seeder.user(Prefs(auto_trade_enabled=False, leverage=50))
-    signal_id = await signals.insert("ETHBTC")
+    by_hand = await seeder.user(Prefs(auto_trade_enabled=False, leverage=100))
+    signal_id = await signals.insert(OFF_TICK_SYMBOL)
     deps = deps_for(db, vault, paper_url)
 
     pending = await execute_pending(deps, now=datetime.now(UTC), signal_ids=[signal_id])
@@ -124,7 +143,7 @@ async def test_a_manual_market_order_is_placed_although_the_last_price_is_off_th
     assert row["status"] in ("placed", "filled")
     assert row["qty"] * price <= 100
     # The manual path caps leverage the same way.
-    assert row["leverage"] == PAPER_MAX_LEVERAGE
+    assert row["leverage"] == OFF_TICK_MAX_LEVERAGE
     assert "leverage_capped" in {e["event"] for e in await events(db, by_hand.id)}
 
 
@@ -138,13 +157,13 @@ async def test_an_unlisted_well_formed_symbol_is_a_404_with_suggestions_not_the_
             deps_for(db, vault, paper_url),
             MarketAccess(paper_url=paper_url),
             user_id=user.id,
-            order=manual("ETHUSDT"),
+            order=manual("ETHUSDC"),
             now=datetime.now(UTC),
         )
 
-    assert unlisted.value.details["symbol"] == "ETHUSDT"
+    assert unlisted.value.details["symbol"] == "ETHUSDC"
     assert unlisted.value.details["environment"] == "paper"
-    assert "ETHBTC" in unlisted.value.details["suggestions"]
+    assert "ETHUSDT" in unlisted.value.details["suggestions"]
     assert await order_rows(db, user_ids=[user.id]) == []
 
 
@@ -172,7 +191,7 @@ async def test_a_wallet_equity_out_of_any_sane_range_is_a_skip_with_a_reason(
     db: Database, vault: KeyVault, paper_url: str, seeder: Seeder, signals: Signals, equity: str
 ) -> None:
     user = await seeder.user(Prefs())
-    signal_id = await signals.insert("ETHBTC")
+    signal_id = await signals.insert("ETHUSDT")
     exchange = NonsenseWallet(exchange_for(paper_url), Decimal(equity))
 
     report = await execute_pending(

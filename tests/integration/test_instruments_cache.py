@@ -131,19 +131,19 @@ async def test_the_first_call_fills_the_category_row_from_the_exchange(
     async with MarketAccess(paper_url=paper_exchange_url).client("paper") as direct:
         listed = {i.symbol: i for i in await direct.instruments(CATEGORY)}
     assert sorted(filters) == sorted(listed)
-    eth = filters["ETHBTC"]
+    eth = filters["ETHUSDT"]
     assert (eth.tick_size, eth.qty_step, eth.min_qty, eth.max_qty, eth.min_notional, eth.status) == (
-        listed["ETHBTC"].tick_size,
-        listed["ETHBTC"].qty_step,
-        listed["ETHBTC"].min_qty,
-        listed["ETHBTC"].max_qty,
-        listed["ETHBTC"].min_notional,
+        listed["ETHUSDT"].tick_size,
+        listed["ETHUSDT"].qty_step,
+        listed["ETHUSDT"].min_qty,
+        listed["ETHUSDT"].max_qty,
+        listed["ETHUSDT"].min_notional,
         "Trading",
     )
     entry = await stored_entry(db, CATEGORY, environment)
     assert entry is not None
     assert sorted(entry["instruments"]) == sorted(listed)
-    assert entry["instruments"]["ETHBTC"]["tick_size"] == str(listed["ETHBTC"].tick_size)
+    assert entry["instruments"]["ETHUSDT"]["tick_size"] == str(listed["ETHUSDT"].tick_size)
     assert datetime.fromisoformat(entry["fetched_at"]) == clock.now()
     assert datetime.fromisoformat(entry["expires_at"]) == clock.now() + TTL
 
@@ -201,7 +201,7 @@ async def test_ten_concurrent_callers_with_nothing_cached_cause_exactly_one_fetc
     )
 
     assert market.fetches == [CATEGORY]
-    assert all("ETHBTC" in r.filters and not r.stale for r in results)
+    assert all("ETHUSDT" in r.filters and not r.stale for r in results)
 
 
 async def _waiting_for_lock(db: Database, key: str) -> int:
@@ -340,10 +340,10 @@ async def test_an_unreadable_entry_is_fetched_again_rather_than_trusted(
     filters = await get_filters(db, market, CATEGORY, clock, environment=environment, memo=None)
 
     assert market.fetches == [CATEGORY]
-    assert "ETHBTC" in filters
+    assert "ETHUSDT" in filters
     entry = await stored_entry(db, CATEGORY, environment)
     assert entry is not None
-    assert "ETHBTC" in entry["instruments"]
+    assert "ETHUSDT" in entry["instruments"]
 
 
 async def test_the_table_keeps_one_row_per_category_whatever_is_refreshed(

@@ -1,7 +1,8 @@
 """The paper exchange over real HTTP: httpx for the raw protocol, pybit (unchanged) as the trading client.
 
 Every test starts its own server on a free loopback port unless it only reads market data, so clocks,
-faults and accounts never leak between tests. Expected prices come from the bundled CSV files.
+faults and accounts never leak between tests. The server replays the bundled USDT markets; expected
+prices come from their CSV files.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 import requests
 from pybit.exceptions import FailedRequestError, InvalidRequestError
@@ -25,12 +27,15 @@ from lib.core.timeframes import FIVE_MINUTES_MS
 from lib.exchange.signing import signed_headers
 from lib.paper_exchange import PaperAccount, PaperExchangeConfig, create_paper_account, running_paper_exchange
 from lib.paper_exchange.client import PaperControls
+from lib.paper_exchange.market import load_market
 from lib.paper_exchange.server import create_paper_account_async
-from lib.research.bundled_data import BUNDLED_DATA_DIR, load_candles
+from lib.research.bundled_data import BUNDLED_USDT_DIR, list_symbols, load_candles
 
-SYMBOL = "ETHBTC"  # no gaps in its file
-START_INDEX = 300  # the default replay start: 300 candles of history
-TAKER, MAKER = D("0.00055"), D("0.0002")
+SYMBOL = "ETHUSDT"  # five-minute candles, no gaps; tick 0.01, qty step 0.01
+HOURLY_ONLY = "ACAUSDT"  # hourly candles only
+START_INDEX = 300  # the default replay start: 300 candles of history (ETHUSDT opens with the data)
+TAKER, MAKER = D("0.00055"), D("0.0002")  # Bybit's base linear fees, the defaults
+QTY = D("1")  # 1 ETH, about 2,400 USDT at the replay start
 
 StartServer = Callable[..., AbstractContextManager[str]]
 # One pooled client for the raw calls: a fresh httpx client per call costs tens of milliseconds.
@@ -45,7 +50,7 @@ def _close_http_client() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def eth() -> Candles:
-    return load_candles(SYMBOL, BUNDLED_DATA_DIR)
+    return load_candles(SYMBOL, BUNDLED_USDT_DIR, "5")
 
 
 def d(value: float) -> D:
@@ -197,21 +202,70 @@ def test_intervals_finer_than_the_replay_or_unknown_are_refused(shared_exchange:
     assert body["result"] == {}
 
 
+def test_an_hourly_only_symbol_serves_60_minutes_and_up_and_finer_intervals_empty(
+    shared_exchange: str,
+) -> None:
+    hourly = load_candles(HOURLY_ONLY, BUNDLED_USDT_DIR, "60")
+    now = clock_ms(shared_exchange)
+    rows = market(shared_exchange, "/v5/market/kline", symbol=HOURLY_ONLY, interval="60", limit=5)["result"][
+        "list"
+    ]
+    completed = int(np.searchsorted(hourly.open_time_ms, now - 3_600_000, side="right"))
+    assert [int(r[0]) for r in rows[1:]] == [int(hourly.open_time_ms[completed - k]) for k in range(1, 5)]
+    assert as_decimals(rows[1]) == kline_of(hourly, completed - 1)
+    four_hours = market(shared_exchange, "/v5/market/kline", symbol=HOURLY_ONLY, interval="240", limit=2)
+    assert len(four_hours["result"]["list"]) == 2
+    for interval in ("5", "15", "30"):
+        # Bybit's answer for a symbol with no candles in the range asked for: OK, and an empty list.
+        body = market(shared_exchange, "/v5/market/kline", symbol=HOURLY_ONLY, interval=interval)
+        assert (body["retCode"], body["retMsg"]) == (0, "OK")
+        assert body["result"] == {"category": "linear", "symbol": HOURLY_ONLY, "list": []}
+
+
+@pytest.mark.parametrize(
+    ("symbol", "tick", "step", "max_leverage"),
+    [
+        ("BTCUSDT", "0.1", "0.001", "100.00"),
+        ("ETHUSDT", "0.01", "0.01", "100.00"),
+        ("SOLUSDT", "0.01", "0.01", "50.00"),
+        ("DOGEUSDT", "0.00001", "10", "50.00"),  # a sub-dollar coin: a finer tick
+        ("PEPEUSDT", "0.0000000001", "1000000", "50.00"),
+        ("ACAUSDT", "0.00001", "10", "25.00"),
+    ],
+)
+def test_each_usdt_perpetual_has_bybit_like_filters_for_its_price(
+    shared_exchange: str, symbol: str, tick: str, step: str, max_leverage: str
+) -> None:
+    item = market(shared_exchange, "/v5/market/instruments-info", category="linear", symbol=symbol)["result"][
+        "list"
+    ][0]
+    assert (item["contractType"], item["quoteCoin"], item["settleCoin"]) == (
+        "LinearPerpetual",
+        "USDT",
+        "USDT",
+    )
+    assert item["priceFilter"]["tickSize"] == tick
+    lot = item["lotSizeFilter"]
+    assert (lot["qtyStep"], lot["minOrderQty"], lot["minNotionalValue"]) == (step, step, "5")
+    assert item["leverageFilter"]["maxLeverage"] == max_leverage
+
+
 def test_instruments_page_through_a_cursor(shared_exchange: str) -> None:
     seen: list[str] = []
     cursor = ""
     pages = 0
     while True:
         result = market(
-            shared_exchange, "/v5/market/instruments-info", category="linear", limit=3, cursor=cursor
+            shared_exchange, "/v5/market/instruments-info", category="linear", limit=40, cursor=cursor
         )["result"]
         seen += [item["symbol"] for item in result["list"]]
         pages += 1
         cursor = result["nextPageCursor"]
         if not cursor:
             break
-    assert pages == 3
-    assert seen == ["ADABTC", "ETCBTC", "ETHBTC", "LTCBTC", "NXTBTC", "TRXBTC", "XLMBTC", "ZECBTC"]
+    assert pages == 3  # 102 symbols: 40 + 40 + 22
+    assert seen == list_symbols(BUNDLED_USDT_DIR, "60")  # every pair has hourly candles
+    assert len(seen) == 102
 
 
 def test_instrument_filters_use_bybits_names_per_category(shared_exchange: str) -> None:
@@ -220,7 +274,7 @@ def test_instrument_filters_use_bybits_names_per_category(shared_exchange: str) 
     ]
     lot = linear["list"][0]["lotSizeFilter"]
     assert set(lot) >= {"qtyStep", "minOrderQty", "maxOrderQty", "minNotionalValue"}
-    assert linear["list"][0]["priceFilter"]["tickSize"] == "0.000001"
+    assert linear["list"][0]["priceFilter"]["tickSize"] == "0.01"
     spot = market(shared_exchange, "/v5/market/instruments-info", category="spot", symbol=SYMBOL)["result"]
     assert set(spot["list"][0]["lotSizeFilter"]) >= {
         "basePrecision",
@@ -245,7 +299,12 @@ def test_tickers_summarise_the_last_24_hours_before_the_replay_time(
     assert D(item["volume24h"]) == sum((d(eth.volume[i]) for i in window), D(0))
     assert D(item["prevPrice24h"]) == d(eth.open[START_INDEX - 288])
     all_symbols = market(shared_exchange, "/v5/market/tickers", category="spot")["result"]["list"]
-    assert len(all_symbols) == 8
+    # Every pair already listed at the replay time (some list later in 2024: no ticker before then).
+    served = load_market(BUNDLED_USDT_DIR.resolve())
+    now = int(eth.open_time_ms[START_INDEX])
+    listed = [s for s in served.symbols if served.first_open_of(s) <= now]
+    assert [item["symbol"] for item in all_symbols] == listed
+    assert len(listed) == 88  # 14 of the 102 list later in 2024
 
 
 def test_no_candle_from_the_future_is_served_after_advancing(exchange: str, eth: Candles) -> None:
@@ -358,54 +417,103 @@ def test_the_recv_window_is_checked_against_the_wall_clock(exchange: str, offset
 def test_a_market_order_fills_at_the_replay_price(exchange: str, eth: Candles) -> None:
     account = create_paper_account(exchange, "10000")
     client = session(exchange, account)
-    created = client.place_order(category="linear", symbol=SYMBOL, side="Buy", orderType="Market", qty="1000")
+    created = client.place_order(
+        category="linear", symbol=SYMBOL, side="Buy", orderType="Market", qty=str(QTY)
+    )
     order = client.get_open_orders(category="linear", orderId=created["result"]["orderId"])["result"]["list"][
         0
     ]
     price = d(eth.open[START_INDEX])
-    assert (order["orderStatus"], D(order["avgPrice"]), D(order["cumExecQty"])) == ("Filled", price, D(1000))
-    fee = D(1000) * price * TAKER
+    assert (order["orderStatus"], D(order["avgPrice"]), D(order["cumExecQty"])) == ("Filled", price, QTY)
+    fee = QTY * price * TAKER  # the taker fee on a market order, about 1.31 USDT
     assert D(order["cumExecFee"]) == fee
     position = client.get_positions(category="linear", symbol=SYMBOL)["result"]["list"][0]
-    assert (position["side"], D(position["size"]), D(position["avgPrice"])) == ("Buy", D(1000), price)
+    assert (position["side"], D(position["size"]), D(position["avgPrice"])) == ("Buy", QTY, price)
     coin = client.get_wallet_balance(accountType="UNIFIED", coin="USDT")["result"]["list"][0]["coin"][0]
     assert D(coin["walletBalance"]) == D(10000) - fee
 
 
+def test_the_fees_are_configurable_and_every_fill_pays_them_from_the_wallet(
+    start_server: StartServer,
+) -> None:
+    taker, maker = D("0.001"), D("0.0004")
+    with start_server(taker_fee_rate=taker, maker_fee_rate=maker) as url:
+        client = session(url, create_paper_account(url, "10000"))
+        bought = client.place_order(
+            category="linear", symbol="BTCUSDT", side="Buy", orderType="Market", qty="0.01"
+        )
+        order = client.get_open_orders(category="linear", orderId=bought["result"]["orderId"])["result"][
+            "list"
+        ][0]
+        entry = D(order["avgPrice"])
+        assert D(order["cumExecFee"]) == D("0.01") * entry * taker  # about 0.45 USDT on 450 USDT
+        advance(url, 12)
+        sold = client.place_order(
+            category="linear", symbol="BTCUSDT", side="Sell", orderType="Market", qty="0.01"
+        )
+        exit_order = client.get_open_orders(category="linear", orderId=sold["result"]["orderId"])["result"][
+            "list"
+        ]
+        exit_price = D(exit_order[0]["avgPrice"])
+        fees = D("0.01") * (entry + exit_price) * taker
+        wallet = client.get_wallet_balance(accountType="UNIFIED")["result"]["list"][0]
+        assert D(wallet["totalWalletBalance"]) == D(10000) + D("0.01") * (exit_price - entry) - fees
+        position = client.get_positions(category="linear", symbol="BTCUSDT")["result"]["list"][0]
+        assert D(position["cumRealisedPnl"]) == D("0.01") * (exit_price - entry) - fees
+
+
+@pytest.mark.parametrize(("symbol", "highest"), [("BTCUSDT", "100"), ("SOLUSDT", "50"), ("ACAUSDT", "25")])
+def test_leverage_goes_up_to_each_symbols_maximum_and_no_further(
+    exchange: str, symbol: str, highest: str
+) -> None:
+    client = session(exchange, create_paper_account(exchange))
+    above = str(D(highest) + D("0.01"))
+    with pytest.raises(InvalidRequestError) as caught:
+        client.set_leverage(category="linear", symbol=symbol, buyLeverage=above, sellLeverage=above)
+    assert caught.value.status_code == 10001
+    assert (
+        client.set_leverage(category="linear", symbol=symbol, buyLeverage=highest, sellLeverage=highest)[
+            "retCode"
+        ]
+        == 0
+    )
+    assert client.get_positions(category="linear", symbol=symbol)["result"]["list"][0]["leverage"] == highest
+
+
 def test_a_duplicate_order_link_id_is_110072_and_the_order_is_not_placed_twice(exchange: str) -> None:
     client = session(exchange, create_paper_account(exchange))
-    order = {"category": "linear", "symbol": SYMBOL, "side": "Buy", "orderType": "Market", "qty": "1000"}
+    order = {"category": "linear", "symbol": SYMBOL, "side": "Buy", "orderType": "Market", "qty": str(QTY)}
     client.place_order(**order, orderLinkId="signal-42-user-7")
     with pytest.raises(InvalidRequestError) as caught:
         client.place_order(**order, orderLinkId="signal-42-user-7")
     assert caught.value.status_code == 110072
     found = client.get_open_orders(category="linear", orderLinkId="signal-42-user-7")["result"]["list"]
     assert len(found) == 1
-    assert client.get_positions(category="linear", symbol=SYMBOL)["result"]["list"][0]["size"] == "1000"
+    assert client.get_positions(category="linear", symbol=SYMBOL)["result"]["list"][0]["size"] == str(QTY)
 
 
 @pytest.mark.parametrize(
-    ("category", "fields", "code"),
+    ("symbol", "category", "fields", "code"),
     [
-        ("linear", {"qty": "1000.05"}, 10001),  # not a multiple of qtyStep 0.1
-        ("linear", {"qty": "0.05"}, 110017),  # truncates to zero
-        ("linear", {"qty": "50"}, 110094),  # notional about 4.4 < 5
-        ("linear", {"orderType": "Limit", "price": "0.0800005", "qty": "1000"}, 10001),  # off the tick
-        ("spot", {"orderType": "Limit", "price": "0.0800005", "qty": "1000"}, 170134),
-        ("spot", {"orderType": "Limit", "price": "0.08", "qty": "1000.05"}, 170137),
-        ("spot", {"orderType": "Limit", "price": "0.08", "qty": "0.5"}, 170136),
-        ("spot", {"orderType": "Limit", "price": "0.08", "qty": "50"}, 170140),
+        ("ETHUSDT", "linear", {"qty": "1.005"}, 10001),  # not a multiple of qtyStep 0.01
+        ("ETHUSDT", "linear", {"qty": "0.005"}, 110017),  # truncates to zero
+        ("DOGEUSDT", "linear", {"qty": "50"}, 110094),  # notional about 4.66 < 5 (DOGE at 0.0932)
+        ("ETHUSDT", "linear", {"orderType": "Limit", "price": "2300.005", "qty": "1"}, 10001),  # off tick
+        ("ETHUSDT", "spot", {"orderType": "Limit", "price": "2300.005", "qty": "1"}, 170134),
+        ("ETHUSDT", "spot", {"orderType": "Limit", "price": "2300", "qty": "1.000005"}, 170137),
+        ("ETHUSDT", "spot", {"orderType": "Limit", "price": "2300", "qty": "0.005"}, 170136),
+        ("DOGEUSDT", "spot", {"orderType": "Limit", "price": "0.09", "qty": "50"}, 170140),  # 4.5 USDT
     ],
 )
 def test_lot_tick_and_notional_filters_reject_with_bybits_codes(
-    shared_exchange: str, category: str, fields: dict[str, str], code: int
+    shared_exchange: str, symbol: str, category: str, fields: dict[str, str], code: int
 ) -> None:
     client = session(shared_exchange, create_paper_account(shared_exchange))
-    order = {"category": category, "symbol": SYMBOL, "side": "Buy", "orderType": "Market", **fields}
+    order = {"category": category, "symbol": symbol, "side": "Buy", "orderType": "Market", **fields}
     with pytest.raises(InvalidRequestError) as caught:
         client.place_order(**order)
     assert caught.value.status_code == code
-    assert client.get_open_orders(category=category, symbol=SYMBOL, openOnly=1)["result"]["list"] == []
+    assert client.get_open_orders(category=category, symbol=symbol, openOnly=1)["result"]["list"] == []
 
 
 def first_touch(eth: Candles, after: int, level: D, *, below: bool) -> int:
@@ -421,7 +529,7 @@ def test_a_stop_loss_triggers_on_a_later_candle_and_the_loss_reaches_the_wallet(
 ) -> None:
     client = session(exchange, create_paper_account(exchange, "10000"))
     entry = d(eth.open[START_INDEX])
-    stop, target = (entry * D("0.98")).quantize(D("0.000001")), (entry * D("1.5")).quantize(D("0.000001"))
+    stop, target = (entry * D("0.98")).quantize(D("0.01")), (entry * D("1.5")).quantize(D("0.01"))
     hit = first_touch(eth, START_INDEX, stop, below=True)
     assert all(d(eth.high[i]) < target for i in range(START_INDEX, hit + 1))
     client.place_order(
@@ -429,13 +537,13 @@ def test_a_stop_loss_triggers_on_a_later_candle_and_the_loss_reaches_the_wallet(
         symbol=SYMBOL,
         side="Buy",
         orderType="Market",
-        qty="1000",
+        qty=str(QTY),
         stopLoss=str(stop),
         takeProfit=str(target),
         slTriggerBy="LastPrice",
     )
     advance(exchange, hit - START_INDEX)  # every candle before the touching one has completed
-    assert client.get_positions(category="linear", symbol=SYMBOL)["result"]["list"][0]["size"] == "1000"
+    assert client.get_positions(category="linear", symbol=SYMBOL)["result"]["list"][0]["size"] == str(QTY)
     advance(exchange, 1)
     assert client.get_positions(category="linear", symbol=SYMBOL)["result"]["list"][0]["size"] == "0"
     closing = client.get_open_orders(category="linear", symbol=SYMBOL, openOnly=1)["result"]["list"][0]
@@ -445,7 +553,7 @@ def test_a_stop_loss_triggers_on_a_later_candle_and_the_loss_reaches_the_wallet(
         "Sell",
         exit_price,
     )
-    expected = D(10000) + D(1000) * (exit_price - entry) - D(1000) * (entry + exit_price) * TAKER
+    expected = D(10000) + QTY * (exit_price - entry) - QTY * (entry + exit_price) * TAKER
     coin = client.get_wallet_balance(accountType="UNIFIED")["result"]["list"][0]["coin"][0]
     assert D(coin["walletBalance"]) == expected < D(10000)
 
@@ -454,26 +562,31 @@ def test_a_short_take_profit_triggers_and_the_profit_reaches_the_wallet(exchange
     client = session(exchange, create_paper_account(exchange, "10000"))
     client.set_leverage(category="linear", symbol=SYMBOL, buyLeverage="5", sellLeverage="5")
     entry = d(eth.open[START_INDEX])
-    target = (entry * D("0.99")).quantize(D("0.000001"))
+    target = (entry * D("0.99")).quantize(D("0.01"))
     hit = first_touch(eth, START_INDEX, target, below=True)
     client.place_order(
-        category="linear", symbol=SYMBOL, side="Sell", orderType="Market", qty="2000", takeProfit=str(target)
+        category="linear",
+        symbol=SYMBOL,
+        side="Sell",
+        orderType="Market",
+        qty=str(2 * QTY),
+        takeProfit=str(target),
     )
     advance(exchange, hit - START_INDEX + 1)
     closing = client.get_open_orders(category="linear", symbol=SYMBOL, openOnly=1)["result"]["list"][0]
     exit_price = min(target, d(eth.open[hit]))
     assert (closing["stopOrderType"], D(closing["avgPrice"])) == ("TakeProfit", exit_price)
-    expected = D(10000) + D(2000) * (entry - exit_price) - D(2000) * (entry + exit_price) * TAKER
+    expected = D(10000) + 2 * QTY * (entry - exit_price) - 2 * QTY * (entry + exit_price) * TAKER
     balance = client.get_wallet_balance(accountType="UNIFIED")["result"]["list"][0]["totalWalletBalance"]
     assert D(balance) == expected > D(10000)
 
 
 def test_a_limit_order_rests_until_a_candle_trades_through_it(exchange: str, eth: Candles) -> None:
     client = session(exchange, create_paper_account(exchange))
-    price = (d(eth.open[START_INDEX]) * D("0.995")).quantize(D("0.000001"))
+    price = (d(eth.open[START_INDEX]) * D("0.995")).quantize(D("0.01"))
     hit = first_touch(eth, START_INDEX, price, below=True)
     created = client.place_order(
-        category="linear", symbol=SYMBOL, side="Buy", orderType="Limit", price=str(price), qty="1000"
+        category="linear", symbol=SYMBOL, side="Buy", orderType="Limit", price=str(price), qty=str(QTY)
     )
     order_id = created["result"]["orderId"]
     advance(exchange, hit - START_INDEX)
@@ -486,7 +599,7 @@ def test_a_limit_order_rests_until_a_candle_trades_through_it(exchange: str, eth
     assert (filled["orderStatus"], D(filled["avgPrice"]), D(filled["cumExecFee"])) == (
         "Filled",
         fill,
-        D(1000) * fill * MAKER,
+        QTY * fill * MAKER,
     )
 
 
@@ -508,7 +621,7 @@ def test_order_create_is_limited_to_ten_per_second_per_account(exchange: str) ->
     async def burst() -> list[httpx.Response]:
         async with httpx.AsyncClient(base_url=exchange, timeout=5) as client:
             bodies = [
-                f'{{"category":"linear","symbol":"{SYMBOL}","side":"Buy","orderType":"Market","qty":"0.05"}}'
+                f'{{"category":"linear","symbol":"{SYMBOL}","side":"Buy","orderType":"Market","qty":"0.005"}}'
             ] * 12
             stamp = int(time.time() * 1000)
             calls = [
@@ -551,7 +664,7 @@ def test_state_survives_a_restart_of_the_server(start_server: StartServer, tmp_p
             symbol=SYMBOL,
             side="Buy",
             orderType="Market",
-            qty="1000",
+            qty=str(QTY),
             orderLinkId="keep-me",
         )["result"]["orderId"]
         moved_to = advance(url, 5)
@@ -564,7 +677,7 @@ def test_state_survives_a_restart_of_the_server(start_server: StartServer, tmp_p
         found = client.get_open_orders(category="linear", orderLinkId="keep-me")["result"]["list"]
         assert [o["orderId"] for o in found] == [order_id]
         position = client.get_positions(category="linear", symbol=SYMBOL)["result"]["list"][0]
-        assert (position["size"], position["leverage"]) == ("1000", "4")
+        assert (position["size"], position["leverage"]) == (str(QTY), "4")
         wallet = client.get_wallet_balance(accountType="UNIFIED")["result"]["list"][0]["totalWalletBalance"]
         assert wallet == wallet_before
         with pytest.raises(InvalidRequestError) as caught:
@@ -573,7 +686,7 @@ def test_state_survives_a_restart_of_the_server(start_server: StartServer, tmp_p
                 symbol=SYMBOL,
                 side="Buy",
                 orderType="Market",
-                qty="1000",
+                qty=str(QTY),
                 orderLinkId="keep-me",
             )
         assert caught.value.status_code == 110072
@@ -589,7 +702,7 @@ def test_an_order_accepted_before_a_timeout_is_recorded(exchange: str) -> None:
             symbol=SYMBOL,
             side="Buy",
             orderType="Market",
-            qty="1000",
+            qty=str(QTY),
             orderLinkId="lost-answer",
         )
     HTTP_CLIENT.post(f"{exchange}/_paper/faults", json={})
@@ -602,7 +715,7 @@ def test_an_order_accepted_before_a_timeout_is_recorded(exchange: str) -> None:
             symbol=SYMBOL,
             side="Buy",
             orderType="Market",
-            qty="1000",
+            qty=str(QTY),
             orderLinkId="lost-answer",
         )
     assert caught.value.status_code == 110072
@@ -629,7 +742,7 @@ def test_an_order_accepted_then_answered_with_a_server_error_is_recorded(
             symbol=SYMBOL,
             side="Buy",
             orderType="Market",
-            qty="1000",
+            qty=str(QTY),
             orderLinkId="said-no",
         )
     assert (answered.value.status_code, answered.value.message) == (ret_code, ret_msg)
@@ -642,7 +755,7 @@ def test_an_order_accepted_then_answered_with_a_server_error_is_recorded(
             symbol=SYMBOL,
             side="Buy",
             orderType="Market",
-            qty="1000",
+            qty=str(QTY),
             orderLinkId="said-no",
         )
     assert again.value.status_code == 110072

@@ -18,7 +18,7 @@ import pytest
 from lib.exchange.signing import signed_headers
 from lib.paper_exchange import PaperAccount, PaperControls, PaperExchangeConfig, running_paper_exchange
 
-SYMBOL = "ETHBTC"
+SYMBOL = "XRPUSDT"  # qty step 10, about 0.63 USDT at the replay start
 MARKET_BUY = {"category": "linear", "symbol": SYMBOL, "side": "Buy", "orderType": "Market"}
 
 

@@ -154,7 +154,7 @@ CASES: dict[str, TableCase] = {
         lambda owner: {
             "id": str(uuid.uuid4()),
             "user_id": owner,
-            "symbol": "ETHBTC",
+            "symbol": "ETHUSDT",
             "side": "Buy",
             "qty": 1,
             "order_link_id": f"t-{uuid.uuid4().hex[:30]}",

@@ -1,15 +1,16 @@
 """The scanner end to end: a paper exchange over real HTTP, the real database as service_role.
 
-This module runs its own paper exchange, serving the bundled candles under symbol names unique to this
-run (``S<hex>ETHBTC``...), so its signals never meet another test's (or an earlier run's), its clock
-can be advanced and faults injected without touching the session's exchange. Its replay starts 2,600
-candles into the data, so even hourly bars have the 200 bars of history scoring needs. Signals left
+This module runs its own paper exchange, serving the first two weeks of eight bundled USDT pairs'
+five-minute candles under symbol names unique to this run (``S<hex>ETHUSDT``...), so its signals never
+meet another test's (or an earlier run's), its clock can be advanced and faults injected without
+touching the session's exchange. Its replay starts 2,600 candles into the data, so even hourly bars
+have the 200 bars of history scoring needs. Signals left
 'new' would be work for the executor: every test hands its rows back as 'skipped'.
 """
 
 from __future__ import annotations
 
-import shutil
+import gzip
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -30,13 +31,16 @@ from lib.exchange.market import MarketDataClient, RetryPolicy
 from lib.exchange.market_clock import PaperClock, market_clock_for
 from lib.exchange.rate_limit import RateLimiter
 from lib.paper_exchange.client import AsyncPaperControls
-from lib.research.bundled_data import BUNDLED_DATA_DIR, list_symbols, load_candles
+from lib.research.bundled_data import BUNDLED_USDT_DIR, candle_path, load_candles
 from lib.services import diagnostics
 from lib.services.scanning.models import ScanRequest
 from lib.services.scanning.scanner import run_scans, scan
 from lib.services.scanning.settings import ScanSettings, load_scan_settings
 
 START_CANDLES = 2_600
+#: The pairs served (the eight most traded five-minute ones), each cut to its first 4,000 candles.
+PAIRS = ("BTCUSDT", "DOGEUSDT", "ETHUSDT", "LINKUSDT", "PEPEUSDT", "SOLUSDT", "SUIUSDT", "XRPUSDT")
+CANDLES_KEPT = 4_000
 FIVE_MIN = timedelta(minutes=5)
 
 
@@ -62,9 +66,12 @@ def exchange(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exchange]:
     prefix = "S" + uuid.uuid4().hex[:6].upper()
     data = tmp_path_factory.mktemp("scanner-data")
     names = []
-    for bundled in list_symbols(BUNDLED_DATA_DIR):
+    for bundled in PAIRS:
         name = prefix + bundled
-        shutil.copy(BUNDLED_DATA_DIR / f"{bundled}-5m.csv.gz", Path(data) / f"{name}-5m.csv.gz")
+        source = candle_path(bundled, BUNDLED_USDT_DIR, "5")
+        assert source is not None
+        lines = gzip.decompress(source.read_bytes()).decode().splitlines()[: CANDLES_KEPT + 1]
+        (Path(data) / f"{name}-5m.csv").write_text("\n".join(lines) + "\n")
         names.append(name)
     first_ms = min(int(load_candles(n, data).open_time_ms[0]) for n in names)
     config = PaperExchangeConfig(
@@ -82,7 +89,7 @@ async def cleanup(db: Database, exchange: Exchange) -> AsyncIterator[None]:
     async with db.write(Caller.service()) as conn:
         await conn.execute(
             "update signals set status = 'skipped' where symbol = any(%s) and status = 'new'",
-            ([*exchange.symbols, "NOSUCHBTC"],),
+            ([*exchange.symbols, "NOSUCHUSDT"],),
         )
 
 
@@ -249,13 +256,13 @@ async def test_an_unknown_symbol_is_reported_in_the_run_and_the_others_are_still
     db: Database, exchange: Exchange
 ) -> None:
     result = await scan(
-        ScanRequest(timeframe="5", symbols=(*exchange.symbols[:3], "NOSUCHBTC"), min_score=0, dry_run=True),
+        ScanRequest(timeframe="5", symbols=(*exchange.symbols[:3], "NOSUCHUSDT"), min_score=0, dry_run=True),
         db=db,
         market_access=exchange.access,
     )
 
     assert result.status == "partial"
-    unknown = [e for e in result.errors if e.symbol == "NOSUCHBTC"]
+    unknown = [e for e in result.errors if e.symbol == "NOSUCHUSDT"]
     assert len(unknown) == 1
     assert unknown[0].code == "exchange_rejected"
     assert result.symbols_requested == 4
@@ -263,8 +270,8 @@ async def test_an_unknown_symbol_is_reported_in_the_run_and_the_others_are_still
     assert result.symbols_scanned >= 2
     run = await scan_run(db, result.run_id)
     assert run["status"] == "partial"
-    assert {"symbol": "NOSUCHBTC", "code": "exchange_rejected"}.items() <= next(
-        e for e in run["errors"] if e["symbol"] == "NOSUCHBTC"
+    assert {"symbol": "NOSUCHUSDT", "code": "exchange_rejected"}.items() <= next(
+        e for e in run["errors"] if e["symbol"] == "NOSUCHUSDT"
     ).items()
 
 
@@ -461,7 +468,9 @@ def test_aitradex_scan_runs_in_process_against_the_stacks_paper_exchange_and_pri
     from lib.cli import main
 
     monkeypatch.setenv("AITRADEX_DB_NAME", "aitradex_test")  # the stack the session rebuilt and started
-    code = main(["scan", "-t", "5", "--symbols", "ethbtc,LTCBTC,NOSUCHBTC", "--dry-run", "--min-score", "0"])
+    code = main(
+        ["scan", "-t", "5", "--symbols", "ethusdt,SOLUSDT,NOSUCHUSDT", "--dry-run", "--min-score", "0"]
+    )
     out = capsys.readouterr().out
 
     assert code == 0
@@ -469,7 +478,7 @@ def test_aitradex_scan_runs_in_process_against_the_stacks_paper_exchange_and_pri
     assert header.split()[:4] == ["timeframe", "algorithm", "status", "bar"]
     assert row.split()[:4] == ["5", "unirail_core", "partial", "(dry"]
     assert row.split()[7:9] == ["3", "2"]  # symbols requested, scanned
-    assert errors == [next(e for e in errors if e.startswith("! NOSUCHBTC: exchange_rejected:"))]
+    assert errors == [next(e for e in errors if e.startswith("! NOSUCHUSDT: exchange_rejected:"))]
 
 
 def test_aitradex_scan_refuses_bad_arguments_with_a_reason(

@@ -1,6 +1,6 @@
 """The order tracker against a paper exchange of this module's own, whose clock the tests move.
 
-Two users each take a LONG on ETHBTC and a SHORT on LTCBTC with stop and target 0.3 % away; the
+Two users each take a LONG on ETHUSDT and a SHORT on SOLUSDT with stop and target 0.3 % away; the
 tracker first records the fills, then, while the replay clock advances a few candles at a time, how
 each position closed. The exchange's own numbers (fill prices, fees, the wallet) are the reference.
 """
@@ -47,8 +47,8 @@ async def test_the_tracker_records_each_fill_and_then_how_each_position_closed(
 ) -> None:
     users: list[PaperUser] = [await seeder.user(Prefs()) for _ in range(2)]
     tight = Decimal("0.3")
-    long_id = await signals.insert("ETHBTC", direction="LONG", stop_pct=tight, target_pct=tight)
-    short_id = await signals.insert("LTCBTC", direction="SHORT", stop_pct=tight, target_pct=tight)
+    long_id = await signals.insert("ETHUSDT", direction="LONG", stop_pct=tight, target_pct=tight)
+    short_id = await signals.insert("SOLUSDT", direction="SHORT", stop_pct=tight, target_pct=tight)
     now = datetime.now(UTC)
     deps = executor_deps(db, vault, paper_url, worker="test-tracker")
     await execute_pending(deps, now=now, signal_ids=[long_id, short_id])

@@ -76,7 +76,7 @@ async def test_an_order_answered_with_a_server_error_after_acceptance_is_placed_
     ret_code: int,
 ) -> None:
     tight = Decimal("0.3")
-    signal_id = await signals.insert("ETHBTC", stop_pct=tight, target_pct=tight)
+    signal_id = await signals.insert("ETHUSDT", stop_pct=tight, target_pct=tight)
     user_ids = [u.id for u in users]
     now = datetime.now(UTC)
     # Every order create is recorded, then answered with the retCode; every other signed call answers.

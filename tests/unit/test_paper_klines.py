@@ -1,4 +1,5 @@
-"""Klines are aggregated from 5-minute candles known at the replay time, newest first."""
+"""Klines are aggregated from the candles known at the replay time (5-minute, or hourly where the data
+has nothing finer), newest first."""
 
 from decimal import Decimal as D
 
@@ -14,10 +15,12 @@ from lib.paper_exchange.market import MarketData
 T0 = 1_515_542_400_000  # 2018-01-10 00:00 UTC, a Wednesday
 
 
-def market(rows: list[tuple[int, float, float, float, float, float]]) -> MarketData:
+def market(
+    rows: list[tuple[int, float, float, float, float, float]], candle_ms: int = FIVE_MINUTES_MS
+) -> MarketData:
     table = np.array(rows, dtype=np.float64)
     candles = Candles(
-        symbol="XBTC",
+        symbol="XUSDT",
         open_time_ms=table[:, 0].astype(np.int64),
         open=table[:, 1].copy(),
         high=table[:, 2].copy(),
@@ -25,7 +28,7 @@ def market(rows: list[tuple[int, float, float, float, float, float]]) -> MarketD
         close=table[:, 4].copy(),
         volume=table[:, 5].copy(),
     )
-    return MarketData({"XBTC": candles})
+    return MarketData({"XUSDT": candles}, {"XUSDT": candle_ms})
 
 
 # Six 5-minute candles from T0 (two whole 15-minute buckets), the 5th missing (a gap).
@@ -39,7 +42,7 @@ ROWS = [
 
 
 def query(interval: str, limit: int = 200, start: int | None = None, end: int | None = None) -> KlineQuery:
-    return KlineQuery(symbol="XBTC", interval=interval, start_ms=start, end_ms=end, limit=limit)
+    return KlineQuery(symbol="XUSDT", interval=interval, start_ms=start, end_ms=end, limit=limit)
 
 
 def test_a_15_minute_kline_aggregates_its_5_minute_candles() -> None:
@@ -107,3 +110,47 @@ def test_intervals_the_replay_cannot_build_are_refused_with_10001(interval: str)
     with pytest.raises(ExchangeRejected) as caught:
         check_interval(interval)
     assert caught.value.ret_code == 10001
+
+
+HOUR_MS = 12 * FIVE_MINUTES_MS
+# Five hourly candles from T0 (an hourly-only symbol).
+HOURLY = [
+    (T0 + 0 * HOUR_MS, 1.0, 1.5, 0.9, 1.2, 10.0),
+    (T0 + 1 * HOUR_MS, 1.2, 2.0, 1.1, 1.9, 20.0),
+    (T0 + 2 * HOUR_MS, 1.9, 1.95, 1.7, 1.8, 30.0),
+    (T0 + 3 * HOUR_MS, 1.8, 1.85, 1.6, 1.7, 5.0),
+    (T0 + 4 * HOUR_MS, 1.75, 1.8, 1.5, 1.6, 7.0),
+]
+
+
+def test_hourly_data_serves_60_minutes_and_longer() -> None:
+    hourly = market(HOURLY, HOUR_MS)
+    now = T0 + 4 * HOUR_MS + 30 * 60_000  # 04:30: the 04:00 candle is forming
+    rows = build_klines(hourly, query("60"), now_ms=now)
+    assert [row[0] for row in rows] == [str(T0 + k * HOUR_MS) for k in (4, 3, 2, 1, 0)]
+    assert rows[0][1:] == ["1.75", "1.75", "1.75", "1.75", "0", "0"]  # forming: its open only
+    assert rows[1][1:6] == ["1.8", "1.85", "1.6", "1.7", "5"]
+    two_hours = build_klines(hourly, query("120"), now_ms=now)
+    assert two_hours[1][1:6] == ["1.9", "1.95", "1.6", "1.7", "35"]
+    assert build_klines(hourly, query("D"), now_ms=now)[0][1:4] == ["1", "2", "0.9"]
+
+
+@pytest.mark.parametrize("interval", ["5", "15", "30"])
+def test_an_interval_finer_than_the_data_is_an_empty_list_as_bybit_answers_too_little_history(
+    interval: str,
+) -> None:
+    hourly = market(HOURLY, HOUR_MS)
+    assert check_interval(interval) == interval  # a valid interval: no 10001
+    assert build_klines(hourly, query(interval), now_ms=T0 + 5 * HOUR_MS) == []
+    assert build_klines(hourly, query(interval, start=T0), now_ms=T0 + 5 * HOUR_MS) == []
+    # the same interval on five-minute data is served
+    assert build_klines(market(ROWS), query(interval), now_ms=T0 + 6 * FIVE_MINUTES_MS) != []
+
+
+def test_an_hourly_candle_completes_an_hour_after_it_opens() -> None:
+    hourly = market(HOURLY, HOUR_MS)
+    assert hourly.completed_count("XUSDT", T0 + HOUR_MS - 1) == 0
+    assert hourly.completed_count("XUSDT", T0 + HOUR_MS) == 1
+    assert hourly.price("XUSDT", T0 + 30 * 60_000) == D("1")  # the forming candle's open all hour
+    assert hourly.candle("XUSDT", 0).close_time_ms == T0 + HOUR_MS
+    assert hourly.last_close_ms == T0 + 5 * HOUR_MS

@@ -10,8 +10,10 @@ replay clock advancing one step at a time (nothing from after the replay time ma
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import Callable
 from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, InvalidOperation
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,7 +23,14 @@ from hypothesis import strategies as st
 from lib.core.candles import Candles
 from lib.core.timeframes import FIVE_MINUTES_MS, TIMEFRAMES
 from lib.paper_exchange import app as paper_app
-from lib.paper_exchange.candle_text import CandleText, candle_text, candle_texts, decimal_sums, scaled_text
+from lib.paper_exchange.candle_text import (
+    CandleText,
+    candle_text,
+    candle_texts,
+    candles_between,
+    decimal_sums,
+    scaled_text,
+)
 from lib.paper_exchange.config import PaperExchangeConfig
 from lib.paper_exchange.engine import PaperEngine
 from lib.paper_exchange.instruments import derive_instrument
@@ -34,6 +43,7 @@ from lib.paper_exchange.klines import (
 from lib.paper_exchange.market import MarketData
 from lib.paper_exchange.numbers import dec, fmt
 from lib.paper_exchange.tickers import DAY_MS, ticker
+from lib.research.bundled_data import BUNDLED_USDT_DIR
 
 PROPERTY = settings(max_examples=400, derandomize=True, database=None, deadline=None)
 T0 = 1_515_542_400_000  # 2018-01-10 00:00 UTC
@@ -162,7 +172,7 @@ def random_candles(seed: int, kind: str, n: int = 700) -> Candles:
         columns[1][rng.integers(0, n, 4)] = np.nan
     o, h, lo, c = columns
     return Candles(
-        "XBTC",
+        "XUSDT",
         times.astype(np.int64),
         o,
         np.maximum(h, np.maximum(o, c)),
@@ -176,7 +186,8 @@ KINDS = ["plain", "wide", "rounding", "negative", "irregular"]
 
 
 def market_of(kind: str, seed: int = 1) -> MarketData:
-    return MarketData({"XBTC": random_candles(seed, kind)})
+    # Texts grow 97 candles at a time, so every comparison below also runs across grown texts.
+    return MarketData({"XUSDT": random_candles(seed, kind)}, text_step=97)
 
 
 # ---------------------------------------------------------------------------------- formatting helpers
@@ -246,6 +257,32 @@ def test_each_candle_text_is_its_decimal_text(kind: str) -> None:
         assert (text.volume[i], text.turnover[i]) == decimal_sums(candles, i, i + 1)
 
 
+@pytest.mark.parametrize("kind", [*KINDS, "nan"])
+def test_a_text_grown_step_by_step_is_the_whole_file_text(kind: str) -> None:
+    candles = random_candles(6, kind)
+    whole = CandleText.build(candles)
+    grown = CandleText.build(candles_between(candles, 0, 1))
+    for upto in (2, 3, 50, 51, 333, 699, 700):
+        grown = grown.extended(candles, upto)
+        assert len(grown.candles) == upto
+    for name in ("open", "high", "low", "close", "volume", "turnover"):
+        assert getattr(grown, name).tolist() == getattr(whole, name).tolist(), name
+    assert grown.ordered == whole.ordered
+    for name in ("volume_sums", "turnover_sums"):
+        a, b = getattr(grown, name), getattr(whole, name)
+        assert (a is None) == (b is None)
+        if a is not None:
+            # The scale may differ (a step may reach further decimals); the values may not.
+            assert a.last_digit.tolist() == b.last_digit.tolist()
+            assert [Decimal(u).scaleb(-a.scale) for u in a.prefix] == [
+                Decimal(u).scaleb(-b.scale) for u in b.prefix
+            ]
+    rng = np.random.default_rng(8)
+    for _ in range(100):
+        cuts = np.sort(rng.choice(701, 4, replace=False))
+        assert grown.sum_texts(cuts[0::2], cuts[1::2]) == whole.sum_texts(cuts[0::2], cuts[1::2])
+
+
 # ----------------------------------------------------------------------------------------------- klines
 
 
@@ -254,11 +291,11 @@ def _queries(rng: np.random.Generator, interval: str, now: int) -> list[KlineQue
     a = int(rng.integers(first, now + 1))
     b = int(rng.integers(a, now + 200 * FIVE_MINUTES_MS))
     return [
-        KlineQuery("XBTC", interval, None, None, 200),
-        KlineQuery("XBTC", interval, None, None, int(rng.integers(1, 1001))),
-        KlineQuery("XBTC", interval, a, None, int(rng.integers(1, 60))),
-        KlineQuery("XBTC", interval, None, b, int(rng.integers(1, 60))),
-        KlineQuery("XBTC", interval, a, b, 1000),
+        KlineQuery("XUSDT", interval, None, None, 200),
+        KlineQuery("XUSDT", interval, None, None, int(rng.integers(1, 1001))),
+        KlineQuery("XUSDT", interval, a, None, int(rng.integers(1, 60))),
+        KlineQuery("XUSDT", interval, None, b, int(rng.integers(1, 60))),
+        KlineQuery("XUSDT", interval, a, b, 1000),
     ]
 
 
@@ -272,17 +309,17 @@ def outcome(function: Callable[[], object]) -> object:
 
 def test_a_nan_price_fails_or_answers_as_before() -> None:
     market = market_of("nan")
-    times = market.series("XBTC").open_time_ms
-    inst = derive_instrument("XBTC", Decimal("1"), int(times[0]))
+    times = market.series("XUSDT").open_time_ms
+    inst = derive_instrument("XUSDT", Decimal("1"), int(times[0]))
     rng = np.random.default_rng(17)
     failures = 0
     for now in sorted({int(t) for t in rng.choice(times, 8)} | {int(times[-1]) + FIVE_MINUTES_MS}):
         for interval in ("5", "60", "D"):
-            query = KlineQuery("XBTC", interval, None, None, 1000)
+            query = KlineQuery("XUSDT", interval, None, None, 1000)
             expected = outcome(lambda: reference_klines(market, query, now))  # noqa: B023
             assert outcome(lambda: build_klines(market, query, now)) == expected  # noqa: B023
             failures += expected is InvalidOperation
-        stats = outcome(lambda: reference_ticker_stats(market, "XBTC", now))  # noqa: B023
+        stats = outcome(lambda: reference_ticker_stats(market, "XUSDT", now))  # noqa: B023
         item = outcome(lambda: ticker(market, inst, "linear", now))  # noqa: B023
         if isinstance(stats, dict):
             assert isinstance(item, dict)
@@ -295,7 +332,7 @@ def test_a_nan_price_fails_or_answers_as_before() -> None:
 @pytest.mark.parametrize("kind", KINDS)
 def test_klines_equal_the_decimal_aggregation(kind: str) -> None:
     market = market_of(kind)
-    times = market.series("XBTC").open_time_ms
+    times = market.series("XUSDT").open_time_ms
     rng = np.random.default_rng(11)
     nows = {int(t) for t in rng.choice(times, 4)} | {int(t) + 1 for t in rng.choice(times, 4)}
     nows |= {int(times[0]) - 1, int(times[-1]) + FIVE_MINUTES_MS, int(times[-1]) + 10 * DAY_MS}
@@ -309,14 +346,14 @@ def test_klines_equal_the_decimal_aggregation(kind: str) -> None:
 @pytest.mark.parametrize(("kind", "offset_ms"), [("plain", 0), ("plain", 123_000), ("irregular", 0)])
 def test_advancing_the_clock_never_serves_a_later_candle(kind: str, offset_ms: int) -> None:
     market = market_of(kind, seed=2)
-    series = market.series("XBTC")
+    series = market.series("XUSDT")
     times = series.open_time_ms
     now = int(times[0]) - FIVE_MINUTES_MS + offset_ms
     for _ in range(150):  # advances of one candle, some landing inside gaps
         now += FIVE_MINUTES_MS + (7_000 if kind == "irregular" else 0)
-        forming = market.forming_index("XBTC", now)
+        forming = market.forming_index("XUSDT", now)
         for interval in ("5", "15", "60", "D"):
-            query = KlineQuery("XBTC", interval, None, None, 1000)
+            query = KlineQuery("XUSDT", interval, None, None, 1000)
             rows = build_klines(market, query, now)
             assert rows == reference_klines(market, query, now)
             assert all(int(row[0]) <= now for row in rows)
@@ -338,28 +375,47 @@ def test_advancing_the_clock_never_serves_a_later_candle(kind: str, offset_ms: i
 @pytest.mark.parametrize("kind", KINDS)
 def test_ticker_statistics_equal_the_decimal_loops(kind: str) -> None:
     market = market_of(kind)
-    times = market.series("XBTC").open_time_ms
-    inst = derive_instrument("XBTC", Decimal("1"), int(times[0]))
+    times = market.series("XUSDT").open_time_ms
+    inst = derive_instrument("XUSDT", Decimal("1"), int(times[0]))
     rng = np.random.default_rng(13)
     nows = {int(t) for t in rng.choice(times, 25)} | {int(t) + 150_000 for t in rng.choice(times, 25)}
     nows |= {int(times[-1]) + FIVE_MINUTES_MS, int(times[-1]) + 2 * DAY_MS}
     for now in sorted(nows):
         item = ticker(market, inst, "linear", now)
         assert item is not None
-        expected = reference_ticker_stats(market, "XBTC", now)
+        expected = reference_ticker_stats(market, "XUSDT", now)
         assert {key: item[key] for key in expected} == expected, now
     assert ticker(market, inst, "linear", int(times[0]) - 1) is None
 
 
-def test_the_engine_serves_the_reference_answers_as_the_clock_advances() -> None:
-    engine = PaperEngine(PaperExchangeConfig(state_path=None))
-    symbol = "ADABTC"  # has gaps
+def _usdt_folder_with_gaps(folder: Path) -> None:
+    """BTCUSDT's first five-minute candles with gaps cut in, and ACAUSDT's first hourly ones."""
+    rng = np.random.default_rng(21)
+    lines = (
+        gzip.decompress((BUNDLED_USDT_DIR / "5m" / "BTCUSDT-5m.csv.gz").read_bytes()).decode().splitlines()
+    )
+    rows = lines[1:1500]
+    kept = [row for row in rows if rng.random() > 0.05]  # about one candle in twenty missing
+    (folder / "BTCUSDT-5m.csv").write_text("\n".join([lines[0], *kept]) + "\n")
+    hourly = gzip.decompress((BUNDLED_USDT_DIR / "1h" / "ACAUSDT-1h.csv.gz").read_bytes()).decode()
+    (folder / "ACAUSDT-1h.csv").write_text("\n".join(hourly.splitlines()[:200]) + "\n")
+
+
+def test_the_engine_serves_the_reference_answers_as_the_clock_advances(tmp_path: Path) -> None:
+    _usdt_folder_with_gaps(tmp_path)
+    engine = PaperEngine(PaperExchangeConfig(data_dir=tmp_path, state_path=None))
+    assert engine.market.candle_ms("ACAUSDT") == 12 * FIVE_MINUTES_MS
+    served = {"BTCUSDT": ("5", "30", "D"), "ACAUSDT": ("60", "240", "D")}
     for _ in range(40):
-        now = engine.advance(7)
-        for interval in ("5", "30", "D"):
-            query = KlineQuery(symbol, interval, None, None, 300)
-            answer = paper_app.kline(engine, {"symbol": symbol, "interval": interval, "limit": "300"}, now)
-            assert answer["list"] == reference_klines(engine.market, query, now)
-        item = paper_app.tickers(engine, {"category": "spot", "symbol": symbol}, now)["list"][0]
-        expected = reference_ticker_stats(engine.market, symbol, now)
-        assert {key: item[key] for key in expected} == expected
+        now = engine.advance(23)
+        for symbol, intervals in served.items():
+            for interval in intervals:
+                query = KlineQuery(symbol, interval, None, None, 300)
+                params = {"symbol": symbol, "interval": interval, "limit": "300"}
+                answer = paper_app.kline(engine, params, now)
+                assert answer["list"] == reference_klines(engine.market, query, now)
+            item = paper_app.tickers(engine, {"category": "spot", "symbol": symbol}, now)["list"][0]
+            expected = reference_ticker_stats(engine.market, symbol, now)
+            assert {key: item[key] for key in expected} == expected
+        finer = paper_app.kline(engine, {"symbol": "ACAUSDT", "interval": "15"}, now)
+        assert finer["list"] == []

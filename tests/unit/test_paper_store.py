@@ -1,9 +1,16 @@
 """The state file round-trips exactly and is replaced atomically."""
 
+import gzip
+import logging
 from decimal import Decimal as D
 from pathlib import Path
 
+import pytest
+
+from lib.errors import ConfigError
 from lib.paper_exchange import store
+from lib.paper_exchange.config import PaperExchangeConfig
+from lib.paper_exchange.engine import PaperEngine
 from lib.paper_exchange.models import Account, BookState, Order, Position
 
 
@@ -14,10 +21,10 @@ def sample_state() -> store.SavedState:
         api_secret="s" * 36,
         created_time_ms=5,
         wallet={"USDT": D("9999.951495533"), "ETH": D("0.1")},
-        leverage={"ETHBTC": D("5")},
+        leverage={"ETHUSDT": D("5")},
         positions={
-            "ETHBTC": Position(
-                symbol="ETHBTC", leverage=D("5"), side="Buy", size=D("1000"), stop_loss=D("0.085")
+            "ETHUSDT": Position(
+                symbol="ETHUSDT", leverage=D("5"), side="Buy", size=D("1000"), stop_loss=D("0.085")
             )
         },
         order_ids=["o-1"],
@@ -28,7 +35,7 @@ def sample_state() -> store.SavedState:
         order_link_id="link-1",
         account_id="123456789",
         category="linear",
-        symbol="ETHBTC",
+        symbol="ETHUSDT",
         side="Buy",
         order_type="Limit",
         qty=D("1000"),
@@ -67,3 +74,64 @@ def test_a_save_leaves_no_temporary_file_and_is_private(tmp_path: Path) -> None:
 
 def test_a_missing_file_is_a_fresh_start(tmp_path: Path) -> None:
     assert store.load(tmp_path / "absent.json") is None
+
+
+def _usdt_folder(folder: Path, rows: int = 600) -> None:
+    """ETHUSDT's first five-minute candles, as a data folder of its own."""
+    from lib.research.bundled_data import BUNDLED_USDT_DIR
+
+    lines = gzip.decompress((BUNDLED_USDT_DIR / "5m" / "ETHUSDT-5m.csv.gz").read_bytes()).decode()
+    (folder / "ETHUSDT-5m.csv").write_text("\n".join(lines.splitlines()[: rows + 1]) + "\n")
+
+
+@pytest.mark.parametrize(
+    ("replay_ms", "symbol"),
+    [
+        (1_516_643_700_000, "ETHUSDT"),  # January 2018: the old replay's time, outside these candles
+        (1_704_067_200_000 + 400 * 300_000, "ETHBTC"),  # inside them, but on a symbol not served
+    ],
+)
+def test_a_state_file_of_other_data_is_set_aside_and_a_new_replay_starts(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, replay_ms: int, symbol: str
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    _usdt_folder(data)
+    state_path = tmp_path / "state.json"
+    old = sample_state()
+    old.book.orders["o-1"].symbol = symbol
+    store.save(state_path, store.SavedState(book=old.book, replay_ms=replay_ms))
+    before = state_path.read_text()
+
+    with caplog.at_level(logging.WARNING, logger="aitradex.paper_exchange"):
+        engine = PaperEngine(PaperExchangeConfig(data_dir=data, state_path=state_path))
+
+    assert engine.now_ms() == engine.default_start_ms  # a new replay
+    assert engine.book.state.accounts == {}
+    aside = tmp_path / f"state.json.{replay_ms}.stale"
+    assert aside.read_text() == before  # the old state is kept, untouched
+    assert store.load(state_path) is not None  # and the new one written in its place
+    assert any("paper_state_set_aside" in record.getMessage() for record in caplog.records)
+
+
+def test_a_state_file_of_this_data_resumes(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    _usdt_folder(data)
+    state_path = tmp_path / "state.json"
+    saved = sample_state()
+    replay_ms = 1_704_067_200_000 + 400 * 300_000
+    store.save(state_path, store.SavedState(book=saved.book, replay_ms=replay_ms))
+
+    engine = PaperEngine(PaperExchangeConfig(data_dir=data, state_path=state_path))
+
+    assert engine.now_ms() == replay_ms
+    assert set(engine.book.state.accounts) == {"123456789"}
+    assert list(tmp_path.glob("*.stale")) == []
+
+
+def test_a_btc_quoted_data_folder_is_refused_at_start() -> None:
+    from lib.research.bundled_data import BUNDLED_DATA_DIR
+
+    with pytest.raises(ConfigError, match="USDT-quoted pairs only"):
+        PaperEngine(PaperExchangeConfig(data_dir=BUNDLED_DATA_DIR, state_path=None))

@@ -22,7 +22,7 @@ import pytest
 from lib.core.candles import Candles
 from lib.local_state import write_services
 from lib.paper_exchange import PaperControls, PaperExchangeConfig, running_paper_exchange
-from lib.research.bundled_data import BUNDLED_DATA_DIR, list_symbols, load_candles
+from lib.research.bundled_data import BUNDLED_USDT_DIR, list_symbols, load_candles
 from tests.integration.cli_helpers import assert_one_line_failure, clean_env, closed_port, run_cli
 
 FIVE_MIN = 300_000
@@ -30,11 +30,13 @@ FIVE_MIN = 300_000
 SPAN = 3000
 HOLE_AT = (1700, 1701, 1702)  # rows dropped from the "hole" symbol
 LATE_BY = 400  # leading rows dropped from the "late" symbol
+#: The real 2024 USDT five-minute candles (the paper exchange replays USDT pairs only).
+SOURCE = BUNDLED_USDT_DIR / "5m"
 
 
 def _source_file(symbol: str) -> Path:
     for suffix in ("-5m.csv.gz", "-5m.csv"):
-        if (path := BUNDLED_DATA_DIR / f"{symbol}{suffix}").exists():
+        if (path := SOURCE / f"{symbol}{suffix}").exists():
             return path
     raise AssertionError(f"no bundled file for {symbol}")
 
@@ -66,8 +68,8 @@ class Market:
 def market(tmp_path_factory: pytest.TempPathFactory) -> Market:
     first = None
     continuous = []
-    for symbol in list_symbols(BUNDLED_DATA_DIR):
-        opens = load_candles(symbol).open_time_ms[:SPAN]
+    for symbol in list_symbols(SOURCE):
+        opens = load_candles(symbol, SOURCE).open_time_ms[:SPAN]
         gap_free = opens.size == SPAN and bool(np.all(np.diff(opens) == FIVE_MIN))
         if gap_free and (first is None or int(opens[0]) == first):
             first = int(opens[0])

@@ -43,7 +43,11 @@ def add_backtest_parser(sub: Any) -> None:
     """Register ``backtest`` on the command line's subparsers."""
     p = sub.add_parser("backtest", help="replay candles through an algorithm: outcomes per score bucket")
     p.add_argument("--algorithm", required=True, choices=["unirail_core", "quantum_ai"])
-    p.add_argument("--data", help="folder of <SYMBOL>-5m.csv[.gz] files (default: the bundled data)")
+    p.add_argument(
+        "--data",
+        help="folder of <SYMBOL>-5m.csv[.gz] files (default: the 2018 set for the table, the 2024 USDT "
+        "markets for --report)",
+    )
     p.add_argument("--csv", help="also write the table as CSV, one row per bucket")
     p.add_argument(
         "--timeframe", default="5", help="candle interval, built from the 5-minute data (default 5)"
@@ -67,12 +71,12 @@ def add_backtest_parser(sub: Any) -> None:
 
 def cmd_backtest(args: argparse.Namespace) -> int:
     """The table, or with ``--report`` the simulation's report files."""
-    from lib.research.bundled_data import BUNDLED_DATA_DIR
+    from lib.research.bundled_data import BUNDLED_DATA_DIR, BUNDLED_USDT_DIR
 
-    data = Path(args.data) if args.data else BUNDLED_DATA_DIR
     if args.report:
-        return _report(args, data)
-    return _table(args, data)
+        # The simulation prices trades in USDT: by default the real 2024 USDT markets.
+        return _report(args, Path(args.data) if args.data else BUNDLED_USDT_DIR)
+    return _table(args, Path(args.data) if args.data else BUNDLED_DATA_DIR)
 
 
 def _table(args: argparse.Namespace, data: Path) -> int:

@@ -66,6 +66,11 @@ def add_backtest_parser(sub: Any) -> None:
     p.add_argument("--from", dest="start", type=_utc_ms, help="first signal date, UTC (YYYY-MM-DD)")
     p.add_argument("--split", type=_utc_ms, help="choose the threshold before this date, report after it")
     p.add_argument("--to", dest="end", type=_utc_ms, help="signals before this date, UTC (YYYY-MM-DD)")
+    p.add_argument(
+        "--update-evidence",
+        action="store_true",
+        help="with --report: record the verdict in data/evidence.json (shown by signals-api and diagnostics)",
+    )
     p.set_defaults(func=cmd_backtest)
 
 
@@ -152,6 +157,12 @@ def _report(args: argparse.Namespace, data: Path) -> int:
         for bar in bars.values():
             bar.close()
     print(report.verdict())
+    if args.update_evidence:
+        from lib.research.report import update_evidence_file
+        from lib.services.evidence import EVIDENCE_FILE
+
+        update_evidence_file(EVIDENCE_FILE, report.score_evidence(shlex.join(["aitradex", *sys.argv[1:]])))
+        print(f"updated {EVIDENCE_FILE}")
     for path in report.files.values():
         print(f"wrote {path}")
     return 0

@@ -12,6 +12,7 @@ from lib.app.wiring import market_now
 from lib.db.session import Caller
 from lib.http.spec import FunctionSpec, status_response
 from lib.services.diagnostics import HealthReport, run_checks
+from lib.services.evidence import score_evidence
 
 NAME = "diagnostics"
 
@@ -63,7 +64,9 @@ async def handle(request: DiagnosticsRequest, ctx: Context) -> DiagnosticsRespon
             )
             for c in report.checks
         ]
-    return HealthDocument(status=report.status, checked_at=report.checked_at, checks=checks)
+    return HealthDocument(
+        status=report.status, checked_at=report.checked_at, checks=checks, evidence=score_evidence()
+    )
 
 
 SPEC = FunctionSpec(

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from lib.core.evidence import ScoreEvidence
 from lib.http.spec import Request, Response, StatusResponse
 
 Health = Literal["healthy", "degraded", "down"]
@@ -33,6 +34,10 @@ class HealthDocument(Response):
     status: Health
     checked_at: datetime
     checks: list[Check] | None = Field(default=None, description="present for the service role only")
+    evidence: dict[str, list[ScoreEvidence]] = Field(
+        default_factory=dict,
+        description="per algorithm, whether its score showed an edge after fees out of sample",
+    )
 
 
 DiagnosticsResponse = HealthDocument | StatusResponse

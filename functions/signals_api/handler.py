@@ -5,6 +5,7 @@ from __future__ import annotations
 from functions.signals_api.models import ListSignals, SignalsPage, SignalsRequest, SignalsResponse
 from lib.app.context import Context
 from lib.http.spec import FunctionSpec, StatusRequest, status_response
+from lib.services.evidence import score_evidence
 from lib.services.signals_query import SignalFilters, list_signals
 
 NAME = "signals-api"
@@ -23,7 +24,7 @@ async def handle(request: ListSignals | StatusRequest, ctx: Context) -> SignalsR
         since=request.since,
     )
     page = await list_signals(ctx.db, ctx.caller, filters, limit=request.limit, cursor=request.cursor)
-    return SignalsPage(signals=page.signals, next_cursor=page.next_cursor)
+    return SignalsPage(signals=page.signals, next_cursor=page.next_cursor, evidence=score_evidence())
 
 
 SPEC = FunctionSpec(

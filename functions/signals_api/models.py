@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, Field
 
+from lib.core.evidence import ScoreEvidence
 from lib.core.signal import Signal
 from lib.core.vocabulary import Algorithm, Direction, Symbol, Timeframe
 from lib.http.spec import Request, Response, StatusRequest, StatusResponse
@@ -44,6 +45,9 @@ class SignalsPage(Response):
     # The stored signal's own dataclass: its fields (and their schema) are defined once, in lib.core.
     signals: list[Signal]
     next_cursor: str | None
+    evidence: dict[str, list[ScoreEvidence]] = Field(
+        description="per algorithm, what the out-of-sample backtest found its score worth after fees"
+    )
 
 
 SignalsResponse = SignalsPage | StatusResponse

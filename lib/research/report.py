@@ -17,9 +17,10 @@ Charts are drawn with matplotlib's Agg backend (files only, no display, no netwo
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,6 +31,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from lib.core.evidence import ScoreEvidence
 from lib.research.evidence import Evidence, bucket_evidence
 from lib.research.exits import ExitRules
 from lib.research.market import Market, MarketScores, load_market, score_market
@@ -78,6 +80,32 @@ class Report:
         """Whether following the signals earned money after fees: the 95% interval of mean R is above 0."""
         row = self.evidence.threshold_row
         return row.signals > 0 and row.mean_r_ci_low > 0
+
+    def score_evidence(self, command: str) -> ScoreEvidence:
+        """The verdict and its out-of-sample figures, as the product shows them (``data/evidence.json``)."""
+        row = self.evidence.threshold_row
+
+        def figure(value: float) -> float | None:
+            return None if math.isnan(value) else round(value, 4)
+
+        return ScoreEvidence(
+            algorithm=self.algorithm,
+            timeframe=self.timeframe,
+            threshold=self.choice.threshold,
+            edge_shown=self.edge_shown,
+            pays=self.pays,
+            verdict=self.verdict(),
+            out_of_sample_from=_utc(self.evidence.first_bar_ms),
+            out_of_sample_to=_utc(self.evidence.last_bar_ms),
+            signals=row.signals,
+            mean_r_net=figure(row.mean_r_net),
+            mean_r_ci_low=figure(row.mean_r_ci_low),
+            mean_r_ci_high=figure(row.mean_r_ci_high),
+            baseline_mean_r_net=figure(row.baseline_mean_r_net),
+            p_value=figure(row.p_value),
+            report_date=datetime.now(UTC).strftime("%Y-%m-%d"),
+            command=command,
+        )
 
     def verdict(self) -> str:
         """The one sentence a user cannot miss: edge over random entries, and whether it pays."""
@@ -316,7 +344,20 @@ def write_report(
     path = folder / "report.md"
     path.write_text(_markdown(report, Path(data_dir), command), encoding="utf-8")
     files["report"] = path
+    files["evidence"] = folder / "evidence.json"
+    files["evidence"].write_text(json.dumps([asdict(report.score_evidence(command))], indent=2) + "\n")
     return report
+
+
+def update_evidence_file(path: Path, evidence: ScoreEvidence) -> None:
+    """Put ``evidence`` into the versioned file, replacing the entry of the same algorithm and timeframe."""
+    entries = json.loads(path.read_text(encoding="utf-8")) if path.exists() else []
+    kept = [
+        e for e in entries if (e["algorithm"], e["timeframe"]) != (evidence.algorithm, evidence.timeframe)
+    ]
+    kept.append(asdict(evidence))
+    kept.sort(key=lambda e: (e["algorithm"], int(e["timeframe"]) if e["timeframe"].isdigit() else 10**6))
+    path.write_text(json.dumps(kept, indent=2) + "\n", encoding="utf-8")
 
 
 def _reward_ratio(scores: MarketScores) -> float:

@@ -47,7 +47,15 @@ def report(tmp_path_factory: pytest.TempPathFactory, split_ms: int) -> Report:
 
 def test_every_report_file_is_written_and_the_charts_are_pngs(report: Report) -> None:
     names = {path.name for path in report.files.values()}
-    assert names == {"report.md", "buckets.csv", "trades.csv", "equity.csv", "equity.png", "calibration.png"}
+    assert names == {
+        "report.md",
+        "buckets.csv",
+        "trades.csv",
+        "equity.csv",
+        "equity.png",
+        "calibration.png",
+        "evidence.json",
+    }
     for chart in ("equity_png", "calibration_png"):
         data = report.files[chart].read_bytes()
         assert data.startswith(PNG_MAGIC)

@@ -149,6 +149,18 @@ def as_decimals(row: list[str]) -> list[D]:
 # ------------------------------------------------------------------------------------------ market side
 
 
+def market_buy(client: Any, order_link_id: str) -> Any:
+    """A market Buy of ``QTY`` ``SYMBOL`` with ``order_link_id``: the order these tests send again."""
+    return client.place_order(
+        category="linear",
+        symbol=SYMBOL,
+        side="Buy",
+        orderType="Market",
+        qty=str(QTY),
+        orderLinkId=order_link_id,
+    )
+
+
 def test_every_answer_wears_bybits_envelope(shared_exchange: str) -> None:
     before = int(time.time() * 1000)
     body = market(shared_exchange, "/v5/market/time")
@@ -659,14 +671,7 @@ def test_state_survives_a_restart_of_the_server(start_server: StartServer, tmp_p
         account = create_paper_account(url, "5000")
         client = session(url, account)
         client.set_leverage(category="linear", symbol=SYMBOL, buyLeverage="4", sellLeverage="4")
-        order_id = client.place_order(
-            category="linear",
-            symbol=SYMBOL,
-            side="Buy",
-            orderType="Market",
-            qty=str(QTY),
-            orderLinkId="keep-me",
-        )["result"]["orderId"]
+        order_id = market_buy(client, "keep-me")["result"]["orderId"]
         moved_to = advance(url, 5)
         wallet_before = client.get_wallet_balance(accountType="UNIFIED")["result"]["list"][0][
             "totalWalletBalance"
@@ -681,14 +686,7 @@ def test_state_survives_a_restart_of_the_server(start_server: StartServer, tmp_p
         wallet = client.get_wallet_balance(accountType="UNIFIED")["result"]["list"][0]["totalWalletBalance"]
         assert wallet == wallet_before
         with pytest.raises(InvalidRequestError) as caught:
-            client.place_order(
-                category="linear",
-                symbol=SYMBOL,
-                side="Buy",
-                orderType="Market",
-                qty=str(QTY),
-                orderLinkId="keep-me",
-            )
+            market_buy(client, "keep-me")
         assert caught.value.status_code == 110072
 
 
@@ -697,27 +695,13 @@ def test_an_order_accepted_before_a_timeout_is_recorded(exchange: str) -> None:
     faults = {"seed": 1, "order": {"accepted_timeout_probability": 1.0, "hang_ms": 1500}}
     HTTP_CLIENT.post(f"{exchange}/_paper/faults", json=faults)
     with pytest.raises(requests.exceptions.ReadTimeout):
-        session(exchange, account, timeout=0.3).place_order(
-            category="linear",
-            symbol=SYMBOL,
-            side="Buy",
-            orderType="Market",
-            qty=str(QTY),
-            orderLinkId="lost-answer",
-        )
+        market_buy(session(exchange, account, timeout=0.3), "lost-answer")
     HTTP_CLIENT.post(f"{exchange}/_paper/faults", json={})
     client = session(exchange, account)
     found = client.get_open_orders(category="linear", orderLinkId="lost-answer")["result"]["list"]
     assert [o["orderStatus"] for o in found] == ["Filled"]
     with pytest.raises(InvalidRequestError) as caught:
-        client.place_order(
-            category="linear",
-            symbol=SYMBOL,
-            side="Buy",
-            orderType="Market",
-            qty=str(QTY),
-            orderLinkId="lost-answer",
-        )
+        market_buy(client, "lost-answer")
     assert caught.value.status_code == 110072
 
 
@@ -737,27 +721,13 @@ def test_an_order_accepted_then_answered_with_a_server_error_is_recorded(
     # Only order create meets the fault: the account's other signed calls answer as usual.
     assert client.get_wallet_balance(accountType="UNIFIED")["retCode"] == 0
     with pytest.raises(InvalidRequestError) as answered:
-        client.place_order(
-            category="linear",
-            symbol=SYMBOL,
-            side="Buy",
-            orderType="Market",
-            qty=str(QTY),
-            orderLinkId="said-no",
-        )
+        market_buy(client, "said-no")
     assert (answered.value.status_code, answered.value.message) == (ret_code, ret_msg)
     found = client.get_open_orders(category="linear", orderLinkId="said-no")["result"]["list"]
     assert [o["orderStatus"] for o in found] == ["Filled"]
     # Sent again with the same orderLinkId (the fault still on): a duplicate, nothing new recorded.
     with pytest.raises(InvalidRequestError) as again:
-        client.place_order(
-            category="linear",
-            symbol=SYMBOL,
-            side="Buy",
-            orderType="Market",
-            qty=str(QTY),
-            orderLinkId="said-no",
-        )
+        market_buy(client, "said-no")
     assert again.value.status_code == 110072
     HTTP_CLIENT.post(f"{exchange}/_paper/faults", json={})
     closed = client.get_open_orders(category="linear", settleCoin="USDT", openOnly=1)["result"]["list"]

@@ -32,11 +32,11 @@ import numpy as np
 import numpy.typing as npt
 
 from lib.core.candles import Candles
-from lib.core.timeframes import FIVE_MINUTES_MS
+from lib.core.timeframes import FIVE_MINUTES_MS, INTERVAL_MS
 from lib.errors import ConfigError
 from lib.paper_exchange.candle_text import CandleText, candles_between
 from lib.paper_exchange.numbers import dec
-from lib.research.bundled_data import INTERVAL_MS, candle_path, list_symbols, read_candles
+from lib.research.bundled_data import candle_path, list_symbols, read_candles
 
 ObjectArray = npt.NDArray[np.object_]
 IntArray = npt.NDArray[np.int64]

@@ -23,21 +23,20 @@ from pathlib import Path
 import numpy as np
 
 from lib.config import REPO_ROOT
+from lib.core.candle_files import CANDLE_HEADER, FILE_TAGS
 from lib.core.candles import Candles
 from lib.errors import ConfigError
 
 BUNDLED_DATA_DIR = REPO_ROOT / "data" / "market-data"
 BUNDLED_USDT_DIR = REPO_ROOT / "data" / "market-data-usdt"
-#: Bybit interval -> the tag in the file names (``BTCUSDT-5m.csv.gz``).
-FILE_TAGS = {"5": "5m", "60": "1h"}
-INTERVAL_MS = {"5": 300_000, "60": 3_600_000}
-HEADER = ["open_time_ms", "open", "high", "low", "close", "volume"]
+#: The intervals the bundled data comes in (file tags from :mod:`lib.core.candle_files`).
+BUNDLED_INTERVALS: tuple[str, ...] = ("5", "60")
 
 
 def interval_of(interval: str) -> str:
     """``interval`` in Bybit's spelling (``"5"``, ``"60"``); ConfigError for one with no bundled format."""
-    for bybit, tag in FILE_TAGS.items():
-        if interval in (bybit, tag):
+    for bybit in BUNDLED_INTERVALS:
+        if interval in (bybit, FILE_TAGS[bybit]):
             return bybit
     raise ConfigError(f"no candle file format for interval {interval!r} (known: 5/5m, 60/1h)")
 
@@ -89,7 +88,7 @@ def read_candles(path: Path, symbol: str) -> Candles:
     except (OSError, EOFError, gzip.BadGzipFile, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot be read: {exc}") from None
     header, _, body = text.partition("\n")
-    if header.strip().split(",") != HEADER:
+    if header.strip() != CANDLE_HEADER:
         raise ConfigError(f"{path}: unexpected header {header.strip().split(',')}")
     try:
         table = (

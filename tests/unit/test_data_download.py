@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lib.core.candle_files import CANDLE_HEADER as HEADER
 from lib.core.candles import Candles
 from lib.errors import ConfigError, ExchangeError, InvalidRequest
 from lib.ops.data.candle_files import (
-    HEADER,
     candle_file,
     csv_rows,
     number_texts,

@@ -19,40 +19,18 @@ import io
 import os
 import shutil
 import warnings
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType
 
 import numpy as np
 import numpy.typing as npt
 
+from lib.core.candle_files import CANDLE_HEADER, FILE_TAGS
 from lib.core.candles import Candles
 from lib.errors import ConfigError
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
-
-HEADER = "open_time_ms,open,high,low,close,volume"
-
-#: Bybit's interval spelling to the file-name tag (freqtrade's spelling, as the bundled files use).
-FILE_TAGS: Mapping[str, str] = MappingProxyType(
-    {
-        "1": "1m",
-        "3": "3m",
-        "5": "5m",
-        "15": "15m",
-        "30": "30m",
-        "60": "1h",
-        "120": "2h",
-        "240": "4h",
-        "360": "6h",
-        "720": "12h",
-        "D": "1d",
-        "W": "1w",
-        "M": "1M",
-    }
-)
 
 
 def candle_file(out_dir: Path, symbol: str, interval: str) -> Path:
@@ -83,8 +61,8 @@ def read_existing(path: Path) -> ExistingFile:
     except (OSError, EOFError, gzip.BadGzipFile, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from None
     header, _, body = text.partition("\n")
-    if header.strip() != HEADER:
-        raise ConfigError(f"{path} is not a candle file: its header is not {HEADER}")
+    if header.strip() != CANDLE_HEADER:
+        raise ConfigError(f"{path} is not a candle file: its header is not {CANDLE_HEADER}")
     if not body.strip():
         opens = np.empty(0, dtype=np.int64)
     else:
@@ -94,7 +72,7 @@ def read_existing(path: Path) -> ExistingFile:
                 table = np.loadtxt(io.StringIO(body), delimiter=",", dtype=np.float64, ndmin=2)
         except (ValueError, UserWarning) as exc:
             raise ConfigError(f"{path} has a row that is not 6 numbers: {exc}") from None
-        if table.shape[1] != len(HEADER.split(",")):
+        if table.shape[1] != len(CANDLE_HEADER.split(",")):
             raise ConfigError(f"{path} has rows of {table.shape[1]} fields, not 6")
         opens = table[:, 0].astype(np.int64)  # epoch ms are far below 2**53: exact in a float
     if opens.size > 1 and not bool(np.all(np.diff(opens) > 0)):
@@ -126,7 +104,7 @@ def csv_rows(candles: Candles) -> str:
 def write_candles(path: Path, rows: str, *, existing: ExistingFile | None) -> None:
     """Write ``rows`` (from :func:`csv_rows`) to ``path`` atomically: a new file with the header when
     ``existing`` is ``None``, else the old file's bytes unchanged followed by ``rows``."""
-    text = f"{HEADER}\n{rows}" if existing is None else rows
+    text = f"{CANDLE_HEADER}\n{rows}" if existing is None else rows
     if existing is not None and not existing.ends_with_newline:
         text = "\n" + text
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
 
+from lib.core.candle_files import FILE_TAGS
 from lib.core.timeframes import TIMEFRAMES, previous_open_ms
 from lib.core.vocabulary import ENVIRONMENTS, Symbol
 from lib.errors import AitradexError, ConfigError, ExchangeError, ExchangeRejected, InvalidRequest
@@ -34,7 +35,7 @@ from lib.exchange import bybit
 from lib.exchange.access import MarketAccess
 from lib.exchange.market import MarketDataClient
 from lib.exchange.market_clock import PaperClock
-from lib.ops.data.candle_files import FILE_TAGS, candle_file, csv_rows, read_existing, write_candles
+from lib.ops.data.candle_files import candle_file, csv_rows, read_existing, write_candles
 from lib.ops.data.candle_range import (
     Break,
     candle_count,

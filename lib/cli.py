@@ -1,7 +1,7 @@
 """The ``aitradex`` command line.
 
 Subcommands:
-  rebuild [--dry-run]          rebuild the local stack from nothing (same as scripts/rebuild_system.py)
+  rebuild [--dry-run] [--reset-settings]  rebuild the local stack from nothing (scripts/rebuild_system.py)
   status [-o env|pretty|json]  the stack's URLs and keys (``-o env``: KEY=value lines); 1 if anything is down
   user create EMAIL            create a local user; its access token is the last line printed
   up [--functions-port P ...]  run the functions server and paper exchange in the foreground
@@ -15,6 +15,8 @@ Subcommands:
   migrate                      apply pending migrations only
   scan -t TF [--dry-run ...]   scan a timeframe now, in this process (not over HTTP), and print a summary
   data download --symbols ...  closed candles from Bybit (or the paper exchange) into CSV files, resumable
+  secrets export|import        the local secrets, backed up encrypted with a passphrase, and restored
+  settings get|set|diff|export app_settings: read, change (validated, audited), compare, version
 
 Exit codes: 0 success, 1 failure (the reason on stderr, one line), 2 bad usage. A failure never shows
 a traceback: an unexpected error is one line too (``aitradex --traceback ...`` shows it in full).
@@ -30,6 +32,8 @@ from decimal import Decimal
 
 from lib import cli_support
 from lib.cli_backtest import add_backtest_parser
+from lib.cli_secrets import add_secrets_parser
+from lib.cli_settings import add_settings_parser
 from lib.config import load_settings
 from lib.core.timeframes import TIMEFRAMES
 from lib.core.vocabulary import ALGORITHMS, ENVIRONMENTS
@@ -46,7 +50,9 @@ from lib.services.auth.users import create_local_user
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
     print("Rebuild plan (dry run: nothing will change):" if args.dry_run else "Rebuilding the local stack:")
-    report = rebuild(dry_run=args.dry_run, progress=cli_support.print_step)
+    report = rebuild(
+        dry_run=args.dry_run, reset_settings=args.reset_settings, progress=cli_support.print_step
+    )
     verdict = "would change something" if args.dry_run else "changed something"
     print(f"Done: {verdict if report.changed else 'everything already in place'}.")
     return 0
@@ -238,6 +244,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("rebuild", help="rebuild the local stack from nothing (idempotent)")
     p.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    p.add_argument(
+        "--reset-settings",
+        action="store_true",
+        help="put app_settings.json's values back over live settings that differ (default: keep, report)",
+    )
     p.set_defaults(func=cmd_rebuild)
 
     p = sub.add_parser("status", help="URLs and keys of the running local stack")
@@ -326,6 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("data", help="market data files")
     data_sub = p.add_subparsers(dest="data_command", required=True)
     add_download_arguments(data_sub.add_parser("download", help="download closed candles into CSV files"))
+
+    add_secrets_parser(sub)
+    add_settings_parser(sub)
     return parser
 
 

@@ -2,11 +2,12 @@
 
 Every key of the versioned file is settable, and nothing else. A value must:
 
-1. keep the JSON type of the file's value (``live_trading_enabled`` stays a boolean, integers stay
-   integers; a number may be written without a fraction where the file has one, ``1`` for ``0.5``);
+1. keep the JSON type of the file's value: boolean, number, string, array or object
+   (``live_trading_enabled`` stays a boolean; ``80`` and ``72.5`` are both numbers);
 2. pass the reader that uses it, so the range lives in one place: the scanner's keys and the
    exchange's through ``ScanSettings`` (lib/services/scanning/settings.py), the instruments cache's
-   against the bounds of its reader in lib/stores/settings.py.
+   against the bounds of its reader in lib/stores/settings.py. A number the scanner would read as
+   another (``300.5`` for ``scanner.kline_limit``, an integer there) is refused rather than stored.
 
 ``executor.orders_per_second_per_account`` and ``executor.batch_size`` are seeded but read by no code
 yet (the executor takes its batch size per request, 1..500); until a reader owns them, this module
@@ -31,9 +32,13 @@ Check = Callable[[str, Any], None]
 
 def _scanner(key: str, value: Any) -> None:
     try:
-        ScanSettings.from_values({key: value})
+        parsed = ScanSettings.from_values({key: value})
     except ConfigError as exc:
-        raise InvalidRequest(f"{key}: {exc.message}") from None
+        raise InvalidRequest(exc.message) from None
+    # Each key's field is named after its last part (scanner.kline_limit -> kline_limit).
+    read = getattr(parsed, key.split(".", 1)[1], value)
+    if isinstance(value, int | float) and read != value:
+        raise InvalidRequest(f"{key} would be read as {read!r}: give that value")
 
 
 def _kind_only(key: str, value: Any) -> None:
@@ -47,8 +52,8 @@ def _instruments_ttl(key: str, value: Any) -> None:
 
 def _at_most(bound: int) -> Check:
     def check(key: str, value: Any) -> None:
-        if not 1 <= value <= bound:
-            raise InvalidRequest(f"{key} must be 1..{bound}")
+        if not isinstance(value, int) or not 1 <= value <= bound:
+            raise InvalidRequest(f"{key} must be an integer, 1..{bound}")
 
     return check
 
@@ -84,9 +89,9 @@ def validate(key: str, value: Any, file_values: Mapping[str, Any]) -> None:
             f"unknown setting {key!r}; settable: {', '.join(sorted(set(CHECKS) & set(file_values)))}"
         )
     expected, got = _kind(file_values[key]), _kind(value)
-    if expected != got and not (expected == "number" and got == "integer"):
+    if expected != got:
         raise InvalidRequest(f"{key} must be a JSON {expected}, got {got} {_short(value)}")
-    if got in ("number", "integer") and not math.isfinite(value):
+    if got == "number" and not math.isfinite(value):
         raise InvalidRequest(f"{key} must be a finite number")
     check(key, value)
 
@@ -94,9 +99,7 @@ def validate(key: str, value: Any, file_values: Mapping[str, Any]) -> None:
 def _kind(value: Any) -> str:
     if isinstance(value, bool):
         return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
+    if isinstance(value, int | float):
         return "number"
     if isinstance(value, str):
         return "string"

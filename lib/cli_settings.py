@@ -44,6 +44,11 @@ def cmd_settings_set(args: argparse.Namespace) -> int:
     print(ops_settings.change_line(change))
     if change.changed:
         print(f"audited in audit_log; `aitradex settings export` records it in {APP_SETTINGS_FILE.name}")
+    if ops_settings.needs_restart(change):
+        print(
+            f"note: a running stack read {change.key} when it started: `aitradex down`, then "
+            "`aitradex rebuild`, makes it use the new value"
+        )
     return 0
 
 

@@ -32,6 +32,10 @@ from lib.stores.settings import StoredSetting
 
 SETTINGS_AGENT = "aitradex-settings-set"
 
+#: Read once, when the stack's scheduler starts (``stack_runner.attach_scheduler`` builds its jobs from
+#: them); every other setting is read at each run. A change to these needs the stack restarted.
+READ_AT_START = (settings_store.ENVIRONMENT, "scanner.timeframes", "scanner.algorithms")
+
 
 @dataclass(frozen=True, slots=True)
 class Change:
@@ -144,6 +148,11 @@ def write_text_atomically(path: Path, text: str) -> None:
         raise ConfigError(f"cannot write {path}: {exc.strerror}") from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def needs_restart(change: Change) -> bool:
+    """Whether the running stack only sees ``change`` after a restart (:data:`READ_AT_START`)."""
+    return change.changed and change.key in READ_AT_START
 
 
 def format_value(value: Any) -> str:

@@ -68,6 +68,7 @@ async def test_set_writes_the_value_with_an_audit_row_naming_the_operator_and_th
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0] == f"{KEY}: 3 -> 4"
+    assert "note:" not in result.stdout  # read at each scan: no restart needed
     assert (await _live(db))[KEY][0] == 4
     (entry,) = await _audit_rows_after(db, last)
     assert (entry["action"], entry["record_id"], entry["actor_role"]) == ("UPDATE", KEY, "service_role")
@@ -92,6 +93,7 @@ async def test_set_takes_a_plain_word_as_a_string(db: Database, test_env: dict[s
 
         assert result.returncode == 0, result.stderr
         assert result.stdout.splitlines()[0] == f'{key}: "paper" -> "testnet"'
+        assert "note: a running stack read exchange.environment when it started" in result.stdout
         assert (await _live(db))[key][0] == "testnet"
     finally:
         assert _settings(test_env, "set", key, "paper").returncode == 0

@@ -183,6 +183,7 @@ def _parse(data: bytes) -> tuple[dict[str, Any], bytes, bytes, ScryptParams, byt
         or not isinstance(header.get("created_at"), str)
     ):
         raise DecryptionError(NOT_A_BACKUP)
+    # Whatever the file holds goes in as is; check() refuses anything but small enough integers.
     params = ScryptParams(n=kdf.get("n"), r=kdf.get("r"), p=kdf.get("p"))  # type: ignore[arg-type]
     params.check()
     salt, nonce = _unb64(kdf.get("salt")), _unb64(cipher.get("nonce"))

@@ -17,6 +17,7 @@ Subcommands:
   data download --symbols ...  closed candles from Bybit (or the paper exchange) into CSV files, resumable
   secrets export|import        the local secrets, backed up encrypted with a passphrase, and restored
   settings get|set|diff|export app_settings: read, change (validated, audited), compare, version
+  trading halt|resume|status   the kill switch: no executor places a new order while halted
 
 Exit codes: 0 success, 1 failure (the reason on stderr, one line), 2 bad usage. A failure never shows
 a traceback: an unexpected error is one line too (``aitradex --traceback ...`` shows it in full).
@@ -34,6 +35,7 @@ from lib import cli_support
 from lib.cli_backtest import add_backtest_parser
 from lib.cli_secrets import add_secrets_parser
 from lib.cli_settings import add_settings_parser
+from lib.cli_trading import add_trading_parser
 from lib.config import load_settings
 from lib.core.timeframes import TIMEFRAMES
 from lib.core.vocabulary import ALGORITHMS, ENVIRONMENTS
@@ -340,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_secrets_parser(sub)
     add_settings_parser(sub)
+    add_trading_parser(sub)
     return parser
 
 

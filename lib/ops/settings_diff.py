@@ -2,7 +2,9 @@
 
 Pure: both sides are passed in. Values are compared as JSON values: ``80`` and ``80.0`` are the same
 number (PostgreSQL's ``jsonb`` says so too), but ``false`` is not ``0`` and ``"80"`` is not ``80``.
-Descriptions are documentation, kept in the file; only values count as a difference.
+Descriptions are documentation, kept in the file; only values count as a difference. Operator state
+(``trading_halted``: :data:`lib.stores.settings.OPERATOR_STATE_KEYS`) is not configuration: a halted
+system is not drift, so those keys are left out of the comparison.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from lib.stores.settings import StoredSetting
+from lib.stores.settings import OPERATOR_STATE_KEYS, StoredSetting
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +44,10 @@ class SettingsDiff:
 
 def compare(live: Iterable[StoredSetting], file_rows: Iterable[Mapping[str, Any]]) -> SettingsDiff:
     """How the live settings differ from the file's rows (``{"key", "value", "description"}``)."""
-    live_values = {row.key: row.value for row in live}
-    file_values = {str(row["key"]): row["value"] for row in file_rows}
+    live_values = {row.key: row.value for row in live if row.key not in OPERATOR_STATE_KEYS}
+    file_values = {
+        str(row["key"]): row["value"] for row in file_rows if row["key"] not in OPERATOR_STATE_KEYS
+    }
     return SettingsDiff(
         added={k: v for k, v in sorted(live_values.items()) if k not in file_values},
         removed={k: v for k, v in sorted(file_values.items()) if k not in live_values},

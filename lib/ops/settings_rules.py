@@ -13,6 +13,9 @@ Every key of the versioned file is settable, and nothing else. A value must:
 yet (the executor takes its batch size per request, 1..500); until a reader owns them, this module
 does: positive integers up to those bounds.
 
+Operator state (``trading_halted``) is refused here: it carries a reason, who and when, and has its
+own audited command, ``aitradex trading halt|resume``.
+
 Pure: both the file's rows and the value are passed in. A refusal is InvalidRequest, one sentence.
 """
 
@@ -45,6 +48,12 @@ def _kind_only(key: str, value: Any) -> None:
     """The type check (rule 1) is all there is: any boolean is a valid ``live_trading_enabled``."""
 
 
+def _operator_state(key: str, value: Any) -> None:
+    raise InvalidRequest(
+        f"{key} is operator state: use `aitradex trading halt --reason TEXT` or `aitradex trading resume`"
+    )
+
+
 def _instruments_ttl(key: str, value: Any) -> None:
     if not 1 <= value <= settings_store.MAX_INSTRUMENTS_CACHE_TTL_S:
         raise InvalidRequest(f"{key} must be 1..{settings_store.MAX_INSTRUMENTS_CACHE_TTL_S} seconds")
@@ -61,6 +70,7 @@ def _at_most(bound: int) -> Check:
 CHECKS: Mapping[str, Check] = {
     **dict.fromkeys(SETTING_KEYS, _scanner),
     settings_store.LIVE_TRADING_ENABLED: _kind_only,
+    **dict.fromkeys(settings_store.OPERATOR_STATE_KEYS, _operator_state),
     settings_store.INSTRUMENTS_CACHE_TTL: _instruments_ttl,
     "executor.orders_per_second_per_account": _at_most(100),
     "executor.batch_size": _at_most(500),

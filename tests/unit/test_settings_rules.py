@@ -9,6 +9,7 @@ import pytest
 from lib.errors import InvalidRequest
 from lib.ops.rebuild import APP_SETTINGS_FILE, load_seed
 from lib.ops.settings_rules import CHECKS, parse_value, validate
+from lib.stores.settings import OPERATOR_STATE_KEYS
 
 FILE = {row["key"]: row["value"] for row in load_seed(APP_SETTINGS_FILE)}
 
@@ -16,7 +17,15 @@ FILE = {row["key"]: row["value"] for row in load_seed(APP_SETTINGS_FILE)}
 def test_every_key_of_the_versioned_file_has_a_check_and_its_own_value_passes() -> None:
     assert set(FILE) <= set(CHECKS)
     for key, value in FILE.items():
-        validate(key, value, FILE)
+        if key not in OPERATOR_STATE_KEYS:
+            validate(key, value, FILE)
+
+
+def test_operator_state_is_refused_with_a_pointer_to_its_own_command() -> None:
+    assert set(FILE) >= OPERATOR_STATE_KEYS
+    for key in OPERATOR_STATE_KEYS:
+        with pytest.raises(InvalidRequest, match="aitradex trading halt"):
+            validate(key, True, FILE)
 
 
 @pytest.mark.parametrize(

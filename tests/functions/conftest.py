@@ -77,3 +77,12 @@ def client_ip() -> str:
     """An address of this test's own (TEST-NET-2 space, mapped from a random number)."""
     n = uuid.uuid4().int
     return f"198.51.{n % 256}.{(n >> 8) % 254 + 1}"
+
+
+@pytest.fixture(scope="session")
+def auth_limited_url(settings: Settings) -> Iterator[str]:
+    """A functions server whose /auth/v1 allows 3 attempts per email and 5 per address a day (a window
+    boundary, midnight UTC, is the only moment a test could see its count start over)."""
+    limits = {"rate_limit_ip": 5, "rate_limit_email": 3, "rate_window_s": 86_400}
+    with serve_in_thread(create_functions_app(auth_settings(settings, **limits))) as url:
+        yield url

@@ -6,11 +6,25 @@ from __future__ import annotations
 import statistics
 import time
 import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 
+from lib.config import Settings
+from lib.http.server import create_functions_app, serve_in_thread
+from tests.functions.auth_helpers import auth_settings
+
 PASSWORD = "correct horse 1"
+
+
+@pytest.fixture(scope="module")
+def settings_for_second_worker(settings: Settings) -> Iterator[str]:
+    """A second server with the limited one's limits, on the same database."""
+    limits = {"rate_limit_ip": 5, "rate_limit_email": 3, "rate_window_s": 86_400}
+    with serve_in_thread(create_functions_app(auth_settings(settings, **limits))) as url:
+        yield url
 
 
 @pytest.fixture
@@ -114,6 +128,7 @@ def test_a_body_that_is_not_json_is_refused_in_gotrues_shape(auth: httpx.Client)
 
     assert response.status_code == 400
     assert set(response.json()) == {"code", "error_code", "msg"}
+    assert response.json()["error_code"] == "bad_json"
 
 
 def test_a_sign_in_is_counted_under_the_peer_not_an_untrusted_forwarded_for(
@@ -133,3 +148,26 @@ def test_a_sign_in_is_counted_under_the_peer_not_an_untrusted_forwarded_for(
     ]
 
     assert statuses == [400] * 5 + [429]
+
+
+def test_two_workers_share_the_limits_through_postgres(
+    auth_limited_url: str, settings_for_second_worker: str, anon_key: str
+) -> None:
+    # Two servers (as two workers would be), 12 attempts at once for one email: the per-email limit is 3,
+    # and only the database's one-statement upsert can keep the count exact across both.
+    email = _email()
+
+    def attempt(n: int) -> int:
+        url = (auth_limited_url, settings_for_second_worker)[n % 2]
+        response = httpx.post(
+            url + "/auth/v1/token?grant_type=password",
+            json={"email": email, "password": "wrong horse 1"},
+            headers={"apikey": anon_key, "X-Forwarded-For": f"192.0.2.{n + 1}"},
+            timeout=30,
+        )
+        return response.status_code
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        statuses = sorted(pool.map(attempt, range(12)))
+
+    assert statuses == [400] * 3 + [429] * 9

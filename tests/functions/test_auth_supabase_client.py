@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from supabase_auth.errors import AuthApiError, AuthWeakPasswordError
+from supabase_auth.errors import AuthApiError, AuthInvalidJwtError, AuthWeakPasswordError
 
 from supabase import Client, ClientOptions, create_client
 
@@ -189,3 +189,22 @@ def test_the_rate_limit_answers_429_per_email_and_per_address(
     assert by_address.value.code == "over_request_rate_limit"
     elsewhere = _client(auth_limited_url, anon_key, f"203.0.113.{uuid.uuid4().int % 254 + 1}")
     assert elsewhere.auth.sign_up({"email": _email(), "password": PASSWORD}).session is not None
+
+
+def test_the_clients_own_get_claims_verifies_the_es256_token_with_the_published_jwks(
+    auth_url: str, anon_key: str, client_ip: str
+) -> None:
+    client = _client(auth_url, anon_key, client_ip)
+    session = client.auth.sign_up({"email": _email(), "password": PASSWORD}).session
+    assert session is not None
+
+    verified = client.auth.get_claims()
+
+    assert verified is not None
+    assert verified["headers"]["alg"] == "ES256"
+    assert verified["claims"]["session_id"]
+    assert verified["claims"]["role"] == "authenticated"
+    head, body, _signature = session.access_token.split(".")
+    tampered = f"{head}.{body}.{'A' * 86}"
+    with pytest.raises(AuthInvalidJwtError):
+        client.auth.get_claims(tampered)

@@ -11,6 +11,8 @@ import uuid
 import pytest
 from supabase_auth.errors import AuthApiError, AuthInvalidJwtError, AuthWeakPasswordError
 
+from lib.config import Settings
+from lib.local_state import read_services
 from supabase import Client, ClientOptions, create_client
 
 PASSWORD = "correct horse 1"
@@ -208,3 +210,13 @@ def test_the_clients_own_get_claims_verifies_the_es256_token_with_the_published_
     tampered = f"{head}.{body}.{'A' * 86}"
     with pytest.raises(AuthInvalidJwtError):
         client.auth.get_claims(tampered)
+
+
+def test_the_stack_the_rebuild_started_serves_auth_too(settings: Settings, anon_key: str) -> None:
+    api_url = str(read_services(settings.state_dir, settings.database.db_name)["api_url"])
+    client = create_client(api_url, anon_key, ClientOptions(auto_refresh_token=False, persist_session=False))
+
+    response = client.auth.sign_up({"email": _email(), "password": PASSWORD})
+
+    assert response.session is not None
+    assert client.auth.get_user(response.session.access_token) is not None

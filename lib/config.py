@@ -24,6 +24,16 @@ Environment variables:
 ``AITRADEX_HTTP_READ_TIMEOUT_S``
     Seconds a request's headers and body have, from its first byte (or from the connection's
     opening), to arrive in full before the server closes the connection (default 10, at most 300).
+``SUPABASE_URL``
+    A hosted Supabase project: its ``/auth/v1`` signs users in, the local one is not served, and user
+    tokens verify through ``$SUPABASE_URL/auth/v1/.well-known/jwks.json``.
+``AUTH_JWT_SIGNING_KEY``
+    The local auth server's ES256 private key (PEM); locally from the generated secrets file.
+``AITRADEX_AUTH_*``
+    Limits of the local auth server (:class:`AuthConfig`): ``RATE_LIMIT_IP`` and ``RATE_LIMIT_EMAIL``
+    (sign-ins and sign-ups per window, default 30 and 10), ``RATE_WINDOW_S`` (default 300),
+    ``MIN_PASSWORD_LENGTH`` (default 8), ``ACCESS_TOKEN_TTL_S`` (default 3600),
+    ``REFRESH_TOKEN_REUSE_INTERVAL_S`` (default 10), ``JWKS_MIN_REFRESH_S`` (default 30).
 """
 
 from __future__ import annotations
@@ -100,6 +110,33 @@ class HttpConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AuthConfig:
+    """Supabase Auth: the hosted project (if any), the local auth server's key and its limits."""
+
+    # A hosted project's URL: its /auth/v1 is the one, and user tokens verify through its JWKS.
+    supabase_url: str | None = None
+    # The local auth server's ES256 private key (PEM); None when hosted or not generated yet.
+    signing_key: Secret | None = None
+    # GoTrue's hosted default is 30 sign-ins and sign-ups per 5 minutes per IP address.
+    rate_limit_ip: int = 30
+    rate_limit_email: int = 10
+    rate_window_s: int = 300
+    # GoTrue's default is 6; 8 is NIST SP 800-63B's minimum for a chosen password.
+    min_password_length: int = 8
+    # GoTrue's JWT_EXP default.
+    access_token_ttl_s: int = 3600
+    # Supabase's default REFRESH_TOKEN_REUSE_INTERVAL: a revoked token still swaps for 10 s (two tabs).
+    refresh_token_reuse_interval_s: int = 10
+    # An unknown `kid` refetches the JWKS at most this often, so a flood of made-up kids cannot hammer it.
+    jwks_min_refresh_s: float = 30.0
+
+    @property
+    def hosted(self) -> bool:
+        """Whether a hosted Supabase project serves /auth/v1."""
+        return self.supabase_url is not None
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the application needs from its environment, validated."""
 
@@ -108,6 +145,7 @@ class Settings:
     jwt_secret: Secret
     master_keys: Mapping[int, bytes]
     http: HttpConfig = field(default_factory=HttpConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
 
     @property
     def current_key_version(self) -> int:
@@ -192,6 +230,37 @@ def _http_config(env: Mapping[str, str]) -> HttpConfig:
     )
 
 
+_AUTH_LIMITS = {
+    "rate_limit_ip": ("AITRADEX_AUTH_RATE_LIMIT_IP", 1, 1_000_000),
+    "rate_limit_email": ("AITRADEX_AUTH_RATE_LIMIT_EMAIL", 1, 1_000_000),
+    "rate_window_s": ("AITRADEX_AUTH_RATE_WINDOW_S", 1, 86_400),
+    "min_password_length": ("AITRADEX_AUTH_MIN_PASSWORD_LENGTH", 6, 72),  # bcrypt reads 72 bytes
+    "access_token_ttl_s": ("AITRADEX_AUTH_ACCESS_TOKEN_TTL_S", 30, 7 * 86_400),
+    "refresh_token_reuse_interval_s": ("AITRADEX_AUTH_REFRESH_TOKEN_REUSE_INTERVAL_S", 0, 3600),
+    "jwks_min_refresh_s": ("AITRADEX_AUTH_JWKS_MIN_REFRESH_S", 0, 3600),
+}
+
+
+def _auth_config(env: Mapping[str, str], local: Mapping[str, str]) -> AuthConfig:
+    values: dict[str, int] = {}
+    for attr, (name, low, high) in _AUTH_LIMITS.items():
+        raw = env.get(name, "").strip()
+        if not raw:
+            continue
+        if not raw.isdigit() or not low <= int(raw) <= high:
+            raise ConfigError(f"{name} must be a whole number from {low} to {high}")
+        values[attr] = int(raw)
+    url = env.get("SUPABASE_URL", "").strip().rstrip("/") or None
+    if url is not None and urlsplit(url).scheme not in ("http", "https"):
+        raise ConfigError("SUPABASE_URL must be the project's http(s) URL, like https://<ref>.supabase.co")
+    key = env.get("AUTH_JWT_SIGNING_KEY") or local.get("AUTH_JWT_SIGNING_KEY")
+    return AuthConfig(
+        supabase_url=url,
+        signing_key=Secret(key) if key and url is None else None,
+        **values,
+    )
+
+
 def _required(name: str, env: Mapping[str, str], local: Mapping[str, str], hint: str) -> Secret:
     value = env.get(name) or local.get(name)
     if not value:
@@ -248,4 +317,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         jwt_secret=jwt_secret,
         master_keys=master_keys,
         http=_http_config(env),
+        auth=_auth_config(env, local),
     )

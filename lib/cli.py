@@ -11,6 +11,7 @@ Subcommands:
   db start|stop                start or stop the embedded PostgreSQL
   keys rotate                  add a master key version and re-encrypt every stored API key
   demo [--hours H]             rebuild, then replay H hours through scans, execution and tracking
+  replay [--hours H --pace S]  replay H more hours on the running stack, a candle every S seconds
   paper-account create         open a funded paper account; prints its API key and secret
   backtest --algorithm NAME    replay the data; per score bucket: signals, TP-first, SL-first, neither, mean R
   migrate                      apply pending migrations only
@@ -195,6 +196,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    from lib.ops.demo import run_watch
+
+    run_watch(args.hours, args.pace)
+    return 0
+
+
 def cmd_paper_account_create(args: argparse.Namespace) -> int:
     from lib.paper_exchange.client import PaperControls
 
@@ -332,6 +340,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="rebuild, then replay hours of candles through the whole pipeline")
     p.add_argument("--hours", type=float, default=6.0, help="replayed hours (default 6: about a minute)")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("replay", help="replay more hours on the running stack, paced, to watch it trade")
+    p.add_argument(
+        "--hours",
+        type=cli_support.bounded_float(0, 24 * 30, low_inclusive=False),
+        default=2.0,
+        help="replayed hours (default 2)",
+    )
+    p.add_argument(
+        "--pace",
+        type=cli_support.bounded_float(0, 60, low_inclusive=True),
+        default=3.0,
+        help="seconds between candles (default 3)",
+    )
+    p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("paper-account", help="accounts on the local paper exchange")
     paper_sub = p.add_subparsers(dest="paper_command", required=True)

@@ -1,8 +1,10 @@
-"""The ``quantum_ai`` model's parameters and their versioned file, ``lib/scoring/weights/quantum_ai_v1.json``.
+"""The ``quantum_ai`` model's parameters and their versioned file, ``lib/scoring/weights/quantum_ai_v2.json``.
 
 The file holds the feature names, each feature's bin edges and table, the bias, the Platt calibration,
-the walk-forward fold models (so the backtest can score the training period out of sample) and the
-training metadata (data fingerprint, date range, folds, metrics). :func:`dump_weights` writes it with a
+the rolling walk-forward fold models, each with the test window it may score (so the backtest can
+score the training period out of sample), and the training metadata (data fingerprint, training and
+held-out symbols, windows, the out-of-sample comparison and metrics). Version 2 is trained on the
+2024 USDT candles; version 1 (the 2018 BTC set) is gone, as nothing reads it any more. :func:`dump_weights` writes it with a
 stable key order and float reprs, so equal weights give equal bytes; :func:`load_weights` reads and
 checks it (version, feature names, edges increasing, tables finite and one longer than their edges).
 The model itself is described in :mod:`lib.scoring.quantum_ai`; it is trained by
@@ -25,8 +27,8 @@ from lib.errors import ConfigError
 
 FloatArray = npt.NDArray[np.float64]
 
-WEIGHTS_VERSION = "quantum_ai_v1"
-WEIGHTS_PATH = Path(__file__).resolve().parent / "weights" / "quantum_ai_v1.json"
+WEIGHTS_VERSION = "quantum_ai_v2"
+WEIGHTS_PATH = Path(__file__).resolve().parent / "weights" / "quantum_ai_v2.json"
 
 #: The model's inputs, in the order of the weights file (``lib.scoring.quantum_ai.side_features``).
 FEATURE_NAMES: tuple[str, ...] = (
@@ -85,7 +87,7 @@ class CalibratedModel:
 
 @dataclass(frozen=True, slots=True)
 class WalkForwardFold:
-    """A fold's model, trained before ``valid_from_ms`` and valid on ``[valid_from_ms, valid_to_ms)``."""
+    """A fold's model, fitted and calibrated before ``valid_from_ms``; it scores ``[valid_from_ms, valid_to_ms)``."""
 
     fold: int
     valid_from_ms: int

@@ -340,3 +340,45 @@ def test_bin_edges_never_sit_on_a_data_value() -> None:
     (edges,) = t.fit_bins(x, 8)
     assert edges.size <= 7
     assert not np.isin(edges, x).any()
+
+
+def test_reports_score_each_bar_with_the_fold_model_that_never_saw_it(weights: w.QuantumWeights) -> None:
+    from lib.research.market import build_market, score_market, walk_forward_scores
+
+    candles = load_candles("BTCUSDT", BUNDLED_USDT_DIR / "5m")
+    pf = panel_features(
+        single_symbol_panel(
+            "BTCUSDT",
+            candles.open_time_ms,
+            candles.open,
+            candles.high,
+            candles.low,
+            candles.close,
+            candles.volume,
+        )
+    )
+    bars, mode = walk_forward_scores(pf, weights)
+    assert mode == "walk_forward"
+    times = candles.open_time_ms
+    assert not bars.valid[0][times < weights.folds[0].valid_from_ms].any()  # the first fitting window
+    deployed = q.score_features(pf, weights.final)
+    for fold in weights.folds:
+        window = (times >= fold.valid_from_ms) & (times < fold.valid_to_ms)
+        own = q.score_features(pf, fold.model)
+        ok = window & own.valid[0]
+        assert ok.sum() > 1000
+        assert np.array_equal(bars.score[0][ok], own.score[0][ok])
+        assert not np.array_equal(bars.score[0][ok], deployed.score[0][ok])  # not the deployed model
+    # The report's scoring path does the same.
+    market = build_market({"BTCUSDT": candles}, 5 * 60 * 1000)
+    scored = score_market("quantum_ai", market, walk_forward=True, workers=1)
+    assert np.array_equal(scored.valid, bars.valid[0])
+    assert np.array_equal(scored.score[scored.valid], bars.score[0][bars.valid[0]])
+    # Bars before the training data (the 2018 set) are scored by the deployed model.
+    old = load_all()["ETHBTC"]
+    old_pf = panel_features(
+        single_symbol_panel("ETHBTC", old.open_time_ms, old.open, old.high, old.low, old.close, old.volume)
+    )
+    outside, mode = walk_forward_scores(old_pf, weights)
+    assert mode == "outside"
+    assert np.array_equal(outside.score, q.score_features(old_pf, weights.final).score, equal_nan=True)

@@ -17,8 +17,9 @@ training data is 0, the mean goes into ``bias``), so a contribution reads as "th
 log-odds by so much against a typical bar".
 
 The label is ``TP first`` (:mod:`lib.core.outcomes`) for a trade entered at the bar's close with the levels
-of :mod:`lib.scoring.levels` (SL 1.5 ATR, TP 3 ATR) within ``horizon_bars`` 5-minute bars (48, four
-hours); SL first and "neither" are both 0. Each bar gives two samples, LONG and SHORT: the features
+of :mod:`lib.scoring.levels` (SL 1.5 ATR, TP 3 ATR) within the backtest's horizon of 48 bars
+(:data:`lib.research.exits.DEFAULT_HORIZON_BARS`; four hours of 5-minute bars); SL first and "neither"
+are both 0. Each bar gives two samples, LONG and SHORT: the features
 are oriented by the side (``d`` = +1 LONG, -1 SHORT) so that "in the trade's favour" reads the same
 for both, and a ``side`` feature lets the model learn a difference between them.
 
@@ -50,15 +51,16 @@ per-feature contributions to the *calibrated* logit (``a * table_f[bin]``) plus 
 (``a * bias + b``): they add up to ``logit(score / 100)``, not to the score. Confidence is
 ``(best - other) / best`` of the two sides' probabilities.
 
-What to expect: with 2 R targets the TP-first rate on the bundled data is about 23%, and the honest,
-calibrated probabilities stay between about 0.15 and 0.46. A ``quantum_ai`` score therefore never
-comes near the default threshold of 80; a threshold for this algorithm has to be chosen on its own
-scale (the backtest's buckets show what each level let through).
+What to expect: with 2 R targets the TP-first rate on the bundled 2024 USDT data is about 32%, and the
+calibrated probabilities of v2 stay between about 0.2 and 0.5 (out of sample they beat the base rate
+only slightly: README, "quantum_ai v2"). A ``quantum_ai`` score therefore never comes near the
+default threshold of 80; a threshold for this algorithm has to be chosen on its own scale.
 
-The weights live in ``lib/scoring/weights/quantum_ai_v1.json`` (:mod:`lib.scoring.quantum_ai_weights`:
+The weights live in ``lib/scoring/weights/quantum_ai_v2.json`` (:mod:`lib.scoring.quantum_ai_weights`:
 the model's types, the file's codec and the feature names it must carry). Training is offline, in
-:mod:`lib.research.training` (run by ``scripts/train_quantum_ai.py``): walk-forward folds, boosting and
-Platt calibration; this module only scores.
+:mod:`lib.research.training` (run by ``scripts/train_quantum_ai.py``): rolling walk-forward folds,
+held-out symbols, boosting, Platt calibration and the comparison with scikit-learn; this module only
+scores.
 """
 
 from __future__ import annotations

@@ -49,7 +49,8 @@ USDT_DATA = REPO_ROOT / "data" / "market-data-usdt" / "5m"
 BTC_DATA = REPO_ROOT / "data" / "market-data"
 # Thresholds that let signals through, so the simulation has trades to walk: unirail_core's contract
 # default, and for quantum_ai (calibrated probabilities of 0.2 to 0.5 on these markets) 30, which most
-# of its scores reach (its seeded threshold is never reached, which would leave nothing to simulate). The seeded thresholds are in supabase/seed/app_settings.json.
+# of its scores reach. Its seeded threshold (supabase/seed/app_settings.json) is never reached, which
+# would leave nothing to simulate.
 THRESHOLDS = {"unirail_core": 80.0, "quantum_ai": 30.0}
 GOAL = 1_000_000
 JESSE = 510_000

@@ -4,9 +4,10 @@ The file holds the feature names, each feature's bin edges and table, the bias, 
 the rolling walk-forward fold models, each with the test window it may score (so the backtest can
 score the training period out of sample), and the training metadata (data fingerprint, training and
 held-out symbols, windows, the out-of-sample comparison and metrics). Version 2 is trained on the
-2024 USDT candles; version 1 (the 2018 BTC set) is gone, as nothing reads it any more. :func:`dump_weights` writes it with a
-stable key order and float reprs, so equal weights give equal bytes; :func:`load_weights` reads and
-checks it (version, feature names, edges increasing, tables finite and one longer than their edges).
+2024 USDT candles; version 1 (the 2018 BTC set) is gone, as nothing reads it any more.
+:func:`dump_weights` writes it with a stable key order and float reprs, so equal weights give equal
+bytes; :func:`load_weights` reads and checks it (version, feature names, edges increasing, tables
+finite and one longer than their edges).
 The model itself is described in :mod:`lib.scoring.quantum_ai`; it is trained by
 :mod:`lib.research.training` (``scripts/train_quantum_ai.py``).
 """
@@ -87,7 +88,8 @@ class CalibratedModel:
 
 @dataclass(frozen=True, slots=True)
 class WalkForwardFold:
-    """A fold's model, fitted and calibrated before ``valid_from_ms``; it scores ``[valid_from_ms, valid_to_ms)``."""
+    """A fold's model, fitted and calibrated before ``valid_from_ms``; it scores
+    ``[valid_from_ms, valid_to_ms)``."""
 
     fold: int
     valid_from_ms: int

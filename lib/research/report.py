@@ -3,7 +3,8 @@
 One run on a data folder, for one algorithm and timeframe:
 
 1. **Scores** every bar of every symbol (:func:`lib.research.market.score_market`).
-2. **Chooses the threshold in-sample** when a split time is given (:func:`choose_threshold`): on the
+2. **Chooses the threshold in-sample** when a split time is given
+   (:func:`lib.research.threshold_rule.choose_threshold`): on the
    signals before it only, the lowest of 10, 20, ..., 90 whose ``>=threshold`` set both beats the
    random-entry baseline at p < 0.05 after fees (:func:`lib.research.evidence.bucket_evidence`) and
    pays after fees: mean R net > 0 with the low end of its 95 % bootstrap interval > 0. If none does,
@@ -23,7 +24,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -35,56 +36,20 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from lib.core.evidence import ScoreEvidence
-from lib.research.evidence import DEFAULT_BOOTSTRAP, Evidence, bucket_evidence
+from lib.research.evidence import Evidence, bucket_evidence
 from lib.research.exits import ExitRules
-from lib.research.market import Market, MarketScores, load_market, score_market
+from lib.research.market import MarketScores, load_market, score_market
 from lib.research.report_files import write_report_files
 from lib.research.simulation import PortfolioRules, Simulation, simulate
-
-#: Thresholds the in-sample rule tries, lowest first.
-CANDIDATE_THRESHOLDS: tuple[float, ...] = tuple(float(t) for t in range(10, 100, 10))
-#: What the rule falls back to when no candidate beats the baseline: the contract's default.
-FALLBACK_THRESHOLD = 80.0
-#: The one-sided p-value a threshold's signals must reach against the random-entry baseline.
-SIGNIFICANCE = 0.05
+from lib.research.threshold_rule import (
+    CANDIDATE_THRESHOLDS,
+    FALLBACK_THRESHOLD,
+    SIGNIFICANCE,
+    ThresholdChoice,
+    choose_threshold,
+)
 
 Progress = Callable[[str, int, int], None]
-
-
-@dataclass(frozen=True, slots=True)
-class CandidateFigures:
-    """A candidate threshold's in-sample figures: its ``>=threshold`` signals after fees.
-
-    ``mean_r_ci_low`` is only computed (a full bootstrap) for a candidate that beats the baseline with a
-    positive mean; NaN otherwise."""
-
-    signals: int
-    mean_r_net: float
-    mean_r_ci_low: float
-    baseline_mean_r_net: float
-    p_value: float
-
-    @property
-    def beats_baseline(self) -> bool:
-        """Beats random entries at p < 0.05 after fees."""
-        return bool(
-            self.signals and self.p_value < SIGNIFICANCE and self.mean_r_net > self.baseline_mean_r_net
-        )
-
-    @property
-    def passes(self) -> bool:
-        """The rule: beats the baseline and pays after fees (mean R net > 0, 95 % interval above 0)."""
-        return self.beats_baseline and self.mean_r_net > 0 and self.mean_r_ci_low > 0
-
-
-@dataclass(frozen=True, slots=True)
-class ThresholdChoice:
-    """How the threshold was chosen: the rule's verdict per candidate (in-sample p-values, figures)."""
-
-    threshold: float
-    chosen_in_sample: bool
-    candidates: dict[float, float] = field(default_factory=dict)
-    figures: dict[float, CandidateFigures] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,50 +130,6 @@ class Report:
         )
 
 
-def choose_threshold(
-    market: Market,
-    scores: MarketScores,
-    *,
-    rules: ExitRules,
-    start_ms: int | None,
-    split_ms: int,
-    seed: int,
-) -> ThresholdChoice:
-    """The lowest candidate whose ``>=threshold`` signals before ``split_ms`` beat the baseline at
-    p < 0.05 after fees and pay after fees (mean R net > 0, 95 % interval above 0);
-    :data:`FALLBACK_THRESHOLD` when none does (module docstring)."""
-    p_values: dict[float, float] = {}
-    figures: dict[float, CandidateFigures] = {}
-    for threshold in CANDIDATE_THRESHOLDS:
-
-        def evidence(bootstrap: int, threshold: float = threshold) -> Evidence:
-            return bucket_evidence(
-                market,
-                scores,
-                threshold,
-                rules=rules,
-                bootstrap=bootstrap,
-                seed=seed,
-                start_ms=start_ms,
-                end_ms=split_ms,
-            )
-
-        # The p-value needs no interval, so a single bootstrap replicate keeps the first look cheap; the
-        # full bootstrap runs only for a candidate that could pass.
-        row = evidence(1).threshold_row
-        p_values[threshold] = row.p_value if row.signals else math.nan
-        figure = CandidateFigures(
-            row.signals, row.mean_r_net, math.nan, row.baseline_mean_r_net, p_values[threshold]
-        )
-        if figure.beats_baseline and figure.mean_r_net > 0:
-            full = evidence(DEFAULT_BOOTSTRAP).threshold_row
-            figure = replace(figure, mean_r_ci_low=full.mean_r_ci_low)
-        figures[threshold] = figure
-        if figure.passes:
-            return ThresholdChoice(threshold, True, p_values, figures)
-    return ThresholdChoice(FALLBACK_THRESHOLD, False, p_values, figures)
-
-
 def _utc(ms: int | None) -> str:
     return "-" if ms is None else datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M")
 
@@ -281,6 +202,15 @@ def _markdown(report: Report, data_dir: Path, command: str) -> str:
         "",
         f"- data: `{data_dir}`, {len(sim.filters)} symbols; reported period {_utc(ev.first_bar_ms)} .. "
         f"{_utc(ev.last_bar_ms)} UTC",
+        *(
+            [
+                "- scores: each bar of quantum_ai's training period by the walk-forward fold model whose "
+                "test window holds it (fitted and calibrated only before it); its first fitting window "
+                "is left out"
+            ]
+            if report.algorithm == "quantum_ai"
+            else []
+        ),
         f"- threshold {choice.threshold:g}: {how}",
         f"- costs: taker fee {ev.rules.fee_bps:g} bps per side, slippage {ev.rules.slippage_bps:g} bps "
         f"per fill; horizon {ev.rules.horizon_bars} bars; mean cost {row.mean_cost_r:.3f} R per trade "

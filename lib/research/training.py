@@ -40,7 +40,7 @@ splits go to the first feature and cut). Rerunning on the same data, machine and
 byte-identical weights (``scripts/train_quantum_ai.py --check``); another CPU or numpy build may round
 a long sum differently in the last bits.
 
-Why one module of some 480 lines: it is a single pipeline read top to bottom (data set, bins, boosting,
+Why one module of some 560 lines: it is a single pipeline read top to bottom (data set, bins, boosting,
 calibration, folds, :func:`train`), each part used only by the next, and split apart they would only
 be imported back together (the metrics and the library contender live in their own modules).
 """

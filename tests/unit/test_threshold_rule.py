@@ -11,7 +11,7 @@ import pytest
 
 from lib.research.exits import ExitRules
 from lib.research.market import Market
-from lib.research.report import (
+from lib.research.threshold_rule import (
     CANDIDATE_THRESHOLDS,
     FALLBACK_THRESHOLD,
     CandidateFigures,

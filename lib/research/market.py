@@ -184,7 +184,7 @@ def walk_forward_scores(pf: PanelFeatures, weights: QuantumWeights) -> tuple[Bar
     (``valid`` false). Bars outside the period are scored by the deployed model. The second value
     says which happened: ``"walk_forward"`` when any bar lies inside the period, else ``"outside"``.
     """
-    final = quantum_ai.score_features(pf, weights.final)
+    final = quantum_ai.score_features(pf, weights.final, with_components=False)
     times = final.open_time_ms
     training = weights.training
     inside = (times >= int(training["first_bar_ms"])) & (times <= int(training["last_bar_ms"]))
@@ -197,7 +197,7 @@ def walk_forward_scores(pf: PanelFeatures, weights: QuantumWeights) -> tuple[Bar
         window = inside & (times >= fold.valid_from_ms) & (times < fold.valid_to_ms)
         if not window.any():
             continue
-        scored = quantum_ai.score_features(pf, fold.model)
+        scored = quantum_ai.score_features(pf, fold.model, with_components=False)
         for name in fields:
             chosen[name][:, window] = getattr(scored, name)[:, window]
     # Left-out bars look like any unscored bar: sign 0, NaN elsewhere (the BarScores convention).
@@ -213,6 +213,7 @@ def score_symbol(
     candles: Candles,
     model: CalibratedModel | None = None,
     walk_forward: QuantumWeights | None = None,
+    with_components: bool = True,
 ) -> BarScores:
     """Every bar of one symbol scored by ``algorithm`` (``quantum_ai``: with ``walk_forward`` weights,
     each bar by a model that never saw it (:func:`walk_forward_scores`); else ``model``, default the
@@ -233,7 +234,7 @@ def score_symbol(
     if algorithm == quantum_ai.NAME:
         if walk_forward is not None:
             return walk_forward_scores(pf, walk_forward)[0]
-        return quantum_ai.score_features(pf, model or load_weights().final)
+        return quantum_ai.score_features(pf, model or load_weights().final, with_components)
     raise InvalidRequest(f"unknown algorithm {algorithm!r}")
 
 
@@ -262,7 +263,8 @@ def score_market(
     def scored(symbol: str) -> BarScores:
         # The components (7 to 18 arrays per symbol) are not needed here: dropping them at once keeps
         # the peak to one symbol's worth of them per thread.
-        return replace(score_symbol(algorithm, market.candles[symbol], model, weights), components={})
+        bars = score_symbol(algorithm, market.candles[symbol], model, weights, with_components=False)
+        return replace(bars, components={})
 
     bars: list[BarScores] = []
     with ThreadPoolExecutor(max_workers=width) if width > 1 else nullcontext() as pool:

@@ -131,8 +131,12 @@ def sigmoid(z: FloatArray) -> FloatArray:
     return np.asarray(np.where(z >= 0.0, 1.0 / (1.0 + e), e / (1.0 + e)), dtype=np.float64)
 
 
-def score_features(pf: PanelFeatures, model: CalibratedModel) -> BarScores:
-    """Score every bar of precomputed features (a whole panel's, or its last bar's) with ``model``."""
+def score_features(pf: PanelFeatures, model: CalibratedModel, with_components: bool = True) -> BarScores:
+    """Score every bar of precomputed features (a whole panel's, or its last bar's) with ``model``.
+
+    ``with_components=False`` leaves ``components`` empty (the backtest drops them): the scores are the
+    same, and the 36 per-bar component arrays are never built.
+    """
     valid = base_valid(pf)
     sides: list[tuple[FloatArray, dict[str, FloatArray]]] = []
     a, b = model.platt.a, model.platt.b
@@ -140,10 +144,18 @@ def score_features(pf: PanelFeatures, model: CalibratedModel) -> BarScores:
         x = side_features(pf, d)
         for name in FEATURE_NAMES:
             valid &= np.isfinite(x[name])
-        contrib = model.model.contributions(x)
-        logit = model.model.bias + np.sum([contrib[name] for name in FEATURE_NAMES], axis=0)
-        components = {"intercept": np.full(pf.close.shape, a * model.model.bias + b)}
-        components.update({name: a * contrib[name] for name in FEATURE_NAMES})
+        # Summed feature by feature from the bias, in the order training sums them (raw_logit); both
+        # paths do the same floating-point additions, so they give the same bits.
+        components: dict[str, FloatArray] = {}
+        if with_components:
+            contrib = model.model.contributions(x)
+            logit = np.full(pf.close.shape, model.model.bias)
+            for name in FEATURE_NAMES:
+                logit += contrib[name]
+            components["intercept"] = np.full(pf.close.shape, a * model.model.bias + b)
+            components.update({name: a * contrib[name] for name in FEATURE_NAMES})
+        else:
+            logit = model.model.logit(x)
         sides.append((100.0 * sigmoid(a * logit + b), components))
     (long_score, long_c), (short_score, short_c) = sides
     return combine_sides(pf, valid, long_score, short_score, long_c, short_c)

@@ -382,3 +382,32 @@ def test_reports_score_each_bar_with_the_fold_model_that_never_saw_it(weights: w
     outside, mode = walk_forward_scores(old_pf, weights)
     assert mode == "outside"
     assert np.array_equal(outside.score, q.score_features(old_pf, weights.final).score, equal_nan=True)
+
+
+def test_the_compiled_bin_lookups_equal_numpys_searchsorted() -> None:
+    rng = np.random.default_rng(2)
+    edges = np.sort(rng.normal(size=31))
+    table = rng.normal(size=32)
+    x = np.concatenate([rng.normal(size=5000), edges, [np.nan, np.inf, -np.inf, edges[0] - 1e-12]])
+    expected = table[np.searchsorted(edges, x, side="right")]
+    assert np.array_equal(w.lookup(edges, table, x), expected)
+    # The fused logit (every feature in one pass, used when components are not needed) adds the same
+    # numbers in the same order as a running sum of the per-feature lookups: equal bits.
+    model = w.AdditiveModel(("a", "b"), (edges, edges[:7]), (table, table[:8]), 0.25)
+    inputs = {"a": x, "b": x[::-1].copy()}
+    running = np.full(x.shape, 0.25)
+    for values in model.contributions(inputs).values():
+        running += values
+    assert np.array_equal(model.logit(inputs), running)
+
+
+def test_scores_without_components_are_the_same_scores(bundled: dict[str, Candles]) -> None:
+    panel = window_panel(bundled, 5700, length=3000)
+    pf = panel_features(panel)
+    model = w.load_weights().final
+    full = q.score_features(pf, model)
+    lean = q.score_features(pf, model, with_components=False)
+    assert lean.components == {}
+    assert full.components
+    for name in ("valid", "sign", "score", "confidence", "entry", "stop_loss", "take_profit"):
+        assert np.array_equal(getattr(full, name), getattr(lean, name), equal_nan=True), name

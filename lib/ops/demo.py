@@ -52,11 +52,14 @@ DEMO_USERS: dict[str, dict[str, Any]] = {
         "leverage": 3,
         "max_open_positions": 4,
     },
+    # Hourly bars are the cheapest to trade (0.08 R a trade in fees) and the only timeframe whose
+    # out-of-sample figures paid (README, "What following a signal earns after fees"). quantum_ai v2 stores
+    # no signal (its scores stay below the threshold of 80), so bob follows it too only to show it is silent.
     "bob@demo.aitradex.local": {
         "auto_trade_enabled": True,
-        "algorithms": ["quantum_ai"],
-        "timeframes": ["5", "15", "60"],
-        "min_score": 40,
+        "algorithms": ["unirail_core", "quantum_ai"],
+        "timeframes": ["15", "60"],
+        "min_score": 80,
         "risk_per_trade_pct": 2,
         "max_position_usd": 5000,
         "leverage": 5,

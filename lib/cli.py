@@ -36,6 +36,7 @@ from decimal import Decimal
 
 from lib import cli_support
 from lib.cli_backtest import add_backtest_parser
+from lib.cli_demo import add_demo_parsers
 from lib.cli_secrets import add_secrets_parser
 from lib.cli_settings import add_settings_parser
 from lib.cli_trading import add_trading_parser
@@ -189,20 +190,6 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from lib.ops.demo import run_demo
-
-    run_demo(hours=args.hours)
-    return 0
-
-
-def cmd_replay(args: argparse.Namespace) -> int:
-    from lib.ops.demo import run_watch
-
-    run_watch(args.hours, args.pace)
-    return 0
-
-
 def cmd_paper_account_create(args: argparse.Namespace) -> int:
     from lib.paper_exchange.client import PaperControls
 
@@ -337,24 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--batch-size", type=int, default=100)
     k.set_defaults(func=cmd_keys_rotate)
 
-    p = sub.add_parser("demo", help="rebuild, then replay hours of candles through the whole pipeline")
-    p.add_argument("--hours", type=float, default=6.0, help="replayed hours (default 6: about a minute)")
-    p.set_defaults(func=cmd_demo)
-
-    p = sub.add_parser("replay", help="replay more hours on the running stack, paced, to watch it trade")
-    p.add_argument(
-        "--hours",
-        type=cli_support.bounded_float(0, 24 * 30, low_inclusive=False),
-        default=2.0,
-        help="replayed hours (default 2)",
-    )
-    p.add_argument(
-        "--pace",
-        type=cli_support.bounded_float(0, 60, low_inclusive=True),
-        default=3.0,
-        help="seconds between candles (default 3)",
-    )
-    p.set_defaults(func=cmd_replay)
+    add_demo_parsers(sub)
 
     p = sub.add_parser("paper-account", help="accounts on the local paper exchange")
     paper_sub = p.add_subparsers(dest="paper_command", required=True)

@@ -7,6 +7,7 @@ fee and P&L it prints comes from them. No BTC-quoted symbol appears anywhere in 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -31,6 +32,14 @@ _CLOSE_LINE = re.compile(
     r"^  (\S+@\S+)\s+([A-Z0-9]+)\s+(Buy|Sell)\s+qty\s+([\d.]+)\s+entry\s+([\d.]+)\s+exit\s+([\d.]+)\s+"
     r"(\w+)\s+fees\s+(-?[\d,]+\.\d{4})\s+P&L\s+(-?[\d,]+\.\d{2})$"
 )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _forget_the_demo_users(owner_conn: psycopg.Connection) -> Iterator[None]:
+    """The demo users trade unirail_core on hourly bars with auto-trade on, like the executor tests'
+    own users: left behind, they would join every later test's fan-out. Every test removes its users."""
+    yield
+    owner_conn.execute("delete from auth.users where email = any(%s)", (list(DEMO_USERS),))
 
 
 async def _scanned_bars(db: Database) -> int:

@@ -24,6 +24,10 @@ Environment variables:
 ``AITRADEX_HTTP_READ_TIMEOUT_S``
     Seconds a request's headers and body have, from its first byte (or from the connection's
     opening), to arrive in full before the server closes the connection (default 10, at most 300).
+``SUPABASE_URL``, ``SUPABASE_ANON_KEY``, ``AITRADEX_PUBLIC_FUNCTIONS_URL``
+    What the web app's ``/config.json`` tells browsers: a hosted project's URL (its ``/auth/v1``
+    signs users in) and anon key (required with the URL), and where the functions are reached
+    (default: the functions server the browser loaded the app from).
 """
 
 from __future__ import annotations
@@ -100,6 +104,15 @@ class HttpConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class WebConfig:
+    """What the web app is told to talk to (``/config.json``); all None on a local stack."""
+
+    supabase_url: str | None = None
+    anon_key: Secret | None = None
+    functions_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the application needs from its environment, validated."""
 
@@ -108,6 +121,7 @@ class Settings:
     jwt_secret: Secret
     master_keys: Mapping[int, bytes]
     http: HttpConfig = field(default_factory=HttpConfig)
+    web: WebConfig = field(default_factory=WebConfig)
 
     @property
     def current_key_version(self) -> int:
@@ -192,6 +206,26 @@ def _http_config(env: Mapping[str, str]) -> HttpConfig:
     )
 
 
+def _public_url(name: str, raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ConfigError(f"{name} must be an http(s) URL without a query, like https://<ref>.supabase.co")
+    return raw.rstrip("/")
+
+
+def _web_config(env: Mapping[str, str]) -> WebConfig:
+    supabase_url = env.get("SUPABASE_URL", "").strip()
+    anon_key = env.get("SUPABASE_ANON_KEY", "").strip()
+    functions_url = env.get("AITRADEX_PUBLIC_FUNCTIONS_URL", "").strip()
+    if supabase_url and not anon_key:
+        raise ConfigError("SUPABASE_ANON_KEY is not set: a hosted project (SUPABASE_URL) needs its anon key")
+    return WebConfig(
+        supabase_url=_public_url("SUPABASE_URL", supabase_url) if supabase_url else None,
+        anon_key=Secret(anon_key) if supabase_url else None,
+        functions_url=_public_url("AITRADEX_PUBLIC_FUNCTIONS_URL", functions_url) if functions_url else None,
+    )
+
+
 def _required(name: str, env: Mapping[str, str], local: Mapping[str, str], hint: str) -> Secret:
     value = env.get(name) or local.get(name)
     if not value:
@@ -248,4 +282,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         jwt_secret=jwt_secret,
         master_keys=master_keys,
         http=_http_config(env),
+        web=_web_config(env),
     )

@@ -19,6 +19,7 @@ from lib.exchange.access import MarketAccess
 from lib.exchange.ports import TradingExchange
 from lib.http.app import FunctionsApp
 from lib.http.protocol import deadline_protocol
+from lib.http.web import WebApp
 
 
 def functions_app(
@@ -31,13 +32,14 @@ def functions_app(
     """Every registered function, wired to ``settings`` (call ``.build()`` for the ASGI app).
 
     ``exchange`` and ``market`` replace the default exchange clients (the tests' paper exchange).
+    The web app (:mod:`lib.http.web`) is served beside them.
     """
     from lib.http.registry import registry
 
     async def open_() -> Services:
         return await open_services(settings, exchange=exchange, market=market)
 
-    return FunctionsApp(
+    app = FunctionsApp(
         registry(),
         open_,
         close_services,
@@ -46,6 +48,10 @@ def functions_app(
         trusted_proxies=settings.http.trusted_proxies,
         read_timeout_s=settings.http.read_timeout_s,
     )
+    # The web app at API_URL/ (its files and /config.json).
+    for route in WebApp(settings).routes():
+        app.add_route(route)
+    return app
 
 
 def create_functions_app(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 from uuid import UUID
@@ -52,7 +53,39 @@ class ExecutorStatus(Request):
     action: Literal["status"]
 
 
-ExecutorRequest = Annotated[ExecutePending | ExecuteTrade | ExecutorStatus, Field(discriminator="action")]
+class ClosePosition(Request):
+    """Close the caller's open position of one of their orders with a reduce-only market order.
+
+    Idempotent: the close order's orderLinkId is derived from the order's, so a second call sends
+    nothing and answers the same outcome. Another user's order is a 404, as if it did not exist.
+    """
+
+    action: Literal["close_position"]
+    order_id: UUID
+
+
+class CancelOrder(Request):
+    """Cancel one of the caller's orders that is still open on the exchange (idempotent; 404 for others')."""
+
+    action: Literal["cancel_order"]
+    order_id: UUID
+
+
+class SetTradingHalted(Request):
+    """The operator kill switch (service role): while halted, no executor path places a new order.
+
+    Exits (``close_position``, ``cancel_order``) and the order tracker go on.
+    """
+
+    action: Literal["set_trading_halted"]
+    halted: bool
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=500)] | None = None
+
+
+ExecutorRequest = Annotated[
+    ExecutePending | ExecuteTrade | ExecutorStatus | ClosePosition | CancelOrder | SetTradingHalted,
+    Field(discriminator="action"),
+]
 
 
 class PendingResult(Response):
@@ -75,6 +108,40 @@ class ExecutorState(Response):
     processing_signals: int
     requested_orders: int
     open_orders: int
+    trading_halted: bool = False
 
 
-ExecutorResponse = PendingResult | TradeResult | ExecutorState
+ExitOutcome = Literal["closed", "close_pending", "cancelled"]
+
+
+class ExitResult(Response):
+    """What ``close_position`` or ``cancel_order`` did to the order (the same answer on a repeat call).
+
+    ``closed``: the position is flat and its exit recorded (``exit_price``, ``exit_reason``,
+    ``realized_pnl``; the reason is ``TakeProfit``/``StopLoss`` if that closed it first).
+    ``close_pending``: the close order was sent but its fill is not known yet (the tracker records it).
+    ``cancelled``: the exchange cancelled the order. ``repeated`` is true when an earlier call had
+    already done it, and this one sent nothing to the exchange.
+    """
+
+    order_id: UUID
+    action: Literal["close_position", "cancel_order"]
+    outcome: ExitOutcome
+    status: str = Field(description="the order's status after the call")
+    close_order_link_id: str | None = Field(default=None, description="the reduce-only close order's id")
+    exit_price: Decimal | None = None
+    exit_reason: Literal["TakeProfit", "StopLoss", "Closed"] | None = None
+    realized_pnl: Decimal | None = None
+    repeated: bool = False
+
+
+class TradingHaltState(Response):
+    """The kill switch as stored: whether trading is halted, why, since when and set by whom."""
+
+    trading_halted: bool
+    reason: str | None = None
+    changed_at: datetime | None = None
+    changed_by: str | None = None
+
+
+ExecutorResponse = PendingResult | TradeResult | ExecutorState | ExitResult | TradingHaltState

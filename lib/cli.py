@@ -3,7 +3,8 @@
 Subcommands:
   rebuild [--dry-run]          rebuild the local stack from nothing (same as scripts/rebuild_system.py)
   status [-o env|pretty|json]  the stack's URLs and keys (``-o env``: KEY=value lines); 1 if anything is down
-  user create EMAIL            create a local user; its access token is the last line printed
+  user create EMAIL [--password]  create a local user (--password: one it signs in with); its access
+                               token is the last line printed
   up [--functions-port P ...]  run the functions server and paper exchange in the foreground
   down                         stop a stack the rebuild started in the background
   clean-state                  stop everything the state folder runs, then delete the folder
@@ -23,6 +24,7 @@ a traceback: an unexpected error is one line too (``aitradex --traceback ...`` s
 from __future__ import annotations
 
 import argparse
+import getpass
 import os
 import sys
 from collections.abc import Sequence
@@ -41,7 +43,7 @@ from lib.local_state import db_name_from, read_stack, state_dir_from
 from lib.ops import stack_runner
 from lib.ops.data.command import add_download_arguments
 from lib.ops.rebuild import rebuild
-from lib.services.auth.users import create_local_user
+from lib.services.auth.users import create_local_user, set_user_password, validate_new_password
 
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
@@ -63,13 +65,33 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _new_password() -> str:
+    """AITRADEX_USER_PASSWORD, or typed twice at a prompt: never a command-line value (shell history)."""
+    from_env = os.environ.get("AITRADEX_USER_PASSWORD")
+    if from_env:
+        return from_env
+    if not sys.stdin.isatty():
+        raise ConfigError("--password: set AITRADEX_USER_PASSWORD, or run it in a terminal to be asked")
+    first = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != first:
+        raise ConfigError("the two passwords differ")
+    return first
+
+
 def cmd_user_create(args: argparse.Namespace) -> int:
     settings = load_settings()
+    password = _new_password() if args.password else None
+    if password is not None:
+        validate_new_password(password, min_length=settings.auth.min_password_length)
     with admin_connection(database_target(settings)) as conn:
         user = create_local_user(
             conn, args.email, settings.jwt_secret.reveal(), ttl_s=round(args.ttl_hours * 3600)
         )
+        if password is not None:
+            set_user_password(conn, user.id, password, min_length=settings.auth.min_password_length)
     print(f"{'created' if user.created else 'found existing'} user {user.email} id={user.id}")
+    if password is not None:
+        print("password set: the user can sign in at /auth/v1")
     print(user.token)
     return 0
 
@@ -253,6 +275,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=cli_support.ttl_hours,
         default=24.0,
         help="token lifetime, above 0, at most 168 (default 24)",
+    )
+    c.add_argument(
+        "--password",
+        action="store_true",
+        help="also set a password to sign in with: from AITRADEX_USER_PASSWORD, or asked for twice",
     )
     c.set_defaults(func=cmd_user_create)
 

@@ -24,10 +24,20 @@ Environment variables:
 ``AITRADEX_HTTP_READ_TIMEOUT_S``
     Seconds a request's headers and body have, from its first byte (or from the connection's
     opening), to arrive in full before the server closes the connection (default 10, at most 300).
-``SUPABASE_URL``, ``SUPABASE_ANON_KEY``, ``AITRADEX_PUBLIC_FUNCTIONS_URL``
-    What the web app's ``/config.json`` tells browsers: a hosted project's URL (its ``/auth/v1``
-    signs users in) and anon key (required with the URL), and where the functions are reached
-    (default: the functions server the browser loaded the app from).
+``SUPABASE_URL``
+    A hosted Supabase project: its ``/auth/v1`` signs users in, the local one is not served, and user
+    tokens verify through ``$SUPABASE_URL/auth/v1/.well-known/jwks.json``.
+``AUTH_JWT_SIGNING_KEY``
+    The local auth server's ES256 private key (PEM); locally from the generated secrets file.
+``AITRADEX_AUTH_*``
+    Limits of the local auth server (:class:`AuthConfig`): ``RATE_LIMIT_IP`` and ``RATE_LIMIT_EMAIL``
+    (sign-ins and sign-ups per window, default 30 and 10), ``RATE_WINDOW_S`` (default 300),
+    ``MIN_PASSWORD_LENGTH`` (default 8), ``ACCESS_TOKEN_TTL_S`` (default 3600),
+    ``REFRESH_TOKEN_REUSE_INTERVAL_S`` (default 10), ``JWKS_MIN_REFRESH_S`` (default 30).
+``SUPABASE_ANON_KEY``, ``AITRADEX_PUBLIC_FUNCTIONS_URL``
+    What the web app's ``/config.json`` tells browsers besides the auth URL: a hosted project's anon
+    key (required with ``SUPABASE_URL``), and where the functions are reached (default: the functions
+    server the browser loaded the app from).
 """
 
 from __future__ import annotations
@@ -104,10 +114,37 @@ class HttpConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class WebConfig:
-    """What the web app is told to talk to (``/config.json``); all None on a local stack."""
+class AuthConfig:
+    """Supabase Auth: the hosted project (if any), the local auth server's key and its limits."""
 
+    # A hosted project's URL: its /auth/v1 is the one, and user tokens verify through its JWKS.
     supabase_url: str | None = None
+    # The local auth server's ES256 private key (PEM); None when hosted or not generated yet.
+    signing_key: Secret | None = None
+    # GoTrue's hosted default is 30 sign-ins and sign-ups per 5 minutes per IP address.
+    rate_limit_ip: int = 30
+    rate_limit_email: int = 10
+    rate_window_s: int = 300
+    # GoTrue's default is 6; 8 is NIST SP 800-63B's minimum for a chosen password.
+    min_password_length: int = 8
+    # GoTrue's JWT_EXP default.
+    access_token_ttl_s: int = 3600
+    # Supabase's default REFRESH_TOKEN_REUSE_INTERVAL: a revoked token still swaps for 10 s (two tabs).
+    refresh_token_reuse_interval_s: int = 10
+    # An unknown `kid` refetches the JWKS at most this often, so a flood of made-up kids cannot hammer it.
+    jwks_min_refresh_s: float = 30.0
+
+    @property
+    def hosted(self) -> bool:
+        """Whether a hosted Supabase project serves /auth/v1."""
+        return self.supabase_url is not None
+
+
+@dataclass(frozen=True, slots=True)
+class WebConfig:
+    """What the web app is told besides the auth URL (``/config.json``); None on a local stack."""
+
+    # A hosted project's anon key (required with SUPABASE_URL); locally the stack's own.
     anon_key: Secret | None = None
     functions_url: str | None = None
 
@@ -121,6 +158,7 @@ class Settings:
     jwt_secret: Secret
     master_keys: Mapping[int, bytes]
     http: HttpConfig = field(default_factory=HttpConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
     web: WebConfig = field(default_factory=WebConfig)
 
     @property
@@ -206,22 +244,52 @@ def _http_config(env: Mapping[str, str]) -> HttpConfig:
     )
 
 
+_AUTH_LIMITS = {
+    "rate_limit_ip": ("AITRADEX_AUTH_RATE_LIMIT_IP", 1, 1_000_000),
+    "rate_limit_email": ("AITRADEX_AUTH_RATE_LIMIT_EMAIL", 1, 1_000_000),
+    "rate_window_s": ("AITRADEX_AUTH_RATE_WINDOW_S", 1, 86_400),
+    "min_password_length": ("AITRADEX_AUTH_MIN_PASSWORD_LENGTH", 6, 72),  # bcrypt reads 72 bytes
+    "access_token_ttl_s": ("AITRADEX_AUTH_ACCESS_TOKEN_TTL_S", 30, 7 * 86_400),
+    "refresh_token_reuse_interval_s": ("AITRADEX_AUTH_REFRESH_TOKEN_REUSE_INTERVAL_S", 0, 3600),
+    "jwks_min_refresh_s": ("AITRADEX_AUTH_JWKS_MIN_REFRESH_S", 0, 3600),
+}
+
+
+def _auth_config(env: Mapping[str, str], local: Mapping[str, str]) -> AuthConfig:
+    values: dict[str, int] = {}
+    for attr, (name, low, high) in _AUTH_LIMITS.items():
+        raw = env.get(name, "").strip()
+        if not raw:
+            continue
+        if not raw.isdigit() or not low <= int(raw) <= high:
+            raise ConfigError(f"{name} must be a whole number from {low} to {high}")
+        values[attr] = int(raw)
+    url = env.get("SUPABASE_URL", "").strip().rstrip("/") or None
+    if url is not None and urlsplit(url).scheme not in ("http", "https"):
+        raise ConfigError("SUPABASE_URL must be the project's http(s) URL, like https://<ref>.supabase.co")
+    key = env.get("AUTH_JWT_SIGNING_KEY") or local.get("AUTH_JWT_SIGNING_KEY")
+    return AuthConfig(
+        supabase_url=url,
+        signing_key=Secret(key) if key and url is None else None,
+        **values,
+    )
+
+
 def _public_url(name: str, raw: str) -> str:
     parts = urlsplit(raw)
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
-        raise ConfigError(f"{name} must be an http(s) URL without a query, like https://<ref>.supabase.co")
+        raise ConfigError(f"{name} must be an http(s) URL without a query, like https://api.example.com")
     return raw.rstrip("/")
 
 
 def _web_config(env: Mapping[str, str]) -> WebConfig:
-    supabase_url = env.get("SUPABASE_URL", "").strip()
+    hosted = bool(env.get("SUPABASE_URL", "").strip())
     anon_key = env.get("SUPABASE_ANON_KEY", "").strip()
     functions_url = env.get("AITRADEX_PUBLIC_FUNCTIONS_URL", "").strip()
-    if supabase_url and not anon_key:
+    if hosted and not anon_key:
         raise ConfigError("SUPABASE_ANON_KEY is not set: a hosted project (SUPABASE_URL) needs its anon key")
     return WebConfig(
-        supabase_url=_public_url("SUPABASE_URL", supabase_url) if supabase_url else None,
-        anon_key=Secret(anon_key) if supabase_url else None,
+        anon_key=Secret(anon_key) if hosted else None,
         functions_url=_public_url("AITRADEX_PUBLIC_FUNCTIONS_URL", functions_url) if functions_url else None,
     )
 
@@ -282,5 +350,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         jwt_secret=jwt_secret,
         master_keys=master_keys,
         http=_http_config(env),
+        auth=_auth_config(env, local),
         web=_web_config(env),
     )

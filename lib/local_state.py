@@ -14,6 +14,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
 from lib.config import DEFAULT_STATE_DIR, SECRETS_FILE
 
 STACK_FILE = "stack.json"
@@ -30,6 +33,15 @@ def _write_private(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def _new_signing_key() -> str:
+    """A fresh P-256 private key in PKCS#8 PEM: what GoTrue's asymmetric signing keys are (ES256)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return pem.decode("ascii")
+
+
 def ensure_local_secrets(state_dir: Path) -> list[str]:
     """Create any missing local secret; returns the names it generated (empty when all existed)."""
     path = state_dir / SECRETS_FILE
@@ -39,6 +51,8 @@ def ensure_local_secrets(state_dir: Path) -> list[str]:
         "AITRADEX_MASTER_KEYS": lambda: "1:" + base64.b64encode(secrets.token_bytes(32)).decode(),
         "AITRADEX_AUTHENTICATOR_PASSWORD": lambda: secrets.token_urlsafe(24),
         "POSTGRES_SUPERUSER_PASSWORD": lambda: secrets.token_urlsafe(24),
+        # The local auth server signs user tokens with it (ES256); its public half is the local JWKS.
+        "AUTH_JWT_SIGNING_KEY": _new_signing_key,
     }
     created = [name for name in generators if not current.get(name)]
     if created:

@@ -53,7 +53,7 @@ from lib.http.errors import body_shape, invalid_request
 from lib.http.openapi import build_openapi
 from lib.http.spec import FunctionSpec
 from lib.log import log_event, request_id_var
-from lib.services.auth import tokens
+from lib.services.auth.verify import TokenVerifier
 
 __all__ = ["MAX_BODY_BYTES", "FunctionsApp", "error_response", "load_verify_jwt"]
 
@@ -107,6 +107,7 @@ class FunctionsApp:
         extra_routes: Sequence[BaseRoute] = (),
         trusted_proxies: Sequence[IPNetwork] = (),
         read_timeout_s: float = DEFAULT_HTTP_READ_TIMEOUT_S,
+        verifier: TokenVerifier | None = None,
     ) -> None:
         self.registry = dict(registry)
         self.trusted_proxies = tuple(trusted_proxies)
@@ -115,6 +116,8 @@ class FunctionsApp:
         self._open_services = services
         self._close_services = close_services
         self._jwt_secret = jwt_secret
+        # HS256 with the JWT secret, plus ES256/RS256 through a JWK Set when one is wired (lib.http.server).
+        self.verifier = verifier or TokenVerifier(jwt_secret, None)
         self.verify_jwt = dict(load_verify_jwt() if verify_jwt is None else verify_jwt)
         self.services: Services | None = None
         self._openapi: dict[str, Any] | None = None
@@ -148,16 +151,17 @@ class FunctionsApp:
         token = _bearer(request)
         if token is None:
             raise Unauthorized("Invalid JWT", details={"reason": "missing"})
-        if tokens.verify(token, self._jwt_secret).get("role") != "service_role":
+        # Service-role keys are HS256 (like the Supabase CLI's); never a user's asymmetric token.
+        if self.verifier.verify_hs256(token).get("role") != "service_role":
             raise Forbidden("this route needs the service role")
 
-    def _caller(self, request: Request, name: str) -> Caller:
+    async def _caller(self, request: Request, name: str) -> Caller:
         token = _bearer(request)
         if token is None:
             if self.verify_jwt.get(name, True):
                 raise Unauthorized("Invalid JWT", details={"reason": "missing"})
             return Caller.anon()
-        claims = tokens.verify(token, self._jwt_secret)
+        claims = await self.verifier.verify(token)
         if claims["role"] not in ROLES:
             raise Forbidden("this token's role may not use the API")
         ip = client_address.client_ip(
@@ -191,7 +195,7 @@ class FunctionsApp:
                     raise NotFound("no function by that name", details={"functions": sorted(self.registry)})
                 if request.method in ("GET", "HEAD") and not spec.http_get:
                     raise MethodNotAllowed(f"{name} takes a JSON body: use POST")
-                caller = self._caller(request, name)
+                caller = await self._caller(request, name)
                 role = caller.role
                 body = await read_body(request, body_shape(spec))
                 known = spec.known_action(body.get("action"))

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -14,12 +15,16 @@ from starlette.applications import Starlette
 from lib.app.context import Services
 from lib.app.wiring import close_services, open_services
 from lib.config import DEFAULT_HTTP_READ_TIMEOUT_S, Settings
-from lib.errors import AitradexError
+from lib.errors import AitradexError, ConfigError
 from lib.exchange.access import MarketAccess
 from lib.exchange.ports import TradingExchange
 from lib.http.app import FunctionsApp
+from lib.http.auth_routes import AuthRoutes
 from lib.http.protocol import deadline_protocol
 from lib.http.web import WebApp
+from lib.services.auth.jwks import JwksCache, http_jwks_fetch
+from lib.services.auth.signing import SigningKey
+from lib.services.auth.verify import TokenVerifier
 
 
 def functions_app(
@@ -39,6 +44,7 @@ def functions_app(
     async def open_() -> Services:
         return await open_services(settings, exchange=exchange, market=market)
 
+    verifier, auth = auth_wiring(settings)
     app = FunctionsApp(
         registry(),
         open_,
@@ -47,11 +53,42 @@ def functions_app(
         verify_jwt=verify_jwt,
         trusted_proxies=settings.http.trusted_proxies,
         read_timeout_s=settings.http.read_timeout_s,
+        verifier=verifier,
     )
+    if auth is not None:
+        app.add_hook(auth.hook)
+        for route in auth.routes():
+            app.add_route(route)
     # The web app at API_URL/ (its files and /config.json).
     for route in WebApp(settings).routes():
         app.add_route(route)
     return app
+
+
+def auth_wiring(settings: Settings) -> tuple[TokenVerifier, AuthRoutes | None]:
+    """How user tokens verify, and the local ``/auth/v1`` (None when a hosted project serves it).
+
+    Hosted (``SUPABASE_URL``): the project's JWK Set over HTTP. Locally: the local signing key's set,
+    and the local auth server. Raises ConfigError when the local signing key was never generated.
+    """
+    auth = settings.auth
+    secret = settings.jwt_secret.reveal()
+    if auth.supabase_url is not None:
+        fetch = http_jwks_fetch(f"{auth.supabase_url}/auth/v1/.well-known/jwks.json")
+        cache = JwksCache(fetch, min_refresh_s=auth.jwks_min_refresh_s)
+        return TokenVerifier(secret, cache), None
+    if auth.signing_key is None:
+        raise ConfigError(
+            "AUTH_JWT_SIGNING_KEY is not set. Set it in the environment, or run `make demo` once to "
+            "generate local secrets."
+        )
+    key = SigningKey.from_pem(auth.signing_key.reveal())
+
+    async def local_set() -> dict[str, Any]:
+        return key.jwks()
+
+    verifier = TokenVerifier(secret, JwksCache(local_set, min_refresh_s=auth.jwks_min_refresh_s))
+    return verifier, AuthRoutes(key, verifier, trusted_proxies=settings.http.trusted_proxies)
 
 
 def create_functions_app(

@@ -75,9 +75,9 @@ def local_anon_key(settings: Settings) -> str:
 def public_config(settings: Settings) -> PublicConfig:
     """The web app's configuration from the settings: a hosted project's URLs, or this server's own."""
     web = settings.web
-    if web.supabase_url is not None and web.anon_key is not None:
+    if settings.auth.supabase_url is not None and web.anon_key is not None:
         return PublicConfig(
-            auth_url=f"{web.supabase_url}/auth/v1",
+            auth_url=f"{settings.auth.supabase_url}/auth/v1",
             functions_url=web.functions_url,
             anon_key=web.anon_key.reveal(),
             hosted=True,

@@ -13,8 +13,10 @@ _APP_META = '{"provider": "email", "providers": ["email"]}'
 def create_or_find(admin: psycopg.Connection[Any], email: str) -> tuple[str, bool]:
     """The user's id, creating the row if no user has ``email`` yet; and whether it was created."""
     with admin.transaction():
+        # Confirmed at once, as the local auth server's sign-up (auto-confirm).
         row = admin.execute(
-            "insert into auth.users (email, raw_app_meta_data) values (%s, %s) "
+            "insert into auth.users (aud, role, email, email_confirmed_at, raw_app_meta_data, created_at, "
+            "updated_at) values ('authenticated', 'authenticated', %s, now(), %s, now(), now()) "
             "on conflict (email) do nothing returning id",
             (email, _APP_META),
         ).fetchone()
@@ -24,3 +26,12 @@ def create_or_find(admin: psycopg.Connection[Any], email: str) -> tuple[str, boo
     if row is None:
         raise LookupError(f"auth.users has no row for {email!r} right after the insert")
     return str(row[0]), created
+
+
+def set_password(admin: psycopg.Connection[Any], user_id: str, encrypted_password: str) -> None:
+    """Store the user's bcrypt hash in ``encrypted_password``, where GoTrue keeps it."""
+    with admin.transaction():
+        admin.execute(
+            "update auth.users set encrypted_password = %s, updated_at = now() where id = %s",
+            (encrypted_password, user_id),
+        )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
+import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
@@ -46,3 +49,40 @@ async def http(functions_url: str) -> AsyncIterator[httpx.AsyncClient]:
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+# --- Supabase Auth (/auth/v1): servers whose peers may name a client address, so every test counts its
+# sign-ins under an address of its own (the limits' counters live in the shared test database).
+
+
+def auth_settings(settings: Settings, **limits: int) -> Settings:
+    """The test settings, trusting 127.0.0.1's X-Forwarded-For, with ``limits`` for the auth server."""
+    return dataclasses.replace(
+        settings,
+        http=dataclasses.replace(settings.http, trusted_proxies=(ipaddress.ip_network("127.0.0.1/32"),)),
+        auth=dataclasses.replace(settings.auth, **limits),
+    )
+
+
+@pytest.fixture(scope="session")
+def auth_url(settings: Settings) -> Iterator[str]:
+    """A functions server with /auth/v1, limits far above what a test does, and no reuse interval."""
+    limits = {"rate_limit_ip": 10_000, "rate_limit_email": 10_000, "refresh_token_reuse_interval_s": 0}
+    with serve_in_thread(create_functions_app(auth_settings(settings, **limits))) as url:
+        yield url
+
+
+@pytest.fixture
+def client_ip() -> str:
+    """An address of this test's own (TEST-NET-2 space, mapped from a random number)."""
+    n = uuid.uuid4().int
+    return f"198.51.{n % 256}.{(n >> 8) % 254 + 1}"
+
+
+@pytest.fixture(scope="session")
+def auth_limited_url(settings: Settings) -> Iterator[str]:
+    """A functions server whose /auth/v1 allows 3 attempts per email and 5 per address a day (a window
+    boundary, midnight UTC, is the only moment a test could see its count start over)."""
+    limits = {"rate_limit_ip": 5, "rate_limit_email": 3, "rate_window_s": 86_400}
+    with serve_in_thread(create_functions_app(auth_settings(settings, **limits))) as url:
+        yield url

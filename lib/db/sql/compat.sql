@@ -80,3 +80,76 @@ begin
   end if;
 end
 $$;
+
+-- GoTrue's own columns and tables (supabase/auth migrations), for the local auth server (/auth/v1).
+-- Each column is added only when missing: on a hosted project they all exist, auth.users belongs to
+-- supabase_auth_admin, and an `alter table` there (even a no-op one) would fail on ownership.
+do $$
+declare
+  col record;
+begin
+  for col in
+    select * from (values
+      ('aud', 'varchar(255)'),
+      ('role', 'varchar(255)'),
+      ('encrypted_password', 'varchar(255)'),
+      ('email_confirmed_at', 'timestamptz'),
+      ('invited_at', 'timestamptz'),
+      ('confirmation_sent_at', 'timestamptz'),
+      ('recovery_sent_at', 'timestamptz'),
+      ('email_change_sent_at', 'timestamptz'),
+      ('last_sign_in_at', 'timestamptz'),
+      ('updated_at', 'timestamptz'),
+      ('phone', 'text'),
+      ('phone_confirmed_at', 'timestamptz'),
+      ('banned_until', 'timestamptz'),
+      ('deleted_at', 'timestamptz'),
+      ('is_sso_user', 'boolean not null default false')
+    ) as c(name, definition)
+  loop
+    if not exists (
+      select 1 from information_schema.columns
+      where table_schema = 'auth' and table_name = 'users' and column_name = col.name
+    ) then
+      execute format('alter table auth.users add column %I %s', col.name, col.definition);
+    end if;
+  end loop;
+  -- GoTrue's generated column: a user is confirmed when its email (or phone) is.
+  if not exists (
+    select 1 from information_schema.columns
+    where table_schema = 'auth' and table_name = 'users' and column_name = 'confirmed_at'
+  ) then
+    alter table auth.users add column confirmed_at timestamptz
+      generated always as (least(email_confirmed_at, phone_confirmed_at)) stored;
+  end if;
+end
+$$;
+
+create table if not exists auth.sessions (
+  id uuid primary key,
+  user_id uuid not null references auth.users (id) on delete cascade,
+  created_at timestamptz,
+  updated_at timestamptz,
+  factor_id uuid,
+  aal text,
+  not_after timestamptz,
+  refreshed_at timestamp,
+  user_agent text,
+  ip inet,
+  tag text
+);
+create index if not exists sessions_user_id_idx on auth.sessions (user_id);
+
+create table if not exists auth.refresh_tokens (
+  instance_id uuid,
+  id bigserial primary key,
+  token varchar(255) unique,
+  user_id varchar(255),
+  revoked boolean,
+  created_at timestamptz,
+  updated_at timestamptz,
+  parent varchar(255),
+  session_id uuid references auth.sessions (id) on delete cascade
+);
+create index if not exists refresh_tokens_session_id_revoked_idx on auth.refresh_tokens (session_id, revoked);
+create index if not exists refresh_tokens_parent_idx on auth.refresh_tokens (parent);

@@ -125,6 +125,8 @@ class PageWatch:
     def __init__(self, page: Page, own_origin: str) -> None:
         self.errors: list[str] = []
         self.foreign: list[str] = []
+        self.urls: list[str] = []
+        page.on("request", lambda req: self.urls.append(req.url))
         page.on("console", lambda msg: self.errors.append(msg.text) if msg.type == "error" else None)
         page.on("pageerror", lambda exc: self.errors.append(str(exc)))
         page.on(

@@ -14,6 +14,7 @@ FUNCTIONS: dict[str, str] = {
     "signals-api": "signals_api",
     "symbol-validator": "symbol_validator",
     "trading-account": "trading_account",
+    "trading-activity": "trading_activity",
     "trading-preferences": "trading_preferences",
     "unireli-core-scanner": "unireli_core_scanner",
 }

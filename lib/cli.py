@@ -16,6 +16,7 @@ Subcommands:
   migrate                      apply pending migrations only
   scan -t TF [--dry-run ...]   scan a timeframe now, in this process (not over HTTP), and print a summary
   data download --symbols ...  closed candles from Bybit (or the paper exchange) into CSV files, resumable
+  trading halt|resume|status   the kill switch: no executor places a new order while halted
 
 Exit codes: 0 success, 1 failure (the reason on stderr, one line), 2 bad usage. A failure never shows
 a traceback: an unexpected error is one line too (``aitradex --traceback ...`` shows it in full).
@@ -32,6 +33,7 @@ from decimal import Decimal
 
 from lib import cli_support
 from lib.cli_backtest import add_backtest_parser
+from lib.cli_trading import add_trading_parser
 from lib.config import load_settings
 from lib.core.timeframes import TIMEFRAMES
 from lib.core.vocabulary import ALGORITHMS, ENVIRONMENTS
@@ -353,6 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("data", help="market data files")
     data_sub = p.add_subparsers(dest="data_command", required=True)
     add_download_arguments(data_sub.add_parser("download", help="download closed candles into CSV files"))
+
+    add_trading_parser(sub)
     return parser
 
 

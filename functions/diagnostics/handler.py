@@ -65,7 +65,11 @@ async def handle(request: DiagnosticsRequest, ctx: Context) -> DiagnosticsRespon
             for c in report.checks
         ]
     return HealthDocument(
-        status=report.status, checked_at=report.checked_at, checks=checks, evidence=score_evidence()
+        status=report.status,
+        checked_at=report.checked_at,
+        checks=checks,
+        trading_halted=report.trading_halted,
+        evidence=score_evidence(),
     )
 
 

@@ -34,6 +34,9 @@ class HealthDocument(Response):
     status: Health
     checked_at: datetime
     checks: list[Check] | None = Field(default=None, description="present for the service role only")
+    trading_halted: bool = Field(
+        default=False, description="the operator kill switch: no new orders while true (exits go on)"
+    )
     evidence: dict[str, list[ScoreEvidence]] = Field(
         default_factory=dict,
         description="per algorithm, whether its score showed an edge after fees out of sample",

@@ -72,6 +72,7 @@ INSTRUMENTS_INFO = "/v5/market/instruments-info"
 TICKERS = "/v5/market/tickers"
 KLINE = "/v5/market/kline"
 ORDER_CREATE = "/v5/order/create"
+ORDER_CANCEL = "/v5/order/cancel"
 ORDER_REALTIME = "/v5/order/realtime"
 POSITION_LIST = "/v5/position/list"
 SET_LEVERAGE = "/v5/position/set-leverage"
@@ -104,6 +105,8 @@ UNMATCHED_IP = 10010
 SERVER_ERROR = 10016
 IP_RATE_LIMIT_EXCEEDED = 10018
 API_KEY_EXPIRED = 33004
+ORDER_NOT_EXISTS = 110001  # "order not exists or too late to cancel": already filled or cancelled
+REDUCE_ONLY_NOT_SATISFIED = 110017  # a reduce-only order that would open or grow a position
 LEVERAGE_NOT_MODIFIED = 110043
 DUPLICATE_ORDER_LINK_ID = 110072
 

@@ -40,7 +40,10 @@ class WalletBalance:
 
 @dataclass(frozen=True, slots=True)
 class OrderRequest:
-    """A market order with its stop-loss and take-profit attached, identified by ``order_link_id``."""
+    """A market order with its stop-loss and take-profit attached, identified by ``order_link_id``.
+
+    ``reduce_only``: it may only shrink the position (a close by hand); it carries no SL/TP then.
+    """
 
     category: str
     symbol: str
@@ -50,6 +53,7 @@ class OrderRequest:
     stop_loss: str | None = None
     take_profit: str | None = None
     order_type: str = "Market"
+    reduce_only: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +104,10 @@ class TradingExchange(Protocol):
     ) -> OrderState | None: ...
 
     async def recent_orders(self, creds: Credentials, category: str, symbol: str) -> list[OrderState]: ...
+
+    async def cancel_order(self, creds: Credentials, category: str, symbol: str, order_link_id: str) -> None:
+        """Cancel an open order; ``ExchangeRejected`` 110001 when it is no longer open (filled, cancelled)."""
+        ...
 
     async def position(self, creds: Credentials, category: str, symbol: str) -> PositionState | None: ...
 

@@ -344,8 +344,14 @@ class PybitExchange:
             params["stopLoss"] = order.stop_loss
         if order.take_profit is not None:
             params["takeProfit"] = order.take_profit
+        if order.reduce_only:
+            params["reduceOnly"] = True
         result = await self.call(creds, "place_order", **params)
         return str(result.get("orderId", ""))
+
+    async def cancel_order(self, creds: Credentials, category: str, symbol: str, order_link_id: str) -> None:
+        """Cancel the open order with this ``orderLinkId`` (110001 surfaces as ExchangeRejected)."""
+        await self.call(creds, "cancel_order", category=category, symbol=symbol, orderLinkId=order_link_id)
 
     async def find_order(
         self, creds: Credentials, category: str, symbol: str, order_link_id: str

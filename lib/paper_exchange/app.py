@@ -192,6 +192,19 @@ def order_create(engine: PaperEngine, account: Account, params: Params) -> dict[
     return {"orderId": order.order_id, "orderLinkId": order.order_link_id}
 
 
+def order_cancel(engine: PaperEngine, account: Account, params: Params) -> dict[str, Any]:
+    """``/v5/order/cancel``: an open order by ``orderId`` or ``orderLinkId`` (110001 when not open)."""
+    _category(params, CATEGORIES)
+    symbol = _text(params, "symbol")
+    if symbol is None:
+        raise params_error("params error: symbol is required")
+    order_id, link_id = _text(params, "orderId"), _text(params, "orderLinkId")
+    if order_id is None and link_id is None:
+        raise params_error("params error: orderId or orderLinkId is required")
+    order = engine.cancel_order(account, symbol, order_id, link_id)
+    return {"orderId": order.order_id, "orderLinkId": order.order_link_id}
+
+
 def order_realtime(engine: PaperEngine, account: Account, params: Params) -> dict[str, Any]:
     """``/v5/order/realtime``: open orders, or recent closed ones (``openOnly``), newest first."""
     category = _category(params, CATEGORIES)
@@ -332,6 +345,7 @@ def create_app(config: PaperExchangeConfig, *, engine: PaperEngine | None = None
         Route(
             bybit.ORDER_CREATE, _private_endpoint(paper, order_create, order_create=True), methods=["POST"]
         ),
+        Route(bybit.ORDER_CANCEL, _private_endpoint(paper, order_cancel), methods=["POST"]),
         Route(bybit.ORDER_REALTIME, _private_endpoint(paper, order_realtime), methods=["GET"]),
         Route(bybit.POSITION_LIST, _private_endpoint(paper, position_list), methods=["GET"]),
         Route(bybit.SET_LEVERAGE, _private_endpoint(paper, set_leverage), methods=["POST"]),

@@ -1,7 +1,7 @@
 """The matching core: accounts, orders, positions and wallets, moved by orders and by replayed candles.
 
 Pure state transitions over :mod:`lib.paper_exchange.models` (no HTTP, no files, no wall clock): every
-method takes the replay time it acts at. One class of ~460 lines on purpose: every transition reads and
+method takes the replay time it acts at. One class of ~480 lines on purpose: every transition reads and
 writes the same accounts, orders and positions, and the rules that need none of it (filters, fills,
 triggers) already live in their own modules (``rules``, ``fills``, ``matching``). Rejections are
 :class:`lib.errors.ExchangeRejected` carrying Bybit's retCode and message.
@@ -29,7 +29,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from lib.errors import ExchangeRejected, InvalidRequest
-from lib.exchange.bybit import DUPLICATE_ORDER_LINK_ID, LEVERAGE_NOT_MODIFIED
+from lib.exchange.bybit import (
+    DUPLICATE_ORDER_LINK_ID,
+    LEVERAGE_NOT_MODIFIED,
+    ORDER_NOT_EXISTS,
+    REDUCE_ONLY_NOT_SATISFIED,
+)
 from lib.paper_exchange.fills import apply_linear_fill, apply_spot_fill
 from lib.paper_exchange.instruments import LEVERAGE_STEP, MIN_LEVERAGE, SETTLE_COIN, Instrument
 from lib.paper_exchange.market import Candle, MarketData
@@ -39,7 +44,6 @@ from lib.paper_exchange.numbers import floor_to, fmt, is_multiple, params_error
 from lib.paper_exchange.order_request import OrderRequest
 from lib.paper_exchange.rules import check_linear, check_spot, check_spot_quote_amount, check_tpsl
 
-REDUCE_ONLY_NOT_SATISFIED = 110017
 INSUFFICIENT_AVAILABLE = 110007
 SPOT_INSUFFICIENT_BALANCE = 170131
 _KEY_ALPHABET = string.ascii_letters + string.digits
@@ -226,6 +230,23 @@ class Book:
         )
         self._record(account, order)
         self._execute_on_arrival(account, order, last, now_ms)
+        return order
+
+    def cancel_order(
+        self, account: Account, symbol: str, order_id: str | None, order_link_id: str | None, now_ms: int
+    ) -> Order:
+        """Cancel the account's open order (by ``order_id`` first, as Bybit does, else ``order_link_id``);
+        110001 when there is none of that symbol still open (filled, cancelled, or never placed)."""
+        key = order_id or account.order_link_ids.get(order_link_id or "")
+        order = self.state.orders.get(key) if key else None
+        if (
+            order is None
+            or order.account_id != account.account_id
+            or order.symbol != symbol
+            or not order.is_open
+        ):
+            raise _reject(ORDER_NOT_EXISTS, "order not exists or too late to cancel")
+        self._cancel(order, now_ms)
         return order
 
     def _market_unit(self, request: OrderRequest) -> str:

@@ -169,6 +169,14 @@ class PaperEngine:
         self.save()
         return order
 
+    def cancel_order(
+        self, account: Account, symbol: str, order_id: str | None, order_link_id: str | None
+    ) -> Order:
+        """Cancel an open order of the account at the current replay time and persist it."""
+        order = self.book.cancel_order(account, symbol, order_id, order_link_id, self.now_ms())
+        self.save()
+        return order
+
     def set_leverage(self, account: Account, symbol: str, buy: Decimal, sell: Decimal) -> None:
         """Set an account's leverage for ``symbol`` and persist it."""
         self.book.set_leverage(account, symbol, buy, sell, self.now_ms())

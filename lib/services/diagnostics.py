@@ -12,7 +12,11 @@ Checks:
 - ``scans``: the newest finished scan per scheduled timeframe, against that timeframe's period;
 - ``instruments_cache``: the age of the cached instrument filters;
 - ``queue``: signals waiting for execution, and how long the oldest has waited;
-- ``key_versions``: every stored API key's master key version is configured (``lib.services.key_health``).
+- ``key_versions``: every stored API key's master key version is configured (``lib.services.key_health``);
+- ``trading``: whether the operator kill switch is on, why, by whom and since when. A halted system is
+  ``healthy``: halting is a decision, not a fault, and every part still works (exits, tracking, scans).
+  Turning it ``degraded`` would make a rebuild fail and page someone for what they chose; instead the
+  report carries ``trading_halted``, which diagnostics shows to anyone.
 """
 
 from __future__ import annotations
@@ -62,6 +66,7 @@ class HealthReport:
     status: Status
     checked_at: datetime
     checks: tuple[CheckResult, ...]
+    trading_halted: bool = False
 
     @property
     def healthy_but_cold(self) -> bool:
@@ -213,6 +218,21 @@ async def check_queue(db: Database, now: datetime, market_now: datetime | None =
     return CheckResult("queue", "healthy", 0, f"{depth} pending", details=details)
 
 
+async def check_trading(db: Database) -> CheckResult:
+    """The kill switch: healthy either way (see the module docstring), with the halt's facts."""
+    state = await settings_store.trading_halted(db)
+    details = {
+        "trading_halted": state.halted,
+        "reason": state.reason,
+        "by": state.by,
+        "since": state.at.isoformat() if state.at is not None else None,
+    }
+    if not state.halted:
+        return CheckResult("trading", "healthy", 0, "trading enabled", details=details)
+    why = f": {state.reason}" if state.reason else ""
+    return CheckResult("trading", "healthy", 0, f"trading halted by the operator{why}", details=details)
+
+
 async def run_checks(
     *,
     db: Database,
@@ -247,8 +267,12 @@ async def run_checks(
         _timed("instruments_cache", check_instruments_cache(db, now)),
         _timed("queue", check_queue(db, now, market_time)),
         _timed("key_versions", check_key_versions(db, vault)),
+        _timed("trading", check_trading(db)),
     )
-    return HealthReport(status=worst([c.status for c in checks]), checked_at=now, checks=tuple(checks))
+    halted = any(c.name == "trading" and c.details.get("trading_halted") is True for c in checks)
+    return HealthReport(
+        status=worst([c.status for c in checks]), checked_at=now, checks=tuple(checks), trading_halted=halted
+    )
 
 
 class HealthCache:

@@ -75,11 +75,13 @@ class TrackerDeps:
 
 @dataclass(frozen=True, slots=True)
 class Close:
-    """How a position ended: the exit fills' average price, the reason, and the realized P&L."""
+    """How a position ended: the exit fills' average price, the reason, the realized P&L and the exit
+    fills' fees (their share for the closed quantity)."""
 
     exit_price: Decimal | None
     reason: str
     realized_pnl: Decimal | None
+    exit_fee: Decimal | None = None
 
 
 def closing_fills(orders: Sequence[OrderState], entry: OrderState | None, side: str) -> list[OrderState]:
@@ -123,10 +125,10 @@ def close_of(
     exit_fees = sum((fill.fee * take / fill.filled_qty for fill, take in used), Decimal(0))
     reason = _CLOSE_REASONS.get(used[-1][0].create_type, "Closed")
     if entry_price is None:
-        return Close(exit_price=exit_price, reason=reason, realized_pnl=None)
+        return Close(exit_price=exit_price, reason=reason, realized_pnl=None, exit_fee=exit_fees)
     sign = Decimal(1) if side == "Buy" else Decimal(-1)
     pnl = sign * (exit_price - entry_price) * closed_qty - entry_fee - exit_fees
-    return Close(exit_price=exit_price, reason=reason, realized_pnl=pnl)
+    return Close(exit_price=exit_price, reason=reason, realized_pnl=pnl, exit_fee=exit_fees)
 
 
 def _credentials(vault: KeyVault, row: TrackedOrder) -> Credentials:
@@ -144,7 +146,9 @@ async def _mark_failed(db: Database, row: TrackedOrder, reason: str) -> bool:
     return True
 
 
-async def _close_if_flat(deps: TrackerDeps, creds: Credentials, row: TrackedOrder, now: datetime) -> bool:
+async def close_if_flat(deps: TrackerDeps, creds: Credentials, row: TrackedOrder, now: datetime) -> bool:
+    """If the filled order's symbol is flat on the exchange, record how its position closed (and log
+    ``position_closed``); False when still open or already recorded. Also used by ``close_position``."""
     position = await deps.exchange.position(creds, row.category, row.symbol)
     if position is not None and position.size != 0:
         return False
@@ -166,6 +170,7 @@ async def _close_if_flat(deps: TrackerDeps, creds: Credentials, row: TrackedOrde
         exit_price=close.exit_price,
         reason=close.reason,
         realized_pnl=close.realized_pnl,
+        exit_fee=close.exit_fee,
     )
     if not closed:
         return False
@@ -179,6 +184,7 @@ async def _close_if_flat(deps: TrackerDeps, creds: Credentials, row: TrackedOrde
             context={
                 "exit_price": str(close.exit_price) if close.exit_price is not None else None,
                 "realized_pnl": str(close.realized_pnl) if close.realized_pnl is not None else None,
+                "exit_fee": str(close.exit_fee) if close.exit_fee is not None else None,
             },
         ),
     )
@@ -210,7 +216,7 @@ async def _track_one(
         row = dataclasses.replace(
             row, status="filled", avg_fill_price=state.avg_price, filled_qty=state.filled_qty, fee=state.fee
         )
-    if row.status == "filled" and await _close_if_flat(deps, creds, row, now):
+    if row.status == "filled" and await close_if_flat(deps, creds, row, now):
         report.closed += 1
 
 

@@ -20,6 +20,7 @@ from psycopg.types.json import Jsonb
 
 from lib.db.session import Caller, Database
 from lib.stores.orders import OPEN_POSITION_SQL
+from lib.stores.settings import TRADING_HALTED_SQL
 
 _SERVICE = Caller.service()
 
@@ -54,6 +55,7 @@ class Reserved:
     reserved: bool  # the pair's row already existed (another executor, or an earlier run)
     symbol_free: bool
     under_max: bool
+    halted: bool = False  # the operator kill switch was on: nothing was reserved
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +105,8 @@ checked as (
     ) as symbol_free,
     i.max_open is null or (
       select count(*) from execution_orders o where o.user_id = i.user_id and {open_position}
-    ) < i.max_open as under_max
+    ) < i.max_open as under_max,
+    {halted} as halted
   from input i
 ),
 inserted as (
@@ -111,7 +114,7 @@ inserted as (
     price, stop_loss, take_profit, leverage, order_link_id, environment, requested_at, attempts)
   select user_id, signal_id, account_id, symbol, 'linear', side, 'Market', qty, price, stop_loss,
     take_profit, leverage, order_link_id, environment, requested_at, 0
-  from checked where not reserved and symbol_free and under_max
+  from checked where not reserved and symbol_free and under_max and not halted
   on conflict do nothing
   returning id, order_link_id
 ),
@@ -120,9 +123,9 @@ logged as (
   select c.user_id, ins.id, 'info', 'order_requested', c.message, c.context
   from inserted ins join checked c using (order_link_id)
 )
-select c.order_link_id, ins.id, c.reserved, c.symbol_free, c.under_max
+select c.order_link_id, ins.id, c.reserved, c.symbol_free, c.under_max, c.halted
 from checked c left join inserted ins using (order_link_id)
-""").format(open_position=OPEN_POSITION_SQL)
+""").format(open_position=OPEN_POSITION_SQL, halted=TRADING_HALTED_SQL)
 
 _RESULT_SQL = """
 with input as (
@@ -169,6 +172,9 @@ def _arrays(items: Sequence[Any], record: type[Any]) -> dict[str, list[Any]]:
 async def reserve(db: Database, items: Sequence[Reservation]) -> list[Reserved]:
     """Insert each ``requested`` row its rules permit, in one committed transaction; one answer per item.
 
+    Nothing is inserted while the operator kill switch is on (``halted``): it is read in this same
+    statement, so a halt stops the very next order, whichever executor path reserves it.
+
     Items with open-position rules (``max_open`` set) are checked under their users' advisory locks, so
     executors working on different signals cannot both give a user one position too many. The caller
     keeps two items of one user out of one call: a statement does not see its own other rows.
@@ -181,7 +187,10 @@ async def reserve(db: Database, items: Sequence[Reservation]) -> list[Reserved]:
     by_link = {r["order_link_id"]: r for r in rows}
     answers = (by_link[i.order_link_id] for i in items)
     return [
-        Reserved(r["id"], bool(r["reserved"]), bool(r["symbol_free"]), bool(r["under_max"])) for r in answers
+        Reserved(
+            r["id"], bool(r["reserved"]), bool(r["symbol_free"]), bool(r["under_max"]), bool(r["halted"])
+        )
+        for r in answers
     ]
 
 

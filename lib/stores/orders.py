@@ -231,14 +231,15 @@ async def record_close(
     exit_price: Decimal | None,
     reason: str,
     realized_pnl: Decimal | None,
+    exit_fee: Decimal | None = None,
 ) -> bool:
     """Record how a filled order's position ended; False if it was already recorded as closed (or its
     account was disconnected meanwhile: the row is ``untracked`` until it is connected again)."""
     async with db.write(_SERVICE) as conn:
         cursor = await conn.execute(
             "update execution_orders set closed_at = %s, exit_price = %s, close_reason = %s, "
-            "realized_pnl = %s where id = %s and closed_at is null and status = 'filled'",
-            (at, exit_price, reason, realized_pnl, order_id),
+            "realized_pnl = %s, exit_fee = %s where id = %s and closed_at is null and status = 'filled'",
+            (at, exit_price, reason, realized_pnl, exit_fee, order_id),
         )
     return cursor.rowcount > 0
 

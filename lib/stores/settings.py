@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -26,6 +27,10 @@ logger = logging.getLogger("aitradex.settings")
 ENVIRONMENT = "exchange.environment"
 LIVE_TRADING_ENABLED = "live_trading_enabled"
 INSTRUMENTS_CACHE_TTL = "instruments_cache.ttl_seconds"
+TRADING_HALTED = "trading_halted"
+#: Operator state, not configuration: the seed inserts these when absent but never overwrites them, so
+#: a rebuild (``make demo`` again) does not silently resume a halted system.
+OPERATOR_STATE_KEYS = frozenset({TRADING_HALTED})
 
 DEFAULT_ENVIRONMENT = "paper"
 DEFAULT_INSTRUMENTS_CACHE_TTL_S = 300
@@ -35,6 +40,13 @@ MAX_INSTRUMENTS_CACHE_TTL_S = 7 * 24 * 3600
 LIVE_TRADING_ENABLED_SQL: sql.Composable = sql.SQL(
     "(select value = 'true'::jsonb from app_settings where key = {})"
 ).format(sql.Literal(LIVE_TRADING_ENABLED))
+
+#: The kill switch as a SQL boolean (false when unset), for the executor's claim and reservation
+#: statements: checked in the very transaction that claims a signal or reserves an order.
+TRADING_HALTED_SQL: sql.Composable = sql.SQL(
+    "coalesce((select value = 'true'::jsonb or value @> '{{\"halted\": true}}'::jsonb "
+    "from app_settings where key = {}), false)"
+).format(sql.Literal(TRADING_HALTED))
 
 _SELECT = "select key, value from public.app_settings where key = any(%s)"
 
@@ -96,6 +108,63 @@ async def live_trading_enabled(db: Database) -> bool:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class HaltState:
+    """The kill switch: halted or not, and (once an operator set it) why, by whom and when."""
+
+    halted: bool
+    reason: str | None = None
+    by: str | None = None
+    at: datetime | None = None
+
+
+def parse_trading_halted(value: Any) -> HaltState:
+    """``trading_halted``: JSON ``true``/``false`` (the seed), or ``{"halted", "reason", "by", "at"}``.
+
+    Anything else is not halted: a malformed value must not stop trading unnoticed, and diagnostics
+    shows the parsed state.
+    """
+    if isinstance(value, bool):
+        return HaltState(halted=value)
+    if not isinstance(value, dict):
+        return HaltState(halted=False)
+    at = value.get("at")
+    try:
+        when = datetime.fromisoformat(at) if isinstance(at, str) else None
+    except ValueError:
+        when = None
+    reason, by = value.get("reason"), value.get("by")
+    return HaltState(
+        halted=value.get("halted") is True,
+        reason=reason if isinstance(reason, str) else None,
+        by=by if isinstance(by, str) else None,
+        at=when,
+    )
+
+
+async def trading_halted(db: Database) -> HaltState:
+    """The kill switch as stored (read as ``service_role``)."""
+    return parse_trading_halted((await read_values(db, [TRADING_HALTED])).get(TRADING_HALTED))
+
+
+async def set_trading_halted(db: Database, caller: Caller, state: HaltState) -> HaltState:
+    """Store the kill switch (as ``caller``, a service-role caller whose request headers the audit
+    trigger records); app_settings' audit trigger writes who, when and the value with its reason."""
+    value = {
+        "halted": state.halted,
+        "reason": state.reason,
+        "by": state.by,
+        "at": state.at.isoformat() if state.at is not None else None,
+    }
+    async with db.write(caller) as conn:
+        await conn.execute(
+            "insert into public.app_settings (key, value, description) values (%s, %s, %s) "
+            "on conflict (key) do update set value = excluded.value",
+            (TRADING_HALTED, Jsonb(value), "Operator kill switch"),
+        )
+    return state
+
+
 async def instruments_cache_ttl(conn: Connection) -> timedelta:
     """How long a cached instruments list is fresh, read inside the cache's own transaction."""
     return parse_instruments_cache_ttl(
@@ -104,10 +173,21 @@ async def instruments_cache_ttl(conn: Connection) -> timedelta:
 
 
 def restore_seed(conn: psycopg.Connection, rows: list[dict[str, Any]]) -> int:
-    """Upsert each seeded setting whose value or description differs; returns how many rows changed."""
+    """Upsert each seeded setting whose value or description differs; returns how many rows changed.
+
+    Operator state (:data:`OPERATOR_STATE_KEYS`) is only inserted when absent, never reset.
+    """
     changed = 0
     with conn.transaction():
         for row in rows:
+            if row["key"] in OPERATOR_STATE_KEYS:
+                cur = conn.execute(
+                    "insert into public.app_settings (key, value, description) values (%s, %s, %s) "
+                    "on conflict (key) do nothing",
+                    (row["key"], Jsonb(row["value"]), row.get("description", "")),
+                )
+                changed += cur.rowcount
+                continue
             cur = conn.execute(
                 "insert into public.app_settings (key, value, description) values (%s, %s, %s) "
                 "on conflict (key) do update set value = excluded.value, description = excluded.description "

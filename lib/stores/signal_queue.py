@@ -16,7 +16,10 @@ from decimal import Decimal
 from typing import Literal
 from uuid import UUID
 
+from psycopg import sql
+
 from lib.db.session import Caller, Database
+from lib.stores.settings import TRADING_HALTED_SQL
 
 _SERVICE = Caller.service()
 
@@ -51,10 +54,12 @@ where status in ('new', 'processing') and expires_at <= %(market)s
   and (%(ids)s::uuid[] is null or id = any(%(ids)s::uuid[]))
 """
 
-_CLAIM_SQL = """
+# Nothing is claimed while the operator kill switch is on (checked in the claim's own statement): the
+# signals stay queued, and expire on time, rather than being marked skipped by a halted executor.
+_CLAIM_SQL = sql.SQL("""
 with picked as (
   select id, claimed_at is not null as reclaimed from signals
-  where expires_at > %(market)s
+  where not {halted} and expires_at > %(market)s
     and (status = 'new' or (status = 'processing' and claimed_at < %(stale)s))
     and (%(ids)s::uuid[] is null or id = any(%(ids)s::uuid[]))
   order by created_at
@@ -66,7 +71,7 @@ from picked
 where s.id = picked.id
 returning s.id, s.symbol, s.category, s.timeframe, s.direction, s.algorithm, s.score, s.entry_price,
   s.stop_loss, s.take_profit, picked.reclaimed
-"""
+""").format(halted=TRADING_HALTED_SQL)
 
 _MARK_SQL = """
 update signals s set status = %(status)s, processed_at = %(now)s

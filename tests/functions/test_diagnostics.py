@@ -15,7 +15,16 @@ from lib.services import diagnostics
 from tests.functions.conftest import bearer
 
 URL = "/functions/v1/diagnostics"
-CHECKS = ["database", "exchange", "functions", "scans", "instruments_cache", "queue", "key_versions"]
+CHECKS = [
+    "database",
+    "exchange",
+    "functions",
+    "scans",
+    "instruments_cache",
+    "queue",
+    "key_versions",
+    "trading",
+]
 
 
 async def test_anyone_gets_only_the_summary(http: httpx.AsyncClient) -> None:
@@ -47,6 +56,8 @@ async def test_the_service_role_gets_every_check_with_status_latency_and_message
     assert list(checks) == CHECKS
     assert all(c["latency_ms"] >= 0 and c["message"] for c in checks.values())
     assert checks["database"]["status"] == "healthy"
+    assert checks["trading"]["status"] == "healthy"
+    assert checks["trading"]["details"]["trading_halted"] is body["trading_halted"] is False
     assert checks["database"]["message"] == f"connected; {len(migrate.discover())} migrations applied"
     assert checks["exchange"]["status"] == "healthy"
     assert checks["exchange"]["details"]["environment"] == "paper"

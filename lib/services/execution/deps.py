@@ -24,9 +24,10 @@ FiltersLookup = Callable[[str, str], Awaitable[dict[str, InstrumentFilters]]]
 Backoff = Callable[[int, ExchangeError], float]
 
 Outcome = Literal["placed", "filled", "rejected", "failed", "unknown", "skipped", "duplicate"]
-#: Skips that a later run may not repeat: the exchange did not answer (as opposed to an account, a rule
-#: or sizing saying no).
-TRANSIENT_SKIPS = frozenset({"exchange_unavailable"})
+#: Skips that a later run may not repeat: the exchange did not answer, or the operator halted trading
+#: after the signal was claimed (as opposed to an account, a rule or sizing saying no). Their signal goes
+#: back to the queue, where a halted executor does not claim it again until trading resumes.
+TRANSIENT_SKIPS = frozenset({"exchange_unavailable", "trading_halted"})
 
 
 def exchange_backoff(attempt: int, error: ExchangeError) -> float:

@@ -35,6 +35,7 @@ from lib.services.execution.pair import execute_for_target, send, skip
 from lib.services.execution.queue import claim_signals, mark_done, release_claim, renew_claim
 from lib.services.execution.run import Run
 from lib.stores import orders as orders_store
+from lib.stores import settings as settings_store
 from lib.stores.accounts import Target
 from lib.stores.orders import UnsentOrder
 from lib.stores.signal_queue import SignalRow
@@ -106,6 +107,10 @@ async def _resume(run: Run, signal: SignalRow) -> list[OrderOutcome]:
     """Send the orders a dead executor reserved for this signal but never recorded (same orderLinkId:
     one it did send is found by its 110072, not placed twice)."""
     rows = await orders_store.unsent_orders(run.deps.db, signal.id)
+    if rows and (await settings_store.trading_halted(run.deps.db)).halted:
+        # Halted since the claim: the reserved rows wait (the signal goes back to the queue).
+        message = "trading is halted by the operator: the reserved order is not sent"
+        return [skip(run, row.user_id, "trading_halted", message, "trading_halted") for row in rows]
     if rows:
         log_event(logger, "executor_resuming", signal_id=str(signal.id), orders=len(rows))
     semaphore = asyncio.Semaphore(run.deps.concurrency)

@@ -168,6 +168,9 @@ async def reserve_and_place(
     if reserved.order_id is None:
         if reserved.reserved:
             return OrderOutcome(target.user_id, "duplicate", link_id)
+        if reserved.halted:
+            message = "trading is halted by the operator: no new order is placed"
+            return skip(run, target.user_id, "trading_halted", message, "trading_halted")
         if not reserved.symbol_free:
             message = f"a position in {symbol} is already open"
             return skip(run, target.user_id, "position_open", message, "position_open", symbol=symbol)

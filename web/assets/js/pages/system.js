@@ -40,13 +40,17 @@ export function systemPage(root, app) {
     );
   }
 
-  function renderHalt(state) {
+  function renderHalt(doc, state) {
+    // Diagnostics says whether the kill switch is on; the executor's status adds its queue.
+    const halted = doc && typeof doc.trading_halted === "boolean" ? doc.trading_halted : state && state.trading_halted;
     replace(
       halt,
-      state.trading_halted
+      halted
         ? h("p", { class: "error", id: "trading-halted", dataset: { halted: "true" }, text: "Trading is halted by the operator: no new order is placed (exits and tracking go on)." })
         : h("p", { class: "ok", id: "trading-halted", dataset: { halted: "false" }, text: "Trading is running: new signals may be executed." }),
-      h("p", { class: "muted small", text: `Queue: ${state.pending_signals} new signal(s), ${state.processing_signals} in progress, ${state.requested_orders} order(s) awaiting the exchange, ${state.open_orders} open.` }),
+      state
+        ? h("p", { class: "muted small", text: `Queue: ${state.pending_signals} new signal(s), ${state.processing_signals} in progress, ${state.requested_orders} order(s) awaiting the exchange, ${state.open_orders} open.` })
+        : null,
     );
   }
 
@@ -58,7 +62,9 @@ export function systemPage(root, app) {
     if (closed) return;
     if (doc.status === "fulfilled") renderHealth(doc.value);
     else replace(health, h("p", { class: "error", text: doc.reason.message }));
-    if (state.status === "fulfilled") renderHalt(state.value);
+    const d = doc.status === "fulfilled" ? doc.value : null;
+    const st = state.status === "fulfilled" ? state.value : null;
+    if (d || st) renderHalt(d, st);
     else replace(halt, h("p", { class: "error", text: state.reason.message }));
   }
 

@@ -64,7 +64,10 @@ export function tradingPage(root, app) {
       ),
       s.open_positions_without_stop ? h("p", { class: "warn", text: `${s.open_positions_without_stop} open position(s) have no stop loss: their risk is unbounded.` }) : null,
     );
-    const points = (s.pnl_series || []).map((p) => ({ t: Date.parse(p.closed_at), v: Number(p.cumulative_pnl) }));
+    const series = s.pnl_series || [];
+    const points = series.map((p) => ({ t: Date.parse(p.closed_at), v: Number(p.cumulative_pnl) }));
+    // The curve starts from what came before its first close (0 when the series holds every close).
+    if (points.length) points.unshift({ t: points[0].t, v: points[0].v - Number(series[0].realized_pnl) });
     replace(chartBox, points.length ? lineChart(points, { title: "Cumulative realized P&L (USDT)" }) : empty("No closed positions yet: the curve starts with the first close."));
   }
 

@@ -242,7 +242,20 @@ async def test_a_user_signs_up_trades_the_replay_and_signs_out(
         assert await page.evaluate("window.__xss") is None
         await page.screenshot(path=screenshot_path("06-trading-closed"), full_page=True)
 
+        # Disconnecting now is refused while positions are open, with their count (trading-account's rule).
+        await page.goto(f"{web_stack.api_url}/#/account")
+        await page.click('#accounts-table tr[data-environment="paper"] button[data-action="disconnect"]')
+        refusal = page.locator('#accounts-table tr[data-environment="paper"] .row-message')
+        await expect(refusal).to_contain_text("still open", timeout=15_000)
+        count = int((await refusal.inner_text()).split(" ", 1)[0])
+        assert count >= len(open_positions)
+        await expect(page.locator('[data-action="confirm-disconnect"]')).to_contain_text(
+            f"({count} open order(s)"
+        )
+        await page.screenshot(path=screenshot_path("06b-account-disconnect-refused"), full_page=True)
+
         # 6: close a position by hand.
+        await page.goto(f"{web_stack.api_url}/#/trading")
         position = open_positions[0]
         button = page.locator(
             f'#positions-table button[data-action="close"][data-order-id="{position["order_id"]}"]'
@@ -269,6 +282,16 @@ async def test_a_user_signs_up_trades_the_replay_and_signs_out(
             signed(by_hand["realized_pnl"]), timeout=15_000
         )
         await page.screenshot(path=screenshot_path("07-trading-closed-by-hand"), full_page=True)
+
+        # Disconnect: at once with nothing open; else only after confirming the rest stop being tracked.
+        still_open = (await activity(client, web_stack, token, "positions"))["positions"]
+        await page.goto(f"{web_stack.api_url}/#/account")
+        await page.click('#accounts-table tr[data-environment="paper"] button[data-action="disconnect"]')
+        if still_open:
+            await page.click('[data-action="confirm-disconnect"]', timeout=15_000)
+        await expect(page.locator("#account-status")).to_contain_text(
+            "No exchange account connected yet", timeout=15_000
+        )
 
     # The System page, signed in.
     await page.goto(f"{web_stack.api_url}/#/system")

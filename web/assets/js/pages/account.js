@@ -87,7 +87,7 @@ export function accountPage(root, app) {
       if (result.relinked_orders) parts.push(`${result.relinked_orders} untracked order(s) are tracked again.`);
       if (result.untracked_orders) parts.push(`${result.untracked_orders} order(s) of the replaced key are no longer tracked.`);
       formOk.textContent = parts.join(" ");
-      await refresh();
+      await refresh(true);
     } catch (err) {
       formError.textContent = err.message;
       if (err.fieldErrors) showFieldErrors(err.fieldErrors());
@@ -103,8 +103,9 @@ export function accountPage(root, app) {
       const body = { action: "disconnect", environment: account.environment };
       if (confirmOpen) body.confirm_open_orders = true;
       const result = await app.api.call("trading-account", body);
-      message.textContent = result.untracked_orders ? `${result.untracked_orders} order(s) are no longer tracked.` : "";
-      await refresh();
+      await refresh(true);
+      if (result.untracked_orders) formOk.textContent = `Disconnected ${result.environment}: ${result.untracked_orders} order(s) are no longer tracked.`;
+      else formOk.textContent = `Disconnected ${result.environment}.`;
     } catch (err) {
       message.textContent = err.message;
       message.classList.add("error");
@@ -162,9 +163,9 @@ export function accountPage(root, app) {
     );
   }
 
-  async function refresh() {
-    // A row with a message the user has not acted on yet stays as it is.
-    if (statusBox.querySelector('[data-action="confirm-disconnect"]')) return;
+  async function refresh(force = false) {
+    // While a refusal waits for the user's decision, polling leaves the row as it is.
+    if (!force && statusBox.querySelector('[data-action="confirm-disconnect"]')) return;
     try {
       const status = await app.api.call("trading-account", { action: "account_status" });
       if (!closed) render(status);
@@ -183,5 +184,5 @@ export function accountPage(root, app) {
     ),
   );
   refresh();
-  return { refresh, unmount: () => (closed = true) };
+  return { refresh: () => refresh(), unmount: () => (closed = true) };
 }

@@ -6,6 +6,7 @@ bundled candles; the answer must be exactly what that exchange's public klines s
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime
 
 import httpx
@@ -38,7 +39,7 @@ async def test_candles_are_the_exchanges_klines_oldest_first(
     candles = body["candles"]
     assert len(candles) == 60
     times = [c["t"] for c in candles]
-    assert all(b - a == nominal_interval_ms("5") for a, b in zip(times, times[1:], strict=False))
+    assert all(b - a == nominal_interval_ms("5") for a, b in itertools.pairwise(times))
     newest_first = exchange_klines(paper_exchange_url, "BTCUSDT", "5", 60, end=times[-1])
     assert [[str(c["t"]), c["o"], c["h"], c["l"], c["c"], c["v"]] for c in reversed(candles)] == [
         [row[0], *map(float, row[1:6])] for row in newest_first

@@ -86,7 +86,8 @@ def test_the_app_is_served_at_the_root_with_a_strict_csp_and_security_headers(fu
     assert directives["frame-ancestors"] == "'none'"
     assert directives["object-src"] == "'none'"
     assert directives["connect-src"].split()[0] == "'self'"
-    assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
+    assert "unsafe-inline" not in csp
+    assert "unsafe-eval" not in csp
     assert response.headers["x-content-type-options"] == "nosniff"
     assert response.headers["referrer-policy"] == "no-referrer"
     assert response.headers["x-frame-options"] == "DENY"
@@ -194,7 +195,9 @@ def test_paths_that_leave_the_assets_folder_are_refused(functions_url: str, path
     status, body = raw_get(functions_url, path)
 
     assert status in (400, 404)
-    assert b"root:" not in body and b"REPO_ROOT" not in body and b"[project]" not in body
+    assert b"root:" not in body
+    assert b"REPO_ROOT" not in body
+    assert b"[project]" not in body
 
 
 def test_a_symlink_out_of_the_web_folder_and_unknown_extensions_are_not_served(tmp_path: Path) -> None:

@@ -9,6 +9,8 @@ The property is the one DESIGN.md section 4 states: never a 5xx for anything a c
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -19,7 +21,9 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 
 from lib.config import Settings
+from lib.db.session import Caller, Database
 from lib.services.auth.users import create_local_user
+from lib.services.execution.halt import set_trading_halted
 
 MAX_EXAMPLES = 30
 
@@ -79,7 +83,17 @@ def test_no_function_answers_5xx_to_whatever_a_signed_in_user_sends(
     assert _fuzz(functions_url, fuzz_user_token) > 0
 
 
+@pytest.fixture
+async def trading_resumed(db: Database) -> AsyncIterator[None]:
+    """The service role's fuzz may halt trading (``set_trading_halted`` is one of its operations): the
+    switch is global, so it is turned off again for the tests that follow."""
+    yield
+    await set_trading_halted(
+        db, Caller.service(), halted=False, reason=None, by="test_fuzz", now=datetime.now(UTC)
+    )
+
+
 def test_no_function_answers_5xx_to_whatever_the_service_role_sends(
-    functions_url: str, service_key: str
+    functions_url: str, service_key: str, trading_resumed: None
 ) -> None:
     assert _fuzz(functions_url, service_key) > 0

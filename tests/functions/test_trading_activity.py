@@ -454,3 +454,57 @@ async def test_a_page_above_200_is_refused(trader: Callable[[], Any]) -> None:
     erin: Trader = await trader()
     answer = await erin.activity({"action": "orders", "limit": 201}, status=422)
     assert answer["error"]["code"] == "invalid_request"
+
+
+async def test_the_service_role_halts_trading_and_exits_still_work(
+    api: httpx.AsyncClient,
+    db: Database,
+    vault: KeyVault,
+    paper: str,
+    trader: Callable[[], Any],
+    service_key: str,
+) -> None:
+    frank: Trader = await trader()
+    order_id = await frank.trade("DOGEUSDT", "Buy", sl_pct="20", tp_pct="20")
+    await track_orders(tracker_deps(db, vault, paper), now=datetime.now(UTC), user_ids=[frank.id])
+    halt = {"action": "set_trading_halted", "halted": True, "reason": "drill"}
+    refused = await frank.call(EXECUTOR, halt, status=403)
+    assert refused["error"]["code"] == "forbidden"
+
+    async def as_service(url: str, body: dict[str, Any]) -> dict[str, Any]:
+        response = await api.post(url, json=body, headers=bearer(service_key))
+        assert response.status_code == 200, response.text
+        answer: dict[str, Any] = response.json()
+        return answer
+
+    try:
+        state = await as_service(EXECUTOR, halt)
+        assert (state["trading_halted"], state["reason"], state["changed_by"]) == (
+            True,
+            "drill",
+            "service_role",
+        )
+        assert (await as_service(EXECUTOR, {"action": "status"}))["trading_halted"] is True
+        health = await as_service("/functions/v1/diagnostics", {"action": "check"})
+        assert health["trading_halted"] is True
+        trading = next(c for c in health["checks"] if c["name"] == "trading")
+        assert trading["status"] == "healthy"
+        assert trading["details"]["reason"] == "drill"
+        creates = len(frank.exchange_orders())
+
+        body = {
+            "action": "execute_trade",
+            "symbol": "ETHUSDT",
+            "side": "Buy",
+            "amount_usd": "100",
+            "client_order_id": uuid.uuid4().hex[:20],
+        }
+        skipped = await frank.call(EXECUTOR, body)
+        closed = await frank.call(EXECUTOR, {"action": "close_position", "order_id": order_id})
+    finally:
+        resumed = await as_service(EXECUTOR, {"action": "set_trading_halted", "halted": False})
+    assert (skipped["outcome"], skipped["reason"]) == ("skipped", "trading_halted")
+    assert closed["outcome"] == "closed"
+    assert len(frank.exchange_orders()) == creates + 1  # the close, and nothing else
+    assert resumed["trading_halted"] is False
+    assert (await as_service(EXECUTOR, {"action": "status"}))["trading_halted"] is False

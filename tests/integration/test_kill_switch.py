@@ -134,7 +134,7 @@ async def test_a_halt_between_claim_and_order_stops_the_next_order_and_requeues_
     db: Database, vault: KeyVault, paper_url: str, seeder: Seeder, signals: Signals, resumed: None
 ) -> None:
     user = await seeder.user(Prefs())
-    signal_id = await signals.insert("ADAUSDT", direction="LONG")
+    signal_id = await signals.insert("AVAXUSDT", direction="LONG")
     deps = executor_deps(db, vault, paper_url, worker="test-kill-switch-race")
     original = deps.filters
 

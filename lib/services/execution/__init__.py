@@ -13,7 +13,8 @@ The signals table is the queue. An executor run:
 
 Writes are grouped a batch per statement (:mod:`.batching`); a run's clock and shared state is
 :class:`.run.Run`; what the executor is given is :class:`.deps.ExecutorDeps`. A user's own trades are
-:mod:`.manual`, and the queue at a glance :mod:`.status`. All SQL is in ``lib.stores`` (``orders``,
+:mod:`.manual`, their exits by hand (close a position, cancel an order) :mod:`.exits`, the operator
+kill switch :mod:`.halt`, and the queue at a glance :mod:`.status`. All SQL is in ``lib.stores`` (``orders``,
 ``trade_logs``, ``signal_queue``, ``accounts``). Per account, order creation keeps to Bybit's 10 per
 second.
 """

@@ -6,6 +6,9 @@
 - ``verify_jwt`` per function comes from ``supabase/config.toml``. With it, a missing or bad token gets
   401 ``{"msg":"Invalid JWT"}``, as Supabase answers. Without it, a token is optional but must be
   valid when given. The token's role becomes the database role (``lib.db.session.Caller``).
+  Tokens verify through :class:`lib.services.auth.verify.TokenVerifier`: HS256 with the JWT secret,
+  ES256/RS256 through the JWK Set :mod:`lib.http.server` wires (the local auth server's, or a hosted
+  project's). Verification is stateless: a signed-out session's access token passes until it expires.
 - Every response carries ``x-request-id``, and every log line carries the same id.
 - This module is the one place that maps errors to HTTP: ``AitradexError.http_status`` and
   ``to_dict()`` for deliberate errors, pydantic validation errors to 422 (in words a person reads,

@@ -5,8 +5,9 @@ Routes, as Supabase Auth has them: ``POST /signup``, ``POST /token?grant_type=pa
 ``GET /.well-known/jwks.json``. The work is :class:`lib.services.auth.gotrue.AuthServer`'s; this module
 parses, calls and maps.
 
-- Like Supabase's gateway, every route but the health and JWKS ones needs an ``apikey`` header holding
-  the anon or service-role key (401 otherwise).
+- Like Supabase's gateway (Kong), every route but the health and JWKS ones needs an ``apikey`` header
+  holding the anon or service-role key: 401 otherwise, in GoTrue's body with the codes ``no_api_key``
+  and ``bad_api_key`` (the gateway's own body is ``{"message"}``; one shape here is simpler for clients).
 - This is the one place auth errors become HTTP: GoTrue's body ``{"code", "error_code", "msg"}`` for
   every failure, including bodies refused by :mod:`lib.http.body` and unexpected errors (500 with the
   request id in the log line only).
@@ -29,7 +30,7 @@ from lib.app.context import Services
 from lib.config import IPNetwork
 from lib.db.owner_pool import OwnerPool
 from lib.db.target import database_target
-from lib.errors import AitradexError, Unauthorized
+from lib.errors import AitradexError, MalformedBody, Unauthorized
 from lib.http import client_address
 from lib.http.body import read_body
 from lib.log import log_event, request_id_var
@@ -57,7 +58,10 @@ def auth_error_response(exc: Exception) -> JSONResponse:
         return JSONResponse(exc.body(), status_code=exc.status)
     if isinstance(exc, AitradexError):
         status = exc.http_status
-        code = "request_timeout" if exc.retryable else "validation_failed"
+        if isinstance(exc, MalformedBody):
+            code = "bad_json"
+        else:
+            code = "request_timeout" if exc.retryable else "validation_failed"
         return JSONResponse({"code": status, "error_code": code, "msg": exc.message}, status_code=status)
     return JSONResponse(
         {

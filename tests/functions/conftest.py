@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-import ipaddress
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -15,6 +13,7 @@ from lib.exchange.access import MarketAccess
 from lib.exchange.trading import PybitExchange
 from lib.http.server import create_functions_app, serve_in_thread
 from lib.services.auth.tokens import mint_api_key
+from tests.functions.auth_helpers import auth_settings
 
 
 @pytest.fixture(scope="session")
@@ -55,15 +54,6 @@ def bearer(token: str) -> dict[str, str]:
 # sign-ins under an address of its own (the limits' counters live in the shared test database).
 
 
-def auth_settings(settings: Settings, **limits: int) -> Settings:
-    """The test settings, trusting 127.0.0.1's X-Forwarded-For, with ``limits`` for the auth server."""
-    return dataclasses.replace(
-        settings,
-        http=dataclasses.replace(settings.http, trusted_proxies=(ipaddress.ip_network("127.0.0.1/32"),)),
-        auth=dataclasses.replace(settings.auth, **limits),
-    )
-
-
 @pytest.fixture(scope="session")
 def auth_url(settings: Settings) -> Iterator[str]:
     """A functions server with /auth/v1, limits far above what a test does, and no reuse interval."""
@@ -74,9 +64,9 @@ def auth_url(settings: Settings) -> Iterator[str]:
 
 @pytest.fixture
 def client_ip() -> str:
-    """An address of this test's own (TEST-NET-2 space, mapped from a random number)."""
+    """An address of this test's own: a random one in 10.0.0.0/8 (16 million to choose from)."""
     n = uuid.uuid4().int
-    return f"198.51.{n % 256}.{(n >> 8) % 254 + 1}"
+    return f"10.{n % 256}.{(n >> 8) % 256}.{(n >> 16) % 254 + 1}"
 
 
 @pytest.fixture(scope="session")

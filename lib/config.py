@@ -144,7 +144,7 @@ class AuthConfig:
 class WebConfig:
     """What the web app is told besides the auth URL (``/config.json``); None on a local stack."""
 
-    # A hosted project's anon key (required with SUPABASE_URL); locally the stack's own.
+    # A hosted project's anon key (the functions server needs it with SUPABASE_URL); locally the stack's.
     anon_key: Secret | None = None
     functions_url: str | None = None
 
@@ -286,10 +286,10 @@ def _web_config(env: Mapping[str, str]) -> WebConfig:
     hosted = bool(env.get("SUPABASE_URL", "").strip())
     anon_key = env.get("SUPABASE_ANON_KEY", "").strip()
     functions_url = env.get("AITRADEX_PUBLIC_FUNCTIONS_URL", "").strip()
-    if hosted and not anon_key:
-        raise ConfigError("SUPABASE_ANON_KEY is not set: a hosted project (SUPABASE_URL) needs its anon key")
+    # A hosted project without its anon key is refused when the web app is served (lib.http.web),
+    # not here: operator commands against a hosted project need no anon key.
     return WebConfig(
-        anon_key=Secret(anon_key) if hosted else None,
+        anon_key=Secret(anon_key) if hosted and anon_key else None,
         functions_url=_public_url("AITRADEX_PUBLIC_FUNCTIONS_URL", functions_url) if functions_url else None,
     )
 

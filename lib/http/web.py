@@ -28,7 +28,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from lib.config import REPO_ROOT, Settings
-from lib.errors import Unauthorized
+from lib.errors import ConfigError, Unauthorized
 from lib.local_state import read_local_secret
 from lib.services.auth import tokens
 
@@ -73,9 +73,17 @@ def local_anon_key(settings: Settings) -> str:
 
 
 def public_config(settings: Settings) -> PublicConfig:
-    """The web app's configuration from the settings: a hosted project's URLs, or this server's own."""
+    """The web app's configuration from the settings: a hosted project's URLs, or this server's own.
+
+    Raises ConfigError for a hosted project (``SUPABASE_URL``) without ``SUPABASE_ANON_KEY``: the app
+    could not call its auth server.
+    """
     web = settings.web
-    if settings.auth.supabase_url is not None and web.anon_key is not None:
+    if settings.auth.supabase_url is not None:
+        if web.anon_key is None:
+            raise ConfigError(
+                "SUPABASE_ANON_KEY is not set: the web app needs the hosted project's (SUPABASE_URL) anon key"
+            )
         return PublicConfig(
             auth_url=f"{settings.auth.supabase_url}/auth/v1",
             functions_url=web.functions_url,

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from lib.config import Settings, load_settings
+from lib.errors import ConfigError
 from lib.http.web import WEB_ROOT, WebApp, content_security_policy, public_config, resolve_asset
 from lib.services.auth import tokens
 
@@ -171,6 +172,9 @@ def test_a_hosted_project_is_what_config_json_and_the_csp_name(settings: Setting
     connect = next(d for d in content_security_policy(config).split("; ") if d.startswith("connect-src"))
     assert connect == "connect-src 'self' https://abcdefgh.supabase.co https://api.example.com"
     assert WebApp(hosted).headers["content-security-policy"] == content_security_policy(config)
+    without_key = load_settings({k: v for k, v in env.items() if k != "SUPABASE_ANON_KEY"})
+    with pytest.raises(ConfigError, match="SUPABASE_ANON_KEY"):
+        WebApp(without_key)
 
 
 @pytest.mark.parametrize(

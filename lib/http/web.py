@@ -8,6 +8,7 @@
 - ``GET /config.json`` tells the app where to sign users in and where the functions are, with the anon
   key: the hosted project's (``SUPABASE_URL``, ``SUPABASE_ANON_KEY``) or, on a local stack, this
   server's own ``/auth/v1`` and ``/functions/v1`` and the local anon key (``aitradex status``'s).
+  A hosted project without ``SUPABASE_ANON_KEY`` gets a 503 naming the variable (the functions go on).
 - Every answer carries a strict Content-Security-Policy (scripts and styles only from this origin, no
   inline script or style, ``connect-src`` only to this origin and the configured URLs, no framing),
   ``X-Content-Type-Options: nosniff`` and ``Referrer-Policy: no-referrer``.
@@ -18,6 +19,7 @@ Only these paths are routed, so ``/health``, ``/functions/v1/*`` and ``/auth/v1/
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,9 +32,11 @@ from starlette.routing import BaseRoute, Route
 from lib.config import REPO_ROOT, Settings
 from lib.errors import ConfigError, Unauthorized
 from lib.local_state import read_local_secret
+from lib.log import log_event
 from lib.services.auth import tokens
 
 WEB_ROOT = REPO_ROOT / "web"
+logger = logging.getLogger("aitradex.web")
 CONTENT_TYPES: Mapping[str, str] = {
     ".html": "text/html; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
@@ -142,9 +146,19 @@ class WebApp:
 
     def __init__(self, settings: Settings, root: Path = WEB_ROOT) -> None:
         self.root = root
-        self.config = public_config(settings)
+        # A configuration the app cannot work with (a hosted project without its anon key) does not
+        # stop the functions: /config.json answers 503 with the reason, and the start-up log says it.
+        self.config: PublicConfig | None = None
+        self.problem: ConfigError | None = None
+        try:
+            self.config = public_config(settings)
+        except ConfigError as exc:
+            self.problem = exc
+            log_event(logger, "web_app_unconfigured", level=logging.ERROR, reason=exc.message)
         self.headers = {
-            "content-security-policy": content_security_policy(self.config),
+            "content-security-policy": content_security_policy(
+                self.config or PublicConfig(auth_url=None, functions_url=None, anon_key="", hosted=False)
+            ),
             "x-content-type-options": "nosniff",
             "referrer-policy": "no-referrer",
             "x-frame-options": "DENY",
@@ -176,6 +190,11 @@ class WebApp:
         return self._file(request, resolve_asset(self.root / "assets", str(request.path_params["path"])))
 
     async def config_json(self, request: Request) -> Response:
+        if self.config is None:
+            assert self.problem is not None
+            return JSONResponse(
+                self.problem.to_dict(), status_code=503, headers={**self.headers, "cache-control": "no-store"}
+            )
         # A local stack's URLs are this server's, as the browser reached it.
         own = str(request.base_url).rstrip("/")
         body = {

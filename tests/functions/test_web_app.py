@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
 
 from lib.config import Settings, load_settings
 from lib.errors import ConfigError
@@ -174,7 +176,12 @@ def test_a_hosted_project_is_what_config_json_and_the_csp_name(settings: Setting
     assert WebApp(hosted).headers["content-security-policy"] == content_security_policy(config)
     without_key = load_settings({k: v for k, v in env.items() if k != "SUPABASE_ANON_KEY"})
     with pytest.raises(ConfigError, match="SUPABASE_ANON_KEY"):
-        WebApp(without_key)
+        public_config(without_key)
+    with TestClient(Starlette(routes=WebApp(without_key).routes())) as client:
+        refused = client.get("/config.json")
+        assert client.get("/").status_code == 200
+    assert refused.status_code == 503
+    assert "SUPABASE_ANON_KEY" in refused.json()["error"]["message"]
 
 
 @pytest.mark.parametrize(

@@ -116,8 +116,9 @@ async function start() {
   try {
     const response = await fetch("/config.json", { cache: "no-store", credentials: "omit" });
     config = await response.json();
-  } catch {
-    replace(document.getElementById("page"), h("p", { class: "error", text: "The app's configuration cannot be loaded." }));
+    if (!response.ok) throw new Error((config.error && config.error.message) || `HTTP ${response.status}`);
+  } catch (err) {
+    replace(document.getElementById("page"), h("p", { class: "error", text: `The app's configuration cannot be loaded: ${err.message}` }));
     return;
   }
   const app = new App(config);

@@ -14,7 +14,6 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from starlette.applications import Starlette
-from starlette.testclient import TestClient
 
 from lib.config import Settings, load_settings
 from lib.errors import ConfigError
@@ -156,7 +155,9 @@ def test_config_json_names_this_servers_auth_and_functions_and_the_anon_key(
     assert set(body) == {"auth_url", "functions_url", "anon_key", "hosted"}
 
 
-def test_a_hosted_project_is_what_config_json_and_the_csp_name(settings: Settings, tmp_path: Path) -> None:
+async def test_a_hosted_project_is_what_config_json_and_the_csp_name(
+    settings: Settings, tmp_path: Path
+) -> None:
     env = {
         "AITRADEX_STATE_DIR": str(settings.state_dir),
         "AITRADEX_DB_NAME": settings.database.db_name,
@@ -177,9 +178,10 @@ def test_a_hosted_project_is_what_config_json_and_the_csp_name(settings: Setting
     without_key = load_settings({k: v for k, v in env.items() if k != "SUPABASE_ANON_KEY"})
     with pytest.raises(ConfigError, match="SUPABASE_ANON_KEY"):
         public_config(without_key)
-    with TestClient(Starlette(routes=WebApp(without_key).routes())) as client:
-        refused = client.get("/config.json")
-        assert client.get("/").status_code == 200
+    transport = httpx.ASGITransport(app=Starlette(routes=WebApp(without_key).routes()))
+    async with httpx.AsyncClient(transport=transport, base_url="http://web.test") as client:
+        refused = await client.get("/config.json")
+        assert (await client.get("/")).status_code == 200
     assert refused.status_code == 503
     assert "SUPABASE_ANON_KEY" in refused.json()["error"]["message"]
 

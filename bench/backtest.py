@@ -47,7 +47,10 @@ from lib.research.simulation import simulate
 
 USDT_DATA = REPO_ROOT / "data" / "market-data-usdt" / "5m"
 BTC_DATA = REPO_ROOT / "data" / "market-data"
-# The scanner's thresholds (supabase/seed/app_settings.json: scanner.threshold, threshold_by_algorithm).
+# Thresholds that let about 1 % of the bars through, so the simulation has trades to walk without
+# being swamped by them: unirail_core's contract default of 80, and 40 for quantum_ai (its calibrated
+# v2 probabilities stay between 0.2 and 0.5, so its seeded threshold of 80 would leave nothing to
+# simulate; supabase/seed/app_settings.json has the seeded thresholds).
 THRESHOLDS = {"unirail_core": 80.0, "quantum_ai": 40.0}
 GOAL = 1_000_000
 JESSE = 510_000

@@ -1,7 +1,7 @@
 """The ``aitradex`` command line.
 
 Subcommands:
-  rebuild [--dry-run]          rebuild the local stack from nothing (same as scripts/rebuild_system.py)
+  rebuild [--dry-run] [--reset-settings]  rebuild the local stack from nothing (scripts/rebuild_system.py)
   status [-o env|pretty|json]  the stack's URLs and keys (``-o env``: KEY=value lines); 1 if anything is down
   user create EMAIL [--password]  create a local user (--password: one it signs in with); its access
                                token is the last line printed
@@ -11,11 +11,14 @@ Subcommands:
   db start|stop                start or stop the embedded PostgreSQL
   keys rotate                  add a master key version and re-encrypt every stored API key
   demo [--hours H]             rebuild, then replay H hours through scans, execution and tracking
+  replay [--hours H --pace S]  replay H more hours on the running stack, a candle every S seconds
   paper-account create         open a funded paper account; prints its API key and secret
   backtest --algorithm NAME    replay the data; per score bucket: signals, TP-first, SL-first, neither, mean R
   migrate                      apply pending migrations only
   scan -t TF [--dry-run ...]   scan a timeframe now, in this process (not over HTTP), and print a summary
   data download --symbols ...  closed candles from Bybit (or the paper exchange) into CSV files, resumable
+  secrets export|import        the local secrets, backed up encrypted with a passphrase, and restored
+  settings get|set|diff|export app_settings: read, change (validated, audited), compare, version
   trading halt|resume|status   the kill switch: no executor places a new order while halted
 
 Exit codes: 0 success, 1 failure (the reason on stderr, one line), 2 bad usage. A failure never shows
@@ -33,6 +36,8 @@ from decimal import Decimal
 
 from lib import cli_support
 from lib.cli_backtest import add_backtest_parser
+from lib.cli_secrets import add_secrets_parser
+from lib.cli_settings import add_settings_parser
 from lib.cli_trading import add_trading_parser
 from lib.config import load_settings
 from lib.core.timeframes import TIMEFRAMES
@@ -50,7 +55,9 @@ from lib.services.auth.users import create_local_user, set_user_password, valida
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
     print("Rebuild plan (dry run: nothing will change):" if args.dry_run else "Rebuilding the local stack:")
-    report = rebuild(dry_run=args.dry_run, progress=cli_support.print_step)
+    report = rebuild(
+        dry_run=args.dry_run, reset_settings=args.reset_settings, progress=cli_support.print_step
+    )
     verdict = "would change something" if args.dry_run else "changed something"
     print(f"Done: {verdict if report.changed else 'everything already in place'}.")
     return 0
@@ -189,6 +196,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    from lib.ops.demo import run_watch
+
+    run_watch(args.hours, args.pace)
+    return 0
+
+
 def cmd_paper_account_create(args: argparse.Namespace) -> int:
     from lib.paper_exchange.client import PaperControls
 
@@ -262,6 +276,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("rebuild", help="rebuild the local stack from nothing (idempotent)")
     p.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    p.add_argument(
+        "--reset-settings",
+        action="store_true",
+        help="put app_settings.json's values back over live settings that differ (default: keep, report)",
+    )
     p.set_defaults(func=cmd_rebuild)
 
     p = sub.add_parser("status", help="URLs and keys of the running local stack")
@@ -322,6 +341,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hours", type=float, default=6.0, help="replayed hours (default 6: about a minute)")
     p.set_defaults(func=cmd_demo)
 
+    p = sub.add_parser("replay", help="replay more hours on the running stack, paced, to watch it trade")
+    p.add_argument(
+        "--hours",
+        type=cli_support.bounded_float(0, 24 * 30, low_inclusive=False),
+        default=2.0,
+        help="replayed hours (default 2)",
+    )
+    p.add_argument(
+        "--pace",
+        type=cli_support.bounded_float(0, 60, low_inclusive=True),
+        default=3.0,
+        help="seconds between candles (default 3)",
+    )
+    p.set_defaults(func=cmd_replay)
+
     p = sub.add_parser("paper-account", help="accounts on the local paper exchange")
     paper_sub = p.add_subparsers(dest="paper_command", required=True)
     c = paper_sub.add_parser("create", help="open a funded paper account and print its API key and secret")
@@ -356,6 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
     data_sub = p.add_subparsers(dest="data_command", required=True)
     add_download_arguments(data_sub.add_parser("download", help="download closed candles into CSV files"))
 
+    add_secrets_parser(sub)
+    add_settings_parser(sub)
     add_trading_parser(sub)
     return parser
 

@@ -30,6 +30,21 @@ def ttl_hours(text: str) -> float:
     return hours
 
 
+def bounded_float(low: float, high: float, *, low_inclusive: bool) -> Callable[[str], float]:
+    """An argparse type: a finite number in ``low..high`` (``low`` itself only if ``low_inclusive``)."""
+
+    def parse(text: str) -> float:
+        value = float(text)
+        above = value >= low if low_inclusive else value > low
+        if not math.isfinite(value) or not above or value > high:
+            raise argparse.ArgumentTypeError(
+                f"must be {'at least' if low_inclusive else 'above'} {low:g} and at most {high:g}"
+            )
+        return value
+
+    return parse
+
+
 def balance(text: str) -> Decimal:
     """``--balance``: a paper account balance, bounded as the paper exchange bounds it."""
     try:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Rebuild the whole AITRADEX1 pipeline from nothing; safe to run again.
 
-Usage: scripts/rebuild_system.py [--dry-run]
+Usage: scripts/rebuild_system.py [--dry-run] [--reset-settings]
 
 Exits 0 when every step succeeded, 1 on any failure (with the reason), 2 on bad arguments.
 """

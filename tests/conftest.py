@@ -40,7 +40,8 @@ def stack(test_env: dict[str, str]) -> Iterator[DatabaseTarget]:
     The background functions server it starts for the test database is stopped at the end.
     """
     _forget_test_users_on_unknown_key_versions(test_env)
-    rebuild(env=test_env)
+    # reset_settings: the tests start from the versioned settings, whatever an interrupted run left.
+    rebuild(env=test_env, reset_settings=True)
     settings = load_settings(test_env)
     yield database_target(settings)
     stack_runner.stop(settings)

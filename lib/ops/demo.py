@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -38,7 +38,7 @@ from lib.ops import stack_runner
 from lib.ops.rebuild import StepResult, rebuild
 from lib.paper_exchange.client import AsyncPaperControls
 from lib.services.auth.tokens import mint_api_key
-from lib.services.auth.users import create_local_user
+from lib.services.auth.users import create_user_with_password
 from lib.stores import reports
 
 DEMO_USERS: dict[str, dict[str, Any]] = {
@@ -52,11 +52,14 @@ DEMO_USERS: dict[str, dict[str, Any]] = {
         "leverage": 3,
         "max_open_positions": 4,
     },
+    # Hourly bars are the cheapest to trade (0.08 R a trade in fees) and the only timeframe whose
+    # out-of-sample figures paid (README, "What following a signal earns after fees"). quantum_ai v2 stores
+    # no signal (its scores stay below the threshold of 80), so bob follows it too only to show it is silent.
     "bob@demo.aitradex.local": {
         "auto_trade_enabled": True,
-        "algorithms": ["quantum_ai"],
-        "timeframes": ["5", "15", "60"],
-        "min_score": 40,
+        "algorithms": ["unirail_core", "quantum_ai"],
+        "timeframes": ["15", "60"],
+        "min_score": 80,
         "risk_per_trade_pct": 2,
         "max_position_usd": 5000,
         "leverage": 5,
@@ -71,6 +74,8 @@ class DemoUser:
     email: str
     user_id: str
     token: str
+    # Generated afresh by every demo run (never stored in the repo): printed once, for the web app.
+    password: str
 
 
 async def _call(client: httpx.AsyncClient, name: str, body: dict[str, Any], token: str) -> dict[str, Any]:
@@ -86,12 +91,15 @@ async def _call(client: httpx.AsyncClient, name: str, body: dict[str, Any], toke
 
 
 async def setup_users(settings: Settings, client: httpx.AsyncClient, paper_url: str) -> list[DemoUser]:
-    """Create (or reuse) the demo users, connect a fresh paper account each, set their preferences."""
+    """Create (or reuse) the demo users with a fresh generated password each, connect a fresh paper
+    account each, set their preferences."""
     users: list[DemoUser] = []
     with admin_connection(database_target(settings)) as conn:
         for email in DEMO_USERS:
-            local = create_local_user(conn, email, settings.jwt_secret.reveal())
-            users.append(DemoUser(email, local.id, local.token))
+            made = create_user_with_password(
+                conn, email, settings.jwt_secret.reveal(), min_length=settings.auth.min_password_length
+            )
+            users.append(DemoUser(email, made.user.id, made.user.token, made.password))
     paper = AsyncPaperControls(paper_url)
     for user in users:
         account = await paper.create_account("10000")
@@ -115,7 +123,7 @@ async def replay(
     paper_url: str,
     service_key: str,
     candles: int,
-    progress: Callable[[dict[str, Any]], None],
+    progress: Callable[[dict[str, Any]], Awaitable[None]],
 ) -> int:
     """Advance the replay candle by candle, ticking the stack's scheduler after each; returns candles run."""
     headers = {"Authorization": f"Bearer {service_key}"}
@@ -126,10 +134,52 @@ async def replay(
         clock = await paper.advance(1)
         tick = (await client.post("/scheduler/tick", headers=headers)).json()
         done += 1
-        progress({"time_ms": clock.time_ms, **tick})
+        await progress({"time_ms": clock.time_ms, **tick})
         if clock.at_end:
             break
     return done
+
+
+async def replay_with_bar(
+    client: httpx.AsyncClient, paper_url: str, service_key: str, candles: int, *, pace_s: float = 0.0
+) -> int:
+    """:func:`replay` with a progress bar (the replayed time, any failed job), ``pace_s`` seconds apart."""
+    started = time.perf_counter()
+    with tqdm(total=candles, unit="candle", disable=None) as bar:
+
+        async def progress(tick: dict[str, Any]) -> None:
+            when = datetime.fromtimestamp(int(tick["time_ms"]) / 1000, UTC).strftime("%Y-%m-%d %H:%M")
+            failed = [name for name, outcome in tick.get("outcomes", {}).items() if outcome != "ok"]
+            bar.set_postfix_str(f"replay {when} UTC" + (f" failed: {failed}" if failed else ""))
+            bar.update(1)
+            if pace_s > 0:
+                # Deliberate pacing, so a person watching the web app sees each candle's trades.
+                await asyncio.sleep(pace_s)
+
+        done = await replay(client, paper_url, service_key, candles, progress)
+    print(f"   replayed {done} candles in {time.perf_counter() - started:.1f} s")
+    return done
+
+
+def run_watch(hours: float, pace_s: float, *, env: dict[str, str] | None = None) -> int:
+    """Replay ``hours`` more on the running stack, one candle every ``pace_s`` seconds (``aitradex
+    replay``): what a person watching the web app sees trade. Returns the candles replayed."""
+    return asyncio.run(watch(hours, pace_s, env=env))
+
+
+async def watch(hours: float, pace_s: float, *, env: dict[str, str] | None = None) -> int:
+    """:func:`run_watch` inside an event loop that is already running (tests)."""
+    settings = load_settings(dict(os.environ if env is None else env))
+    facts = stack_runner.running_facts(settings)
+    if facts is None:
+        raise AitradexError("no stack is running: `make demo` (or `aitradex rebuild`) starts one")
+    service_key = mint_api_key("service_role", settings.jwt_secret.reveal())
+
+    async with httpx.AsyncClient(base_url=str(facts["api_url"]), timeout=120) as client:
+        print(f"Replaying {hours:g} hours on {facts['api_url']}, a candle every {pace_s:g} s:")
+        return await replay_with_bar(
+            client, str(facts["paper_exchange_url"]), service_key, max(1, int(hours * 12)), pace_s=pace_s
+        )
 
 
 def _bucket_label(bucket: int) -> str:
@@ -210,7 +260,7 @@ async def demo(hours: float = DEFAULT_HOURS, *, env: dict[str, str] | None = Non
     since = datetime.now(UTC)
     candles = max(1, int(hours * 12))
 
-    async def main() -> str:
+    async def main() -> tuple[str, list[DemoUser]]:
         async with httpx.AsyncClient(base_url=str(facts["api_url"]), timeout=120) as client:
             print("2. Demo users with paper accounts (connected through trading-account) and preferences:")
             users = await setup_users(settings, client, paper_url)
@@ -222,20 +272,24 @@ async def demo(hours: float = DEFAULT_HOURS, *, env: dict[str, str] | None = Non
                     f"leverage {prefs['leverage']}x"
                 )
             print(f"3. Replaying {hours:g} hours ({candles} five-minute candles) through the scheduler:")
-            started = time.perf_counter()
-            with tqdm(total=candles, unit="candle", disable=None) as bar:
-
-                def progress(tick: dict[str, Any]) -> None:
-                    when = datetime.fromtimestamp(int(tick["time_ms"]) / 1000, UTC).strftime("%Y-%m-%d %H:%M")
-                    failed = [name for name, outcome in tick.get("outcomes", {}).items() if outcome != "ok"]
-                    bar.set_postfix_str(f"replay {when} UTC" + (f" failed: {failed}" if failed else ""))
-                    bar.update(1)
-
-                done = await replay(client, paper_url, service_key, candles, progress)
-            print(f"   replayed {done} candles in {time.perf_counter() - started:.1f} s")
+            await replay_with_bar(client, paper_url, service_key, candles)
         print("4. Summary:")
-        return await summary(settings, since)
+        return await summary(settings, since), users
 
-    report = await main()
+    report, users = await main()
     print(report)
+    print(sign_in_lines(str(facts["api_url"]), users))
     return report
+
+
+def sign_in_lines(api_url: str, users: list[DemoUser]) -> str:
+    """Where the web app is and who can sign in to it: the passwords this run generated."""
+    lines = [
+        f"5. The web app: {api_url.rstrip('/')}/ (the stack keeps running; `aitradex down` stops it).",
+        "   Sign in as (passwords generated by this run, shown only here):",
+    ]
+    lines += [f"   {user.email}  password: {user.password}" for user in users]
+    lines.append(
+        "   To watch it trade: `.venv/bin/aitradex replay --hours 2 --pace 3` (the app refreshes itself)."
+    )
+    return "\n".join(lines)

@@ -7,7 +7,11 @@ Steps, in order; each reports whether it changed anything, so a second run repor
 3. the Supabase compatibility layer, where the database lacks Supabase's own objects;
 4. ``authenticator``'s password (only for databases this project manages);
 5. migrations (tracked, checksummed; an edited applied migration stops the rebuild);
-6. ``app_settings`` restored from the versioned ``supabase/seed/app_settings.json``;
+6. ``app_settings`` from the versioned ``supabase/seed/app_settings.json``: keys the table lacks are
+   added and descriptions follow the file, but a live value that differs from the file is kept and
+   reported (drift: changed with ``aitradex settings set``, or by hand), unless ``reset_settings``
+   (``--reset-settings``) puts the file's values back. Live keys the file lacks are reported, never
+   deleted;
 7. ``markets`` seeded from ``supabase/seed/markets.json``;
 8. the schedules: pg_cron + pg_net jobs where the database has them (hosted Supabase; the functions'
    public URL comes from ``AITRADEX_FUNCTIONS_URL``), otherwise the stack's built-in scheduler;
@@ -33,6 +37,7 @@ from lib.db.target import DatabaseTarget, OwnerConnection, admin_connection, dat
 from lib.errors import AitradexError, ConfigError
 from lib.local_state import ensure_local_secrets
 from lib.ops import schedules, stack_runner
+from lib.ops.settings_diff import compare
 from lib.services.scanning.settings import SETTING_KEYS, ScanSettings
 from lib.stores import markets as markets_store
 from lib.stores import settings as settings_store
@@ -90,7 +95,9 @@ def _secrets_step(report: RebuildReport, state_dir: Path, env: Mapping[str, str]
     report.add("secrets", bool(created), detail)
 
 
-def _dry_run_database(report: RebuildReport, target: DatabaseTarget, settings: Settings) -> None:
+def _dry_run_database(
+    report: RebuildReport, target: DatabaseTarget, settings: Settings, *, reset_settings: bool
+) -> None:
     server = target.embedded
     if server is not None and not server.is_running():
         report.add("database", True, f"would start embedded PostgreSQL on 127.0.0.1:{server.port}")
@@ -112,8 +119,7 @@ def _dry_run_database(report: RebuildReport, target: DatabaseTarget, settings: S
         if pending:
             report.add("seeds", True, "would restore app_settings and markets after the migrations")
             return
-        n = settings_store.restore_seed(conn, load_seed(APP_SETTINGS_FILE))
-        report.add("app_settings", n > 0, f"would restore {n} setting(s)" if n else "match the backup")
+        _settings_step(report, conn, reset=reset_settings)
         n = markets_store.seed(conn, load_seed(MARKETS_FILE))
         report.add("markets", n > 0, f"would seed {n} market(s)" if n else "match the seed")
         report.add(
@@ -126,6 +132,31 @@ def _dry_run_database(report: RebuildReport, target: DatabaseTarget, settings: S
         report.add("functions", True, f"would redeploy the server at {facts['api_url']} (code changed)")
     else:
         report.add("functions", False, f"running at {facts['api_url']}")
+
+
+def _settings_step(report: RebuildReport, conn: OwnerConnection, *, reset: bool) -> None:
+    """Add what the table lacks; keep and report drifted live values, or with ``reset`` restore them."""
+    seed = load_seed(APP_SETTINGS_FILE)
+    drift = compare(settings_store.all_settings_sync(conn), seed)
+    would = "would " if report.dry_run else ""
+    done: list[str] = []
+    n = settings_store.seed_missing_sync(conn, seed)
+    if n:
+        done.append(f"{would}restore {n} setting(s)" if would else f"{n} setting(s) restored")
+    if reset and drift.changed:
+        settings_store.restore_seed(conn, [row for row in seed if row["key"] in drift.changed])
+        done.append(f"{would}reset {', '.join(drift.changed)} to {APP_SETTINGS_FILE.name}")
+    elif drift.changed:
+        kept = "would keep" if would else "kept"
+        done.append(
+            f"{kept} the live value of {', '.join(drift.changed)}, which differs "
+            f"from {APP_SETTINGS_FILE.name} (`aitradex settings diff` shows how; "
+            "`aitradex rebuild --reset-settings` restores the file's)"
+        )
+    if drift.added:
+        done.append(f"live only, kept: {', '.join(drift.added)}")
+    changed = bool(n) or (reset and bool(drift.changed))
+    report.add("app_settings", changed, "; ".join(done) or "match the backup")
 
 
 def _schedule_settings(conn: OwnerConnection) -> tuple[list[str], list[str]]:
@@ -167,11 +198,15 @@ def _verify_step(report: RebuildReport, settings: Settings, api_url: str) -> Non
 def rebuild(
     *,
     dry_run: bool = False,
+    reset_settings: bool = False,
     serve: bool = True,
     env: Mapping[str, str] | None = None,
     progress: Callable[[StepResult], None] | None = None,
 ) -> RebuildReport:
-    """Run (or, with ``dry_run``, plan) every step. Raises AitradexError on the first failure."""
+    """Run (or, with ``dry_run``, plan) every step. Raises AitradexError on the first failure.
+
+    ``reset_settings`` puts the file's values back over live settings that differ from it (step 6).
+    """
     env = dict(os.environ if env is None else env)
     report = RebuildReport(dry_run=dry_run)
 
@@ -189,7 +224,7 @@ def rebuild(
 
     settings = load_settings(env)
     if dry_run:
-        _dry_run_database(report, database_target(settings), settings)
+        _dry_run_database(report, database_target(settings), settings, reset_settings=reset_settings)
         for step in report.steps[1:]:
             if progress is not None:
                 progress(step)
@@ -220,8 +255,7 @@ def rebuild(
         report.add("migrations", bool(applied), f"applied {', '.join(applied)}" if applied else "up to date")
         emit()
 
-        n = settings_store.restore_seed(conn, load_seed(APP_SETTINGS_FILE))
-        report.add("app_settings", n > 0, f"{n} setting(s) restored" if n else "match the backup")
+        _settings_step(report, conn, reset=reset_settings)
         emit()
 
         n = markets_store.seed(conn, load_seed(MARKETS_FILE))

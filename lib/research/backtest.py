@@ -19,13 +19,14 @@ Every bar is a signal here, whatever its score: the table shows what each thresh
 through. Signals on consecutive bars of one move overlap and are not independent; the counts are not
 a number of independent trades.
 
-``quantum_ai`` and its training data. The model was trained on the bundled history. On bars inside
-the training period (same symbol, time between the training data's first and last bar) the backtest
-scores with the walk-forward fold model whose validation window holds the bar: trained only on data
-that ended before that window (purged by the horizon), calibrated only on earlier folds. Bars of the
-first block (training data of every fold) are left out. Bars outside the training period are scored
-with the deployed model. ``BacktestReport.sample`` says which was used; ``out_of_sample=False`` scores
-every bar with the deployed model and labels the report IN-SAMPLE.
+``quantum_ai`` and its training data. The model was trained on the bundled 2024 USDT candles. On bars
+inside the training period (any symbol, time between the training data's first and last bar) the
+backtest scores with the rolling walk-forward fold model whose test window holds the bar: fitted and
+calibrated only on data that ended before that window (purged by the horizon). Bars of the first
+fitting and calibration window are left out (:func:`lib.research.market.walk_forward_scores`). Bars
+outside the training period are scored with the deployed model. ``BacktestReport.sample`` says which
+was used; ``out_of_sample=False`` scores every bar with the deployed model and labels the report
+IN-SAMPLE.
 
 Timeframes. ``timeframe`` is a Bybit interval that is a whole number of 5-minute bars; longer bars are
 built from the 5-minute candles by :mod:`lib.research.resample`. ``horizon_bars`` counts bars of the
@@ -48,6 +49,8 @@ from lib.core.vocabulary import ALGORITHMS
 from lib.errors import ConfigError, InvalidRequest
 from lib.research.backtest_report import BUCKET_EDGES, BacktestReport, BucketRow
 from lib.research.bundled_data import BUNDLED_DATA_DIR, load_all
+from lib.research.exits import DEFAULT_HORIZON_BARS
+from lib.research.market import walk_forward_scores
 from lib.research.resample import resample, timeframe_minutes
 from lib.scoring import quantum_ai, unirail_core
 from lib.scoring.features import MIN_HISTORY, BarScores, panel_features, single_symbol_panel
@@ -57,7 +60,6 @@ from lib.scoring.quantum_ai_weights import WEIGHTS_PATH, QuantumWeights, load_we
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
-DEFAULT_HORIZON_BARS = 48
 Progress = Callable[[int, int], None]
 # --------------------------------------------------------------------------------------------------
 # Scoring and aggregation.
@@ -122,56 +124,14 @@ def _score_symbol(
         bars = unirail_core.score_features(pf)
         return bars, bars.valid[0], "all"
     assert plan is not None  # run_backtest builds the plan for quantum_ai
+    if plan.out_of_sample:
+        bars, mode = walk_forward_scores(pf, plan.weights)
+        return bars, bars.valid[0], mode
     final = quantum_ai.score_features(pf, plan.weights.final)
     training = plan.weights.training
     times = candles.open_time_ms
-    in_training = (
-        (candles.symbol in training["symbols"])
-        & (times >= int(training["first_bar_ms"]))
-        & (times <= int(training["last_bar_ms"]))
-    )
-    if not in_training.any():
-        return final, final.valid[0], "outside"
-    if not plan.out_of_sample:
-        return final, final.valid[0], "in_sample"
-    # Each bar of the training period takes the fold model validated on its window; the rest of the
-    # training period (the first block: every fold's training data) is left out.
-    chosen = {name: values.copy() for name, values in _bar_arrays(final).items()}
-    usable = final.valid[0] & ~in_training
-    for fold in plan.weights.folds:
-        window = in_training & (times >= fold.valid_from_ms) & (times < fold.valid_to_ms)
-        if not window.any():
-            continue
-        scored = quantum_ai.score_features(pf, fold.model)
-        for name, values in _bar_arrays(scored).items():
-            chosen[name][window] = values[window]
-        usable |= window & scored.valid[0]
-    merged = BarScores(
-        symbols=final.symbols,
-        open_time_ms=final.open_time_ms,
-        valid=usable[None, :],
-        sign=chosen["sign"].astype(np.int8)[None, :],
-        score=chosen["score"][None, :],
-        confidence=chosen["confidence"][None, :],
-        entry=chosen["entry"][None, :],
-        stop_loss=chosen["stop_loss"][None, :],
-        take_profit=chosen["take_profit"][None, :],
-        atr=chosen["atr"][None, :],
-        components={},
-    )
-    return merged, usable, "walk_forward"
-
-
-def _bar_arrays(bars: BarScores) -> dict[str, FloatArray]:
-    return {
-        "sign": bars.sign[0].astype(np.float64),
-        "score": bars.score[0],
-        "confidence": bars.confidence[0],
-        "entry": bars.entry[0],
-        "stop_loss": bars.stop_loss[0],
-        "take_profit": bars.take_profit[0],
-        "atr": bars.atr[0],
-    }
+    inside = (times >= int(training["first_bar_ms"])) & (times <= int(training["last_bar_ms"]))
+    return final, final.valid[0], "in_sample" if inside.any() else "outside"
 
 
 def _sample_note(algorithm: str, modes: set[str], timeframe: str) -> str:
@@ -180,8 +140,8 @@ def _sample_note(algorithm: str, modes: set[str], timeframe: str) -> str:
     parts: list[str] = []
     if "walk_forward" in modes:
         parts.append(
-            "OUT-OF-SAMPLE: bars in the training period scored by walk-forward fold models trained and "
-            "calibrated only on earlier data; the first block (training only) is left out"
+            "OUT-OF-SAMPLE: bars in the training period scored by walk-forward fold models fitted and "
+            "calibrated only on earlier data; the first fitting window is left out"
         )
     if "outside" in modes:
         parts.append("bars outside the training data scored by the deployed model")

@@ -34,8 +34,8 @@ from lib.errors import InvalidRequest
 from lib.research.bundled_data import BUNDLED_DATA_DIR, load_all
 from lib.research.resample import resample, timeframe_minutes
 from lib.scoring import quantum_ai, unirail_core
-from lib.scoring.features import BarScores, panel_features, single_symbol_panel
-from lib.scoring.quantum_ai_weights import CalibratedModel, load_weights
+from lib.scoring.features import BarScores, PanelFeatures, panel_features, single_symbol_panel
+from lib.scoring.quantum_ai_weights import CalibratedModel, QuantumWeights, load_weights
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -174,9 +174,50 @@ def market_scores(market: Market, scores_by_symbol: Mapping[str, BarScores]) -> 
     )
 
 
-def score_symbol(algorithm: str, candles: Candles, model: CalibratedModel | None = None) -> BarScores:
-    """Every bar of one symbol scored by ``algorithm`` (``quantum_ai``: ``model``, default the deployed
-    one). The same features and scores :mod:`lib.research.backtest` computes."""
+def walk_forward_scores(pf: PanelFeatures, weights: QuantumWeights) -> tuple[BarScores, str]:
+    """One symbol's ``quantum_ai`` scores, each bar by a model that never saw it.
+
+    A bar inside the training data's period (its first to its last bar, every symbol alike: the
+    held-out symbols' bars were never fitted on, but the deployed model was fitted on later bars of
+    other symbols) is scored by the walk-forward fold model whose test window holds it; a bar of the
+    period that no test window holds (the first fitting and calibration window) is left out
+    (``valid`` false). Bars outside the period are scored by the deployed model. The second value
+    says which happened: ``"walk_forward"`` when any bar lies inside the period, else ``"outside"``.
+    """
+    final = quantum_ai.score_features(pf, weights.final, with_components=False)
+    times = final.open_time_ms
+    training = weights.training
+    inside = (times >= int(training["first_bar_ms"])) & (times <= int(training["last_bar_ms"]))
+    if not inside.any():
+        return final, "outside"
+    fields = ("valid", "sign", "score", "confidence", "entry", "stop_loss", "take_profit", "atr")
+    chosen = {name: getattr(final, name).copy() for name in fields}
+    chosen["valid"] &= ~inside[None, :]
+    for fold in weights.folds:
+        window = inside & (times >= fold.valid_from_ms) & (times < fold.valid_to_ms)
+        if not window.any():
+            continue
+        scored = quantum_ai.score_features(pf, fold.model, with_components=False)
+        for name in fields:
+            chosen[name][:, window] = getattr(scored, name)[:, window]
+    # Left-out bars look like any unscored bar: sign 0, NaN elsewhere (the BarScores convention).
+    valid = chosen["valid"]
+    chosen["sign"] = np.where(valid, chosen["sign"], 0).astype(np.int8)
+    for name in fields[2:]:
+        chosen[name] = np.where(valid, chosen[name], np.nan)
+    return replace(final, components={}, **chosen), "walk_forward"
+
+
+def score_symbol(
+    algorithm: str,
+    candles: Candles,
+    model: CalibratedModel | None = None,
+    walk_forward: QuantumWeights | None = None,
+    with_components: bool = True,
+) -> BarScores:
+    """Every bar of one symbol scored by ``algorithm`` (``quantum_ai``: with ``walk_forward`` weights,
+    each bar by a model that never saw it (:func:`walk_forward_scores`); else ``model``, default the
+    deployed one). The same features and scores :mod:`lib.research.backtest` computes."""
     panel = single_symbol_panel(
         candles.symbol,
         candles.open_time_ms,
@@ -191,7 +232,9 @@ def score_symbol(algorithm: str, candles: Candles, model: CalibratedModel | None
     if algorithm == unirail_core.NAME:
         return unirail_core.score_features(pf)
     if algorithm == quantum_ai.NAME:
-        return quantum_ai.score_features(pf, model or load_weights().final)
+        if walk_forward is not None:
+            return walk_forward_scores(pf, walk_forward)[0]
+        return quantum_ai.score_features(pf, model or load_weights().final, with_components)
     raise InvalidRequest(f"unknown algorithm {algorithm!r}")
 
 
@@ -200,15 +243,19 @@ def score_market(
     market: Market,
     model: CalibratedModel | None = None,
     *,
+    walk_forward: bool = False,
     workers: int | None = None,
     progress: Progress | None = None,
 ) -> MarketScores:
     """Score every row of ``market`` with ``algorithm``, symbols spread over ``workers`` threads
     (default: numba's thread count; module docstring). ``progress(done, total)`` is called, from the
-    calling thread, after each symbol."""
+    calling thread, after each symbol. ``walk_forward`` (``quantum_ai`` only, and only without
+    ``model``): score each bar of the training period with the fold model that never saw it
+    (:func:`walk_forward_scores`), as an out-of-sample report must."""
     if algorithm not in (unirail_core.NAME, quantum_ai.NAME):
         raise InvalidRequest(f"unknown algorithm {algorithm!r}")
-    if algorithm == quantum_ai.NAME and model is None:
+    weights = load_weights() if algorithm == quantum_ai.NAME and walk_forward and model is None else None
+    if algorithm == quantum_ai.NAME and model is None and weights is None:
         model = load_weights().final
     width = max(1, workers if workers is not None else int(numba.get_num_threads()))
     names = list(market.candles)
@@ -216,7 +263,8 @@ def score_market(
     def scored(symbol: str) -> BarScores:
         # The components (7 to 18 arrays per symbol) are not needed here: dropping them at once keeps
         # the peak to one symbol's worth of them per thread.
-        return replace(score_symbol(algorithm, market.candles[symbol], model), components={})
+        bars = score_symbol(algorithm, market.candles[symbol], model, weights, with_components=False)
+        return replace(bars, components={})
 
     bars: list[BarScores] = []
     with ThreadPoolExecutor(max_workers=width) if width > 1 else nullcontext() as pool:

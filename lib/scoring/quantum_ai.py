@@ -17,8 +17,9 @@ training data is 0, the mean goes into ``bias``), so a contribution reads as "th
 log-odds by so much against a typical bar".
 
 The label is ``TP first`` (:mod:`lib.core.outcomes`) for a trade entered at the bar's close with the levels
-of :mod:`lib.scoring.levels` (SL 1.5 ATR, TP 3 ATR) within ``horizon_bars`` 5-minute bars (48, four
-hours); SL first and "neither" are both 0. Each bar gives two samples, LONG and SHORT: the features
+of :mod:`lib.scoring.levels` (SL 1.5 ATR, TP 3 ATR) within the backtest's horizon of 48 bars
+(:data:`lib.research.exits.DEFAULT_HORIZON_BARS`; four hours of 5-minute bars); SL first and "neither"
+are both 0. Each bar gives two samples, LONG and SHORT: the features
 are oriented by the side (``d`` = +1 LONG, -1 SHORT) so that "in the trade's favour" reads the same
 for both, and a ``side`` feature lets the model learn a difference between them.
 
@@ -50,15 +51,16 @@ per-feature contributions to the *calibrated* logit (``a * table_f[bin]``) plus 
 (``a * bias + b``): they add up to ``logit(score / 100)``, not to the score. Confidence is
 ``(best - other) / best`` of the two sides' probabilities.
 
-What to expect: with 2 R targets the TP-first rate on the bundled data is about 23%, and the honest,
-calibrated probabilities stay between about 0.15 and 0.46. A ``quantum_ai`` score therefore never
-comes near the default threshold of 80; a threshold for this algorithm has to be chosen on its own
-scale (the backtest's buckets show what each level let through).
+What to expect: with 2 R targets the TP-first rate on the bundled 2024 USDT data is about 32%, and the
+calibrated probabilities of v2 stay between about 0.2 and 0.5 (out of sample they beat the base rate
+only slightly: README, "quantum_ai v2"). A ``quantum_ai`` score therefore never comes near the
+default threshold of 80; a threshold for this algorithm has to be chosen on its own scale.
 
-The weights live in ``lib/scoring/weights/quantum_ai_v1.json`` (:mod:`lib.scoring.quantum_ai_weights`:
+The weights live in ``lib/scoring/weights/quantum_ai_v2.json`` (:mod:`lib.scoring.quantum_ai_weights`:
 the model's types, the file's codec and the feature names it must carry). Training is offline, in
-:mod:`lib.research.training` (run by ``scripts/train_quantum_ai.py``): walk-forward folds, boosting and
-Platt calibration; this module only scores.
+:mod:`lib.research.training` (run by ``scripts/train_quantum_ai.py``): rolling walk-forward folds,
+held-out symbols, boosting, Platt calibration and the comparison with scikit-learn; this module only
+scores.
 """
 
 from __future__ import annotations
@@ -129,8 +131,12 @@ def sigmoid(z: FloatArray) -> FloatArray:
     return np.asarray(np.where(z >= 0.0, 1.0 / (1.0 + e), e / (1.0 + e)), dtype=np.float64)
 
 
-def score_features(pf: PanelFeatures, model: CalibratedModel) -> BarScores:
-    """Score every bar of precomputed features (a whole panel's, or its last bar's) with ``model``."""
+def score_features(pf: PanelFeatures, model: CalibratedModel, with_components: bool = True) -> BarScores:
+    """Score every bar of precomputed features (a whole panel's, or its last bar's) with ``model``.
+
+    ``with_components=False`` leaves ``components`` empty (the backtest drops them): the scores are the
+    same, and the 36 per-bar component arrays are never built.
+    """
     valid = base_valid(pf)
     sides: list[tuple[FloatArray, dict[str, FloatArray]]] = []
     a, b = model.platt.a, model.platt.b
@@ -138,10 +144,18 @@ def score_features(pf: PanelFeatures, model: CalibratedModel) -> BarScores:
         x = side_features(pf, d)
         for name in FEATURE_NAMES:
             valid &= np.isfinite(x[name])
-        contrib = model.model.contributions(x)
-        logit = model.model.bias + np.sum([contrib[name] for name in FEATURE_NAMES], axis=0)
-        components = {"intercept": np.full(pf.close.shape, a * model.model.bias + b)}
-        components.update({name: a * contrib[name] for name in FEATURE_NAMES})
+        # Summed feature by feature from the bias, in the order training sums them (raw_logit); both
+        # paths do the same floating-point additions, so they give the same bits.
+        components: dict[str, FloatArray] = {}
+        if with_components:
+            contrib = model.model.contributions(x)
+            logit = np.full(pf.close.shape, model.model.bias)
+            for name in FEATURE_NAMES:
+                logit += contrib[name]
+            components["intercept"] = np.full(pf.close.shape, a * model.model.bias + b)
+            components.update({name: a * contrib[name] for name in FEATURE_NAMES})
+        else:
+            logit = model.model.logit(x)
         sides.append((100.0 * sigmoid(a * logit + b), components))
     (long_score, long_c), (short_score, short_c) = sides
     return combine_sides(pf, valid, long_score, short_score, long_c, short_c)

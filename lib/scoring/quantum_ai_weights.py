@@ -1,10 +1,13 @@
-"""The ``quantum_ai`` model's parameters and their versioned file, ``lib/scoring/weights/quantum_ai_v1.json``.
+"""The ``quantum_ai`` model's parameters and their versioned file, ``lib/scoring/weights/quantum_ai_v2.json``.
 
 The file holds the feature names, each feature's bin edges and table, the bias, the Platt calibration,
-the walk-forward fold models (so the backtest can score the training period out of sample) and the
-training metadata (data fingerprint, date range, folds, metrics). :func:`dump_weights` writes it with a
-stable key order and float reprs, so equal weights give equal bytes; :func:`load_weights` reads and
-checks it (version, feature names, edges increasing, tables finite and one longer than their edges).
+the rolling walk-forward fold models, each with the test window it may score (so the backtest can
+score the training period out of sample), and the training metadata (data fingerprint, training and
+held-out symbols, windows, the out-of-sample comparison and metrics). Version 2 is trained on the
+2024 USDT candles; version 1 (the 2018 BTC set) is gone, as nothing reads it any more.
+:func:`dump_weights` writes it with a stable key order and float reprs, so equal weights give equal
+bytes; :func:`load_weights` reads and checks it (version, feature names, edges increasing, tables
+finite and one longer than their edges).
 The model itself is described in :mod:`lib.scoring.quantum_ai`; it is trained by
 :mod:`lib.research.training` (``scripts/train_quantum_ai.py``).
 """
@@ -18,15 +21,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numba
 import numpy as np
 import numpy.typing as npt
 
 from lib.errors import ConfigError
 
 FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
 
-WEIGHTS_VERSION = "quantum_ai_v1"
-WEIGHTS_PATH = Path(__file__).resolve().parent / "weights" / "quantum_ai_v1.json"
+WEIGHTS_VERSION = "quantum_ai_v2"
+WEIGHTS_PATH = Path(__file__).resolve().parent / "weights" / "quantum_ai_v2.json"
 
 #: The model's inputs, in the order of the weights file (``lib.scoring.quantum_ai.side_features``).
 FEATURE_NAMES: tuple[str, ...] = (
@@ -50,6 +55,62 @@ FEATURE_NAMES: tuple[str, ...] = (
 )
 
 
+@numba.njit(cache=True, nogil=True)
+def _lookup(edges: FloatArray, table: FloatArray, x: FloatArray) -> FloatArray:  # pragma: no cover - compiled
+    """``table[searchsorted(edges, x, side="right")]`` for 1-D ``x``, NaN going last as in numpy.
+
+    numpy's ``searchsorted`` costs about 27 ns a value here; this binary search over at most 31 edges
+    costs a few, which is most of ``quantum_ai``'s scoring time (bench/backtest.py).
+    """
+    n = edges.shape[0]
+    out = np.empty(x.shape[0], dtype=np.float64)
+    for i in range(x.shape[0]):
+        v = x[i]
+        if v != v:  # NaN sorts after every edge
+            out[i] = table[n]
+            continue
+        lo, hi = 0, n
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if edges[mid] <= v:
+                lo = mid + 1
+            else:
+                hi = mid
+        out[i] = table[lo]
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _logit(
+    edges: FloatArray, counts: IntArray, tables: FloatArray, x: FloatArray, bias: float
+) -> FloatArray:  # pragma: no cover - compiled
+    """``bias + sum_f tables[f, bin_f(x[f])]`` over features ``f`` (rows of ``x``), added feature by
+    feature in order, as :func:`lookup` and a running sum would: the same floating-point operations,
+    so the same bits. ``edges`` rows are padded with +inf to a power-of-two width; ``counts`` holds the
+    real number of edges. The bin is the count of edges <= x, by a branchless scan of the padded row
+    (a binary search's data-dependent steps made it slower than numpy's searchsorted)."""
+    m = x.shape[1]
+    width = edges.shape[1]
+    out = np.full(m, bias)
+    for f in range(x.shape[0]):
+        n = counts[f]
+        row = edges[f]
+        for i in range(m):
+            v = x[f, i]
+            pos = 0
+            for k in range(width):  # independent compares the compiler vectorizes
+                pos += row[k] <= v
+            # NaN compares false everywhere; numpy's searchsorted puts it after every edge.
+            out[i] += tables[f, n if v != v else min(pos, n)]
+    return out
+
+
+def lookup(edges: FloatArray, table: FloatArray, x: FloatArray) -> FloatArray:
+    """``table[searchsorted(edges, x, side="right")]``, elementwise, any shape (compiled; exact)."""
+    flat = np.ascontiguousarray(x, dtype=np.float64).reshape(-1)
+    return np.asarray(_lookup(edges, table, flat)).reshape(np.shape(x))
+
+
 @dataclass(frozen=True, slots=True)
 class AdditiveModel:
     """``bias + sum_f tables[f][bin_f(x_f)]`` with ``bin_f = searchsorted(edges[f], x, "right")``."""
@@ -59,11 +120,23 @@ class AdditiveModel:
     tables: tuple[FloatArray, ...]
     bias: float
 
+    def logit(self, x: Mapping[str, FloatArray]) -> FloatArray:
+        """``bias`` plus every feature's contribution, shaped like the inputs (one compiled pass)."""
+        shape = np.shape(x[self.feature_names[0]])
+        rows = np.stack([np.asarray(x[name], dtype=np.float64).reshape(-1) for name in self.feature_names])
+        counts = np.array([e.shape[0] for e in self.edges], dtype=np.int64)
+        width = 1 << int(counts.max() if counts.size else 0).bit_length()  # a power of two > every count
+        edges = np.full((len(self.edges), width), np.inf)
+        tables = np.zeros((len(self.tables), width))
+        for f, (e, t) in enumerate(zip(self.edges, self.tables, strict=True)):
+            edges[f, : e.shape[0]] = e
+            tables[f, : t.shape[0]] = t
+        return np.asarray(_logit(edges, counts, tables, rows, float(self.bias))).reshape(shape)
+
     def contributions(self, x: Mapping[str, FloatArray]) -> dict[str, FloatArray]:
         """Each feature's logit contribution, shaped like its input."""
         return {
-            name: self.tables[f][np.searchsorted(self.edges[f], x[name], side="right")]
-            for f, name in enumerate(self.feature_names)
+            name: lookup(self.edges[f], self.tables[f], x[name]) for f, name in enumerate(self.feature_names)
         }
 
 
@@ -85,7 +158,8 @@ class CalibratedModel:
 
 @dataclass(frozen=True, slots=True)
 class WalkForwardFold:
-    """A fold's model, trained before ``valid_from_ms`` and valid on ``[valid_from_ms, valid_to_ms)``."""
+    """A fold's model, fitted and calibrated before ``valid_from_ms``; it scores
+    ``[valid_from_ms, valid_to_ms)``."""
 
     fold: int
     valid_from_ms: int

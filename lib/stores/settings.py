@@ -9,7 +9,7 @@ group of keys is parsed and validated by ``lib.services.scanning`` (``ScanSettin
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -193,6 +193,71 @@ def restore_seed(conn: psycopg.Connection, rows: list[dict[str, Any]]) -> int:
                 "on conflict (key) do update set value = excluded.value, description = excluded.description "
                 "where (app_settings.value, app_settings.description) "
                 "is distinct from (excluded.value, excluded.description)",
+                (row["key"], Jsonb(row["value"]), row.get("description", "")),
+            )
+            changed += cur.rowcount
+    return changed
+
+
+# --- The operator's view of app_settings: every row, validated single writes, the seed kept beside live
+# values (``aitradex settings``, the rebuild's drift report). Values change only through
+# :func:`write_setting` (an audited UPDATE or INSERT) or :func:`restore_seed`; the rebuild's
+# :func:`seed_missing_sync` never touches a live value.
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSetting:
+    """One ``app_settings`` row as the operator sees it."""
+
+    key: str
+    value: Any
+    description: str
+
+
+_SELECT_ALL = "select key, value, description from public.app_settings order by key"
+
+
+async def all_settings(conn: Connection) -> list[StoredSetting]:
+    """Every row, ordered by key, inside the caller's transaction."""
+    rows = await (await conn.execute(_SELECT_ALL)).fetchall()
+    return [StoredSetting(row["key"], row["value"], row["description"]) for row in rows]
+
+
+def all_settings_sync(conn: psycopg.Connection[Any]) -> list[StoredSetting]:
+    """Every row, ordered by key, from an operator's synchronous connection."""
+    return [StoredSetting(*row) for row in conn.execute(_SELECT_ALL).fetchall()]
+
+
+async def lock_setting(conn: Connection, key: str) -> StoredSetting | None:
+    """The row of ``key``, locked until the caller's transaction ends (None when it is absent)."""
+    row = await (
+        await conn.execute(
+            "select key, value, description from public.app_settings where key = %s for update", (key,)
+        )
+    ).fetchone()
+    return None if row is None else StoredSetting(row["key"], row["value"], row["description"])
+
+
+async def write_setting(conn: Connection, key: str, value: Any, description: str) -> None:
+    """Set ``key`` to ``value`` (inserting it with ``description`` if absent); the trigger audits it."""
+    await conn.execute(
+        "insert into public.app_settings (key, value, description) values (%s, %s, %s) "
+        "on conflict (key) do update set value = excluded.value",
+        (key, Jsonb(value), description),
+    )
+
+
+def seed_missing_sync(conn: psycopg.Connection[Any], rows: Sequence[Mapping[str, Any]]) -> int:
+    """Insert each seeded key the table lacks, and bring descriptions up to the seed's; never change a
+    live value. Returns how many rows changed.
+    """
+    changed = 0
+    with conn.transaction():
+        for row in rows:
+            cur = conn.execute(
+                "insert into public.app_settings (key, value, description) values (%s, %s, %s) "
+                "on conflict (key) do update set description = excluded.description "
+                "where app_settings.description is distinct from excluded.description",
                 (row["key"], Jsonb(row["value"]), row.get("description", "")),
             )
             changed += cur.rowcount

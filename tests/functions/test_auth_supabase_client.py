@@ -9,8 +9,10 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from supabase_auth.errors import AuthApiError, AuthWeakPasswordError
+from supabase_auth.errors import AuthApiError, AuthInvalidJwtError, AuthWeakPasswordError
 
+from lib.config import Settings
+from lib.local_state import read_services
 from supabase import Client, ClientOptions, create_client
 
 PASSWORD = "correct horse 1"
@@ -189,3 +191,32 @@ def test_the_rate_limit_answers_429_per_email_and_per_address(
     assert by_address.value.code == "over_request_rate_limit"
     elsewhere = _client(auth_limited_url, anon_key, f"203.0.113.{uuid.uuid4().int % 254 + 1}")
     assert elsewhere.auth.sign_up({"email": _email(), "password": PASSWORD}).session is not None
+
+
+def test_the_clients_own_get_claims_verifies_the_es256_token_with_the_published_jwks(
+    auth_url: str, anon_key: str, client_ip: str
+) -> None:
+    client = _client(auth_url, anon_key, client_ip)
+    session = client.auth.sign_up({"email": _email(), "password": PASSWORD}).session
+    assert session is not None
+
+    verified = client.auth.get_claims()
+
+    assert verified is not None
+    assert verified["headers"]["alg"] == "ES256"
+    assert verified["claims"]["session_id"]
+    assert verified["claims"]["role"] == "authenticated"
+    head, body, _signature = session.access_token.split(".")
+    tampered = f"{head}.{body}.{'A' * 86}"
+    with pytest.raises(AuthInvalidJwtError):
+        client.auth.get_claims(tampered)
+
+
+def test_the_stack_the_rebuild_started_serves_auth_too(settings: Settings, anon_key: str) -> None:
+    api_url = str(read_services(settings.state_dir, settings.database.db_name)["api_url"])
+    client = create_client(api_url, anon_key, ClientOptions(auto_refresh_token=False, persist_session=False))
+
+    response = client.auth.sign_up({"email": _email(), "password": PASSWORD})
+
+    assert response.session is not None
+    assert client.auth.get_user(response.session.access_token) is not None

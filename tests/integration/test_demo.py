@@ -10,12 +10,18 @@ import re
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import httpx
 import numpy as np
 import psycopg
+import pytest
 
+from lib.config import load_settings
 from lib.db.session import Caller, Database
-from lib.ops.demo import DEMO_USERS, demo
+from lib.ops import stack_runner
+from lib.ops.demo import DEMO_USERS, demo, watch
 from lib.ops.stack_replay import stack_market, stack_symbols
+from lib.paper_exchange.client import AsyncPaperControls
+from lib.services.auth.tokens import mint_api_key
 
 _BTC_QUOTED = re.compile(r"\b[A-Z0-9]{2,}BTC\b")
 _ORDER_LINE = re.compile(
@@ -107,3 +113,36 @@ async def test_the_demo_replays_through_the_stacks_scheduler_and_reports_in_usdt
     for row in filled:  # every fill paid Bybit's taker fee on its USDT value
         assert row["symbol"] in stack_symbols()
         assert row["fee"] == (row["avg_fill_price"] * row["filled_qty"] * Decimal("0.00055"))
+
+
+_SIGN_IN_LINE = re.compile(r"^   (\S+@\S+)  password: (\S+)$")
+
+
+async def test_the_demo_ends_with_the_web_apps_url_and_sign_ins_that_work_then_replay_watches_more(
+    test_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    await demo(hours=0.1, env=test_env)
+    printed = capsys.readouterr().out
+    url = re.search(r"^5\. The web app: (http://127\.0\.0\.1:\d+)/ ", printed, re.M)
+    assert url is not None, printed[-800:]
+    sign_ins = {m.group(1): m.group(2) for m in map(_SIGN_IN_LINE.match, printed.splitlines()) if m}
+    assert set(sign_ins) == set(DEMO_USERS)
+    settings = load_settings(test_env)
+    anon = mint_api_key("anon", settings.jwt_secret.reveal())
+    async with httpx.AsyncClient(base_url=url.group(1), headers={"apikey": anon}) as client:
+        for email, password in sign_ins.items():
+            good = await client.post(
+                "/auth/v1/token?grant_type=password", json={"email": email, "password": password}
+            )
+            assert good.status_code == 200, good.text
+            assert good.json()["user"]["email"] == email
+            bad = await client.post(
+                "/auth/v1/token?grant_type=password", json={"email": email, "password": password + "x"}
+            )
+            assert bad.status_code == 400
+    facts = stack_runner.running_facts(settings)
+    assert facts is not None
+    paper = AsyncPaperControls(str(facts["paper_exchange_url"]))
+    before = (await paper.clock()).time_ms
+    assert await watch(hours=1 / 6, pace_s=0, env=test_env) == 2
+    assert (await paper.clock()).time_ms - before == 2 * 5 * 60 * 1000

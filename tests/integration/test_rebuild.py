@@ -54,22 +54,58 @@ async def test_a_second_rebuild_reports_no_change_and_changes_nothing(
     assert await _fingerprint(db) == before
 
 
-async def test_rebuild_restores_a_changed_setting_from_the_versioned_backup(
+async def _threshold(db: Database) -> Any:
+    async with db.read(Caller.service()) as conn:
+        row = await (
+            await conn.execute("select value from app_settings where key = 'scanner.threshold'")
+        ).fetchone()
+    return None if row is None else row["value"]
+
+
+async def test_rebuild_keeps_a_live_setting_that_differs_from_the_file_and_reports_it(
+    db: Database, test_env: dict[str, str]
+) -> None:
+    async with db.write(Caller.service()) as conn:
+        await conn.execute("update app_settings set value = '50'::jsonb where key = 'scanner.threshold'")
+    try:
+        report = rebuild(env=test_env)
+
+        step = next(s for s in report.steps if s.name == "app_settings")
+        assert not step.changed
+        assert step.detail.startswith(
+            "kept the live value of scanner.threshold, which differs from app_settings.json"
+        )
+        assert "--reset-settings" in step.detail
+        assert await _threshold(db) == 50
+    finally:
+        rebuild(env=test_env, reset_settings=True)
+
+
+async def test_rebuild_with_reset_settings_restores_a_changed_setting_from_the_versioned_backup(
     db: Database, test_env: dict[str, str]
 ) -> None:
     async with db.write(Caller.service()) as conn:
         await conn.execute("update app_settings set value = '50'::jsonb where key = 'scanner.threshold'")
 
-    report = rebuild(env=test_env)
+    report = rebuild(env=test_env, reset_settings=True)
 
     step = next(s for s in report.steps if s.name == "app_settings")
     assert step.changed
-    assert step.detail == "1 setting(s) restored"
-    async with db.read(Caller.service()) as conn:
-        row = await (
-            await conn.execute("select value from app_settings where key = 'scanner.threshold'")
-        ).fetchone()
-    assert row == {"value": 80}
+    assert step.detail == "reset scanner.threshold to app_settings.json"
+    assert await _threshold(db) == 80
+
+
+async def test_rebuild_restores_a_setting_missing_from_the_table(
+    db: Database, test_env: dict[str, str]
+) -> None:
+    async with db.write(Caller.service()) as conn:
+        await conn.execute("delete from app_settings where key = 'scanner.threshold'")
+
+    report = rebuild(env=test_env)
+
+    step = next(s for s in report.steps if s.name == "app_settings")
+    assert (step.changed, step.detail) == (True, "1 setting(s) restored")
+    assert await _threshold(db) == 80
 
 
 async def test_the_script_dry_run_prints_the_plan_and_changes_nothing(
@@ -90,9 +126,22 @@ async def test_the_script_dry_run_prints_the_plan_and_changes_nothing(
 
     assert result.returncode == 0, result.stderr
     assert "dry run: nothing will change" in result.stdout
-    assert "would restore 1 setting(s)" in result.stdout
+    assert "would keep the live value of live_trading_enabled" in result.stdout
     assert await _fingerprint(db) == before
-    rebuild(env=test_env)  # put the backup back for the tests that follow
+
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "rebuild_system.py"), "--dry-run", "--reset-settings"],
+        env=test_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "would reset live_trading_enabled to app_settings.json" in result.stdout
+    assert await _fingerprint(db) == before
+    rebuild(env=test_env, reset_settings=True)  # put the backup back for the tests that follow
 
 
 def test_the_script_exits_non_zero_with_the_reason_when_the_database_is_unreachable(

@@ -14,7 +14,7 @@ from lib.core.candles import Candles
 from lib.errors import ConfigError, InvalidRequest
 from lib.research.backtest import run_backtest
 from lib.research.backtest_report import BUCKET_EDGES, BacktestReport, format_table, read_csv, write_csv
-from lib.research.bundled_data import load_all
+from lib.research.bundled_data import BUNDLED_USDT_DIR, load_all
 from lib.research.resample import resample
 from lib.scoring.quantum_ai_weights import load_weights
 
@@ -28,8 +28,18 @@ def unirail_report() -> BacktestReport:
 
 
 @pytest.fixture(scope="module")
-def quantum_report() -> BacktestReport:
-    return run_backtest("quantum_ai", step=5)
+def usdt_three(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three of the USDT pairs quantum_ai v2 was trained on (AVAXUSDT is one of its held-out symbols)."""
+    folder = tmp_path_factory.mktemp("usdt-three")
+    for symbol in ("AVAXUSDT", "BTCUSDT", "ETHUSDT"):
+        source = BUNDLED_USDT_DIR / "5m" / f"{symbol}-5m.csv.gz"
+        (folder / source.name).symlink_to(source)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def quantum_report(usdt_three: Path) -> BacktestReport:
+    return run_backtest("quantum_ai", usdt_three, step=5)
 
 
 def write_symbol(folder: Path, symbol: str, times: np.ndarray, o, h, lo, c, v, *, gz: bool = False) -> None:  # type: ignore[no-untyped-def]
@@ -141,16 +151,16 @@ def test_a_horizon_too_short_for_the_target_leaves_every_signal_open(tmp_path: P
 
 
 def test_quantum_ai_is_reported_out_of_sample_on_its_training_data(
-    quantum_report: BacktestReport, tmp_path: Path
+    quantum_report: BacktestReport, usdt_three: Path, tmp_path: Path
 ) -> None:
     weights = load_weights()
     assert quantum_report.sample.startswith("OUT-OF-SAMPLE")
     assert quantum_report.first_bar_ms is not None
     assert quantum_report.first_bar_ms >= weights.folds[0].valid_from_ms
     assert sum(r.signals for r in quantum_report.buckets) == quantum_report.signals > 5000
-    in_sample = run_backtest("quantum_ai", step=5, out_of_sample=False)
+    in_sample = run_backtest("quantum_ai", usdt_three, step=5, out_of_sample=False)
     assert in_sample.sample.startswith("IN-SAMPLE")
-    assert in_sample.signals > quantum_report.signals  # the first block is scored too
+    assert in_sample.signals > quantum_report.signals  # the first fitting window is scored too
     # Data the model has never seen is scored by the deployed model, and says so.
     write_symbol(tmp_path, "CLIMB", *steady_climb(300))
     unseen = run_backtest("quantum_ai", tmp_path)

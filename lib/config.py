@@ -34,6 +34,10 @@ Environment variables:
     (sign-ins and sign-ups per window, default 30 and 10), ``RATE_WINDOW_S`` (default 300),
     ``MIN_PASSWORD_LENGTH`` (default 8), ``ACCESS_TOKEN_TTL_S`` (default 3600),
     ``REFRESH_TOKEN_REUSE_INTERVAL_S`` (default 10), ``JWKS_MIN_REFRESH_S`` (default 30).
+``SUPABASE_ANON_KEY``, ``AITRADEX_PUBLIC_FUNCTIONS_URL``
+    What the web app's ``/config.json`` tells browsers besides the auth URL: a hosted project's anon
+    key (required with ``SUPABASE_URL``), and where the functions are reached (default: the functions
+    server the browser loaded the app from).
 """
 
 from __future__ import annotations
@@ -137,6 +141,15 @@ class AuthConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class WebConfig:
+    """What the web app is told besides the auth URL (``/config.json``); None on a local stack."""
+
+    # A hosted project's anon key (the functions server needs it with SUPABASE_URL); locally the stack's.
+    anon_key: Secret | None = None
+    functions_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the application needs from its environment, validated."""
 
@@ -146,6 +159,7 @@ class Settings:
     master_keys: Mapping[int, bytes]
     http: HttpConfig = field(default_factory=HttpConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
+    web: WebConfig = field(default_factory=WebConfig)
 
     @property
     def current_key_version(self) -> int:
@@ -261,6 +275,25 @@ def _auth_config(env: Mapping[str, str], local: Mapping[str, str]) -> AuthConfig
     )
 
 
+def _public_url(name: str, raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ConfigError(f"{name} must be an http(s) URL without a query, like https://api.example.com")
+    return raw.rstrip("/")
+
+
+def _web_config(env: Mapping[str, str]) -> WebConfig:
+    hosted = bool(env.get("SUPABASE_URL", "").strip())
+    anon_key = env.get("SUPABASE_ANON_KEY", "").strip()
+    functions_url = env.get("AITRADEX_PUBLIC_FUNCTIONS_URL", "").strip()
+    # A hosted project without its anon key is refused when the web app is served (lib.http.web),
+    # not here: operator commands against a hosted project need no anon key.
+    return WebConfig(
+        anon_key=Secret(anon_key) if hosted and anon_key else None,
+        functions_url=_public_url("AITRADEX_PUBLIC_FUNCTIONS_URL", functions_url) if functions_url else None,
+    )
+
+
 def _required(name: str, env: Mapping[str, str], local: Mapping[str, str], hint: str) -> Secret:
     value = env.get(name) or local.get(name)
     if not value:
@@ -318,4 +351,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         master_keys=master_keys,
         http=_http_config(env),
         auth=_auth_config(env, local),
+        web=_web_config(env),
     )

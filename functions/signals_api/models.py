@@ -8,9 +8,9 @@ from pydantic import AwareDatetime, Field
 
 from lib.core.evidence import ScoreEvidence
 from lib.core.signal import Signal
-from lib.core.vocabulary import Algorithm, Direction, Symbol, Timeframe
+from lib.core.vocabulary import Algorithm, Direction, Environment, Symbol, Timeframe
 from lib.http.spec import Request, Response, StatusRequest, StatusResponse
-from lib.services.signals_query import DEFAULT_LIMIT, MAX_LIMIT
+from lib.services.signals_query import DEFAULT_CANDLES, DEFAULT_LIMIT, MAX_CANDLES, MAX_LIMIT
 
 
 class ListSignals(Request):
@@ -36,7 +36,19 @@ class ListSignals(Request):
     ) = None
 
 
-SignalsRequest = Annotated[ListSignals | StatusRequest, Field(discriminator="action")]
+class GetCandles(Request):
+    """A symbol's recent candles from the deployment's exchange, for the chart beside its signals."""
+
+    action: Literal["candles"]
+    symbol: Symbol
+    timeframe: Timeframe
+    limit: Annotated[int, Field(ge=1, le=MAX_CANDLES)] = DEFAULT_CANDLES
+    end: Annotated[AwareDatetime, Field(description="the newest candle starts at or before this")] | None = (
+        None
+    )
+
+
+SignalsRequest = Annotated[ListSignals | GetCandles | StatusRequest, Field(discriminator="action")]
 
 
 class SignalsPage(Response):
@@ -50,4 +62,24 @@ class SignalsPage(Response):
     )
 
 
-SignalsResponse = SignalsPage | StatusResponse
+class Candle(Response):
+    """One candle: its start (epoch ms), prices and base-coin volume."""
+
+    t: int = Field(description="start time, epoch milliseconds")
+    o: float
+    h: float
+    l: float  # noqa: E741 - the usual one-letter OHLC names keep 500 candles small
+    c: float
+    v: float
+
+
+class CandlesPage(Response):
+    """Candles oldest first; the last one may still be open (its close is the latest trade)."""
+
+    symbol: str
+    timeframe: Timeframe
+    environment: Environment
+    candles: list[Candle]
+
+
+SignalsResponse = SignalsPage | CandlesPage | StatusResponse

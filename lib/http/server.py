@@ -21,6 +21,7 @@ from lib.exchange.ports import TradingExchange
 from lib.http.app import FunctionsApp
 from lib.http.auth_routes import AuthRoutes
 from lib.http.protocol import deadline_protocol
+from lib.http.web import WebApp
 from lib.services.auth.jwks import JwksCache, http_jwks_fetch
 from lib.services.auth.signing import SigningKey
 from lib.services.auth.verify import TokenVerifier
@@ -36,6 +37,7 @@ def functions_app(
     """Every registered function, wired to ``settings`` (call ``.build()`` for the ASGI app).
 
     ``exchange`` and ``market`` replace the default exchange clients (the tests' paper exchange).
+    The web app (:mod:`lib.http.web`) is served beside them.
     """
     from lib.http.registry import registry
 
@@ -57,6 +59,9 @@ def functions_app(
         app.add_hook(auth.hook)
         for route in auth.routes():
             app.add_route(route)
+    # The web app at API_URL/ (its files and /config.json).
+    for route in WebApp(settings).routes():
+        app.add_route(route)
     return app
 
 

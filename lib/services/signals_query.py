@@ -8,6 +8,9 @@ unread range is read exactly once. So paging never duplicates or skips a row tha
 
 The query runs as the caller's role (``Database.read(caller)``): row-level security decides what is
 visible, not this module.
+
+:func:`recent_candles` gives the chart beside a signal its candles: the exchange's public klines of a
+symbol the deployment's environment lists, through the process's market access (its rate limiter).
 """
 
 from __future__ import annotations
@@ -22,13 +25,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
+from lib.core.clock import Clock
 from lib.core.signal import Signal
 from lib.db.session import Caller, Database
 from lib.errors import InvalidRequest
+from lib.exchange.access import MarketAccess
+from lib.exchange.models import Klines
+from lib.services.instruments.cache import deployment_environment, get_snapshot
+from lib.services.symbol_validation import listed
 from lib.stores import signals as signals_store
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
+DEFAULT_CANDLES = 200
+MAX_CANDLES = 500
+CANDLE_CATEGORY = "linear"
 
 # The cursor: version byte, created_at in microseconds since the Unix epoch (PostgreSQL's own
 # precision, so the round trip is exact), the id's 16 bytes, then a 4-byte checksum; base64url
@@ -154,3 +165,36 @@ async def list_signals(
         last = signals[-1]
         next_cursor = encode_cursor(last.created_at, last.id)
     return SignalPage(signals=signals, next_cursor=next_cursor)
+
+
+@dataclass(frozen=True, slots=True)
+class CandleSeries:
+    """A symbol's candles, oldest first, from the exchange of ``environment``; the last may be open."""
+
+    environment: str
+    klines: Klines
+
+
+async def recent_candles(
+    db: Database,
+    market: MarketAccess,
+    clock: Clock,
+    *,
+    symbol: str,
+    timeframe: str,
+    limit: int = DEFAULT_CANDLES,
+    end_ms: int | None = None,
+) -> CandleSeries:
+    """The last ``limit`` candles of ``symbol`` (up to ``end_ms`` if given) on the deployment's exchange.
+
+    The symbol must be one the deployment's environment lists (the shared instruments cache): an
+    unknown one is ``NotFound`` with suggestions, before the exchange is asked for candles.
+    """
+    if not 1 <= limit <= MAX_CANDLES:
+        raise ValueError(f"limit must be between 1 and {MAX_CANDLES}, got {limit}")
+    environment = await deployment_environment(db)
+    snapshot = await get_snapshot(db, market, CANDLE_CATEGORY, clock, environment=environment)
+    listed(snapshot.filters, symbol, category=CANDLE_CATEGORY, environment=environment)
+    async with market.client(environment) as client:
+        klines = await client.klines(CANDLE_CATEGORY, symbol, timeframe, limit=limit, end=end_ms)
+    return CandleSeries(environment=environment, klines=klines)

@@ -24,6 +24,12 @@ Environment variables:
 ``AITRADEX_HTTP_READ_TIMEOUT_S``
     Seconds a request's headers and body have, from its first byte (or from the connection's
     opening), to arrive in full before the server closes the connection (default 10, at most 300).
+``AITRADEX_BACKUP_DIR``, ``AITRADEX_BACKUP_KEEP``, ``AITRADEX_BACKUP_INTERVAL_HOURS``
+    The embedded database's backups (:class:`BackupConfig`): where the WAL archive and the base backups
+    live (default ``<state_dir>-backups``, beside the state folder, so neither a lost data folder nor
+    ``clean-state`` takes them), how many base backups are kept (default 7), and how often the stack's
+    scheduler takes one (default 24 hours; 0 turns the schedule off). They are machine settings, not
+    ``app_settings`` rows: they must be known when the database is gone.
 """
 
 from __future__ import annotations
@@ -47,6 +53,8 @@ MIN_JWT_SECRET_LEN = 32
 DEFAULT_HTTP_READ_TIMEOUT_S = 10.0
 MAX_HTTP_READ_TIMEOUT_S = 300.0
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+DEFAULT_BACKUP_KEEP = 7
+DEFAULT_BACKUP_INTERVAL_HOURS = 24.0
 
 
 class Secret:
@@ -100,6 +108,16 @@ class HttpConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class BackupConfig:
+    """Where the embedded database's backups live, how many are kept, and how often one is taken."""
+
+    dir: Path
+    keep: int = DEFAULT_BACKUP_KEEP
+    # 0: the scheduler takes none (``aitradex backup`` still does).
+    interval_hours: float = DEFAULT_BACKUP_INTERVAL_HOURS
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the application needs from its environment, validated."""
 
@@ -108,6 +126,12 @@ class Settings:
     jwt_secret: Secret
     master_keys: Mapping[int, bytes]
     http: HttpConfig = field(default_factory=HttpConfig)
+    backup: BackupConfig | None = None
+
+    @property
+    def backups(self) -> BackupConfig:
+        """The backup settings (derived from the state folder when none were given)."""
+        return self.backup or BackupConfig(dir=default_backup_dir(self.state_dir))
 
     @property
     def current_key_version(self) -> int:
@@ -192,6 +216,30 @@ def _http_config(env: Mapping[str, str]) -> HttpConfig:
     )
 
 
+def default_backup_dir(state_dir: Path) -> Path:
+    """``<state_dir>-backups``: beside the state folder, outside the data folder and the state folder."""
+    return state_dir.with_name(f"{state_dir.name}-backups")
+
+
+def backup_config(env: Mapping[str, str], state_dir: Path) -> BackupConfig:
+    """``AITRADEX_BACKUP_DIR`` / ``_KEEP`` / ``_INTERVAL_HOURS``, validated (ConfigError)."""
+    raw_dir = env.get("AITRADEX_BACKUP_DIR", "").strip()
+    keep_text = env.get("AITRADEX_BACKUP_KEEP", "").strip() or str(DEFAULT_BACKUP_KEEP)
+    interval_text = env.get("AITRADEX_BACKUP_INTERVAL_HOURS", "").strip() or str(
+        DEFAULT_BACKUP_INTERVAL_HOURS
+    )
+    if not keep_text.isdigit() or not 1 <= int(keep_text) <= 1000:
+        raise ConfigError("AITRADEX_BACKUP_KEEP must be a whole number of base backups from 1 to 1000")
+    try:
+        interval = float(interval_text)
+    except ValueError:
+        interval = -1.0
+    if not math.isfinite(interval) or not 0 <= interval <= 24 * 365:
+        raise ConfigError("AITRADEX_BACKUP_INTERVAL_HOURS must be hours from 0 (off) to 8760")
+    folder = Path(raw_dir).resolve() if raw_dir else default_backup_dir(state_dir)
+    return BackupConfig(dir=folder, keep=int(keep_text), interval_hours=interval)
+
+
 def _required(name: str, env: Mapping[str, str], local: Mapping[str, str], hint: str) -> Secret:
     value = env.get(name) or local.get(name)
     if not value:
@@ -248,4 +296,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         jwt_secret=jwt_secret,
         master_keys=master_keys,
         http=_http_config(env),
+        backup=backup_config(env, state_dir),
     )

@@ -183,3 +183,24 @@ def seed_missing_sync(conn: psycopg.Connection[Any], rows: Sequence[Mapping[str,
             )
             changed += cur.rowcount
     return changed
+
+
+# --- The kill switch a restore sets (issue 13): a restored database is older than the exchange, so no
+# executor may place an order until reconciliation has imported what the exchange has. The key is the
+# one the executor reads (``trading_halted``, JSON true/false); ``aitradex trading resume`` clears it.
+
+TRADING_HALTED_KEY = "trading_halted"
+
+
+def set_trading_halted_sync(conn: psycopg.Connection[Any], halted: bool, description: str) -> bool:
+    """Set ``trading_halted`` (inserting it when absent; the trigger audits it). False, writing nothing,
+    when the database has no ``app_settings`` table (no migrations applied)."""
+    row = conn.execute("select to_regclass('public.app_settings') is not null").fetchone()
+    if row is None or not row[0]:
+        return False
+    conn.execute(
+        "insert into public.app_settings (key, value, description) values (%s, %s, %s) "
+        "on conflict (key) do update set value = excluded.value",
+        (TRADING_HALTED_KEY, Jsonb(halted), description),
+    )
+    return True

@@ -17,6 +17,8 @@ Subcommands:
   data download --symbols ...  closed candles from Bybit (or the paper exchange) into CSV files, resumable
   secrets export|import        the local secrets, backed up encrypted with a passphrase, and restored
   settings get|set|diff|export app_settings: read, change (validated, audited), compare, version
+  backup [list|verify]         a verified base backup now; the catalogue; a scratch restore that checks one
+  restore --to-time T|--latest stop the stack, restore a base backup, replay WAL to T, start again
 
 Exit codes: 0 success, 1 failure (the reason on stderr, one line), 2 bad usage. A failure never shows
 a traceback: an unexpected error is one line too (``aitradex --traceback ...`` shows it in full).
@@ -32,6 +34,7 @@ from decimal import Decimal
 
 from lib import cli_support
 from lib.cli_backtest import add_backtest_parser
+from lib.cli_backup import add_backup_parser
 from lib.cli_secrets import add_secrets_parser
 from lib.cli_settings import add_settings_parser
 from lib.config import load_settings
@@ -51,7 +54,10 @@ from lib.services.auth.users import create_local_user
 def cmd_rebuild(args: argparse.Namespace) -> int:
     print("Rebuild plan (dry run: nothing will change):" if args.dry_run else "Rebuilding the local stack:")
     report = rebuild(
-        dry_run=args.dry_run, reset_settings=args.reset_settings, progress=cli_support.print_step
+        dry_run=args.dry_run,
+        reset_settings=args.reset_settings,
+        progress=cli_support.print_step,
+        restore=args.restore,
     )
     verdict = "would change something" if args.dry_run else "changed something"
     print(f"Done: {verdict if report.changed else 'everything already in place'}.")
@@ -249,6 +255,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="put app_settings.json's values back over live settings that differ (default: keep, report)",
     )
+    p.add_argument(
+        "--restore",
+        choices=["latest"],
+        help="a new machine: restore the newest base backup and every archived commit before rebuilding",
+    )
     p.set_defaults(func=cmd_rebuild)
 
     p = sub.add_parser("status", help="URLs and keys of the running local stack")
@@ -340,6 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_secrets_parser(sub)
     add_settings_parser(sub)
+    add_backup_parser(sub)
     return parser
 
 

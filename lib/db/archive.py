@@ -199,19 +199,29 @@ def databases(conn: Conn) -> list[str]:
 
 
 #: The tables whose row counts ``backup verify`` reports.
-MAIN_TABLES = ("app_settings", "signals", "orders", "trade_logs", "user_trading_accounts", "audit_log")
+MAIN_TABLES = (
+    "app_settings",
+    "signals",
+    "execution_orders",
+    "trade_logs",
+    "user_trading_accounts",
+    "audit_log",
+)
 
 
 def schema_facts(conn: Conn) -> dict[str, int] | None:
     """``{"schema_migrations": n, table: rows...}`` of one database, or None when it has no migrations."""
-    row = conn.execute("select to_regclass('public.schema_migrations') is not null").fetchone()
+    row = conn.execute("select to_regclass('aitradex_meta.schema_migrations') is not null").fetchone()
     if not row or not row[0]:
         return None
+    tables = [("aitradex_meta", "schema_migrations"), *(("public", table) for table in MAIN_TABLES)]
     facts: dict[str, int] = {}
-    for table in ("schema_migrations", *MAIN_TABLES):
-        exists = conn.execute("select to_regclass(%s) is not null", (f"public.{table}",)).fetchone()
+    for schema, table in tables:
+        exists = conn.execute("select to_regclass(%s) is not null", (f"{schema}.{table}",)).fetchone()
         if exists and exists[0]:
-            query = sql.SQL("select count(*) from public.{}").format(sql.Identifier(table))
+            query = sql.SQL("select count(*) from {}.{}").format(
+                sql.Identifier(schema), sql.Identifier(table)
+            )
             count = conn.execute(query).fetchone()
             facts[table] = int(count[0]) if count else 0
     return facts

@@ -20,6 +20,7 @@ from lib.db.embedded import bin_path
 
 PT_LOAD, PT_DYNAMIC, PF_W = 1, 2, 2
 PAGE = 0x1000
+HELPERS = {"pg_verifybackup": ("pg_waldump",)}
 
 
 def _runs(path: Path, env: dict[str, str] | None = None) -> bool:
@@ -67,4 +68,9 @@ def tool(name: str, cache_dir: Path) -> tuple[Path, dict[str, str]]:
         tmp.write_bytes(writable_dynamic(shipped.read_bytes()))
         tmp.chmod(0o755)
         tmp.replace(copy)
+    for helper in HELPERS.get(name, ()):
+        # A tool finds the tools it calls beside itself (pg_verifybackup runs pg_waldump).
+        link = cache_dir / helper
+        if not link.exists():
+            link.symlink_to(bin_path(helper))
     return copy, env

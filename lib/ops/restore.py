@@ -115,7 +115,12 @@ def plan_restore(settings: Settings, target: datetime | None) -> RestorePlan:
             f"WAL gap: segment {missing[0]} is missing from {wal_dir(config)} ({len(missing)} missing after "
             f"base backup {chosen.label}); replay would stop there"
         )
-    newest = newest_wal_time(config)
+    last_file = wal_dir(config) / last.name if last else None
+    newest = (
+        datetime.fromtimestamp(last_file.stat().st_mtime, UTC)
+        if last_file is not None and last_file.exists()
+        else newest_wal_time(config)
+    )
     if target is not None and (newest is None or target > newest):
         end = newest.isoformat(timespec="seconds") if newest else "nothing archived yet"
         raise ConfigError(

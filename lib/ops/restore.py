@@ -158,6 +158,7 @@ def restore(
     config = settings.backups
     env = dict(os.environ if env is None else env)
     with backup_lock(config):
+        plan_restore(settings, target)  # every refusal before anything is touched
         if server.is_running():
             flushed = flush_archive(server, password)
             say(

@@ -1,7 +1,7 @@
 """The ``aitradex`` command line.
 
 Subcommands:
-  rebuild [--dry-run] [--reset-settings] [--restore latest]  rebuild the local stack (scripts/rebuild_system.py)
+  rebuild [--dry-run] [--reset-settings] [--restore latest]  rebuild the local stack (rebuild_system.py)
   status [-o env|pretty|json]  the stack's URLs and keys (``-o env``: KEY=value lines); 1 if anything is down
   user create EMAIL            create a local user; its access token is the last line printed
   up [--functions-port P ...]  run the functions server and paper exchange in the foreground

@@ -61,16 +61,21 @@ def tool(name: str, cache_dir: Path) -> tuple[Path, dict[str, str]]:
     if _runs(shipped):
         return shipped, env
     env["LD_LIBRARY_PATH"] = str(_libs_dir())
-    copy = cache_dir / name
+    # One folder per shipped build, so an upgraded wheel never runs beside an older repaired copy.
+    stat = shipped.stat()
+    folder = cache_dir / f"{name}-{stat.st_size}-{stat.st_mtime_ns}"
+    copy = folder / name
     if not (copy.exists() and _runs(copy, env)):
-        cache_dir.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
         tmp = copy.with_suffix(".tmp")
         tmp.write_bytes(writable_dynamic(shipped.read_bytes()))
         tmp.chmod(0o755)
         tmp.replace(copy)
     for helper in HELPERS.get(name, ()):
         # A tool finds the tools it calls beside itself (pg_verifybackup runs pg_waldump).
-        link = cache_dir / helper
-        if not link.exists():
+        link = folder / helper
+        if link.is_symlink() and link.readlink() != bin_path(helper):
+            link.unlink()
+        if not link.is_symlink():
             link.symlink_to(bin_path(helper))
     return copy, env

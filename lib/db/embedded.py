@@ -156,7 +156,12 @@ class EmbeddedPostgres:
         in one sentence, when it fails."""
         result = self._owner_result(args, timeout, env, show_progress=show_progress)
         if result.returncode != 0:
-            raise DatabaseUnavailable(self._failure(Path(args[0]).name, result))
+            # A client tool says why itself; the server's log is about other sessions.
+            said = [line for line in (result.stderr or "").splitlines() if line.strip()]
+            reason = " ".join(said[-2:]) if said else "no reason given"
+            raise DatabaseUnavailable(
+                f"{Path(args[0]).name} failed (exit {result.returncode}): {reason[:400]}"
+            )
         return result
 
     def give_to_owner(self, path: Path, *, recursive: bool = True) -> None:

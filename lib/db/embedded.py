@@ -158,9 +158,9 @@ class EmbeddedPostgres:
         if result.returncode != 0:
             # A client tool says why itself; the server's log is about other sessions.
             said = [line for line in (result.stderr or "").splitlines() if line.strip()]
-            reason = " ".join(said[-2:]) if said else "no reason given"
+            reason = " ".join(said[-4:]) if said else "no reason given"
             raise DatabaseUnavailable(
-                f"{Path(args[0]).name} failed (exit {result.returncode}): {reason[:400]}"
+                f"{Path(args[0]).name} failed (exit {result.returncode}): {reason[:800]}"
             )
         return result
 

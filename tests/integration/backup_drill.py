@@ -2,10 +2,16 @@
 
 Restores replace a whole cluster, so these tests never touch the session's server or its databases.
 The drill database is rebuilt as the rebuild does it (migrations, seeds), without the functions stack.
+
+The folders live in a temporary folder of their own, not under pytest's ``pytest-of-<user>``: under root
+the server runs as ``pgserver``, and every pytest session that starts on the machine resets that folder
+to mode 0700, which would lock the server out of its own archive in the middle of a test.
 """
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -75,8 +81,9 @@ class Drill:
         return None if row is None else row[0]
 
 
-def drill_server(root: Path) -> Iterator[Drill]:
-    """Build the drill server under ``root``; stop everything it ran afterwards."""
+def drill_server() -> Iterator[Drill]:
+    """Build a drill server in a new temporary folder; stop everything it ran and remove the folder."""
+    root = Path(tempfile.mkdtemp(prefix="aitradex-drill-"))
     state = root / "state"
     env = clean_env(
         state,
@@ -92,3 +99,4 @@ def drill_server(root: Path) -> Iterator[Drill]:
         for name in all_services(state):
             stack_runner.stop_recorded(state, name)
         embedded_server(load_settings(env)).stop()
+        shutil.rmtree(root, ignore_errors=True)

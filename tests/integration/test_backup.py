@@ -20,8 +20,8 @@ from tests.integration.cli_helpers import run_cli
 
 
 @pytest.fixture(scope="module")
-def drill(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Drill]:
-    yield from drill_server(tmp_path_factory.mktemp("backup"))
+def drill() -> Iterator[Drill]:
+    yield from drill_server()
 
 
 def test_the_server_archives_wal_into_the_backup_folder(drill: Drill) -> None:

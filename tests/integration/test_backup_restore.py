@@ -24,8 +24,8 @@ from tests.integration.cli_helpers import assert_one_line_failure, clean_env, ru
 
 
 @pytest.fixture(scope="module")
-def drill(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Drill]:
-    yield from drill_server(tmp_path_factory.mktemp("restore"))
+def drill() -> Iterator[Drill]:
+    yield from drill_server()
 
 
 def _asides(drill: Drill) -> list[Path]:

@@ -55,7 +55,7 @@ HALT_NOTE = (
     "trading stays halted until reconciliation: `aitradex trading resume` once you have checked the "
     "exchange's orders against the database"
 )
-HALT_DESCRIPTION = "true after a restore: no executor places an order until reconciliation clears it"
+HALT_BY = "aitradex restore"
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +186,12 @@ def restore(
             _roll_back(server, aside)
             raise AitradexError(f"recovery failed, the data folder was put back: {exc.message}") from None
         report = RestoreReport(plan, aside)
-        report.halted = _halt_trading(server, password)
+        reason = (
+            f"restored from base backup {plan.backup.label} to "
+            f"{plan.target.isoformat() if plan.target else 'the last archived commit'}: the exchange may "
+            "hold orders this database lacks; reconcile before trading resumes"
+        )
+        report.halted = _halt_trading(server, password, reason)
     say(f"set trading_halted in {', '.join(report.halted) or 'no database'}; {HALT_NOTE}")
     with admin_connection(database_target(settings)) as conn:
         applied = migrate.migrate(conn)
@@ -256,13 +261,14 @@ def _roll_back(server: EmbeddedPostgres, aside: Path | None) -> None:
         server.start()
 
 
-def _halt_trading(server: EmbeddedPostgres, password: str) -> list[str]:
+def _halt_trading(server: EmbeddedPostgres, password: str, reason: str) -> list[str]:
     with connect(server, password) as conn:
         names = archive.databases(conn)
     halted: list[str] = []
     for name in names:
         with connect(server, password, name) as conn:
-            if settings_store.set_trading_halted_sync(conn, True, HALT_DESCRIPTION):
+            now = datetime.now(UTC)
+            if settings_store.set_trading_halted_sync(conn, halted=True, reason=reason, by=HALT_BY, at=now):
                 halted.append(name)
     return halted
 

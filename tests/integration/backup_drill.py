@@ -75,10 +75,16 @@ class Drill:
                 assert time.monotonic() < deadline, "the segment was not archived in time"
                 time.sleep(0.05)
 
-    def trading_halted(self) -> Any:
+    def trading_halted(self) -> bool:
+        """Whether ``trading_halted`` says halted, set by the restore with its reason."""
         with self.connect() as conn:
             row = conn.execute("select value from app_settings where key = 'trading_halted'").fetchone()
-        return None if row is None else row[0]
+        if row is None or not isinstance(row[0], dict):
+            return False
+        value = row[0]
+        assert value["by"] == "aitradex restore"
+        assert "reconcile before trading resumes" in value["reason"]
+        return value["halted"] is True
 
 
 def drill_server() -> Iterator[Drill]:

@@ -40,9 +40,9 @@ create table if not exists bench_orders (
 """
 FILL = """
 insert into bench_orders (order_link_id, symbol, side, qty, price, status, created_at, payload)
-select 'ax-' || md5(g::text), 'BTCUSDT', case when g % 2 = 0 then 'Buy' else 'Sell' end, (g % 97) / 10.0,
-       40000 + g % 1000, 'filled', now() - g * interval '1 second',
-       jsonb_build_object('signal', g, 'fees', g % 13, 'note', repeat('x', 40))
+select 'ax-' || md5(g::text), 'BTCUSDT', case when g %% 2 = 0 then 'Buy' else 'Sell' end, (g %% 97) / 10.0,
+       40000 + g %% 1000, 'filled', now() - g * interval '1 second',
+       jsonb_build_object('signal', g, 'fees', g %% 13, 'note', repeat('x', 40))
 from generate_series(%s, %s) g
 """
 

@@ -1,7 +1,7 @@
 """The ``aitradex`` command line.
 
 Subcommands:
-  rebuild [--dry-run] [--reset-settings]  rebuild the local stack from nothing (scripts/rebuild_system.py)
+  rebuild [--dry-run] [--reset-settings] [--restore latest]  rebuild the local stack (rebuild_system.py)
   status [-o env|pretty|json]  the stack's URLs and keys (``-o env``: KEY=value lines); 1 if anything is down
   user create EMAIL [--password]  create a local user (--password: one it signs in with); its access
                                token is the last line printed
@@ -20,6 +20,8 @@ Subcommands:
   secrets export|import        the local secrets, backed up encrypted with a passphrase, and restored
   settings get|set|diff|export app_settings: read, change (validated, audited), compare, version
   trading halt|resume|status   the kill switch: no executor places a new order while halted
+  backup [list|verify]         a verified base backup now; the catalogue; a scratch restore that checks one
+  restore --to-time T|--latest stop the stack, restore a base backup, replay WAL to T, start again
 
 Exit codes: 0 success, 1 failure (the reason on stderr, one line), 2 bad usage. A failure never shows
 a traceback: an unexpected error is one line too (``aitradex --traceback ...`` shows it in full).
@@ -28,7 +30,6 @@ a traceback: an unexpected error is one line too (``aitradex --traceback ...`` s
 from __future__ import annotations
 
 import argparse
-import getpass
 import os
 import sys
 from collections.abc import Sequence
@@ -36,10 +37,12 @@ from decimal import Decimal
 
 from lib import cli_support
 from lib.cli_backtest import add_backtest_parser
+from lib.cli_backup import add_backup_parser
 from lib.cli_demo import add_demo_parsers
 from lib.cli_secrets import add_secrets_parser
 from lib.cli_settings import add_settings_parser
 from lib.cli_trading import add_trading_parser
+from lib.cli_users import add_users_parser
 from lib.config import load_settings
 from lib.core.timeframes import TIMEFRAMES
 from lib.core.vocabulary import ALGORITHMS, ENVIRONMENTS
@@ -51,13 +54,15 @@ from lib.local_state import db_name_from, read_stack, state_dir_from
 from lib.ops import stack_runner
 from lib.ops.data.command import add_download_arguments
 from lib.ops.rebuild import rebuild
-from lib.services.auth.users import create_local_user, set_user_password, validate_new_password
 
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
     print("Rebuild plan (dry run: nothing will change):" if args.dry_run else "Rebuilding the local stack:")
     report = rebuild(
-        dry_run=args.dry_run, reset_settings=args.reset_settings, progress=cli_support.print_step
+        dry_run=args.dry_run,
+        reset_settings=args.reset_settings,
+        progress=cli_support.print_step,
+        restore=args.restore,
     )
     verdict = "would change something" if args.dry_run else "changed something"
     print(f"Done: {verdict if report.changed else 'everything already in place'}.")
@@ -72,37 +77,6 @@ def cmd_status(args: argparse.Namespace) -> int:
     if status.problems:
         print(f"error: {'; '.join(status.problems)}", file=sys.stderr)
         return 1
-    return 0
-
-
-def _new_password() -> str:
-    """AITRADEX_USER_PASSWORD, or typed twice at a prompt: never a command-line value (shell history)."""
-    from_env = os.environ.get("AITRADEX_USER_PASSWORD")
-    if from_env:
-        return from_env
-    if not sys.stdin.isatty():
-        raise ConfigError("--password: set AITRADEX_USER_PASSWORD, or run it in a terminal to be asked")
-    first = getpass.getpass("password: ")
-    if getpass.getpass("again: ") != first:
-        raise ConfigError("the two passwords differ")
-    return first
-
-
-def cmd_user_create(args: argparse.Namespace) -> int:
-    settings = load_settings()
-    password = _new_password() if args.password else None
-    if password is not None:
-        validate_new_password(password, min_length=settings.auth.min_password_length)
-    with admin_connection(database_target(settings)) as conn:
-        user = create_local_user(
-            conn, args.email, settings.jwt_secret.reveal(), ttl_s=round(args.ttl_hours * 3600)
-        )
-        if password is not None:
-            set_user_password(conn, user.id, password, min_length=settings.auth.min_password_length)
-    print(f"{'created' if user.created else 'found existing'} user {user.email} id={user.id}")
-    if password is not None:
-        print("password set: the user can sign in at /auth/v1")
-    print(user.token)
     return 0
 
 
@@ -268,28 +242,18 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="put app_settings.json's values back over live settings that differ (default: keep, report)",
     )
+    p.add_argument(
+        "--restore",
+        choices=["latest"],
+        help="a new machine: restore the newest base backup and every archived commit before rebuilding",
+    )
     p.set_defaults(func=cmd_rebuild)
 
     p = sub.add_parser("status", help="URLs and keys of the running local stack")
     p.add_argument("-o", "--output", choices=["env", "pretty", "json"], default="pretty")
     p.set_defaults(func=cmd_status)
 
-    p = sub.add_parser("user", help="local users")
-    user_sub = p.add_subparsers(dest="user_command", required=True)
-    c = user_sub.add_parser("create", help="create a local user and print its access token last")
-    c.add_argument("email")
-    c.add_argument(
-        "--ttl-hours",
-        type=cli_support.ttl_hours,
-        default=24.0,
-        help="token lifetime, above 0, at most 168 (default 24)",
-    )
-    c.add_argument(
-        "--password",
-        action="store_true",
-        help="also set a password to sign in with: from AITRADEX_USER_PASSWORD, or asked for twice",
-    )
-    c.set_defaults(func=cmd_user_create)
+    add_users_parser(sub)
 
     p = sub.add_parser("db", help="the embedded PostgreSQL")
     p.add_argument("action", choices=["start", "stop"])
@@ -363,6 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_secrets_parser(sub)
     add_settings_parser(sub)
     add_trading_parser(sub)
+    add_backup_parser(sub)
     return parser
 
 

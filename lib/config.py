@@ -5,6 +5,10 @@ Sources, in order: the process environment, then (for a local stack only) the ge
 does that, explicitly, when a local stack is built. A missing secret raises :class:`ConfigError`; no
 secret ever defaults to an empty string.
 
+The module is about 405 lines: every environment variable the system reads has its one reader and
+its one validation here, so a setting has exactly one home; splitting it per area would scatter the
+precedence rules (environment first, then the secrets file) across modules.
+
 Environment variables:
 
 ``DATABASE_URL`` / ``SUPABASE_DB_URL``
@@ -38,6 +42,15 @@ Environment variables:
     What the web app's ``/config.json`` tells browsers besides the auth URL: a hosted project's anon
     key (required with ``SUPABASE_URL``), and where the functions are reached (default: the functions
     server the browser loaded the app from).
+``AITRADEX_BACKUP_DIR``, ``AITRADEX_BACKUP_KEEP``, ``AITRADEX_BACKUP_INTERVAL_HOURS``
+    The embedded database's backups (:class:`BackupConfig`): where the WAL archive and the base backups
+    live (default ``<state_dir>-backups``, beside the state folder, so neither a lost data folder nor
+    ``clean-state`` takes them), how many base backups are kept (default 7), and how often the stack's
+    scheduler takes one (default 24 hours; 0 turns the schedule off). They are machine settings, not
+    ``app_settings`` rows: they must be known when the database is gone.
+``AITRADEX_WAL_ARCHIVE``
+    ``on`` (default) or ``off``: whether the embedded server archives its WAL into the backup folder.
+    ``off`` is for throwaway servers (the test suite's), whose WAL would only pile up.
 """
 
 from __future__ import annotations
@@ -61,6 +74,8 @@ MIN_JWT_SECRET_LEN = 32
 DEFAULT_HTTP_READ_TIMEOUT_S = 10.0
 MAX_HTTP_READ_TIMEOUT_S = 300.0
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+DEFAULT_BACKUP_KEEP = 7
+DEFAULT_BACKUP_INTERVAL_HOURS = 24.0
 
 
 class Secret:
@@ -150,6 +165,19 @@ class WebConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class BackupConfig:
+    """Where the embedded database's backups live, how many are kept, and how often one is taken."""
+
+    dir: Path
+    keep: int = DEFAULT_BACKUP_KEEP
+    # 0: the scheduler takes none (``aitradex backup`` still does).
+    interval_hours: float = DEFAULT_BACKUP_INTERVAL_HOURS
+    # False (AITRADEX_WAL_ARCHIVE=off): the embedded server archives no WAL, so no point-in-time
+    # restore is possible. Only for throwaway servers such as the test suite's, whose WAL nobody needs.
+    archive_wal: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the application needs from its environment, validated."""
 
@@ -160,6 +188,12 @@ class Settings:
     http: HttpConfig = field(default_factory=HttpConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     web: WebConfig = field(default_factory=WebConfig)
+    backup: BackupConfig | None = None
+
+    @property
+    def backups(self) -> BackupConfig:
+        """The backup settings (derived from the state folder when none were given)."""
+        return self.backup or BackupConfig(dir=default_backup_dir(self.state_dir))
 
     @property
     def current_key_version(self) -> int:
@@ -294,6 +328,35 @@ def _web_config(env: Mapping[str, str]) -> WebConfig:
     )
 
 
+def default_backup_dir(state_dir: Path) -> Path:
+    """``<state_dir>-backups``: beside the state folder, outside the data folder and the state folder."""
+    return state_dir.with_name(f"{state_dir.name}-backups")
+
+
+def backup_config(env: Mapping[str, str], state_dir: Path) -> BackupConfig:
+    """``AITRADEX_BACKUP_DIR`` / ``_KEEP`` / ``_INTERVAL_HOURS``, validated (ConfigError)."""
+    raw_dir = env.get("AITRADEX_BACKUP_DIR", "").strip()
+    keep_text = env.get("AITRADEX_BACKUP_KEEP", "").strip() or str(DEFAULT_BACKUP_KEEP)
+    interval_text = env.get("AITRADEX_BACKUP_INTERVAL_HOURS", "").strip() or str(
+        DEFAULT_BACKUP_INTERVAL_HOURS
+    )
+    if not keep_text.isdigit() or not 1 <= int(keep_text) <= 1000:
+        raise ConfigError("AITRADEX_BACKUP_KEEP must be a whole number of base backups from 1 to 1000")
+    try:
+        interval = float(interval_text)
+    except ValueError:
+        interval = -1.0
+    if not math.isfinite(interval) or not 0 <= interval <= 24 * 365:
+        raise ConfigError("AITRADEX_BACKUP_INTERVAL_HOURS must be hours from 0 (off) to 8760")
+    folder = Path(raw_dir).resolve() if raw_dir else default_backup_dir(state_dir)
+    archive_text = env.get("AITRADEX_WAL_ARCHIVE", "").strip().lower() or "on"
+    if archive_text not in ("on", "off"):
+        raise ConfigError("AITRADEX_WAL_ARCHIVE must be on or off")
+    return BackupConfig(
+        dir=folder, keep=int(keep_text), interval_hours=interval, archive_wal=archive_text == "on"
+    )
+
+
 def _required(name: str, env: Mapping[str, str], local: Mapping[str, str], hint: str) -> Secret:
     value = env.get(name) or local.get(name)
     if not value:
@@ -352,4 +415,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         http=_http_config(env),
         auth=_auth_config(env, local),
         web=_web_config(env),
+        backup=backup_config(env, state_dir),
     )

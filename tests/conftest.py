@@ -30,7 +30,14 @@ TEST_DB_NAME = "aitradex_test"
 @pytest.fixture(scope="session")
 def test_env() -> dict[str, str]:
     """The environment every test-side component is built from: the normal one, on the test database."""
-    return {**os.environ, "AITRADEX_DB_NAME": TEST_DB_NAME}
+    # No scheduled base backups of the shared test server (tests/integration/test_backup*.py use their own).
+    return {
+        **os.environ,
+        "AITRADEX_DB_NAME": TEST_DB_NAME,
+        "AITRADEX_BACKUP_INTERVAL_HOURS": "0",
+        # The shared test server's WAL is needed by nobody; the backup tests run servers of their own.
+        "AITRADEX_WAL_ARCHIVE": "off",
+    }
 
 
 @pytest.fixture(scope="session")

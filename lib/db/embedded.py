@@ -13,10 +13,12 @@ PostgreSQL refuses to start, so the binaries run as a dedicated system user, ``p
 from __future__ import annotations
 
 import os
+import shlex
 import socket
 import subprocess
 import tempfile
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +50,11 @@ def bin_path(tool: str) -> Path:
     return _bin_dir() / tool
 
 
+def free_port() -> int:
+    """Any free TCP port on 127.0.0.1 (a scratch server's)."""
+    return _free_port(0)
+
+
 def _free_port(preferred: int) -> int:
     for port in (preferred, 0):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -65,11 +72,17 @@ class EmbeddedPostgres:
 
     data_dir: Path
     port: int
+    # Where completed WAL segments are archived (lib.db.archive); None: no archiving.
+    archive_dir: Path | None = None
 
     @classmethod
-    def in_state_dir(cls, state_dir: Path, port: int | None = None) -> EmbeddedPostgres:
+    def in_state_dir(
+        cls, state_dir: Path, port: int | None = None, archive_dir: Path | None = None
+    ) -> EmbeddedPostgres:
         """The server whose data lives in ``<state_dir>/pgdata``; picks a free port if none is known."""
-        return cls(data_dir=state_dir / "pgdata", port=port or _free_port(DEFAULT_PORT))
+        return cls(
+            data_dir=state_dir / "pgdata", port=port or _free_port(DEFAULT_PORT), archive_dir=archive_dir
+        )
 
     @property
     def log_file(self) -> Path:
@@ -109,12 +122,66 @@ class EmbeddedPostgres:
         where = f" (server log: {self.log_file})" if self.log_file.exists() else ""
         return f"{tool} failed (exit {result.returncode}): {' '.join(reason.split())[:300]}{where}"
 
-    def _owner_result(self, args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    def _owner_result(
+        self,
+        args: list[str],
+        timeout: float,
+        env: dict[str, str] | None = None,
+        *,
+        show_progress: bool = False,
+    ) -> subprocess.CompletedProcess[str]:
         # pg_ctl and postgres refuse to run as root: as root, they run as the dedicated user.
         user = SYSTEM_USER if os.geteuid() == 0 else None
         return subprocess.run(  # noqa: S603 - argv built here from bundled binaries
-            args, capture_output=True, text=True, user=user, timeout=timeout, check=False
+            args,
+            stdout=subprocess.PIPE,
+            # With show_progress the tool's own progress lines (pg_basebackup -P) reach the terminal.
+            stderr=None if show_progress else subprocess.PIPE,
+            text=True,
+            user=user,
+            env=env,
+            timeout=timeout,
+            check=False,
         )
+
+    def run_as_owner(
+        self,
+        args: list[str],
+        *,
+        timeout: float,
+        env: dict[str, str] | None = None,
+        show_progress: bool = False,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a bundled tool as the data folder's owner (``pgserver`` under root); DatabaseUnavailable,
+        in one sentence, when it fails."""
+        result = self._owner_result(args, timeout, env, show_progress=show_progress)
+        if result.returncode != 0:
+            # A client tool says why itself; the server's log is about other sessions.
+            said = [line for line in (result.stderr or "").splitlines() if line.strip()]
+            reason = " ".join(said[-4:]) if said else "no reason given"
+            raise DatabaseUnavailable(
+                f"{Path(args[0]).name} failed (exit {result.returncode}): {reason[:800]}"
+            )
+        return result
+
+    def give_to_owner(self, path: Path, *, recursive: bool = True) -> None:
+        """Under root, hand ``path`` (and, ``recursive``, what it holds) to the server's user, and let
+        that user reach it."""
+        if os.geteuid() != 0:
+            return
+        import pwd
+
+        utils = _pgserver_utils()
+        utils.ensure_user_exists(SYSTEM_USER)
+        entry = pwd.getpwnam(SYSTEM_USER)
+        utils.ensure_prefix_permissions(path)
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+        if not recursive:
+            return
+        for root, dirs, files in os.walk(path):
+            os.chown(root, entry.pw_uid, entry.pw_gid)
+            for name in [*dirs, *files]:
+                os.chown(os.path.join(root, name), entry.pw_uid, entry.pw_gid, follow_symlinks=False)
 
     def server_runs(self) -> bool:
         """Whether a server runs on this data folder, whatever its port (``pg_ctl status``)."""
@@ -171,14 +238,25 @@ class EmbeddedPostgres:
         finally:
             pwfile.unlink(missing_ok=True)
 
-    def start(self) -> None:
-        """Start the server (a daemon that outlives this process) unless one already answers."""
+    def start(self, settings: Sequence[str] = ()) -> None:
+        """Start the server (a daemon that outlives this process) unless one already answers.
+
+        ``settings`` are more ``name=value`` server settings for this start only (WAL archiving, a
+        recovery target: :mod:`lib.db.archive`); pg_ctl hands its options to a shell, so each is quoted.
+        """
         if self.is_running():
             return
+        if self.archive_dir is not None:
+            from lib.db.archive import server_options
+
+            self.archive_dir.mkdir(parents=True, exist_ok=True)
+            self.give_to_owner(self.archive_dir, recursive=False)
+            settings = [*server_options(self.archive_dir), *settings]
         options = (
             f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories='' "
             "-c max_connections=200 -c shared_buffers=128MB -c fsync=on"
         )
+        options += "".join(f" -c {shlex.quote(setting)}" for setting in settings)
         self._run_as_owner(
             [
                 str(bin_path("pg_ctl")),

@@ -14,6 +14,7 @@ import psycopg
 from psycopg import sql
 
 from lib.config import Settings
+from lib.db.archive import WAL_DIR
 from lib.db.embedded import DEFAULT_PORT, EmbeddedPostgres
 from lib.db.unreachable import CONNECT_TIMEOUT_S, unreachable
 from lib.errors import ConfigError
@@ -48,7 +49,8 @@ class DatabaseTarget:
 def embedded_server(settings: Settings) -> EmbeddedPostgres:
     """The embedded server handle, on the port recorded for this state folder (or a free one)."""
     port = read_stack(settings.state_dir).get("pg_port")
-    return EmbeddedPostgres.in_state_dir(settings.state_dir, int(port) if port else None)
+    wal_dir = settings.backups.dir / WAL_DIR if settings.backups.archive_wal else None
+    return EmbeddedPostgres.in_state_dir(settings.state_dir, int(port) if port else None, archive_dir=wal_dir)
 
 
 def database_target(settings: Settings) -> DatabaseTarget:

@@ -20,6 +20,11 @@ Steps, in order; each reports whether it changed anything, so a second run repor
    instruments cache never filled), which is what a system rebuilt from nothing looks like.
 
 ``dry_run`` reports the same plan and changes nothing: no secret, server, database or row.
+
+``restore="latest"`` (``rebuild --restore latest``) is the disaster rebuild on a new machine: the
+secrets imported (``aitradex secrets import``), no data folder, the backup folder present. Before step
+2 it restores the newest base backup and replays every archived commit (:mod:`lib.ops.restore`, which
+also sets ``trading_halted``); the steps then run on the restored database.
 """
 
 from __future__ import annotations
@@ -195,6 +200,30 @@ def _verify_step(report: RebuildReport, settings: Settings, api_url: str) -> Non
     report.add("verify", False, detail)
 
 
+def _restore_step(report: RebuildReport, state_dir: Path, env: Mapping[str, str]) -> None:
+    """``--restore latest``: refuse without the secrets or over an existing data folder, then restore."""
+    from lib.ops.restore import restore
+
+    if not (state_dir / SECRETS_FILE).exists() and not env.get("POSTGRES_SUPERUSER_PASSWORD"):
+        raise ConfigError(
+            f"no local secrets in {state_dir / SECRETS_FILE}: the restored database's passwords and keys are "
+            "in the secrets backup; `aitradex secrets import --in FILE` first"
+        )
+    settings = load_settings(env)
+    if (state_dir / "pgdata").exists():
+        raise ConfigError(
+            f"{state_dir / 'pgdata'} exists: --restore rebuilds a machine that has no database; "
+            "`aitradex restore --latest --yes` replaces one (moving it aside)"
+        )
+    done = restore(settings, target=None, env=env, start_stack=False)
+    report.add(
+        "restore",
+        True,
+        f"restored {done.plan.backup.label} and the WAL to {done.plan.last_segment} in {done.seconds:.1f} s; "
+        "trading_halted set",
+    )
+
+
 def rebuild(
     *,
     dry_run: bool = False,
@@ -202,6 +231,7 @@ def rebuild(
     serve: bool = True,
     env: Mapping[str, str] | None = None,
     progress: Callable[[StepResult], None] | None = None,
+    restore: str | None = None,
 ) -> RebuildReport:
     """Run (or, with ``dry_run``, plan) every step. Raises AitradexError on the first failure.
 
@@ -215,6 +245,9 @@ def rebuild(
             progress(report.steps[-1])
 
     state_dir = Path(env.get("AITRADEX_STATE_DIR") or DEFAULT_STATE_DIR).resolve()
+    if restore is not None and not dry_run:
+        _restore_step(report, state_dir, env)
+        emit()
     _secrets_step(report, state_dir, env)
     emit()
     if dry_run and report.steps[-1].changed:

@@ -9,15 +9,24 @@ registering again changes nothing.
 
 Elsewhere (the embedded database, a plain Postgres) the stack's built-in scheduler runs the same
 pipeline (``lib.app.pipeline``), and nothing is registered in the database.
+
+Base backups (embedded database only): :func:`backup_scheduler` is a scheduler of its own beside the
+pipeline's, polling by wall time even when the paper replay is tick-driven, so a backup never delays a
+replayed candle. Its one job looks every 10 minutes and takes a backup when the catalogue's newest is
+older than ``AITRADEX_BACKUP_INTERVAL_HOURS`` (default 24), in a thread, so the functions keep serving.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from lib.app.scheduler import Every, Job, Scheduler
+from lib.config import Settings
 from lib.db import cron
 from lib.db.target import OwnerConnection
+from lib.exchange.market_clock import WallClock
 
 CRON_BY_TIMEFRAME = {
     "1": "* * * * *",
@@ -100,3 +109,24 @@ def register(conn: OwnerConnection, schedule: SchedulePlan, functions_url: str) 
         cron.schedule(conn, job.name, job.schedule, command)
         changed += 1
     return changed
+
+
+BACKUP_CHECK_S = 600.0
+
+
+def backup_job(settings: Settings) -> Job:
+    """The daily (or ``interval_hours``) base backup: checked every 10 minutes, taken when due."""
+    from lib.ops.backup import backup_if_due
+
+    async def run() -> None:
+        await asyncio.to_thread(backup_if_due, settings)
+
+    period = min(BACKUP_CHECK_S, settings.backups.interval_hours * 3600)
+    return Job("backup", Every(period), run)
+
+
+def backup_scheduler(settings: Settings) -> Scheduler | None:
+    """The backup job's own scheduler, or None (an external database, or the interval set to 0)."""
+    if not settings.database.embedded or settings.backups.interval_hours <= 0:
+        return None
+    return Scheduler([backup_job(settings)], market_clock=WallClock())

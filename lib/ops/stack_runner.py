@@ -39,6 +39,7 @@ from lib.errors import AitradexError
 from lib.http.app import FunctionsApp, error_response
 from lib.local_state import read_services, write_services
 from lib.log import configure_logging, log_event
+from lib.ops import schedules
 from lib.ops.ports import Listener, bind_port
 from lib.ops.stack_replay import replay_start_ms, stack_symbols
 from lib.services.auth.tokens import mint_api_key
@@ -150,6 +151,8 @@ def attach_scheduler(app: FunctionsApp, *, paper_url: str, tick_driven: bool) ->
         holder.update(scheduler=scheduler, pipeline=pipeline, environment=environment)
         stop = asyncio.Event()
         task = None if tick_driven else asyncio.create_task(scheduler.run_forever(stop))
+        backups = schedules.backup_scheduler(services.settings)
+        backup_task = asyncio.create_task(backups.run_forever(stop, poll_s=30.0)) if backups else None
         log_event(
             logger,
             "scheduler_started",
@@ -163,6 +166,8 @@ def attach_scheduler(app: FunctionsApp, *, paper_url: str, tick_driven: bool) ->
             stop.set()
             if task is not None:
                 await task
+            if backup_task is not None:
+                await backup_task
 
     async def tick(request: Request) -> Response:
         try:

@@ -262,3 +262,28 @@ def seed_missing_sync(conn: psycopg.Connection[Any], rows: Sequence[Mapping[str,
             )
             changed += cur.rowcount
     return changed
+
+
+# --- The kill switch a restore sets (issue 13): a restored database is older than the exchange, so no
+# executor may place an order until reconciliation has imported what the exchange has. The key and its
+# value's shape are the executor's (``trading_halted``: ``{"halted", "reason", "by", "at"}``, or plain
+# JSON true/false); ``aitradex trading resume`` clears it.
+
+TRADING_HALTED_KEY = "trading_halted"
+
+
+def set_trading_halted_sync(
+    conn: psycopg.Connection[Any], *, halted: bool, reason: str, by: str, at: datetime
+) -> bool:
+    """Set ``trading_halted`` from an operator's owner connection (inserting it when absent; the trigger
+    audits it). False, writing nothing, when the database has no ``app_settings`` table."""
+    row = conn.execute("select to_regclass('public.app_settings') is not null").fetchone()
+    if row is None or not row[0]:
+        return False
+    value = {"halted": halted, "reason": reason, "by": by, "at": at.isoformat()}
+    conn.execute(
+        "insert into public.app_settings (key, value, description) values (%s, %s, %s) "
+        "on conflict (key) do update set value = excluded.value",
+        (TRADING_HALTED_KEY, Jsonb(value), "Operator kill switch"),
+    )
+    return True

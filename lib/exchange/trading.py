@@ -427,23 +427,37 @@ class PybitExchange:
             cursor = following
 
     async def order_history(
-        self, creds: Credentials, category: str, *, since_ms: int | None, until_ms: int | None = None
+        self,
+        creds: Credentials,
+        category: str,
+        *,
+        since_ms: int | None,
+        until_ms: int | None = None,
+        page_size: int = 50,
     ) -> list[OrderState]:
         """Every order created since ``since_ms`` (``/v5/order/history``, 7-day windows, every page)."""
         seen: dict[str, OrderState] = {}
         for window in history_windows(since_ms, until_ms, int(time.time() * 1000)):
-            for item in await self._all_pages(creds, "get_order_history", 50, window, category=category):
+            for item in await self._all_pages(
+                creds, "get_order_history", page_size, window, category=category
+            ):
                 state = _order_state(item, category)
                 seen.setdefault(state.order_id, state)
         return list(seen.values())
 
     async def executions(
-        self, creds: Credentials, category: str, *, since_ms: int | None, until_ms: int | None = None
+        self,
+        creds: Credentials,
+        category: str,
+        *,
+        since_ms: int | None,
+        until_ms: int | None = None,
+        page_size: int = 100,
     ) -> list[ExecutionState]:
         """Every fill since ``since_ms`` (``/v5/execution/list``, 7-day windows, every page)."""
         seen: dict[str, ExecutionState] = {}
         for window in history_windows(since_ms, until_ms, int(time.time() * 1000)):
-            for item in await self._all_pages(creds, "get_executions", 100, window, category=category):
+            for item in await self._all_pages(creds, "get_executions", page_size, window, category=category):
                 state = _execution_state(item)
                 seen.setdefault(state.exec_id, state)
         return list(seen.values())

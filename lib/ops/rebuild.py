@@ -316,7 +316,7 @@ def rebuild(
 
 
 def _reconcile_step(report: RebuildReport, settings: Settings, facts: Mapping[str, Any]) -> None:
-    """After ``--restore``: the reconciliation, once the stack (and its paper exchange) runs, trading halted."""
+    """After ``--restore``: the reconciliation, once the stack (and its paper exchange) runs, halted."""
     from lib.ops.reconcile import run_reconcile
 
     paper_url = facts.get("paper_exchange_url")
@@ -325,5 +325,6 @@ def _reconcile_step(report: RebuildReport, settings: Settings, facts: Mapping[st
     report.add(
         "reconcile",
         bool(done.imported or done.closes_recovered or done.halt_cleared),
-        f"imported {len(done.imported)} order(s), {len(done.foreign)} foreign left alone{errors}; {done.halt_note}",
+        f"imported {len(done.imported)} order(s), {len(done.foreign)} foreign left alone{errors}; "
+        f"{done.halt_note}",
     )

@@ -307,7 +307,7 @@ async def reconcile(
                 {"account_id": str(account.account_id), "error": exc.code, "message": exc.message}
             )
     if not dry_run:
-        report.signals_executed = await store.mark_signals_executed(deps.db, signal_ids, now)
+        report.signals_executed = await store.mark_signals_executed(deps.db, signal_ids, now, user_ids)
         report.tracker = await track_orders(
             TrackerDeps(db=deps.db, exchange=deps.exchange, vault=deps.vault), now=now, user_ids=user_ids
         )

@@ -167,16 +167,19 @@ async def record_lost_close_claim(
     return row is not None
 
 
-async def mark_signals_executed(db: Database, signal_ids: Sequence[UUID], now: datetime) -> int:
+async def mark_signals_executed(
+    db: Database, signal_ids: Sequence[UUID], now: datetime, user_ids: Sequence[UUID] | None = None
+) -> int:
     """Mark ``executed`` the still ``new`` or ``processing`` signals among ``signal_ids`` that have an order
-    (requested, placed or filled) in the database; how many."""
+    (requested, placed or filled) in the database (of one of ``user_ids``, if given); how many."""
     async with db.write(_SERVICE) as conn:
         cursor = await conn.execute(
             "update signals s set status = 'executed', processed_at = %(now)s, claimed_by = null "
             "where s.id = any(%(ids)s) and s.status in ('new', 'processing') and exists ("
             "select 1 from execution_orders o where o.signal_id = s.id "
-            "and o.status in ('requested', 'placed', 'partially_filled', 'filled'))",
-            {"ids": list(signal_ids), "now": now},
+            "and o.status in ('requested', 'placed', 'partially_filled', 'filled') "
+            "and (%(users)s::uuid[] is null or o.user_id = any(%(users)s::uuid[])))",
+            {"ids": list(signal_ids), "now": now, "users": None if user_ids is None else list(user_ids)},
         )
     return cursor.rowcount
 

@@ -65,7 +65,8 @@ def test_order_history_lists_open_and_closed_orders_newest_first_with_bybits_fie
     assert {"orderLinkId", "avgPrice", "cumExecQty", "cumExecFee", "createdTime", "updatedTime"} <= set(
         rows[0]
     )
-    assert answer["result"]["category"] == "linear" and answer["result"]["nextPageCursor"] == ""
+    assert answer["result"]["category"] == "linear"
+    assert answer["result"]["nextPageCursor"] == ""
     only = client.get_order_history(category="linear", orderLinkId="ax-h1")["result"]["list"]
     assert [r["orderLinkId"] for r in only] == ["ax-h1"]
     assert client.get_order_history(category="linear", symbol="BTCUSDT")["result"]["list"] == []
@@ -79,7 +80,8 @@ def test_order_history_pages_through_a_cursor_and_filters_by_time(exchange: str)
     first = client.get_order_history(category="linear", limit=2)["result"]
     second = client.get_order_history(category="linear", limit=2, cursor=first["nextPageCursor"])["result"]
 
-    assert len(first["list"]) == 2 and first["nextPageCursor"]
+    assert len(first["list"]) == 2
+    assert first["nextPageCursor"]
     assert [r["orderId"] for r in first["list"] + second["list"]] == [p["orderId"] for p in reversed(placed)]
     assert second["nextPageCursor"] == ""
     later = client.get_order_history(category="linear", startTime=created + 1)["result"]["list"]
@@ -108,7 +110,8 @@ def test_executions_are_one_per_fill_with_its_price_qty_and_fee(exchange: str) -
     again = client.get_executions(category="linear", limit=1)["result"]
     assert [r["execId"] for r in again["list"]] == [rows[0]["execId"]]  # stable ids, one page of one
     rest = client.get_executions(category="linear", limit=1, cursor=again["nextPageCursor"])["result"]
-    assert [r["execId"] for r in rest["list"]] == [rows[1]["execId"]] and rest["nextPageCursor"] == ""
+    assert [r["execId"] for r in rest["list"]] == [rows[1]["execId"]]
+    assert rest["nextPageCursor"] == ""
     assert client.get_executions(category="linear", orderLinkId="ax-h2")["result"]["list"] == []
 
 
@@ -142,7 +145,9 @@ def test_history_windows_cover_the_range_in_slices_of_at_most_7_days() -> None:
     day = 24 * 3600 * 1000
     windows = history_windows(0, None, 15 * day)
 
-    assert windows[0] == (0, 7 * day) and windows[-1] is not None and windows[-1][1] == 15 * day
+    assert windows[0] == (0, 7 * day)
+    assert windows[-1] is not None
+    assert windows[-1][1] == 15 * day
     assert all(w is not None and w[1] - w[0] <= HISTORY_WINDOW_MS for w in windows)
     assert len(windows) == 3
     assert history_windows(None, None, 15 * day) == [None]

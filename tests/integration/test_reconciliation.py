@@ -205,3 +205,43 @@ async def test_an_account_error_keeps_the_restores_halt(
     assert [e["account_id"] for e in report.errors]
     assert not report.halt_cleared
     assert (await trading_state(db)).halted is True
+
+
+async def test_a_position_the_database_thinks_open_is_recorded_closed_as_the_tracker_does(
+    db: Database, vault: KeyVault, paper_url: str, seeder: Seeder, signals: Signals, resumed: None
+) -> None:
+    user = await seeder.user(Prefs())
+    signal_id = await signals.insert("ETHUSDT")
+    await execute_pending(
+        executor_deps(db, vault, paper_url, worker="reconcile-pos"),
+        now=datetime.now(UTC),
+        signal_ids=[signal_id],
+    )
+    [row] = await order_rows(db, user_ids=[user.id])
+    # The restored database knew the order only as placed; meanwhile it filled and was closed by hand.
+    async with db.write(Caller.service()) as conn:
+        await conn.execute("update execution_orders set status = 'placed' where id = %s", (row["id"],))
+    session = user.session(paper_url)
+    session.place_order(
+        category="linear",
+        symbol="ETHUSDT",
+        side="Sell",
+        orderType="Market",
+        qty=str(row["qty"]),
+        reduceOnly=True,
+        orderLinkId="by-hand-close",
+    )
+    [close] = [o for o in await exchange_orders(paper_url, user) if o["orderLinkId"] == "by-hand-close"]
+    deps = ReconcileDeps(db=db, exchange=exchange_for(paper_url), vault=vault)
+
+    report = await reconcile(deps, since=None, user_ids=[user.id])
+
+    [after] = await order_rows(db, user_ids=[user.id])
+    assert report.errors == []
+    assert report.imported == []
+    assert after["status"] == "filled"
+    assert after["closed_at"] is not None
+    assert (after["close_reason"], after["exit_price"]) == ("Closed", Decimal(str(close["avgPrice"])))
+    assert report.tracker is not None
+    assert report.tracker.closed == 1
+    assert [o["order_link_id"] for o in report.foreign] == ["by-hand-close"]

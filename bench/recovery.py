@@ -97,9 +97,8 @@ def main() -> None:
             conn.execute(FILL_LOGS, {"user": user})
         started = time.monotonic()
         info = backup.take_backup(settings)
-        print(
-            f"base backup of {args.orders} orders: {time.monotonic() - started:.1f} s, {info.size_bytes / 2**20:.1f} MiB"
-        )
+        took, size = time.monotonic() - started, info.size_bytes / 2**20
+        print(f"base backup of {args.orders} orders: {took:.1f} s, {size:.1f} MiB")
 
         stop = threading.Event()
         writer = threading.Thread(target=_writer, args=(env, stop), daemon=True)

@@ -41,6 +41,7 @@ from lib.ops import backup, stack_runner
 from lib.ops.rebuild import rebuild
 from lib.services.execution.fanout import execute_pending
 from tests.integration.backup_drill import Drill, drill_server
+from tests.integration.cli_helpers import run_cli
 from tests.integration.execution_helpers import (
     PaperUser,
     Prefs,
@@ -179,6 +180,17 @@ def test_disaster_drill_loses_nothing_and_sends_nothing_twice(drill: Drill) -> N
     assert set(Counter(str(o["orderLinkId"]) for o in book).values()) == {1}
     assert sorted(o["orderId"] for o in book) == sorted(o["orderId"] for o in book_at_crash)
     assert drill.halt_history()[-2:] == [(True, "aitradex restore"), (False, "aitradex reconcile")]
+
+    # By hand, the command says the same: nothing left to import, foreign nothing, not halted.
+    again, _ = run_cli(drill.env, "reconcile", "--dry-run")
+    assert again.returncode == 0, again.stderr
+    assert "would import 0 order(s)" in again.stdout
+    assert "trading was not halted" in again.stdout
+    since = datetime.now(UTC).isoformat()
+    later, _ = run_cli(drill.env, "reconcile", "--since", since)
+    assert later.returncode == 0, later.stderr
+    assert f"since {since}" in later.stdout
+    assert "imported 0 order(s)" in later.stdout
 
     rpo = crashed - switched  # every commit after the last archived segment switch is lost
     print(

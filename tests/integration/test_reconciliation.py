@@ -17,9 +17,11 @@ import pytest
 
 from lib.crypto import KeyVault
 from lib.db.session import Caller, Database
+from lib.services.execution.exits import close_order_link_id, close_position
 from lib.services.execution.fanout import execute_pending
 from lib.services.execution.halt import set_trading_halted, trading_state
 from lib.services.reconciliation import RESTORE_HALT_BY, ReconcileDeps, reconcile
+from lib.services.tracking import track_orders
 from tests.integration.execution_helpers import (
     PaperUser,
     Prefs,
@@ -29,6 +31,7 @@ from tests.integration.execution_helpers import (
     exchange_orders,
     executor_deps,
     order_rows,
+    tracker_deps,
 )
 
 OPERATOR = Caller(
@@ -245,3 +248,41 @@ async def test_a_position_the_database_thinks_open_is_recorded_closed_as_the_tra
     assert report.tracker is not None
     assert report.tracker.closed == 1
     assert [o["order_link_id"] for o in report.foreign] == ["by-hand-close"]
+
+
+async def test_a_close_by_hand_the_database_lost_gets_its_claim_and_close_back(
+    db: Database, vault: KeyVault, paper_url: str, seeder: Seeder, signals: Signals, resumed: None
+) -> None:
+    user = await seeder.user(Prefs())
+    signal_id = await signals.insert("ETHUSDT")
+    now = datetime.now(UTC)
+    await execute_pending(
+        executor_deps(db, vault, paper_url, worker="reconcile-close"), now=now, signal_ids=[signal_id]
+    )
+    [row] = await order_rows(db, user_ids=[user.id])
+    tracker = tracker_deps(db, vault, paper_url)
+    await track_orders(tracker, now=now, user_ids=[user.id])
+    owner = Caller(role="authenticated", claims={"role": "authenticated", "sub": str(user.id)})
+    await close_position(tracker, owner, row["id"], now=now)
+    link = close_order_link_id(row["id"])
+    # The restored database had the filled entry, but neither the close claim nor the close.
+    async with db.write(Caller.service()) as conn:
+        await conn.execute(
+            "update execution_orders set close_order_link_id = null, close_requested_at = null, "
+            "closed_at = null, exit_price = null, close_reason = null, realized_pnl = null, exit_fee = null where id = %s",
+            (row["id"],),
+        )
+    [close] = [o for o in await exchange_orders(paper_url, user) if o["orderLinkId"] == link]
+    deps = ReconcileDeps(db=db, exchange=exchange_for(paper_url), vault=vault)
+
+    report = await reconcile(deps, since=None, user_ids=[user.id])
+
+    [after] = await order_rows(db, user_ids=[user.id])
+    assert report.errors == []
+    assert [c["order_link_id"] for c in report.closes_recovered] == [link]
+    assert report.foreign == []
+    assert report.imported == []
+    assert after["close_order_link_id"] == link
+    assert after["closed_at"] is not None
+    assert (after["close_reason"], after["exit_price"]) == ("Closed", Decimal(str(close["avgPrice"])))
+    assert await _recovered_events(db, [user.id]) == [row["id"]]

@@ -269,7 +269,8 @@ async def test_a_close_by_hand_the_database_lost_gets_its_claim_and_close_back(
     async with db.write(Caller.service()) as conn:
         await conn.execute(
             "update execution_orders set close_order_link_id = null, close_requested_at = null, "
-            "closed_at = null, exit_price = null, close_reason = null, realized_pnl = null, exit_fee = null where id = %s",
+            "closed_at = null, exit_price = null, close_reason = null, realized_pnl = null, exit_fee = null "
+            "where id = %s",
             (row["id"],),
         )
     [close] = [o for o in await exchange_orders(paper_url, user) if o["orderLinkId"] == link]

@@ -77,6 +77,10 @@ ORDER_REALTIME = "/v5/order/realtime"
 POSITION_LIST = "/v5/position/list"
 SET_LEVERAGE = "/v5/position/set-leverage"
 WALLET_BALANCE = "/v5/account/wallet-balance"
+ORDER_HISTORY = "/v5/order/history"
+EXECUTION_LIST = "/v5/execution/list"
+#: ``/v5/order/history`` and ``/v5/execution/list`` answer at most this window (startTime to endTime).
+HISTORY_WINDOW_MS = 7 * 24 * 3600 * 1000
 
 CATEGORIES: tuple[str, ...] = ("spot", "linear", "inverse", "option")
 #: Kline is not served for options.

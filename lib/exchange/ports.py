@@ -72,6 +72,29 @@ class OrderState:
     create_type: str
     created_ms: int
     reject_reason: str = ""
+    # What the order history adds (the reconciliation imports them): its SL/TP, whether it only closed,
+    # and when the exchange last changed it.
+    stop_loss: Decimal | None = None
+    take_profit: Decimal | None = None
+    reduce_only: bool = False
+    updated_ms: int = 0
+    category: str = "linear"
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionState:
+    """One fill (``/v5/execution/list``): how much of which order traded, at what price and fee."""
+
+    exec_id: str
+    order_id: str
+    order_link_id: str
+    symbol: str
+    side: str
+    qty: Decimal
+    price: Decimal
+    fee: Decimal
+    exec_ms: int
+    exec_type: str = "Trade"
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +133,23 @@ class TradingExchange(Protocol):
         ...
 
     async def position(self, creds: Credentials, category: str, symbol: str) -> PositionState | None: ...
+
+
+class HistoryExchange(TradingExchange, Protocol):
+    """A trading exchange that also answers for the past: every order and fill of an account since a
+    time (all pages), for the reconciliation after a restore."""
+
+    async def order_history(
+        self, creds: Credentials, category: str, *, since_ms: int | None, until_ms: int | None = None
+    ) -> list[OrderState]:
+        """Orders created since ``since_ms`` (None: the exchange's default window, Bybit's last 7 days)."""
+        ...
+
+    async def executions(
+        self, creds: Credentials, category: str, *, since_ms: int | None, until_ms: int | None = None
+    ) -> list[ExecutionState]:
+        """Fills since ``since_ms`` (None: the exchange's default window, Bybit's last 7 days)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

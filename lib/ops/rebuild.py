@@ -302,6 +302,29 @@ def rebuild(
         changed, detail, facts = stack_runner.ensure_running(settings, env)
         report.add("functions", changed, detail)
         emit()
+        if restore is not None:
+            _reconcile_step(report, settings, facts)
+            emit()
         _verify_step(report, settings, str(facts["api_url"]))
         emit()
+    elif restore is not None:
+        report.add(
+            "reconcile", False, "no stack started (--no-serve): run `aitradex reconcile` after `aitradex up`"
+        )
+        emit()
     return report
+
+
+def _reconcile_step(report: RebuildReport, settings: Settings, facts: Mapping[str, Any]) -> None:
+    """After ``--restore``: the reconciliation, once the stack (and its paper exchange) runs, halted."""
+    from lib.ops.reconcile import run_reconcile
+
+    paper_url = facts.get("paper_exchange_url")
+    done = run_reconcile(settings, since=None, paper_url=str(paper_url) if paper_url else None)
+    errors = f"; {len(done.errors)} error(s): trading stays halted" if done.errors else ""
+    report.add(
+        "reconcile",
+        bool(done.imported or done.closes_recovered or done.halt_cleared),
+        f"imported {len(done.imported)} order(s), {len(done.foreign)} foreign left alone{errors}; "
+        f"{done.halt_note}",
+    )

@@ -13,7 +13,12 @@ to the archive's end, and a target no later than the newest archived WAL. Then i
 5. starts the server and waits until it has promoted (a new timeline; archiving goes on);
 6. sets ``trading_halted`` in every database of the cluster: the restored database is older than the
    exchange, and nothing may trade until reconciliation has run (``aitradex trading resume``);
-7. applies pending migrations and starts the stack again.
+7. applies pending migrations and starts the stack again;
+8. runs the reconciliation (:mod:`lib.services.reconciliation`) on each database it started, which
+   clears the halt when it finishes without error. It runs after the stack has started, because the
+   paper exchange of a ``paper`` account is part of the stack; that is safe since the stack starts
+   with trading halted, so no executor places an order before reconciliation has finished.
+   Without a stack (``start_stack=False``: ``rebuild --restore`` starts it, then reconciles itself).
 
 When recovery fails (the server stops before promoting), the failed copy is moved to
 ``pgdata.failed-restore-<time>``, the original folder is put back and started, and the error says why.
@@ -47,15 +52,17 @@ from lib.ops.backup import (
     superuser_password,
     wal_dir,
 )
+from lib.services.reconciliation import RESTORE_HALT_BY
 from lib.stores import settings as settings_store
 
 RECOVERY_TIMEOUT_S = 600.0
 ARCHIVE_FLUSH_TIMEOUT_S = 30.0
 HALT_NOTE = (
-    "trading stays halted until reconciliation: `aitradex trading resume` once you have checked the "
-    "exchange's orders against the database"
+    "trading stays halted until the reconciliation has run: it clears the halt when it finishes without "
+    "an error (otherwise `aitradex reconcile`, then `aitradex trading resume` once you have checked the "
+    "exchange's orders against the database)"
 )
-HALT_BY = "aitradex restore"
+HALT_BY = RESTORE_HALT_BY  # what the reconciliation looks for before it clears the halt
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +92,8 @@ class RestoreReport:
     moved_aside: Path | None
     halted: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    #: Each started database's reconciliation: (database, cleared the halt, its report's lines).
+    reconciled: list[tuple[str, bool, list[str]]] = field(default_factory=list)
 
 
 def plan_restore(settings: Settings, target: datetime | None) -> RestorePlan:
@@ -199,10 +208,28 @@ def restore(
         say(f"applied {', '.join(applied)}")
     for name in dict.fromkeys([*stopped, *([settings.database.db_name] if start_stack else [])]):
         db_settings = load_settings({**env, "AITRADEX_DB_NAME": name})
-        _, detail, _ = stack_runner.ensure_running(db_settings, {**env, "AITRADEX_DB_NAME": name})
+        _, detail, facts = stack_runner.ensure_running(db_settings, {**env, "AITRADEX_DB_NAME": name})
         say(f"stack of {name}: {detail}")
+        report.reconciled.append(_reconcile(db_settings, name, facts, say))
     report.seconds = time.monotonic() - started
     return report
+
+
+def _reconcile(
+    settings: Settings, name: str, facts: Mapping[str, object], say: Announce
+) -> tuple[str, bool, list[str]]:
+    from lib.ops.reconcile import describe, run_reconcile
+
+    paper_url = facts.get("paper_exchange_url")
+    try:
+        done = run_reconcile(settings, since=None, paper_url=str(paper_url) if paper_url else None)
+    except AitradexError as exc:
+        say(f"reconciliation of {name} failed, trading stays halted: {exc.message}")
+        return name, False, [exc.message]
+    lines = describe(done)
+    for line in lines:
+        say(f"reconcile {name}: {line}")
+    return name, done.halt_cleared, lines
 
 
 def _move_aside(data_dir: Path, why: str) -> Path | None:

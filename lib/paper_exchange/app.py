@@ -27,6 +27,7 @@ from lib.paper_exchange.config import PaperExchangeConfig
 from lib.paper_exchange.controls import control_routes
 from lib.paper_exchange.engine import PaperEngine
 from lib.paper_exchange.faults import Fault
+from lib.paper_exchange.history import execution_list, order_history
 from lib.paper_exchange.instruments import CATEGORIES, instrument_info
 from lib.paper_exchange.json_body import BodyError, load_json_object
 from lib.paper_exchange.klines import DEFAULT_LIMIT, MAX_LIMIT, KlineQuery, build_klines, check_interval
@@ -350,6 +351,8 @@ def create_app(config: PaperExchangeConfig, *, engine: PaperEngine | None = None
         Route(bybit.POSITION_LIST, _private_endpoint(paper, position_list), methods=["GET"]),
         Route(bybit.SET_LEVERAGE, _private_endpoint(paper, set_leverage), methods=["POST"]),
         Route(bybit.WALLET_BALANCE, _private_endpoint(paper, wallet_balance), methods=["GET"]),
+        Route(bybit.ORDER_HISTORY, _private_endpoint(paper, order_history), methods=["GET"]),
+        Route(bybit.EXECUTION_LIST, _private_endpoint(paper, execution_list), methods=["GET"]),
         *control_routes(paper),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)

@@ -66,6 +66,15 @@ class Drill:
         assert row is not None
         return row[0]
 
+    def halt_history(self) -> list[tuple[bool, str]]:
+        """Every value ``trading_halted`` was given, oldest first, from the audit log: (halted, by)."""
+        with self.connect() as conn:
+            rows = conn.execute(
+                "select new_values -> 'value' from audit_log where table_name = 'app_settings' "
+                "and new_values ->> 'key' = 'trading_halted' order by id"
+            ).fetchall()
+        return [(v.get("halted") is True, str(v.get("by"))) for (v,) in rows if isinstance(v, dict)]
+
     def switch_and_wait_archived(self, timeout_s: float = 30.0) -> None:
         """``pg_switch_wal()``, then wait (bounded) until that segment is in the archive."""
         with self.connect() as conn:

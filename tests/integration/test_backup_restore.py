@@ -65,7 +65,9 @@ def test_restore_latest_keeps_every_archived_commit_halts_trading_and_starts_the
 
     assert result.returncode == 0, result.stderr
     assert drill.rows() == ["first", "third"]  # "second" was left behind on the older timeline
-    assert drill.trading_halted() is True
+    # Halted by the restore, then (no account had an error) cleared by the reconciliation it ran.
+    assert drill.halt_history()[-2:] == [(True, "aitradex restore"), (False, "aitradex reconcile")]
+    assert f"reconcile {DRILL_DB}: the restore's halt is cleared" in result.stdout
     assert HALT_NOTE in result.stdout
     assert "aitradex trading resume" in result.stdout
     assert f"stack of {DRILL_DB}: started" in result.stdout

@@ -1,0 +1,139 @@
+"""RTO and RPO of a disaster on a database holding ``--orders`` real ``execution_orders`` rows (100,000).
+
+It builds a server of its own in a temporary folder (as ``bench/backup.py`` does), creates one user and
+fills ``execution_orders`` (and one ``trade_logs`` row each) with closed orders, takes a base backup, then
+keeps committing (a writer inserts a timestamped row every 20 ms for ``--write-seconds``, default 75 s,
+longer than ``archive_timeout``) and, while it still writes, SIGKILLs the server and deletes its data
+folder. Then ``rebuild --restore latest`` with the stack: restore, migrations, the stack started with
+trading halted, the reconciliation (which clears the halt), diagnostics.
+
+- RTO: the time from the start of the rebuild to a healthy, reconciled stack.
+- RPO: the time between the newest restored commit of the writer and the kill.
+
+The loss window comes from ``archive_command`` with ``archive_timeout`` = 60 s: RPO is at most 60 s,
+and typically the time since the last segment switch. WAL streaming (``pg_receivewal``) is not
+implemented, so the issue's RPO goal of under 1 s is not met; this bench prints what is.
+
+Run: .venv/bin/python bench/recovery.py [--orders N] [--write-seconds S].
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+
+from lib.config import load_settings
+from lib.db import archive
+from lib.db.target import embedded_server
+from lib.local_state import all_services
+from lib.ops import backup, stack_runner
+from lib.ops.rebuild import rebuild
+from lib.services.auth.users import create_local_user
+
+FILL_ORDERS = """
+insert into execution_orders (user_id, symbol, category, side, order_type, qty, leverage, order_link_id,
+  exchange_order_id, status, filled_qty, avg_fill_price, fee, environment, requested_at, placed_at,
+  filled_at, closed_at, exit_price, close_reason, realized_pnl)
+select %(user)s, 'BTCUSDT', 'linear', case when g %% 2 = 0 then 'Buy' else 'Sell' end, 'Market',
+       0.01, 2, 'ax-' || md5(g::text), md5(g::text), 'filled', 0.01, 40000 + g %% 1000, 0.22, 'paper',
+       now() - g * interval '1 minute', now() - g * interval '1 minute', now() - g * interval '1 minute',
+       now() - g * interval '1 minute' + interval '30 minutes', 40100 + g %% 1000, 'TakeProfit', 0.56
+from generate_series(1, %(n)s) g
+"""
+FILL_LOGS = """
+insert into trade_logs (user_id, order_id, event, message)
+select user_id, id, 'order_placed', 'bench' from execution_orders where user_id = %(user)s
+"""
+
+
+def _connect(env: dict[str, str]) -> psycopg.Connection:
+    settings = load_settings(env)
+    password = settings.database.embedded_superuser_password
+    assert password is not None
+    url = embedded_server(settings).admin_url(password.reveal(), settings.database.db_name)
+    return psycopg.connect(url, autocommit=True, connect_timeout=5)
+
+
+def _writer(env: dict[str, str], stop: threading.Event) -> None:
+    """Commit a timestamped row every 20 ms until stopped or the server is gone."""
+    try:
+        with _connect(env) as conn:
+            conn.execute("create table if not exists bench_commits (id bigserial primary key, t timestamptz)")
+            while not stop.is_set():
+                conn.execute("insert into bench_commits (t) values (clock_timestamp())")
+                time.sleep(0.02)
+    except psycopg.Error:
+        return  # the kill
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--orders", type=int, default=100_000)
+    parser.add_argument("--write-seconds", type=float, default=75.0)
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="aitradex-bench-recovery-"))
+    state = root / "state"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("AITRADEX_") and k != "DATABASE_URL"},
+        "AITRADEX_STATE_DIR": str(state),
+        "AITRADEX_DB_NAME": "bench",
+        "AITRADEX_BACKUP_DIR": str(root / "backups"),
+        "AITRADEX_BACKUP_INTERVAL_HOURS": "0",
+    }
+    try:
+        rebuild(env=env, serve=False)
+        settings = load_settings(env)
+        with _connect(env) as conn:
+            user = create_local_user(conn, "bench-recovery@bench.local", settings.jwt_secret.reveal()).id
+            conn.execute(FILL_ORDERS, {"user": user, "n": args.orders})
+            conn.execute(FILL_LOGS, {"user": user})
+        started = time.monotonic()
+        info = backup.take_backup(settings)
+        took, size = time.monotonic() - started, info.size_bytes / 2**20
+        print(f"base backup of {args.orders} orders: {took:.1f} s, {size:.1f} MiB")
+
+        stop = threading.Event()
+        writer = threading.Thread(target=_writer, args=(env, stop), daemon=True)
+        writer.start()
+        time.sleep(args.write_seconds)  # the bench's workload duration, not a wait for a condition
+        os.kill(int((state / "pgdata" / "postmaster.pid").read_text().split()[0]), signal.SIGKILL)
+        killed = time.time()
+        stop.set()
+        writer.join(timeout=10)
+        shutil.rmtree(state / "pgdata")
+
+        started = time.monotonic()
+        report = rebuild(env=env, restore="latest")
+        rto = time.monotonic() - started
+        with _connect(env) as conn:
+            orders = conn.execute("select count(*) from execution_orders").fetchone()[0]  # type: ignore[index]
+            newest = conn.execute("select extract(epoch from max(t)) from bench_commits").fetchone()[0]  # type: ignore[index]
+        reconciled = next((s.detail for s in report.steps if s.name == "reconcile"), "no reconcile step")
+        print(
+            f"disaster (SIGKILL, data folder deleted) -> rebuild --restore latest (stack, reconciliation): "
+            f"RTO {rto:.1f} s (goal < 60 s), {orders} orders back (expected {args.orders})"
+        )
+        print(f"reconcile: {reconciled}")
+        rpo = killed - float(newest) if newest is not None else float("nan")
+        print(
+            f"RPO {rpo:.2f} s of commits lost "
+            f"(archive_command + archive_timeout {archive.ARCHIVE_TIMEOUT_S} s: "
+            "at most 60 s; WAL streaming with pg_receivewal is not implemented, so < 1 s is not claimed)"
+        )
+    finally:
+        for name in all_services(state):
+            stack_runner.stop_recorded(state, name)
+        embedded_server(load_settings(env)).stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

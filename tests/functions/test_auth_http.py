@@ -131,13 +131,21 @@ def test_a_body_that_is_not_json_is_refused_in_gotrues_shape(auth: httpx.Client)
     assert response.json()["error_code"] == "bad_json"
 
 
+def _fresh_subnet() -> str:
+    """A /24 in 10.0.0.0/8 (as ``10.a.b``) that no other test, nor an earlier run inside the limit's
+    window, used: the per-address counters live in the shared database, so a reused address would
+    start the test half spent."""
+    a, b = uuid.uuid4().bytes[:2]
+    return f"10.{a}.{b}"
+
+
 def test_a_sign_in_is_counted_under_the_peer_not_an_untrusted_forwarded_for(
     auth_limited_url: str, anon_key: str
 ) -> None:
     # The limited server trusts 127.0.0.1 as a proxy; a caller can still not spread over addresses
     # beyond what the proxy says: its own X-Forwarded-For entry is the one counted (the last hop's).
     client = httpx.Client(base_url=auth_limited_url + "/auth/v1", headers={"apikey": anon_key}, timeout=30)
-    address = f"192.0.2.{uuid.uuid4().int % 254 + 1}"
+    address = f"{_fresh_subnet()}.1"
     statuses = [
         client.post(
             "/token?grant_type=password",
@@ -156,13 +164,14 @@ def test_two_workers_share_the_limits_through_postgres(
     # Two servers (as two workers would be), 12 attempts at once for one email: the per-email limit is 3,
     # and only the database's one-statement upsert can keep the count exact across both.
     email = _email()
+    base = _fresh_subnet()
 
     def attempt(n: int) -> int:
         url = (auth_limited_url, settings_for_second_worker)[n % 2]
         response = httpx.post(
             url + "/auth/v1/token?grant_type=password",
             json={"email": email, "password": "wrong horse 1"},
-            headers={"apikey": anon_key, "X-Forwarded-For": f"192.0.2.{n + 1}"},
+            headers={"apikey": anon_key, "X-Forwarded-For": f"{base}.{n + 1}"},
             timeout=30,
         )
         return response.status_code

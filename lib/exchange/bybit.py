@@ -84,6 +84,10 @@ KLINE_CATEGORIES: tuple[str, ...] = ("spot", "linear", "inverse")
 KLINE_MAX_LIMIT = 1000
 #: instruments-info pages hold at most this many entries (spot ignores paging and returns all).
 INSTRUMENTS_PAGE_LIMIT = 1000
+#: Bybit's HTTP limit per source IP, over every endpoint: this many requests...
+IP_LIMIT_REQUESTS = 600
+#: ...within a window of this many seconds (past it: HTTP 403 "access too frequent" and a ban).
+IP_LIMIT_WINDOW_S = 5.0
 #: Bybit bans for "at least 10 minutes" after a 403.
 DEFAULT_BAN_COOLDOWN_S = 600.0
 #: When a rate-limited window frees a slot again (epoch ms), sent with every signed answer and a 10006.

@@ -22,11 +22,12 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 
 from lib.errors import ConfigError
+from lib.exchange import bybit
 
 #: Bybit's documented HTTP limit per IP: this many requests...
-BYBIT_IP_LIMIT = 600
+BYBIT_IP_LIMIT = bybit.IP_LIMIT_REQUESTS
 #: ...in any window of this many seconds.
-BYBIT_IP_WINDOW_S = 5.0
+BYBIT_IP_WINDOW_S = bybit.IP_LIMIT_WINDOW_S
 #: The share of the budget a limiter keeps to unless told otherwise.
 DEFAULT_SHARE = 0.5
 

@@ -25,7 +25,7 @@ from lib.paper_exchange.instruments import Instrument, derive_instrument
 from lib.paper_exchange.market import MarketData, load_market
 from lib.paper_exchange.models import Account, BookState, Order
 from lib.paper_exchange.order_request import OrderRequest
-from lib.paper_exchange.ratelimit import AccountRateLimiter
+from lib.paper_exchange.ratelimit import AccountRateLimiter, IpRateLimiter
 
 logger = logging.getLogger("aitradex.paper_exchange")
 
@@ -77,7 +77,10 @@ class PaperEngine:
             state, self.market, self.instruments, Fees(config.taker_fee_rate, config.maker_fee_rate)
         )
         self.faults = FaultInjector(config.seed)
-        self.limiter = AccountRateLimiter()
+        self.limiter = AccountRateLimiter(config.limits)
+        self.ip_limiter = IpRateLimiter(config.limits)
+        #: Bybit requests answered (or refused) per path, for ``GET /_paper/stats``.
+        self.requests: dict[str, int] = {}
         if saved is None:
             self.save()
 
@@ -151,6 +154,20 @@ class PaperEngine:
             "end_ms": self.clock.max_ms,
             "candle_ms": FIVE_MINUTES_MS,
             "at_end": t >= self.clock.max_ms,
+        }
+
+    def stats(self) -> dict[str, Any]:
+        """The counters ``GET /_paper/stats`` shows (since this exchange started)."""
+        book = self.book.state
+        return {
+            "requests": dict(sorted(self.requests.items())),
+            "ip_bans": self.ip_limiter.bans,
+            "ip_refused_403": self.ip_limiter.refused,
+            "rate_limited_10006": self.limiter.refused,
+            "orders_by_account": {
+                account_id: sum(1 for o in account.order_ids if book.orders[o].order_link_id)
+                for account_id, account in book.accounts.items()
+            },
         }
 
     # ---------------------------------------------------------------------------------------- accounts

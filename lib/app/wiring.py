@@ -98,10 +98,13 @@ def executor_deps(services: Services, *, worker: str) -> ExecutorDeps:
         filters=filters,
         worker=worker,
         account_limiters=services.account_limiters,
+        wallets=services.wallets,
         market_now=market_now(services),
     )
 
 
 def tracker_deps(services: Services) -> TrackerDeps:
     """The order tracker's dependencies, from the process's services."""
-    return TrackerDeps(db=services.db, exchange=services.exchange, vault=services.vault)
+    return TrackerDeps(
+        db=services.db, exchange=services.exchange, vault=services.vault, wallets=services.wallets
+    )

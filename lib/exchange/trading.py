@@ -61,7 +61,7 @@ from lib.errors import (
     RateLimited,
 )
 from lib.exchange import bybit
-from lib.exchange.bybit import AUTH_RET_CODES, DEFAULT_BAN_COOLDOWN_S, LEVERAGE_NOT_MODIFIED
+from lib.exchange.bybit import AUTH_RET_CODES, DEFAULT_BAN_COOLDOWN_S
 from lib.exchange.ports import (
     Credentials,
     OrderRequest,
@@ -356,7 +356,7 @@ class PybitExchange:
                 sellLeverage=str(leverage),
             )
         except ExchangeRejected as exc:
-            if exc.ret_code != LEVERAGE_NOT_MODIFIED:
+            if not bybit.already_done(bybit.SET_LEVERAGE, exc.ret_code):
                 raise
 
     async def place_order(self, creds: Credentials, order: OrderRequest) -> str:

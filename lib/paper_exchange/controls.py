@@ -1,6 +1,7 @@
 """The paper exchange's local ``/_paper`` controls: the replay clock, the injected faults, new accounts,
 and the request counters (``GET /_paper/stats``: requests per path, 403s and bans, 10006s, and each
-account's orders that carry an ``orderLinkId``, which is how a bench counts duplicates on the book).
+account's orders that carry an ``orderLinkId`` per symbol, which is how a bench counts duplicates on
+the book).
 
 They answer plain JSON (not Bybit's envelope), only to loopback clients; errors are
 ``{"error": {"code", "message", "details"}}`` with the error's HTTP status. Their one client is

@@ -35,6 +35,16 @@ def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def _link_orders_by_symbol(book: BookState, account: Account) -> dict[str, int]:
+    """The account's orders that carry an ``orderLinkId`` (the ones a client sent), per symbol."""
+    counts: dict[str, int] = {}
+    for order_id in account.order_ids:
+        order = book.orders[order_id]
+        if order.order_link_id:
+            counts[order.symbol] = counts.get(order.symbol, 0) + 1
+    return counts
+
+
 class PaperEngine:
     """The paper exchange's state and behaviour, driven by the HTTP app (or directly by tests)."""
 
@@ -165,7 +175,7 @@ class PaperEngine:
             "ip_refused_403": self.ip_limiter.refused,
             "rate_limited_10006": self.limiter.refused,
             "orders_by_account": {
-                account_id: sum(1 for o in account.order_ids if book.orders[o].order_link_id)
+                account_id: _link_orders_by_symbol(book, account)
                 for account_id, account in book.accounts.items()
             },
         }

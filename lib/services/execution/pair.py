@@ -229,7 +229,7 @@ async def send(
     deadline = time.monotonic() + ORDER_WINDOW.total_seconds()
     run.used_accounts.add(account_id)
     try:
-        await _ensure_leverage(run, account_id, creds, symbol, leverage)
+        await ensure_leverage(run, account_id, creds, symbol, leverage)
     except ExchangeError as exc:
         if not exc.retryable:
             reason = f"leverage not set: {exc.message}"
@@ -297,7 +297,7 @@ async def send(
     return OrderOutcome(user_id, "unknown", link_id, reason=sent.error.code if sent.error else "")
 
 
-async def _ensure_leverage(
+async def ensure_leverage(
     run: Run, account_id: UUID, creds: Credentials, symbol: str, leverage: int
 ) -> None:
     """Set the account's leverage for ``symbol`` unless the shared memo says it already is; remember it.

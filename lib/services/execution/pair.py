@@ -297,9 +297,7 @@ async def send(
     return OrderOutcome(user_id, "unknown", link_id, reason=sent.error.code if sent.error else "")
 
 
-async def ensure_leverage(
-    run: Run, account_id: UUID, creds: Credentials, symbol: str, leverage: int
-) -> None:
+async def ensure_leverage(run: Run, account_id: UUID, creds: Credentials, symbol: str, leverage: int) -> None:
     """Set the account's leverage for ``symbol`` unless the shared memo says it already is; remember it.
 
     110043 ("leverage not modified") is success: the exchange already has it (``bybit.already_done``).

@@ -53,8 +53,8 @@ class PauseTooLong(Exception):
 class RateLimiter:
     """At most ``capacity`` grants in any ``window_s`` seconds, and no grant while paused.
 
-    ``share=None`` disables the window (for the local paper exchange, which has no limit); explicit
-    pauses still hold, because a pause records something the server said.
+    ``share=None`` disables the window (a client that must not be held back, such as a test of the
+    exchange's own limit); explicit pauses still hold, because a pause records something the server said.
     """
 
     def __init__(

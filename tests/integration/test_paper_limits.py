@@ -25,7 +25,11 @@ import pytest
 
 from lib.crypto import KeyVault
 from lib.db.session import Caller, Database
+from lib.errors import IpBanned
+from lib.exchange.ports import Credentials
+from lib.exchange.rate_limit import RateLimiter
 from lib.exchange.signing import signed_headers
+from lib.exchange.trading import PybitExchange
 from lib.ops.stack_replay import stack_symbols
 from lib.paper_exchange import PaperExchangeConfig, create_paper_account, running_paper_exchange
 from lib.paper_exchange.client import PaperControls
@@ -173,3 +177,23 @@ async def test_the_executor_meets_a_real_10006_and_retries_with_the_same_order_l
 
 async def _stats(url: str) -> dict[str, Any]:
     return await asyncio.to_thread(lambda: PaperControls(url).stats())
+
+
+async def test_a_403_pauses_every_signed_call_of_the_process_instead_of_retrying_into_the_ban() -> None:
+    limits = ExchangeLimits(ip_requests=3, ip_window_s=60.0, ip_ban_s=60.0)
+    config = PaperExchangeConfig(symbols=stack_symbols(), state_path=None, port=0, limits=limits)
+    with running_paper_exchange(config) as url:
+        account = await asyncio.to_thread(create_paper_account, url)
+        creds = Credentials("paper", account.api_key, account.api_secret)
+        limiter = RateLimiter(share=None)
+        exchange = PybitExchange(paper_url=url, limiter=limiter, max_pause_wait_s=1.0)
+        for _ in range(3):
+            await exchange.wallet_balance(creds)
+        with pytest.raises(IpBanned):
+            await exchange.wallet_balance(creds)
+        assert limiter.pause_remaining() > 50
+        sent = (await _stats(url))["requests"]
+        with pytest.raises(IpBanned):
+            await exchange.wallet_balance(creds)
+        # Refused before it left the process: the exchange saw nothing more.
+        assert (await _stats(url))["requests"] == sent

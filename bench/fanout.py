@@ -236,8 +236,10 @@ async def warm_caches(deps: ExecutorDeps, keys: dict[str, Credentials], accounts
         async with gate:
             await run.wallet(accounts[user_id], keys[user_id])
 
-    await asyncio.gather(*(leverage(u) for u in keys))
-    await asyncio.gather(*(wallet(u) for u in keys))
+    # In the fan-out's order (eligible targets come by user id), so each wallet is about as old as the
+    # warm-up's wallet pass lasts when its order is sent.
+    await asyncio.gather(*(leverage(u) for u in sorted(keys)))
+    await asyncio.gather(*(wallet(u) for u in sorted(keys)))
 
 
 def cpu_seconds(paper_pid: int) -> dict[str, float]:

@@ -20,8 +20,11 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+import pytest
+
 from lib.crypto import KeyVault
 from lib.db.session import Caller, Database
+from lib.errors import Forbidden
 from lib.exchange import bybit
 from lib.exchange.access import MarketAccess
 from lib.exchange.ports import Credentials, WalletBalance
@@ -255,3 +258,22 @@ def test_a_cached_wallet_expires_after_its_ttl() -> None:
     assert cache.get(account) == wallet
     now[0] += 0.1
     assert cache.get(account) is None
+
+
+@pytest.mark.parametrize("who", ["anon", "user"])
+async def test_the_leverage_memo_is_the_services_alone(
+    db: Database, vault: KeyVault, paper_url: str, seeder: Seeder, signals: Signals, who: str
+) -> None:
+    user = await seeder.user(Prefs(leverage=LEVERAGE))
+    signal_id = await signals.insert(SYMBOL)
+    deps = fresh_deps(db, vault, paper_url)
+    await deps.filters("linear", "paper")
+    await execute_pending(deps, now=datetime.now(UTC), signal_ids=[signal_id])
+    account = (await account_ids(db, [user]))[user.id]
+    assert await memo_rows(db, [account]) == {account: LEVERAGE}  # the row is there, for the service
+    caller = (
+        Caller.anon() if who == "anon" else Caller.from_claims({"role": "authenticated", "sub": str(user.id)})
+    )
+    with pytest.raises(Forbidden):
+        async with db.read(caller) as conn:
+            await conn.execute("select * from exchange_leverage_memo where account_id = %s", (account,))

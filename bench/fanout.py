@@ -1,40 +1,42 @@
-"""One signal fanned out to many paper users, database included: how fast does the executor place orders?
+"""One signal fanned out to many paper users, database included, inside Bybit's limits: how fast, and how many
+exchange calls per order?
 
 What it does, in order:
 
 1. starts a paper exchange in its own process (state in memory, clock frozen, access log off), so its
-   CPU is not this process's GIL;
+   CPU is not this process's GIL. It enforces Bybit's limits (600 requests per 5 s per source address,
+   then a 403 ban; 10 creates per second per account, then 10006) unless ``--no-limits``;
 2. seeds N users the real way and times it separately: ``auth.users`` rows, a funded paper account
    each, keys checked and stored encrypted by ``lib.services.accounts.connect_account``, preference rows with
    auto-trade on (``quantum_ai`` on the 720-minute timeframe, which nobody else's defaults select);
-3. inserts one LONG signal at the exchange's current price and warms the instruments cache (a cached
-   filter read is what every executor run after the first one sees);
-4. runs ``execute_pending`` for that signal only, on uvloop as the functions server does, timing the
-   whole run and, per order, the time from the start of the run (the claim is its first statement) to
-   the exchange's acknowledgement of the order;
-5. prints the figures with the rows by status (every user should have one ``placed`` row) and the CPU
-   time each process spent, then deletes its users again (cascading to their accounts, preferences,
-   orders and logs).
+   every client of the process (seeding, market data, the executor) shares one IP budget at the
+   deployment's share (``--share``, default 50 %), as one host does;
+3. **cold run**: one LONG signal of SOLUSDT at the exchange's current price, ``execute_pending`` for it
+   only (on uvloop, as the functions server runs it), with nothing cached: wallet, leverage and create
+   per order;
+4. **warm run** (unless ``--no-warm``): what earlier signals leave behind (leverage set and in the
+   shared memo, each wallet read within the cache's TTL), then one LONG signal of ETHUSDT, timed the
+   same way. That is the steady state of the per-order budget; the warm-up's own calls are printed apart;
+5. prints one JSON object per run: ``hosts``, ``users``, ``total_s``, ``orders_per_s``, ``ack_ms_p50`` and
+   ``ack_ms_p95`` (from the start of the run to the exchange's acknowledgement), and, counted on the
+   exchange itself (``GET /_paper/stats``): ``exchange_calls_per_order`` (every request it received
+   during the run over the orders placed), ``rate_limited_10006``, ``bans_403`` and ``duplicates``
+   (entry orders beyond one per account on the signal's symbol), with the rows by status and the CPU
+   each process spent; then deletes its users again (cascading to their accounts, preferences, orders,
+   logs and leverage memo).
 
-Run: .venv/bin/python bench/fanout.py [--users 1000] [--concurrency N] [--threads 32] [--profile FILE]
-The database is the one ``AITRADEX_DB_NAME`` names (default: the demo's); the stack's database must be up.
-It is a benchmark, not a test: it prints figures and asserts nothing.
+Run: .venv/bin/python bench/fanout.py [--users 1000] [--share 0.5] [--no-limits] [--no-warm]
+[--concurrency N] [--threads 32] [--profile FILE]. The database is the one ``AITRADEX_DB_NAME`` names
+(default: the demo's); the stack's database must be up. It is a benchmark, not a test: it prints
+figures and asserts nothing. Every load loop is bounded (one signal per run) and all traffic goes to
+127.0.0.1.
 
-Measured on this 2-core machine with other test suites running beside it (load average 2-3), 1,000
-users, back to back (seeding, not included below, took 9-11 s):
+Inside the limits, one host's share (300 requests per 5 s) is the ceiling: about 60 calls per second,
+so 20 orders per second cold (three calls each) and 60 warm (one each). Figures: README, "Measured".
 
-| executor | orders/s | ack p50 | ack p95 | CPU s: executor / exchange / postgres |
-|---|---|---|---|---|
-| before | 54-57 | 8.3-8.8 s | 16.5-17.4 s | 16.0-16.9 / 3.3 / 4.1-4.3 |
-| after | 235-244 | 2.2-2.3 s | 3.9-4.1 s | 3.5-3.9 / 1.3-1.4 / 0.7 |
-
-Before: one transaction per write (about seven per order), a requests session per account, a look-up
-after every order. After: grouped writes, one urllib3 transport under every pybit session, no look-up
-unless the exchange answered 110072.
-
-Three signed calls per order remain (wallet, leverage, create) and set the floor: about 0.65 ms of
-client CPU each in the executor and 0.45 ms each in the paper exchange. "ack" is measured from the start
-of the run, so the p50 of a 1,000-order fan-out is mostly the queue in front of each order.
+Before the limits (``--no-limits``), measured on this 2-core machine with other suites beside it, 1,000
+users: 235-244 orders/s, ack p50 2.2-2.3 s, p95 3.9-4.1 s, after grouping the writes and one urllib3
+transport under every pybit session (54-57 orders/s before that).
 """
 
 from __future__ import annotations
@@ -65,25 +67,35 @@ from lib.db.session import Caller, Database
 from lib.db.target import admin_connection, database_target
 from lib.exchange.access import MarketAccess
 from lib.exchange.ports import Credentials, OrderRequest, TradingExchange
+from lib.exchange.rate_limit import DEFAULT_SHARE, RateLimiter
 from lib.exchange.trading import PybitExchange
 from lib.paper_exchange import create_paper_account_async
+from lib.paper_exchange.client import AsyncPaperControls
 from lib.services.accounts import connect_account
 from lib.services.auth.users import create_local_user
 from lib.services.execution.deps import ExecutorDeps, outcomes_summary
 from lib.services.execution.fanout import execute_pending
+from lib.services.execution.pair import ensure_leverage
+from lib.services.execution.run import Run
 from lib.services.instruments.cache import get_filters
 
-SYMBOL = "ETHUSDT"
+#: The cold run's signal (nothing cached) and the warm run's (leverage memo'd, wallets cached).
+COLD_SYMBOL = "SOLUSDT"
+WARM_SYMBOL = "ETHUSDT"
+LEVERAGE = 2
 ALGORITHM = "quantum_ai"
 TIMEFRAME = "720"
 ENVIRONMENTS = ("mainnet", "testnet", "demo")
 
 
-def serve_paper_exchange() -> None:
-    """Child mode: run a paper exchange, print its URL, serve until stdin closes."""
+def serve_paper_exchange(limits_on: bool) -> None:
+    """Child mode: run a paper exchange (Bybit's limits on unless told), print its URL, serve until stdin
+    closes."""
     from lib.paper_exchange import PaperExchangeConfig, running_paper_exchange
+    from lib.paper_exchange.ratelimit import ExchangeLimits
 
-    with running_paper_exchange(PaperExchangeConfig(state_path=None, port=0)) as url:
+    limits = ExchangeLimits() if limits_on else ExchangeLimits.off()
+    with running_paper_exchange(PaperExchangeConfig(state_path=None, port=0, limits=limits)) as url:
         print(url, flush=True)
         sys.stdin.read()
 
@@ -113,6 +125,10 @@ class TimedExchange:
         self.acks.append(time.perf_counter())
         return order_id
 
+    async def cancel_order(self, creds: Credentials, category: str, symbol: str, order_link_id: str) -> None:
+        self._count("cancel_order")
+        await self.inner.cancel_order(creds, category, symbol, order_link_id)
+
     async def find_order(self, creds: Credentials, category: str, symbol: str, order_link_id: str) -> Any:
         self._count("find_order")
         return await self.inner.find_order(creds, category, symbol, order_link_id)
@@ -135,13 +151,14 @@ async def seed_users(
     n: int,
     run: str,
     jwt_secret: str,
-) -> list[str]:
-    """N users with a connected paper account and auto-trade preferences; returns their ids."""
+) -> dict[str, Credentials]:
+    """N users with a connected paper account and auto-trade preferences; their keys by user id."""
     with admin.transaction():
         user_ids = [
             create_local_user(admin, f"bench-fanout-{run}-{i}@bench.local", jwt_secret).id for i in range(n)
         ]
     gate = asyncio.Semaphore(32)
+    keys: dict[str, Credentials] = {}
     async with httpx.AsyncClient(timeout=30) as client:
 
         async def connect(user_id: str) -> None:
@@ -150,23 +167,24 @@ async def seed_users(
                 caller = Caller(role="authenticated", claims={"role": "authenticated", "sub": user_id})
                 creds = Credentials("paper", account.api_key, account.api_secret)
                 await connect_account(db, vault, exchange, caller, user_id, creds)
+                keys[user_id] = creds
 
         await asyncio.gather(*(connect(u) for u in user_ids))
     async with db.write(Caller.service()) as conn:
         await conn.execute(
             "insert into trading_preferences (user_id, auto_trade_enabled, algorithms, timeframes, "
             "min_score, risk_per_trade_pct, max_position_usd, leverage, max_open_positions) "
-            "select u, true, %s, %s, 80, 1, 1000, 2, 5 from unnest(%s::uuid[]) u",
-            ([ALGORITHM], [TIMEFRAME], user_ids),
+            "select u, true, %s, %s, 80, 1, 1000, %s, 5 from unnest(%s::uuid[]) u",
+            ([ALGORITHM], [TIMEFRAME], LEVERAGE, user_ids),
         )
-    return user_ids
+    return keys
 
 
-async def insert_signal(db: Database, paper_url: str, now: datetime) -> UUID:
+async def insert_signal(db: Database, paper_url: str, now: datetime, symbol: str) -> UUID:
     async with httpx.AsyncClient(timeout=10) as client:
         body = (
             await client.get(
-                f"{paper_url}/v5/market/tickers", params={"category": "linear", "symbol": SYMBOL}
+                f"{paper_url}/v5/market/tickers", params={"category": "linear", "symbol": symbol}
             )
         ).json()
     price = Decimal(body["result"]["list"][0]["lastPrice"])
@@ -177,7 +195,7 @@ async def insert_signal(db: Database, paper_url: str, now: datetime) -> UUID:
                 "entry_price, stop_loss, take_profit, atr, bar_time, expires_at) "
                 "values (%s, %s, 'LONG', %s, 95, 0.9, %s, %s, %s, %s, %s, %s) returning id",
                 (
-                    SYMBOL,
+                    symbol,
                     TIMEFRAME,
                     ALGORITHM,
                     price,
@@ -191,6 +209,37 @@ async def insert_signal(db: Database, paper_url: str, now: datetime) -> UUID:
         ).fetchone()
     assert row is not None
     return UUID(str(row["id"]))
+
+
+async def account_ids(db: Database, user_ids: list[str]) -> dict[str, UUID]:
+    """Each user's trading account id."""
+    async with db.read(Caller.service()) as conn:
+        rows = await (
+            await conn.execute(
+                "select user_id, id from user_trading_accounts where user_id = any(%s::uuid[])", (user_ids,)
+            )
+        ).fetchall()
+    return {str(r["user_id"]): UUID(str(r["id"])) for r in rows}
+
+
+async def warm_caches(deps: ExecutorDeps, keys: dict[str, Credentials], accounts: dict[str, UUID]) -> None:
+    """What earlier signals leave behind: leverage set and in the shared memo, then each wallet read
+    through the executor's cache (within its TTL when the signal comes)."""
+    run = Run(deps, datetime.now(UTC))
+    gate = asyncio.Semaphore(deps.concurrency)
+
+    async def leverage(user_id: str) -> None:
+        async with gate:
+            await ensure_leverage(run, accounts[user_id], keys[user_id], WARM_SYMBOL, LEVERAGE)
+
+    async def wallet(user_id: str) -> None:
+        async with gate:
+            await run.wallet(accounts[user_id], keys[user_id])
+
+    # In the fan-out's order (eligible targets come by user id), so each wallet is about as old as the
+    # warm-up's wallet pass lasts when its order is sent.
+    await asyncio.gather(*(leverage(u) for u in sorted(keys)))
+    await asyncio.gather(*(wallet(u) for u in sorted(keys)))
 
 
 def cpu_seconds(paper_pid: int) -> dict[str, float]:
@@ -214,6 +263,84 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+def exchange_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """What the exchange counted between two ``/_paper/stats``: requests per path, 403s, 10006s."""
+    paths = set(before["requests"]) | set(after["requests"])
+    requests = {
+        p: after["requests"].get(p, 0) - before["requests"].get(p, 0)
+        for p in sorted(paths)
+        if after["requests"].get(p, 0) != before["requests"].get(p, 0)
+    }
+    return {
+        "requests": requests,
+        "bans_403": after["ip_refused_403"] - before["ip_refused_403"],
+        "rate_limited_10006": after["rate_limited_10006"] - before["rate_limited_10006"],
+    }
+
+
+def duplicates(stats: dict[str, Any], symbol: str) -> int:
+    """Entry orders beyond one per account on ``symbol`` (every account here gets one signal of it)."""
+    return sum(max(0, by_symbol.get(symbol, 0) - 1) for by_symbol in stats["orders_by_account"].values())
+
+
+async def timed_run(
+    args: argparse.Namespace,
+    db: Database,
+    deps: ExecutorDeps,
+    controls: AsyncPaperControls,
+    paper_pid: int,
+    symbol: str,
+    phase: str,
+) -> dict[str, Any]:
+    """One signal of ``symbol`` fanned out to every bench user, timed; the figures as a dict."""
+    assert isinstance(deps.exchange, TimedExchange)
+    deps.exchange.acks.clear()
+    signal_id = await insert_signal(db, controls.base_url, datetime.now(UTC), symbol)
+    profiler = cProfile.Profile() if args.profile and phase == "warm" else None
+    stats_before = await controls.stats()
+    cpu_before = cpu_seconds(paper_pid)
+    t0 = time.perf_counter()
+    if profiler is not None:
+        profiler.enable()
+    report = await execute_pending(deps, now=datetime.now(UTC), signal_ids=[signal_id])
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(args.profile)
+    total_s = time.perf_counter() - t0
+    cpu_after = cpu_seconds(paper_pid)
+    stats_after = await controls.stats()
+    async with db.read(Caller.service()) as conn:
+        rows = await (
+            await conn.execute(
+                "select status, count(*) as n from execution_orders where signal_id = %s group by status",
+                (signal_id,),
+            )
+        ).fetchall()
+    latencies_ms = [(ack - t0) * 1000 for ack in deps.exchange.acks]
+    placed = len(latencies_ms)
+    counted = exchange_delta(stats_before, stats_after)
+    calls = sum(counted["requests"].values())
+    return {
+        "phase": phase,
+        "hosts": 1,
+        "users": args.users,
+        "symbol": symbol,
+        "total_s": round(total_s, 3),
+        "orders_per_s": round(placed / total_s, 1),
+        "ack_ms_p50": round(statistics.median(latencies_ms), 1) if latencies_ms else None,
+        "ack_ms_p95": round(percentile(latencies_ms, 0.95), 1) if latencies_ms else None,
+        "exchange_calls_per_order": round(calls / placed, 3) if placed else None,
+        "rate_limited_10006": counted["rate_limited_10006"],
+        "bans_403": counted["bans_403"],
+        "duplicates": duplicates(stats_after, symbol),
+        "exchange_requests": counted["requests"],
+        "claimed": report.claimed,
+        "outcomes": outcomes_summary(report.outcomes),
+        "rows_by_status": {r["status"]: r["n"] for r in rows},
+        "cpu_s_during_run": {k: round(cpu_after[k] - v, 2) for k, v in cpu_before.items()},
+    }
+
+
 async def main(args: argparse.Namespace, paper_url: str, paper_pid: int) -> None:
     settings = load_settings()
     target = database_target(settings)
@@ -222,78 +349,52 @@ async def main(args: argparse.Namespace, paper_url: str, paper_pid: int) -> None
     admin = admin_connection(target)
     vault = KeyVault(settings.master_keys)
     everywhere = dict.fromkeys(ENVIRONMENTS, paper_url)
-    exchange = PybitExchange(paper_url=paper_url, endpoints=everywhere, threads=args.threads)
-    market = MarketAccess(paper_url=paper_url)
+    # One host: one IP budget for every client of the process, at the deployment's share.
+    limiter = RateLimiter(share=args.share)
+    exchange = PybitExchange(paper_url=paper_url, endpoints=everywhere, threads=args.threads, limiter=limiter)
+    market = MarketAccess(paper_url=paper_url, limiter=limiter)
+    controls = AsyncPaperControls(paper_url)
     run = uuid.uuid4().hex[:8]
     user_ids: list[str] = []
     try:
         started = time.perf_counter()
-        user_ids = await seed_users(
+        keys = await seed_users(
             db, admin, vault, exchange, paper_url, args.users, run, settings.jwt_secret.reveal()
         )
+        user_ids = list(keys)
         seeding_s = time.perf_counter() - started
-        now = datetime.now(UTC)
-        signal_id = await insert_signal(db, paper_url, now)
+        accounts = await account_ids(db, user_ids)
 
         async def filters(category: str, environment: str) -> Any:
             return await get_filters(db, market, category, SystemClock(), environment=environment)
 
         await filters("linear", "paper")  # warm: every run after a deployment's first reads the cache
         # A fresh exchange client: seeding's wallet checks must not have warmed its sessions.
-        timed = TimedExchange(PybitExchange(paper_url=paper_url, endpoints=everywhere, threads=args.threads))
-        deps = ExecutorDeps(
-            db=db,
-            exchange=timed,
-            vault=vault,
-            filters=filters,
-            worker=f"bench-{run}",
+        timed = TimedExchange(
+            PybitExchange(paper_url=paper_url, endpoints=everywhere, threads=args.threads, limiter=limiter)
         )
+        deps = ExecutorDeps(db=db, exchange=timed, vault=vault, filters=filters, worker=f"bench-{run}")
         if args.concurrency:
             deps.concurrency = args.concurrency
         if args.batch_wait_ms is not None:
             deps.batch_wait_s = args.batch_wait_ms / 1000
-        profiler = cProfile.Profile() if args.profile else None
-        cpu_before = cpu_seconds(paper_pid)
-        t0 = time.perf_counter()
-        if profiler is not None:
-            profiler.enable()
-        report = await execute_pending(deps, now=datetime.now(UTC), signal_ids=[signal_id])
-        if profiler is not None:
-            profiler.disable()
-            profiler.dump_stats(args.profile)
-        total_s = time.perf_counter() - t0
-        cpu_after = cpu_seconds(paper_pid)
-        async with db.read(Caller.service()) as conn:
-            rows = await (
-                await conn.execute(
-                    "select status, count(*) as n from execution_orders where signal_id = %s group by status",
-                    (signal_id,),
-                )
-            ).fetchall()
-        latencies_ms = [(ack - t0) * 1000 for ack in timed.acks]
-        placed = len(timed.acks)
-        print(
-            json.dumps(
-                {
-                    "users": args.users,
-                    "concurrency": deps.concurrency,
-                    "batch_wait_ms": deps.batch_wait_s * 1000,
-                    "pybit_threads": args.threads,
-                    "db_pool": args.pool,
-                    "seeding_s": round(seeding_s, 2),
-                    "claimed": report.claimed,
-                    "outcomes": outcomes_summary(report.outcomes),
-                    "rows_by_status": {r["status"]: r["n"] for r in rows},
-                    "exchange_calls": timed.calls,
-                    "cpu_s_during_run": {k: round(cpu_after[k] - v, 2) for k, v in cpu_before.items()},
-                    "total_s": round(total_s, 3),
-                    "orders_per_s": round(placed / total_s, 1),
-                    "ack_ms_p50": round(statistics.median(latencies_ms), 1) if latencies_ms else None,
-                    "ack_ms_p95": round(percentile(latencies_ms, 0.95), 1) if latencies_ms else None,
-                },
-                indent=2,
-            )
-        )
+        common = {
+            "concurrency": deps.concurrency,
+            "share": args.share,
+            "exchange_limits": not args.no_limits,
+            "wallet_ttl_s": deps.wallets.ttl_s,
+            "seeding_s": round(seeding_s, 2),
+        }
+        cold = await timed_run(args, db, deps, controls, paper_pid, COLD_SYMBOL, "cold")
+        print(json.dumps({**cold, **common}, indent=2), flush=True)
+        if not args.no_warm:
+            before = await controls.stats()
+            t0 = time.perf_counter()
+            await warm_caches(deps, keys, accounts)
+            warm_up = exchange_delta(before, await controls.stats())
+            warm = await timed_run(args, db, deps, controls, paper_pid, WARM_SYMBOL, "warm")
+            warm["warm_up"] = {"s": round(time.perf_counter() - t0 - warm["total_s"], 2), **warm_up}
+            print(json.dumps({**warm, **common}, indent=2), flush=True)
     finally:
         if user_ids:
             with admin.transaction():
@@ -316,13 +417,29 @@ if __name__ == "__main__":
     )
     parser.add_argument("--pool", type=int, default=10, help="database connections")
     parser.add_argument("--profile", help="write a cProfile of the executor run to this file")
+    parser.add_argument(
+        "--no-limits",
+        action="store_true",
+        help="the paper exchange enforces no rate limit (default: Bybit's)",
+    )
+    parser.add_argument(
+        "--share", type=float, default=DEFAULT_SHARE, help="the IP budget's share the clients keep to"
+    )
+    parser.add_argument(
+        "--no-warm", action="store_true", help="only the cold run (no warm-cache run after it)"
+    )
     parser.add_argument("--serve-paper-exchange", action="store_true", help=argparse.SUPPRESS)
     parsed = parser.parse_args()
     if parsed.serve_paper_exchange:
-        serve_paper_exchange()
+        serve_paper_exchange(not parsed.no_limits)
     else:
         child = subprocess.Popen(
-            [sys.executable, __file__, "--serve-paper-exchange"],
+            [
+                sys.executable,
+                __file__,
+                "--serve-paper-exchange",
+                *(["--no-limits"] if parsed.no_limits else []),
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,

@@ -19,6 +19,7 @@ from lib.exchange.access import MarketAccess
 from lib.exchange.ports import TradingExchange
 from lib.exchange.rate_limit import RateLimiter
 from lib.services.diagnostics import HealthCache
+from lib.services.execution.caches import WalletCache
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ class Services:
     health_cache: HealthCache
     #: Bybit's 10 orders/s belongs to the account: one limiter per account for the process's lifetime.
     account_limiters: dict[UUID, RateLimiter] = field(default_factory=dict)
+    #: Each account's wallet for a few seconds, shared by the executor and the tracker of the process.
+    wallets: WalletCache = field(default_factory=WalletCache)
 
 
 @dataclass(frozen=True)

@@ -50,14 +50,16 @@ async def open_services(
     db = Database(database_target(settings).app_url, max_size=pool_size)
     await db.open()
     paper_url = _paper_url(settings) if exchange is None or market is None else None
+    market = market or MarketAccess(paper_url=paper_url)
     return Services(
         db=db,
         settings=settings,
         clock=clock or SystemClock(),
         # Reads the keys again on a version it does not hold: `aitradex keys rotate` needs no restart.
         vault=vault or KeyVault(settings.master_keys, reload=master_key_source(settings.state_dir)),
-        exchange=exchange or PybitExchange(paper_url=paper_url),
-        market=market or MarketAccess(paper_url=paper_url),
+        # One IP budget for the process: Bybit counts signed and market calls against the same IP.
+        exchange=exchange or PybitExchange(paper_url=paper_url, limiter=market.limiter),
+        market=market,
         health_cache=HealthCache(ttl_s=5.0),
     )
 
@@ -96,10 +98,13 @@ def executor_deps(services: Services, *, worker: str) -> ExecutorDeps:
         filters=filters,
         worker=worker,
         account_limiters=services.account_limiters,
+        wallets=services.wallets,
         market_now=market_now(services),
     )
 
 
 def tracker_deps(services: Services) -> TrackerDeps:
     """The order tracker's dependencies, from the process's services."""
-    return TrackerDeps(db=services.db, exchange=services.exchange, vault=services.vault)
+    return TrackerDeps(
+        db=services.db, exchange=services.exchange, vault=services.vault, wallets=services.wallets
+    )

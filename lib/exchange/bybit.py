@@ -10,8 +10,10 @@ question per code: which error class does it raise? The class carries the conseq
   reconciliation; it never records it as rejected.
 - ``RateLimited`` (retryable after a pause): too many visits (10006, 10018).
 - ``IpBanned``: the IP is banned (10009); all traffic must stop and wait.
-- ``ExchangeRejected`` (final): every other code. The auth failures (:data:`AUTH_RET_CODES`) lose
-  Bybit's ``retMsg``, because the bad-signature message echoes the signed string, API key included.
+- ``ExchangeRejected`` (final): every other code, except where :data:`ALREADY_DONE_RET_CODES` says
+  it means success for that endpoint (110043 "leverage not modified" on set-leverage). The auth
+  failures (:data:`AUTH_RET_CODES`) lose Bybit's ``retMsg``, because the bad-signature message
+  echoes the signed string, API key included.
 """
 
 from __future__ import annotations
@@ -88,6 +90,10 @@ KLINE_CATEGORIES: tuple[str, ...] = ("spot", "linear", "inverse")
 KLINE_MAX_LIMIT = 1000
 #: instruments-info pages hold at most this many entries (spot ignores paging and returns all).
 INSTRUMENTS_PAGE_LIMIT = 1000
+#: Bybit's HTTP limit per source IP, over every endpoint: this many requests...
+IP_LIMIT_REQUESTS = 600
+#: ...within a window of this many seconds (past it: HTTP 403 "access too frequent" and a ban).
+IP_LIMIT_WINDOW_S = 5.0
 #: Bybit bans for "at least 10 minutes" after a 403.
 DEFAULT_BAN_COOLDOWN_S = 600.0
 #: When a rate-limited window frees a slot again (epoch ms), sent with every signed answer and a 10006.
@@ -132,6 +138,17 @@ AUTH_RET_CODES = frozenset(
 OUTCOME_UNKNOWN_RET_CODES = frozenset(c for c, e in RET_CODE_ERRORS.items() if e is ExchangeUnavailable)
 RATE_LIMIT_RET_CODES = frozenset(c for c, e in RET_CODE_ERRORS.items() if e is RateLimited)
 IP_BANNED_RET_CODES = frozenset(c for c, e in RET_CODE_ERRORS.items() if e is IpBanned)
+
+
+#: Per endpoint, the retCodes that mean "what you asked for already holds": success for that call.
+ALREADY_DONE_RET_CODES: Mapping[str, frozenset[int]] = MappingProxyType(
+    {SET_LEVERAGE: frozenset({LEVERAGE_NOT_MODIFIED})}
+)
+
+
+def already_done(path: str, ret_code: int | None) -> bool:
+    """Whether ``ret_code`` on ``path`` means the asked state already holds (110043 on set-leverage)."""
+    return ret_code is not None and ret_code in ALREADY_DONE_RET_CODES.get(path, frozenset())
 
 
 def error_class(ret_code: int) -> type[ExchangeError]:

@@ -22,11 +22,12 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 
 from lib.errors import ConfigError
+from lib.exchange import bybit
 
 #: Bybit's documented HTTP limit per IP: this many requests...
-BYBIT_IP_LIMIT = 600
+BYBIT_IP_LIMIT = bybit.IP_LIMIT_REQUESTS
 #: ...in any window of this many seconds.
-BYBIT_IP_WINDOW_S = 5.0
+BYBIT_IP_WINDOW_S = bybit.IP_LIMIT_WINDOW_S
 #: The share of the budget a limiter keeps to unless told otherwise.
 DEFAULT_SHARE = 0.5
 
@@ -52,8 +53,8 @@ class PauseTooLong(Exception):
 class RateLimiter:
     """At most ``capacity`` grants in any ``window_s`` seconds, and no grant while paused.
 
-    ``share=None`` disables the window (for the local paper exchange, which has no limit); explicit
-    pauses still hold, because a pause records something the server said.
+    ``share=None`` disables the window (a client that must not be held back, such as a test of the
+    exchange's own limit); explicit pauses still hold, because a pause records something the server said.
     """
 
     def __init__(

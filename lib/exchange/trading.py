@@ -22,9 +22,16 @@ call, against 1.2-1.5 ms through a shared ``requests.Session`` (cookie jars, hoo
 look-ups on every call) and 1.9 ms with one session per account (``bench/fanout.py``). It also never
 reads proxies or credentials from the environment.
 
-The module is about 480 lines: every signed call of the port, the history paging the reconciliation
-adds (``order_history``, ``executions``: 7-day windows, every cursor page) and the transport they run on
-share one session cache and the one place pybit's errors are mapped; split, they would need two.
+The module is about 500 lines: every signed call of the port, the history paging the reconciliation
+adds (``order_history``, ``executions``: 7-day windows, every cursor page), the one mapping of pybit's
+errors and the transport pybit needs belong to one adapter and change together; split, each part
+would import the others' private shapes.
+
+IP budget: given a ``limiter`` (the process's one :class:`lib.exchange.rate_limit.RateLimiter`, the
+same the market-data client uses, since Bybit counts every endpoint against the source IP), every
+signed call first takes a slot from it; a 403 (Bybit's IP ban) pauses it for the ban's cooldown, so no
+call of the process goes out until the ban has surely lifted, and a pause longer than
+``max_pause_wait_s`` fails a call at once with ``IpBanned`` instead of hanging it.
 """
 
 from __future__ import annotations
@@ -59,7 +66,7 @@ from lib.errors import (
     RateLimited,
 )
 from lib.exchange import bybit
-from lib.exchange.bybit import AUTH_RET_CODES, LEVERAGE_NOT_MODIFIED
+from lib.exchange.bybit import AUTH_RET_CODES, DEFAULT_BAN_COOLDOWN_S
 from lib.exchange.ports import (
     Credentials,
     ExecutionState,
@@ -68,6 +75,7 @@ from lib.exchange.ports import (
     PositionState,
     WalletBalance,
 )
+from lib.exchange.rate_limit import PauseTooLong, RateLimiter
 
 __all__ = ["LeanTransport", "PybitExchange", "map_pybit_error"]
 
@@ -265,6 +273,9 @@ class PybitExchange:
         recv_window_ms: int = 5000,
         threads: int = 32,
         max_sessions: int = 4096,
+        limiter: RateLimiter | None = None,
+        ban_cooldown_s: float = DEFAULT_BAN_COOLDOWN_S,
+        max_pause_wait_s: float = 10.0,
     ) -> None:
         # ``endpoints`` overrides Bybit's URLs per environment (tests point them all at the paper exchange).
         self._endpoints = {**bybit.BASE_URLS, **(endpoints or {})}
@@ -279,6 +290,14 @@ class PybitExchange:
         self._sessions_lock = threading.Lock()
         self._transport = LeanTransport(pool_size=threads)
         self._template: HTTP | None = None
+        self._limiter = limiter
+        self._ban_cooldown_s = ban_cooldown_s
+        self._max_pause_wait_s = max_pause_wait_s
+
+    @property
+    def limiter(self) -> RateLimiter | None:
+        """The IP budget every signed call takes a slot from (None: unlimited)."""
+        return self._limiter
 
     def endpoint_for(self, environment: str) -> str:
         """The base URL for an account environment."""
@@ -336,10 +355,22 @@ class PybitExchange:
             response: dict[str, Any] = getattr(session, method)(**params)
             return response
 
+        if self._limiter is not None:
+            try:
+                await self._limiter.acquire(max_pause_s=self._max_pause_wait_s)
+            except PauseTooLong as paused:
+                raise IpBanned(
+                    f"signed requests are paused ({paused.reason})",
+                    details={"retry_after_s": round(paused.remaining_s, 1)},
+                ) from None
         try:
             response = await asyncio.get_running_loop().run_in_executor(self._pool, run)
         except (InvalidRequestError, FailedRequestError, requests.exceptions.RequestException) as exc:
-            raise map_pybit_error(exc) from None
+            error = map_pybit_error(exc)
+            if isinstance(error, IpBanned) and self._limiter is not None:
+                # Every call of the process waits: retrying into a ban prolongs it.
+                self._limiter.pause_for(self._ban_cooldown_s, "the exchange banned this IP (403)")
+            raise error from None
         result: dict[str, Any] = response.get("result") or {}
         return result
 
@@ -369,7 +400,7 @@ class PybitExchange:
                 sellLeverage=str(leverage),
             )
         except ExchangeRejected as exc:
-            if exc.ret_code != LEVERAGE_NOT_MODIFIED:
+            if not bybit.already_done(bybit.SET_LEVERAGE, exc.ret_code):
                 raise
 
     async def place_order(self, creds: Credentials, order: OrderRequest) -> str:

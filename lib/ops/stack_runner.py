@@ -252,8 +252,10 @@ def _serve(
     )
     notes = [n for n in (functions_listener.note, paper_listener.note) if n]
     with running_paper_exchange(paper, sock=paper_listener.sock) as paper_url:
+        # One IP budget for the process's market and signed calls: Bybit counts both against the IP.
+        market = MarketAccess(paper_url=paper_url)
         functions = functions_app(
-            settings, exchange=PybitExchange(paper_url=paper_url), market=MarketAccess(paper_url=paper_url)
+            settings, exchange=PybitExchange(paper_url=paper_url, limiter=market.limiter), market=market
         )
         attach_scheduler(functions, paper_url=paper_url, tick_driven=speed == 0)
         app = functions.build()

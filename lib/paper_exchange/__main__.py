@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from lib.paper_exchange.config import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_STATE_PATH, PaperExchangeConfig
+from lib.paper_exchange.ratelimit import ExchangeLimits
 from lib.paper_exchange.server import serve
 from lib.research.bundled_data import BUNDLED_USDT_DIR
 
@@ -29,7 +30,29 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--start-time-ms", type=int, default=None, help="replay start for a new state file")
     parser.add_argument("--speed", type=float, default=0.0, help="replay ms per wall ms (0: frozen)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the fault generators")
+    defaults = ExchangeLimits()
+    parser.add_argument(
+        "--ip-limit",
+        type=int,
+        default=defaults.ip_requests,
+        help="requests per source address per --ip-window-s before a 403 ban (0: no IP limit)",
+    )
+    parser.add_argument("--ip-window-s", type=float, default=defaults.ip_window_s)
+    parser.add_argument("--ip-ban-s", type=float, default=defaults.ip_ban_s, help="how long a 403 ban lasts")
+    parser.add_argument(
+        "--order-create-per-s",
+        type=int,
+        default=defaults.order_create_per_s,
+        help="order creates per second per account before 10006 (0: no per-account limit)",
+    )
     args = parser.parse_args(argv)
+    limits = ExchangeLimits(
+        ip_requests=args.ip_limit or None,
+        ip_window_s=args.ip_window_s,
+        ip_ban_s=args.ip_ban_s,
+        account_limits=args.order_create_per_s > 0,
+        order_create_per_s=max(1, args.order_create_per_s),
+    )
     serve(
         PaperExchangeConfig(
             data_dir=args.data,
@@ -40,6 +63,7 @@ def main(argv: list[str] | None = None) -> None:
             seed=args.seed,
             host=args.host,
             port=args.port,
+            limits=limits,
         )
     )
 

@@ -10,6 +10,7 @@ network and Bybit's gateway. The ``/_paper`` controls (plain JSON, loopback clie
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from decimal import Decimal
@@ -35,7 +36,7 @@ from lib.paper_exchange.models import Account
 from lib.paper_exchange.numbers import params_error, parse_decimal, parse_integer
 from lib.paper_exchange.order_request import parse_order_request
 from lib.paper_exchange.queries import OrderQuery, find_orders, find_positions, page
-from lib.paper_exchange.ratelimit import RateStatus, rate_limited_status
+from lib.paper_exchange.ratelimit import IP_BAN_TEXT, RateStatus, rate_limited_status
 from lib.paper_exchange.tickers import ticker
 from lib.paper_exchange.views import order_view, position_view, wallet_view
 
@@ -78,6 +79,17 @@ def _rate_limited(engine: PaperEngine, status: RateStatus) -> JSONResponse:
     return JSONResponse(
         _envelope(engine, {}, bybit.TOO_MANY_VISITS, "Too many visits!"), headers=status.headers()
     )
+
+
+def _ip_refused(engine: PaperEngine, request: Request) -> Response | None:
+    """Count the request against its source address (Bybit's gateway, before anything else): a 403
+    when the address is banned or has just broken the limit, else None."""
+    path = request.url.path
+    engine.requests[path] = engine.requests.get(path, 0) + 1
+    address = request.client.host if request.client is not None else ""
+    if engine.ip_limiter.allow(address, time.monotonic()):
+        return None
+    return PlainTextResponse(IP_BAN_TEXT, status_code=403)
 
 
 async def _injected_fault(engine: PaperEngine, group: str, *, order_create: bool = False) -> Response | Fault:
@@ -261,6 +273,9 @@ def wallet_balance(engine: PaperEngine, account: Account, params: Params) -> dic
 
 def _market_endpoint(engine: PaperEngine, handler: MarketHandler) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
+        refused = _ip_refused(engine, request)
+        if refused is not None:
+            return refused
         fault = await _injected_fault(engine, "market")
         if isinstance(fault, Response):
             return fault
@@ -285,6 +300,9 @@ def _private_endpoint(
     engine: PaperEngine, handler: PrivateHandler, *, order_create: bool = False
 ) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
+        refused = _ip_refused(engine, request)
+        if refused is not None:
+            return refused
         fault = await _injected_fault(engine, "order", order_create=order_create)
         if isinstance(fault, Response):
             return fault

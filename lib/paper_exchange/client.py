@@ -21,7 +21,7 @@ import httpx
 
 from lib.errors import ExchangeError, ExchangeUnavailable
 from lib.paper_exchange.faults import FaultPlan
-from lib.paper_exchange.paths import ACCOUNTS, ADVANCE, CLOCK, FAULTS, SET_CLOCK
+from lib.paper_exchange.paths import ACCOUNTS, ADVANCE, CLOCK, FAULTS, SET_CLOCK, STATS
 
 DEFAULT_TIMEOUT_S = 10.0
 #: A fault plan as the model or as the JSON object ``POST /_paper/faults`` takes.
@@ -153,6 +153,11 @@ class PaperControls:
         """Jump the replay forward to ``time_ms`` and/or change its ``speed``; the clock afterwards."""
         return PaperClockView.from_json(self._call("POST", SET_CLOCK, _set_clock_json(time_ms, speed)))
 
+    def stats(self) -> dict[str, Any]:
+        """``GET /_paper/stats``: requests per path, 403s, bans, 10006s, orders per account."""
+        body: dict[str, Any] = self._call("GET", STATS)
+        return body
+
     def faults(self) -> dict[str, Any]:
         """The faults in force: ``{"seed", "market": {...}, "order": {...}}``."""
         body: dict[str, Any] = self._call("GET", FAULTS)
@@ -207,6 +212,11 @@ class AsyncPaperControls:
     async def set_clock(self, *, time_ms: int | None = None, speed: float | None = None) -> PaperClockView:
         """Jump the replay forward to ``time_ms`` and/or change its ``speed``; the clock afterwards."""
         return PaperClockView.from_json(await self._call("POST", SET_CLOCK, _set_clock_json(time_ms, speed)))
+
+    async def stats(self) -> dict[str, Any]:
+        """``GET /_paper/stats`` (see :meth:`PaperControls.stats`)."""
+        body: dict[str, Any] = await self._call("GET", STATS)
+        return body
 
     async def faults(self) -> dict[str, Any]:
         """The faults in force: ``{"seed", "market": {...}, "order": {...}}``."""

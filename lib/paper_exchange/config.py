@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
 from lib.errors import ConfigError
+from lib.paper_exchange.ratelimit import ExchangeLimits
 from lib.research.bundled_data import BUNDLED_USDT_DIR
 
 DEFAULT_HOST = "127.0.0.1"
@@ -32,7 +33,10 @@ class PaperExchangeConfig:
     - ``seed``: seed of the fault generators;
     - ``host``/``port``: where to listen (loopback by default: the ``/_paper`` controls are local only);
     - ``taker_fee_rate``/``maker_fee_rate``: fee on traded value, paid from the USDT wallet on every fill
-      (Bybit's base linear rates by default: taker 0.055 %, maker 0.02 %).
+      (Bybit's base linear rates by default: taker 0.055 %, maker 0.02 %);
+    - ``limits``: Bybit's rate limits it enforces (600 requests per 5 s per source address, then a
+      403 ban; 10 order creates per second per account, then 10006): all on by default, see
+      :mod:`lib.paper_exchange.ratelimit`.
     """
 
     data_dir: Path = BUNDLED_USDT_DIR
@@ -45,6 +49,7 @@ class PaperExchangeConfig:
     port: int = DEFAULT_PORT
     taker_fee_rate: Decimal = Decimal("0.00055")
     maker_fee_rate: Decimal = Decimal("0.0002")
+    limits: ExchangeLimits = field(default_factory=ExchangeLimits)
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.speed) or self.speed < 0:

@@ -1,4 +1,7 @@
-"""The paper exchange's local ``/_paper`` controls: the replay clock, the injected faults, new accounts.
+"""The paper exchange's local ``/_paper`` controls: the replay clock, the injected faults, new accounts,
+and the request counters (``GET /_paper/stats``: requests per path, 403s and bans, 10006s, and each
+account's orders that carry an ``orderLinkId`` per symbol, which is how a bench counts duplicates on
+the book).
 
 They answer plain JSON (not Bybit's envelope), only to loopback clients; errors are
 ``{"error": {"code", "message", "details"}}`` with the error's HTTP status. Their one client is
@@ -20,7 +23,7 @@ from lib.paper_exchange.engine import PaperEngine
 from lib.paper_exchange.faults import FaultPlan
 from lib.paper_exchange.json_body import BodyError, load_json_object
 from lib.paper_exchange.numbers import parse_balance
-from lib.paper_exchange.paths import ACCOUNTS, ADVANCE, CLOCK, FAULTS, SET_CLOCK
+from lib.paper_exchange.paths import ACCOUNTS, ADVANCE, CLOCK, FAULTS, SET_CLOCK, STATS
 
 _LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 
@@ -119,7 +122,11 @@ def control_routes(engine: PaperEngine) -> list[Route]:
             "api_secret": account.api_secret,
         }, 201
 
+    async def stats(request: Request) -> tuple[dict[str, Any], int]:
+        return engine.stats(), 200
+
     return [
+        Route(STATS, _control_endpoint(stats), methods=["GET"]),
         Route(CLOCK, _control_endpoint(get_clock), methods=["GET"]),
         Route(ADVANCE, _control_endpoint(advance), methods=["POST"]),
         Route(SET_CLOCK, _control_endpoint(set_clock), methods=["POST"]),

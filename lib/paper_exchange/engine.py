@@ -25,7 +25,7 @@ from lib.paper_exchange.instruments import Instrument, derive_instrument
 from lib.paper_exchange.market import MarketData, load_market
 from lib.paper_exchange.models import Account, BookState, Order
 from lib.paper_exchange.order_request import OrderRequest
-from lib.paper_exchange.ratelimit import AccountRateLimiter
+from lib.paper_exchange.ratelimit import AccountRateLimiter, IpRateLimiter
 
 logger = logging.getLogger("aitradex.paper_exchange")
 
@@ -33,6 +33,16 @@ logger = logging.getLogger("aitradex.paper_exchange")
 def wall_clock_ms() -> int:
     """Milliseconds since the epoch, from the system clock."""
     return time.time_ns() // 1_000_000
+
+
+def _link_orders_by_symbol(book: BookState, account: Account) -> dict[str, int]:
+    """The account's orders that carry an ``orderLinkId`` (the ones a client sent), per symbol."""
+    counts: dict[str, int] = {}
+    for order_id in account.order_ids:
+        order = book.orders[order_id]
+        if order.order_link_id:
+            counts[order.symbol] = counts.get(order.symbol, 0) + 1
+    return counts
 
 
 class PaperEngine:
@@ -77,7 +87,10 @@ class PaperEngine:
             state, self.market, self.instruments, Fees(config.taker_fee_rate, config.maker_fee_rate)
         )
         self.faults = FaultInjector(config.seed)
-        self.limiter = AccountRateLimiter()
+        self.limiter = AccountRateLimiter(config.limits)
+        self.ip_limiter = IpRateLimiter(config.limits)
+        #: Bybit requests answered (or refused) per path, for ``GET /_paper/stats``.
+        self.requests: dict[str, int] = {}
         if saved is None:
             self.save()
 
@@ -151,6 +164,20 @@ class PaperEngine:
             "end_ms": self.clock.max_ms,
             "candle_ms": FIVE_MINUTES_MS,
             "at_end": t >= self.clock.max_ms,
+        }
+
+    def stats(self) -> dict[str, Any]:
+        """The counters ``GET /_paper/stats`` shows (since this exchange started)."""
+        book = self.book.state
+        return {
+            "requests": dict(sorted(self.requests.items())),
+            "ip_bans": self.ip_limiter.bans,
+            "ip_refused_403": self.ip_limiter.refused,
+            "rate_limited_10006": self.limiter.refused,
+            "orders_by_account": {
+                account_id: _link_orders_by_symbol(book, account)
+                for account_id, account in book.accounts.items()
+            },
         }
 
     # ---------------------------------------------------------------------------------------- accounts

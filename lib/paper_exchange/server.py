@@ -33,11 +33,21 @@ __all__ = [
 
 STARTUP_TIMEOUT_S = 30.0
 SHUTDOWN_GRACE_S = 1
+#: How long an idle keep-alive connection stays open. uvicorn's default (5 s) is shorter than the pauses
+#: a client keeping to Bybit's IP budget makes, so a pooled connection would often be closed just as it
+#: is reused (the request then fails as "cannot be reached"); 65 s is a load balancer's usual figure.
+KEEP_ALIVE_S = 65
 
 
 def serve(config: PaperExchangeConfig) -> None:
     """Serve the paper exchange on ``config.host:config.port`` until interrupted."""
-    uvicorn.run(create_app(config), host=config.host, port=config.port, log_level="info")
+    uvicorn.run(
+        create_app(config),
+        host=config.host,
+        port=config.port,
+        log_level="info",
+        timeout_keep_alive=KEEP_ALIVE_S,
+    )
 
 
 def _bound_socket(config: PaperExchangeConfig) -> socket.socket:
@@ -68,7 +78,13 @@ def running_paper_exchange(
     sock = sock if sock is not None else _bound_socket(config)
     host, port = sock.getsockname()[:2]
     server = uvicorn.Server(
-        uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=SHUTDOWN_GRACE_S, lifespan="on")
+        uvicorn.Config(
+            app,
+            log_level="warning",
+            timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+            timeout_keep_alive=KEEP_ALIVE_S,
+            lifespan="on",
+        )
     )
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name="paper-exchange", daemon=True

@@ -39,6 +39,7 @@ from lib.errors import AitradexError, ExchangeError
 from lib.exchange.ports import Credentials, OrderState, TradingExchange
 from lib.log import log_event
 from lib.services.accounts import account_credentials
+from lib.services.execution.caches import WalletCache
 from lib.services.execution.placement import record_exchange_state
 from lib.stores import orders as orders_store
 from lib.stores import trade_logs
@@ -71,6 +72,13 @@ class TrackerDeps:
     db: Database
     exchange: TradingExchange
     vault: KeyVault
+    #: The executor's wallet cache in this process: a fill recorded here drops the account's wallet.
+    wallets: WalletCache | None = None
+
+    def fill_seen(self, account_id: UUID) -> None:
+        """The account's balance moved (a fill, a close): its cached wallet is stale."""
+        if self.wallets is not None:
+            self.wallets.invalidate(account_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +214,8 @@ async def _track_one(
             return
         new_status = await record_exchange_state(deps.db, row.id, state, now=now)
         if new_status != status:
+            if new_status in ("filled", "partially_filled"):
+                deps.fill_seen(row.account_id)
             report.moved(new_status)
             event = "order_reconciled" if status == "requested" else "order_synced"
             await trade_logs.append(
@@ -217,6 +227,7 @@ async def _track_one(
             row, status="filled", avg_fill_price=state.avg_price, filled_qty=state.filled_qty, fee=state.fee
         )
     if row.status == "filled" and await close_if_flat(deps, creds, row, now):
+        deps.fill_seen(row.account_id)
         report.closed += 1
 
 

@@ -22,9 +22,12 @@ def functions_url(settings: Settings, paper_exchange_url: str) -> Iterator[str]:
     # Every environment goes to the paper exchange: this machine has no route to Bybit, and exchange
     # behaviour is tested against the project's own Bybit-compatible server.
     everywhere = {env: paper_exchange_url for env in ("mainnet", "testnet", "demo")}
+    # One IP budget for the server's market and signed calls, as a deployment has (the paper exchange
+    # enforces Bybit's per-IP limit).
+    market = MarketAccess(paper_url=paper_exchange_url)
     extras = {
-        "exchange": PybitExchange(paper_url=paper_exchange_url, endpoints=everywhere),
-        "market": MarketAccess(paper_url=paper_exchange_url),
+        "exchange": PybitExchange(paper_url=paper_exchange_url, endpoints=everywhere, limiter=market.limiter),
+        "market": market,
     }
     with serve_in_thread(create_functions_app(settings, **extras)) as url:
         yield url

@@ -13,12 +13,18 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import UUID
 
+import pytest
+
 from lib.core.order_ids import order_link_id
 from lib.db.session import Database
+from lib.ops.stack_replay import stack_symbols
+from lib.paper_exchange import PaperExchangeConfig, running_paper_exchange
+from lib.paper_exchange.ratelimit import ExchangeLimits
 from lib.services.execution.queue import CLAIM_STALE_AFTER
 from tests.integration.execution_helpers import (
     PAPER_SYMBOLS,
@@ -33,6 +39,17 @@ from tests.integration.execution_helpers import (
 USERS = 50
 PROCESSES = 4
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def paper_url() -> Iterator[str]:
+    """This module's paper exchange, its IP limit raised explicitly: four executor processes on one
+    address, none sharing another's IP budget, hammer it on purpose (that is the race under test). The
+    per-account limit (10 creates per second, 10006) stays Bybit's."""
+    limits = ExchangeLimits(ip_requests=1_000_000)
+    config = PaperExchangeConfig(symbols=stack_symbols(), state_path=None, port=0, limits=limits)
+    with running_paper_exchange(config) as url:
+        yield url
 
 
 async def run_executor(

@@ -14,6 +14,7 @@ from lib.db.session import Database
 from lib.errors import ExchangeError, RateLimited
 from lib.exchange.ports import TradingExchange
 from lib.exchange.rate_limit import RateLimiter
+from lib.services.execution.caches import WalletCache
 
 CATEGORY = "linear"
 ORDERS_PER_SECOND_PER_ACCOUNT = 10
@@ -39,12 +40,13 @@ def exchange_backoff(attempt: int, error: ExchangeError) -> float:
 
 @dataclass(kw_only=True)
 class ExchangeDeps:
-    """What sending orders needs: the exchange, the pause between retries, and each account's order
-    limiter (Bybit's 10 creates per second), shared by every run of the process."""
+    """What sending orders needs: the exchange, the pause between retries, each account's order
+    limiter (Bybit's 10 creates per second) and the wallet cache, shared by every run of the process."""
 
     exchange: TradingExchange
     backoff: Backoff = exchange_backoff
     account_limiters: dict[UUID, RateLimiter] = field(default_factory=dict)
+    wallets: WalletCache = field(default_factory=WalletCache)
 
     def limiter_for(self, account_id: UUID) -> RateLimiter:
         """The account's order-create limiter (made on first use)."""

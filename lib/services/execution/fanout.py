@@ -57,6 +57,7 @@ async def _fan_out(run: Run, signal: SignalRow) -> list[OrderOutcome]:
         environments = sorted({t.environment for t in targets})
         filters_by_env = {env: await deps.filters(CATEGORY, env) for env in environments}
         allowances = await loss_allowances(deps.db, [t.user_id for t in targets], run.now())
+        await run.leverage.preload([t.account_id for t in targets], signal.symbol)
         semaphore = asyncio.Semaphore(deps.concurrency)
 
         async def one(target: Target) -> OrderOutcome:

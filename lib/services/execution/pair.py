@@ -28,10 +28,12 @@ from uuid import UUID
 from lib.core.instruments import InstrumentFilters, fmt
 from lib.core.sizing import out_of_range_message, size_order, within_magnitude
 from lib.crypto import KeyVault
-from lib.errors import AitradexError, ExchangeError
+from lib.errors import AitradexError, ExchangeError, ExchangeRejected
+from lib.exchange.bybit import SET_LEVERAGE, already_done
 from lib.exchange.ports import Credentials, OrderRequest
 from lib.failpoints import failpoint
 from lib.services.accounts import account_credentials
+from lib.services.execution.caches import key_fingerprint
 from lib.services.execution.deps import CATEGORY, OrderOutcome
 from lib.services.execution.eligibility import within_daily_loss_limit
 from lib.services.execution.placement import (
@@ -227,7 +229,7 @@ async def send(
     deadline = time.monotonic() + ORDER_WINDOW.total_seconds()
     run.used_accounts.add(account_id)
     try:
-        await retrying(lambda: deps.exchange.set_leverage(creds, CATEGORY, symbol, leverage), deps.backoff)
+        await ensure_leverage(run, account_id, creds, symbol, leverage)
     except ExchangeError as exc:
         if not exc.retryable:
             reason = f"leverage not set: {exc.message}"
@@ -254,6 +256,8 @@ async def send(
         take_profit=fmt(take_profit) if take_profit is not None else None,
     )
     sent = await place_with_retries(deps, creds, request, account_id, deadline=deadline)
+    # The order may have taken margin or filled (or may yet, when unanswered): the next read is fresh.
+    deps.wallets.invalidate(account_id)
     if sent.result == "placed":
         state = sent.state
         status = exchange_status(state) if state is not None else "placed"
@@ -291,6 +295,27 @@ async def send(
         )
     )
     return OrderOutcome(user_id, "unknown", link_id, reason=sent.error.code if sent.error else "")
+
+
+async def ensure_leverage(run: Run, account_id: UUID, creds: Credentials, symbol: str, leverage: int) -> None:
+    """Set the account's leverage for ``symbol`` unless the shared memo says it already is; remember it.
+
+    110043 ("leverage not modified") is success: the exchange already has it (``bybit.already_done``).
+    """
+    fingerprint = key_fingerprint(creds.api_key)
+    if await run.leverage.is_set(account_id, symbol, leverage, fingerprint):
+        return
+    deps = run.deps
+
+    async def set_it() -> None:
+        try:
+            await deps.exchange.set_leverage(creds, CATEGORY, symbol, leverage)
+        except ExchangeRejected as exc:
+            if not already_done(SET_LEVERAGE, exc.ret_code):
+                raise
+
+    await retrying(set_it, deps.backoff)
+    await run.leverage.remember(account_id, symbol, leverage, fingerprint, at=run.now())
 
 
 def _failed(

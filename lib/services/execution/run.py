@@ -8,6 +8,7 @@ from uuid import UUID
 
 from lib.exchange.ports import Credentials, WalletBalance
 from lib.services.execution.batching import Writer
+from lib.services.execution.caches import LeverageMemo
 from lib.services.execution.deps import ExecutorDeps
 from lib.services.execution.placement import retrying
 from lib.stores import accounts as accounts_store
@@ -23,7 +24,7 @@ class Run:
         self.writer = Writer(
             deps.db, max_items=deps.batch_max, max_wait_s=deps.batch_wait_s, behind_wait_s=deps.behind_wait_s
         )
-        self.wallets: dict[UUID, WalletBalance] = {}
+        self.leverage = LeverageMemo(deps.db)
         self.used_accounts: set[UUID] = set()
 
     def now(self) -> datetime:
@@ -31,11 +32,12 @@ class Run:
         return self._base + timedelta(seconds=time.monotonic() - self._t0)
 
     async def wallet(self, account_id: UUID, creds: Credentials) -> WalletBalance:
-        """The account's wallet, read once per run (retried on transient failures)."""
-        wallet = self.wallets.get(account_id)
+        """The account's wallet from the process's wallet cache, else read (retried on transient
+        failures) and cached (see :mod:`lib.services.execution.caches`)."""
+        wallet = self.deps.wallets.get(account_id)
         if wallet is None:
             wallet = await retrying(lambda: self.deps.exchange.wallet_balance(creds), self.deps.backoff)
-            self.wallets[account_id] = wallet
+            self.deps.wallets.put(account_id, wallet)
         return wallet
 
     async def finish(self) -> None:

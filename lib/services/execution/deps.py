@@ -14,6 +14,7 @@ from lib.db.session import Database
 from lib.errors import ExchangeError, RateLimited
 from lib.exchange.ports import TradingExchange
 from lib.exchange.rate_limit import RateLimiter
+from lib.services.execution.budget import CreateBudget
 from lib.services.execution.caches import WalletCache
 
 CATEGORY = "linear"
@@ -41,12 +42,17 @@ def exchange_backoff(attempt: int, error: ExchangeError) -> float:
 @dataclass(kw_only=True)
 class ExchangeDeps:
     """What sending orders needs: the exchange, the pause between retries, each account's order
-    limiter (Bybit's 10 creates per second) and the wallet cache, shared by every run of the process."""
+    limiter (Bybit's 10 creates per second) and the wallet cache, shared by every run of the process.
+
+    ``create_budget``, when set, replaces the in-memory limiters with the accounts' budgets in Postgres,
+    shared by every executor on every host (the executor always has one: :class:`ExecutorDeps`).
+    """
 
     exchange: TradingExchange
     backoff: Backoff = exchange_backoff
     account_limiters: dict[UUID, RateLimiter] = field(default_factory=dict)
     wallets: WalletCache = field(default_factory=WalletCache)
+    create_budget: CreateBudget | None = None
 
     def limiter_for(self, account_id: UUID) -> RateLimiter:
         """The account's order-create limiter (made on first use)."""
@@ -78,6 +84,10 @@ class ExecutorDeps(ExchangeDeps):
     # Signals expire in market time: on the paper exchange that is its replay clock (2018), not the
     # wall clock. None: market time is wall time (the ``now`` a run is given).
     market_now: Callable[[], Awaitable[datetime]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.create_budget is None:
+            self.create_budget = CreateBudget(db=self.db)
 
     async def market_time(self, wall: datetime) -> datetime:
         """Market time for judging signal expiry (``wall`` when no market clock is wired)."""

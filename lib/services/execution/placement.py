@@ -17,7 +17,7 @@ from typing import Literal, TypeVar
 from uuid import UUID
 
 from lib.db.session import Database
-from lib.errors import ExchangeError, ExchangeRejected
+from lib.errors import ExchangeError, ExchangeRejected, RateLimited
 from lib.exchange.bybit import DUPLICATE_ORDER_LINK_ID
 from lib.exchange.ports import Credentials, OrderRequest, OrderState
 from lib.failpoints import failpoint
@@ -88,8 +88,12 @@ async def place_with_retries(
     last: ExchangeError | None = None
     attempt = 0
     while attempt < PLACE_ATTEMPTS and (deadline is None or time.monotonic() < deadline):
+        if deps.create_budget is None:
+            await deps.limiter_for(account_id).acquire()
+        elif not await deps.create_budget.take(account_id, deadline=deadline):
+            # Not sent: no slot of the account's create budget came before the order window closes.
+            return PlaceResult("unknown", attempt, error=last or RateLimited("no order-create slot in time"))
         attempt += 1
-        await deps.limiter_for(account_id).acquire()
         try:
             order_id = await deps.exchange.place_order(creds, request)
             failpoint("executor.after_exchange_ack")

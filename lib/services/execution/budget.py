@@ -21,7 +21,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 from lib.db.session import Database
@@ -57,6 +57,14 @@ def parse_per_second(value: Any) -> int:
 def bucket_for(per_second: int) -> tuple[float, float]:
     """``(burst, rate)`` of a bucket that keeps to ``per_second`` creates in any rolling second."""
     return 1.0, RATE_SHARE * per_second
+
+
+class CreateSlots(Protocol):
+    """What placing an order asks before each create (:class:`CreateBudget`; tests pass fakes)."""
+
+    async def take(self, account_id: UUID, *, deadline: float | None = None) -> bool:
+        """Wait for the account's next create slot; False when none comes before ``deadline``."""
+        ...
 
 
 @dataclass(kw_only=True)

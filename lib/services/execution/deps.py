@@ -14,7 +14,7 @@ from lib.db.session import Database
 from lib.errors import ExchangeError, RateLimited
 from lib.exchange.ports import TradingExchange
 from lib.exchange.rate_limit import RateLimiter
-from lib.services.execution.budget import CreateBudget
+from lib.services.execution.budget import CreateBudget, CreateSlots
 from lib.services.execution.caches import WalletCache
 
 CATEGORY = "linear"
@@ -52,7 +52,7 @@ class ExchangeDeps:
     backoff: Backoff = exchange_backoff
     account_limiters: dict[UUID, RateLimiter] = field(default_factory=dict)
     wallets: WalletCache = field(default_factory=WalletCache)
-    create_budget: CreateBudget | None = None
+    create_budget: CreateSlots | None = None
 
     def limiter_for(self, account_id: UUID) -> RateLimiter:
         """The account's order-create limiter (made on first use)."""

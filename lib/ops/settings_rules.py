@@ -9,9 +9,9 @@ Every key of the versioned file is settable, and nothing else. A value must:
    against the bounds of its reader in lib/stores/settings.py. A number the scanner would read as
    another (``300.5`` for ``scanner.kline_limit``, an integer there) is refused rather than stored.
 
-``executor.orders_per_second_per_account`` and ``executor.batch_size`` are seeded but read by no code
-yet (the executor takes its batch size per request, 1..500); until a reader owns them, this module
-does: positive integers up to those bounds.
+``executor.batch_size`` is seeded but read by no code yet (the executor takes its batch size per
+request, 1..500); until a reader owns it, this module does. ``executor.orders_per_second_per_account``
+is read by the order-create budget (lib/services/execution/budget.py), and checked against its bounds.
 
 Operator state (``trading_halted``) is refused here: it carries a reason, who and when, and has its
 own audited command, ``aitradex trading halt|resume``.
@@ -27,6 +27,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from lib.errors import ConfigError, InvalidRequest
+from lib.services.execution.budget import MAX_PER_SECOND
+from lib.services.execution.budget import SETTING as CREATES_PER_SECOND
 from lib.services.scanning.settings import SETTING_KEYS, ScanSettings
 from lib.stores import settings as settings_store
 
@@ -72,7 +74,7 @@ CHECKS: Mapping[str, Check] = {
     settings_store.LIVE_TRADING_ENABLED: _kind_only,
     **dict.fromkeys(settings_store.OPERATOR_STATE_KEYS, _operator_state),
     settings_store.INSTRUMENTS_CACHE_TTL: _instruments_ttl,
-    "executor.orders_per_second_per_account": _at_most(100),
+    CREATES_PER_SECOND: _at_most(MAX_PER_SECOND),
     "executor.batch_size": _at_most(500),
 }
 

@@ -19,18 +19,33 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from uuid import UUID
 
+import pytest
+
 from lib.crypto import KeyVault
 from lib.db.session import Caller, Database
 from lib.db.target import DatabaseTarget
+from lib.errors import Forbidden, RateLimited
 from lib.exchange import bybit
 from lib.ops.stack_replay import stack_symbols
 from lib.paper_exchange.client import PaperControls
 from lib.services.execution.budget import CreateBudget, bucket_for
 from lib.services.execution.caches import LeverageMemo, key_fingerprint
 from lib.services.execution.deps import ExecutionReport
+from lib.services.execution.exits import close_order_link_id, close_position
 from lib.services.execution.fanout import execute_pending
+from lib.services.tracking import track_orders
 from lib.stores import create_budget
-from tests.integration.execution_helpers import PaperUser, Prefs, Seeder, Signals, entry_orders, executor_deps
+from tests.integration.execution_helpers import (
+    PaperUser,
+    Prefs,
+    Seeder,
+    Signals,
+    entry_orders,
+    exchange_orders,
+    executor_deps,
+    order_rows,
+    tracker_deps,
+)
 
 LEVERAGE = 2
 
@@ -171,3 +186,48 @@ async def test_two_executors_on_two_threads_never_exceed_one_accounts_10_creates
     assert creates == len(placed)  # each sent once: none refused and retried
     book = await entry_orders(paper_url, user)
     assert sorted(o["orderLinkId"] for o in book) == sorted(o.order_link_id for o in placed)
+
+
+async def test_a_close_by_hand_takes_a_slot_too_and_sends_nothing_while_the_budget_is_spent(
+    db: Database, vault: KeyVault, paper_url: str, seeder: Seeder, signals: Signals
+) -> None:
+    user = await seeder.user(Prefs())
+    signal_id = await signals.insert("ETHUSDT")
+    now = datetime.now(UTC)
+    await execute_pending(
+        executor_deps(db, vault, paper_url, worker="budget-close"), now=now, signal_ids=[signal_id]
+    )
+    [row] = await order_rows(db, user_ids=[user.id])
+    tracker = tracker_deps(db, vault, paper_url)
+    await track_orders(tracker, now=now, user_ids=[user.id])
+    owner = Caller.from_claims({"role": "authenticated", "sub": str(user.id)})
+    account = await account_of(db, user)
+    # Other executors have booked the account's next two minutes of creates.
+    async with db.write(Caller.service()) as conn:
+        await conn.execute(
+            "update exchange_create_budget set tokens = -1000 where account_id = %s", (account,)
+        )
+    link = close_order_link_id(row["id"])
+
+    with pytest.raises(RateLimited):
+        await close_position(tracker, owner, row["id"], now=now)
+    assert [o for o in await exchange_orders(paper_url, user) if o["orderLinkId"] == link] == []
+
+    async with db.write(Caller.service()) as conn:
+        await conn.execute("update exchange_create_budget set tokens = 1 where account_id = %s", (account,))
+    await close_position(tracker, owner, row["id"], now=now)
+    assert len([o for o in await exchange_orders(paper_url, user) if o["orderLinkId"] == link]) == 1
+
+
+@pytest.mark.parametrize("who", ["anon", "user"])
+async def test_the_create_budget_is_the_services_alone(db: Database, seeder: Seeder, who: str) -> None:
+    user = await seeder.user(Prefs())
+    account = await account_of(db, user)
+    assert await create_budget.take(db, account, burst=1, rate=1, max_wait_s=1) == 0.0
+    assert await tokens_of(db, account) == 0.0  # the row is there, for the service
+    caller = (
+        Caller.anon() if who == "anon" else Caller.from_claims({"role": "authenticated", "sub": str(user.id)})
+    )
+    with pytest.raises(Forbidden):
+        async with db.read(caller) as conn:
+            await conn.execute("select * from exchange_create_budget where account_id = %s", (account,))

@@ -19,6 +19,7 @@ Exits are allowed while trading is halted: the kill switch stops new positions, 
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -27,10 +28,11 @@ from uuid import UUID
 
 from lib.core.instruments import fmt
 from lib.db.session import Caller
-from lib.errors import Conflict, ExchangeRejected, ExchangeUnavailable, NotFound
+from lib.errors import Conflict, ExchangeRejected, ExchangeUnavailable, NotFound, RateLimited
 from lib.exchange.bybit import DUPLICATE_ORDER_LINK_ID, ORDER_NOT_EXISTS, REDUCE_ONLY_NOT_SATISFIED
 from lib.exchange.ports import Credentials, OrderRequest
 from lib.services.accounts import account_credentials
+from lib.services.execution.budget import CreateBudget
 from lib.services.execution.placement import record_exchange_state
 from lib.services.tracking import TrackerDeps, close_if_flat
 from lib.stores import order_exits, trade_logs
@@ -133,6 +135,11 @@ async def _send_close(deps: TrackerDeps, creds: Credentials, row: ExitRow, link:
         order_link_id=link,
         reduce_only=True,
     )
+    # A close is an order create too: it takes a slot of the account's budget shared with the executors.
+    budget = CreateBudget(db=deps.db)
+    if row.account_id is not None and not await budget.take(row.account_id, deadline=time.monotonic() + 5):
+        # Nothing sent; the claim stays, so the next call finds no order by orderLinkId and sends it.
+        raise RateLimited("the account's order creates are at Bybit's limit; try again in a few seconds")
     try:
         await deps.exchange.place_order(creds, request)
     except ExchangeRejected as exc:

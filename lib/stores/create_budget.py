@@ -50,8 +50,3 @@ async def take(
         row = await (await conn.execute(_TAKE, params)).fetchone()
     return None if row is None else float(row["wait_s"])
 
-
-async def forget(db: Database, account_id: UUID) -> None:
-    """Drop the account's bucket (it starts full on its next take)."""
-    async with db.write(_SERVICE) as conn:
-        await conn.execute("delete from exchange_create_budget where account_id = %s", (account_id,))

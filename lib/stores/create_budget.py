@@ -49,4 +49,3 @@ async def take(
     async with db.write(_SERVICE) as conn:
         row = await (await conn.execute(_TAKE, params)).fetchone()
     return None if row is None else float(row["wait_s"])
-

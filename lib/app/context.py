@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from uuid import UUID
 
 from lib.config import Settings
 from lib.core.clock import Clock
@@ -17,7 +16,6 @@ from lib.db.session import Caller, Database
 from lib.errors import Forbidden
 from lib.exchange.access import MarketAccess
 from lib.exchange.ports import TradingExchange
-from lib.exchange.rate_limit import RateLimiter
 from lib.services.diagnostics import HealthCache
 from lib.services.execution.caches import WalletCache
 
@@ -36,8 +34,6 @@ class Services:
     market: MarketAccess
     #: The anonymous diagnostics summary, shared for a few seconds.
     health_cache: HealthCache
-    #: Bybit's 10 orders/s belongs to the account: one limiter per account for the process's lifetime.
-    account_limiters: dict[UUID, RateLimiter] = field(default_factory=dict)
     #: Each account's wallet for a few seconds, shared by the executor and the tracker of the process.
     wallets: WalletCache = field(default_factory=WalletCache)
 

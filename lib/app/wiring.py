@@ -97,7 +97,6 @@ def executor_deps(services: Services, *, worker: str) -> ExecutorDeps:
         vault=services.vault,
         filters=filters,
         worker=worker,
-        account_limiters=services.account_limiters,
         wallets=services.wallets,
         market_now=market_now(services),
     )

@@ -1,7 +1,7 @@
 """The numba kernels behind :mod:`lib.indicators`: one small kernel per indicator and one parallel
 driver that runs a list of jobs over every symbol's row. Private: callers use the public API.
 
-Over 400 lines because each indicator's time loop is spelled out in compiled code; splitting the
+About 524 lines because each indicator's time loop is spelled out in compiled code; splitting the
 kernels across modules would split the one job table they share. See :mod:`lib.indicators` for the
 conventions (shapes, warm-up, TA-Lib definitions) these kernels implement.
 """

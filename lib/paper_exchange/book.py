@@ -1,7 +1,7 @@
 """The matching core: accounts, orders, positions and wallets, moved by orders and by replayed candles.
 
 Pure state transitions over :mod:`lib.paper_exchange.models` (no HTTP, no files, no wall clock): every
-method takes the replay time it acts at. One class of ~480 lines on purpose: every transition reads and
+method takes the replay time it acts at. One class of ~482 lines on purpose: every transition reads and
 writes the same accounts, orders and positions, and the rules that need none of it (filters, fills,
 triggers) already live in their own modules (``rules``, ``fills``, ``matching``). Rejections are
 :class:`lib.errors.ExchangeRejected` carrying Bybit's retCode and message.

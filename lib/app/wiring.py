@@ -50,7 +50,8 @@ async def open_services(
     db = Database(database_target(settings).app_url, max_size=pool_size)
     await db.open()
     paper_url = _paper_url(settings) if exchange is None or market is None else None
-    market = market or MarketAccess(paper_url=paper_url)
+    source_address = settings.exchange.source_address
+    market = market or MarketAccess(paper_url=paper_url, source_address=source_address)
     return Services(
         db=db,
         settings=settings,
@@ -58,7 +59,8 @@ async def open_services(
         # Reads the keys again on a version it does not hold: `aitradex keys rotate` needs no restart.
         vault=vault or KeyVault(settings.master_keys, reload=master_key_source(settings.state_dir)),
         # One IP budget for the process: Bybit counts signed and market calls against the same IP.
-        exchange=exchange or PybitExchange(paper_url=paper_url, limiter=market.limiter),
+        exchange=exchange
+        or PybitExchange(paper_url=paper_url, limiter=market.limiter, source_address=source_address),
         market=market,
         health_cache=HealthCache(ttl_s=5.0),
     )

@@ -20,6 +20,8 @@ class MarketAccess:
 
     paper_url: str | None = None
     limiter: RateLimiter = field(default_factory=RateLimiter)
+    #: The local IP every connection is sent from (None: the OS picks); a host's own address.
+    source_address: str | None = None
 
     @asynccontextmanager
     async def client(
@@ -27,6 +29,11 @@ class MarketAccess:
     ) -> AsyncIterator[MarketDataClient]:
         """A client for ``environment`` sharing this process's limiter."""
         async with MarketDataClient.open(
-            environment, paper_url=self.paper_url, limiter=self.limiter, retry=retry, timeout_s=timeout_s
+            environment,
+            paper_url=self.paper_url,
+            limiter=self.limiter,
+            retry=retry,
+            timeout_s=timeout_s,
+            source_address=self.source_address,
         ) as market:
             yield market

@@ -80,11 +80,17 @@ class MarketDataClient:
         limiter: RateLimiter | None = None,
         retry: RetryPolicy | None = None,
         timeout_s: float = 10.0,
+        source_address: str | None = None,
     ) -> AsyncIterator[MarketDataClient]:
-        """A client with its own ``httpx.AsyncClient``, closed when the ``async with`` block ends."""
+        """A client with its own ``httpx.AsyncClient``, closed when the ``async with`` block ends.
+
+        ``source_address`` binds every connection to that local IP (the host's: Bybit counts per IP).
+        """
         base_url = bybit.base_url_for(environment, paper_url=paper_url)
         async with httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout_s), headers={"User-Agent": "aitradex/market-data"}
+            timeout=httpx.Timeout(timeout_s),
+            headers={"User-Agent": "aitradex/market-data"},
+            transport=httpx.AsyncHTTPTransport(local_address=source_address),
         ) as http:
             yield cls(http, base_url, limiter=limiter, retry=retry)
 

@@ -161,10 +161,17 @@ class LeanTransport:
     Bybit call wants. Failures surface as the ``requests`` exceptions pybit and the mapping expect.
     """
 
-    def __init__(self, pool_size: int) -> None:
+    def __init__(self, pool_size: int, source_address: str | None = None) -> None:
         # certifi's CA bundle, as requests uses: TLS to Bybit verifies the same way it did under requests.
+        # ``source_address`` binds each connection to the host's own IP (port 0: any free one).
+        extra: dict[str, Any] = {"source_address": (source_address, 0)} if source_address else {}
         self._pool = urllib3.PoolManager(
-            num_pools=4, maxsize=pool_size, retries=False, cert_reqs="CERT_REQUIRED", ca_certs=certifi.where()
+            num_pools=4,
+            maxsize=pool_size,
+            retries=False,
+            cert_reqs="CERT_REQUIRED",
+            ca_certs=certifi.where(),
+            **extra,
         )
 
     def prepare_request(self, request: requests.Request) -> _LeanRequest:
@@ -276,6 +283,7 @@ class PybitExchange:
         limiter: RateLimiter | None = None,
         ban_cooldown_s: float = DEFAULT_BAN_COOLDOWN_S,
         max_pause_wait_s: float = 10.0,
+        source_address: str | None = None,
     ) -> None:
         # ``endpoints`` overrides Bybit's URLs per environment (tests point them all at the paper exchange).
         self._endpoints = {**bybit.BASE_URLS, **(endpoints or {})}
@@ -288,7 +296,7 @@ class PybitExchange:
         self._sessions: OrderedDict[tuple[str, str], HTTP] = OrderedDict()
         self._max_sessions = max_sessions
         self._sessions_lock = threading.Lock()
-        self._transport = LeanTransport(pool_size=threads)
+        self._transport = LeanTransport(pool_size=threads, source_address=source_address)
         self._template: HTTP | None = None
         self._limiter = limiter
         self._ban_cooldown_s = ban_cooldown_s

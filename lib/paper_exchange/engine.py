@@ -171,6 +171,7 @@ class PaperEngine:
         book = self.book.state
         return {
             "requests": dict(sorted(self.requests.items())),
+            "requests_by_address": dict(sorted(self.ip_limiter.allowed.items())),
             "ip_bans": self.ip_limiter.bans,
             "ip_refused_403": self.ip_limiter.refused,
             "rate_limited_10006": self.limiter.refused,

@@ -128,11 +128,14 @@ class IpRateLimiter:
         #: Bans started, and requests refused with a 403 (``GET /_paper/stats``).
         self.bans = 0
         self.refused = 0
+        #: Requests let through, per source address (``GET /_paper/stats``): which host sent what.
+        self.allowed: dict[str, int] = {}
 
     def allow(self, address: str, now_s: float) -> bool:
         """Count one request from ``address``; False (answer 403) when banned or over the limit."""
         limit = self.limits.ip_requests
         if limit is None:
+            self.allowed[address] = self.allowed.get(address, 0) + 1
             return True
         state = self._addresses.setdefault(address, _Address())
         if now_s < state.banned_until:
@@ -149,6 +152,7 @@ class IpRateLimiter:
             self.refused += 1
             return False
         hits.append(now_s)
+        self.allowed[address] = self.allowed.get(address, 0) + 1
         return True
 
     def banned(self, address: str, now_s: float) -> bool:

@@ -23,9 +23,11 @@ from typing import Any
 import httpx
 import pytest
 
+from lib.config import exchange_config
 from lib.crypto import KeyVault
 from lib.db.session import Caller, Database
-from lib.errors import IpBanned
+from lib.errors import ConfigError, IpBanned
+from lib.exchange.access import MarketAccess
 from lib.exchange.ports import Credentials
 from lib.exchange.rate_limit import RateLimiter
 from lib.exchange.signing import signed_headers
@@ -197,3 +199,28 @@ async def test_a_403_pauses_every_signed_call_of_the_process_instead_of_retrying
             await exchange.wallet_balance(creds)
         # Refused before it left the process: the exchange saw nothing more.
         assert (await _stats(url))["requests"] == sent
+
+
+async def test_a_hosts_source_address_carries_its_market_and_signed_calls_and_is_counted_apart() -> None:
+    """``AITRADEX_SOURCE_ADDRESS`` binds both clients of a host: the exchange counts them per address."""
+    host = exchange_config({"AITRADEX_SOURCE_ADDRESS": "127.0.0.7"}).source_address
+    assert host == "127.0.0.7"
+    config = PaperExchangeConfig(symbols=stack_symbols(), state_path=None, port=0)
+    with running_paper_exchange(config) as url:
+        account = await asyncio.to_thread(create_paper_account, url)
+        creds = Credentials("paper", account.api_key, account.api_secret)
+        market = MarketAccess(paper_url=url, source_address=host)
+        exchange = PybitExchange(paper_url=url, limiter=market.limiter, source_address=host)
+        async with market.client("paper") as client:
+            await client.server_time()
+            await client.server_time()
+        await exchange.wallet_balance(creds)
+        by_address = (await _stats(url))["requests_by_address"]
+        assert by_address.get("127.0.0.7") == 3
+        assert "127.0.0.1" not in by_address  # account creation is a /_paper control: never counted
+
+
+def test_a_source_address_that_is_not_an_ip_is_refused() -> None:
+    with pytest.raises(ConfigError, match="AITRADEX_SOURCE_ADDRESS"):
+        exchange_config({"AITRADEX_SOURCE_ADDRESS": "host-a"})
+    assert exchange_config({}).source_address is None

@@ -51,6 +51,11 @@ Environment variables:
 ``AITRADEX_WAL_ARCHIVE``
     ``on`` (default) or ``off``: whether the embedded server archives its WAL into the backup folder.
     ``off`` is for throwaway servers (the test suite's), whose WAL would only pile up.
+``AITRADEX_DB_PREPARED_STATEMENTS``
+    ``on`` (default) or ``off``: whether the application's connections let psycopg prepare statements
+    it runs often (``prepare_threshold``). ``off`` is required behind a transaction-mode pooler (Supabase's
+    Supavisor on port 6543, PgBouncer in transaction mode), where a statement prepared in one
+    transaction's server connection does not exist in the next one's.
 ``AITRADEX_SOURCE_ADDRESS``
     The local IP address this host's exchange calls (market data and signed trading calls alike) are
     sent from (default: the operating system's choice). Bybit budgets requests per source IP, so a
@@ -120,6 +125,8 @@ class DatabaseConfig:
     authenticator_password: Secret
     # The embedded server's superuser; None when an external database is used.
     embedded_superuser_password: Secret | None
+    # False behind a transaction-mode pooler: psycopg then never prepares (prepare_threshold=None).
+    prepared_statements: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -423,6 +430,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     superuser_password = None
     if admin_url is None:
         superuser_password = _required("POSTGRES_SUPERUSER_PASSWORD", env, local, hint)
+    prepared_text = env.get("AITRADEX_DB_PREPARED_STATEMENTS", "").strip().lower() or "on"
+    if prepared_text not in ("on", "off"):
+        raise ConfigError("AITRADEX_DB_PREPARED_STATEMENTS must be on or off")
     if not db_name.replace("_", "").isalnum():
         raise ConfigError("AITRADEX_DB_NAME may contain only letters, digits and underscores")
 
@@ -435,6 +445,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             external_app_url=Secret(app_url) if app_url else None,
             authenticator_password=authenticator_password,
             embedded_superuser_password=superuser_password,
+            prepared_statements=prepared_text == "on",
         ),
         jwt_secret=jwt_secret,
         master_keys=master_keys,

@@ -58,3 +58,11 @@ def test_the_setting_reaches_the_applications_pool(test_env: dict[str, str]) -> 
     assert database_target(off).prepared_statements is False
     with pytest.raises(ConfigError, match="AITRADEX_DB_PREPARED_STATEMENTS"):
         load_settings({**test_env, "AITRADEX_DB_PREPARED_STATEMENTS": "maybe"})
+
+
+def test_the_pool_size_is_a_setting_within_bounds(test_env: dict[str, str]) -> None:
+    assert load_settings(test_env).database.pool_size == 10
+    assert load_settings({**test_env, "AITRADEX_DB_POOL_SIZE": "4"}).database.pool_size == 4
+    for bad in ("0", "201", "ten"):
+        with pytest.raises(ConfigError, match="AITRADEX_DB_POOL_SIZE"):
+            load_settings({**test_env, "AITRADEX_DB_POOL_SIZE": bad})

@@ -66,6 +66,14 @@ def _free_port(preferred: int) -> int:
     raise ConfigError("no free TCP port on 127.0.0.1 for the embedded database")
 
 
+def _die_with_parent() -> None:
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+
+
 @dataclass(frozen=True, slots=True)
 class EmbeddedPostgres:
     """Handle on the embedded server's data folder. Creating it does no I/O."""
@@ -163,6 +171,23 @@ class EmbeddedPostgres:
                 f"{Path(args[0]).name} failed (exit {result.returncode}): {reason[:800]}"
             )
         return result
+
+    def spawn_as_owner(self, args: list[str], *, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+        """Start a long-running bundled tool (``pg_receivewal``) as the data folder's owner, its output
+        appended to ``log``. It gets SIGTERM when the thread that started it ends (its supervisor, or the
+        whole process, even SIGKILLed), so no receiver outlives the stack that supervised it."""
+        user = SYSTEM_USER if os.geteuid() == 0 else None
+        with log.open("ab") as out:
+            return subprocess.Popen(  # noqa: S603 - argv built by the caller from bundled binaries
+                args,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                user=user,
+                env=env,
+                # Runs after the switch to ``user`` (a change of user would clear it otherwise).
+                preexec_fn=_die_with_parent,
+            )
 
     def give_to_owner(self, path: Path, *, recursive: bool = True) -> None:
         """Under root, hand ``path`` (and, ``recursive``, what it holds) to the server's user, and let

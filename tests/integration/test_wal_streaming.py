@@ -98,7 +98,8 @@ def test_the_receiver_streams_through_a_physical_slot_and_is_restarted_when_kill
 
 def test_a_restarted_receiver_resumes_from_its_slot_which_kept_the_wal_it_missed(drill: Drill) -> None:
     slot = _slot(drill)
-    assert slot is not None and slot[1] is False  # no receiver runs now
+    assert slot is not None
+    assert slot[1] is False
     kept_from = slot[2]
     # While no receiver runs: several segments' worth of WAL, and checkpoints that would recycle them.
     for n in range(3):
@@ -111,7 +112,8 @@ def test_a_restarted_receiver_resumes_from_its_slot_which_kept_the_wal_it_missed
         row = conn.execute(
             "select count(*) from pg_ls_waldir() where name = pg_walfile_name(%s::pg_lsn)", (kept_from,)
         ).fetchone()
-    assert row is not None and row[0] == 1  # the server still has the segment the slot points into
+    assert row is not None
+    assert row[0] == 1
     target = _current_lsn(drill)
 
     with wal_receiver.supervised(drill.settings):
@@ -122,7 +124,8 @@ def test_a_restarted_receiver_resumes_from_its_slot_which_kept_the_wal_it_missed
     only_streamed = drill.backup_dir / "no-archive-here"
     missing, last = archive.missing_segments(only_streamed, start, stream_dir=stream)
     assert missing == []  # every segment from the slot's position on was streamed, none skipped
-    assert last is not None and last.number >= archive.Segment.of_lsn(target, 1).number
+    assert last is not None
+    assert last.number >= archive.Segment.of_lsn(target, 1).number
     assert archive.lsn_value(_slot(drill)[2]) >= archive.lsn_value(target)  # type: ignore[index]
 
 
@@ -136,7 +139,7 @@ def _writer(drill: Drill, stop: threading.Event, errors: list[BaseException]) ->
                 stop.wait(0.01)
     except psycopg.OperationalError:
         return  # the kill
-    except BaseException as exc:  # noqa: BLE001 - reported by the test
+    except BaseException as exc:
         errors.append(exc)
 
 
@@ -171,7 +174,8 @@ def test_commits_made_under_a_second_before_a_sigkill_are_back_after_restore_lat
 
     with drill.connect() as conn:
         newest = conn.execute("select max(t) from rpo_rows").fetchone()
-    assert newest is not None and newest[0] is not None
+    assert newest is not None
+    assert newest[0] is not None
     rpo = (killed - newest[0]).total_seconds()
     print(f"\nstreaming WAL: RPO {rpo:.3f} s of commits lost after SIGKILL (goal < 1 s)")
     assert rpo < 1.0

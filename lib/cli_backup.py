@@ -43,6 +43,7 @@ def cmd_backup_list(args: argparse.Namespace) -> int:
     entries = catalogue(config)
     if not entries:
         print(f"no base backup in {config.dir / 'base'}")
+        print(f"WAL receiver: {_receiver_line()}")
         return 0
     newest = newest_wal_time(config)
     print(f"{'label':<24} {'started':<25} {'ended (earliest target)':<32} {'size':>10}  WAL")

@@ -375,11 +375,13 @@ def receiver_status(settings: Settings) -> ReceiverStatus:
     elif password is not None:
         detail = f"the embedded PostgreSQL is not running on port {server.port}"
     streaming = bool(view and view["active"]) and state == "running"
-    if view is None and state == "running":
-        detail = "the replication slot does not exist"
+    if state == "running" and not streaming:
+        # Recorded as started, but no walsender holds the slot: connecting, or its stack died with it.
+        state = "not connected"
+        detail = "the replication slot does not exist" if view is None else "no receiver holds the slot"
     return ReceiverStatus(
         streaming=streaming,
-        state=state if streaming or state != "running" else "connecting",
+        state=state,
         pid=int(pid) if isinstance(pid, int) else None,
         restarts=int(recorded.get("restarts") or 0),
         flushed_lsn=str(view["flushed_lsn"]) if view and view["flushed_lsn"] else None,

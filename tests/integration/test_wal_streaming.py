@@ -18,10 +18,11 @@ import psycopg
 import pytest
 
 from lib.db import archive, wal_receiver
-from lib.ops import backup
+from lib.ops import backup, stack_runner
 from lib.ops.rebuild import rebuild
 from lib.ops.restore import restore
-from tests.integration.backup_drill import Drill, drill_server
+from tests.integration.backup_drill import DRILL_DB, Drill, drill_server
+from tests.integration.cli_helpers import run_cli
 
 WAIT_S = 30.0
 
@@ -89,11 +90,33 @@ def test_the_receiver_streams_through_a_physical_slot_and_is_restarted_when_kill
         assert status.pid == supervisor.process.pid
         assert status.restarts >= 1
         assert "streaming (pid" in status.describe()
+        listed, _ = run_cli(drill.env, "backup", "list")
+        assert f"WAL receiver: streaming (pid {status.pid})" in listed.stdout
+        assert "restarted 1 time(s)" in listed.stdout
         lsn = _current_lsn(drill)
         drill.insert("after-the-restart")
         _until("the new receiver has the commit", lambda: _flushed_past(drill, lsn))
     assert wal_receiver.read_state(drill.backup_dir)["state"] == "stopped"
     assert _slot(drill)[1] is False  # type: ignore[index]  # the receiver was stopped with the block
+    listed, _ = run_cli(drill.env, "backup", "list")
+    assert "WAL receiver: not streaming (stopped: the stack stopped)" in listed.stdout
+
+
+def test_the_stack_runs_the_receiver_and_down_stops_it(drill: Drill) -> None:
+    stack_runner.ensure_running(drill.settings, drill.env)
+    _until("the stack's receiver streams", lambda: _streaming(drill))
+    state = wal_receiver.read_state(drill.backup_dir)
+    facts = stack_runner.recorded_running(drill.state_dir, DRILL_DB)
+    assert facts is not None
+    assert state["supervisor_pid"] == facts["pid"]
+
+    result, _ = run_cli(drill.env, "down")
+
+    assert result.returncode == 0, result.stderr
+    assert "stack stopped" in result.stdout
+    assert wal_receiver.read_state(drill.backup_dir)["state"] == "stopped"
+    assert not _streaming(drill)
+    assert _slot(drill)[1] is False  # type: ignore[index]
 
 
 def test_a_restarted_receiver_resumes_from_its_slot_which_kept_the_wal_it_missed(drill: Drill) -> None:

@@ -128,7 +128,9 @@ def main() -> None:
             f"disaster (SIGKILL, data folder deleted) -> rebuild --restore latest (stack, reconciliation): "
             f"RTO {rto:.1f} s (goal < 60 s), {orders} orders back (expected {args.orders})"
         )
-        print(f"reconcile: {reconciled}")
+        # The restore restarts the stack it stopped and reconciles it (clearing its halt) before the
+        # rebuild's own reconcile step runs, which then finds trading resumed.
+        print(f"reconcile (the rebuild's step, after the restore's own): {reconciled}")
         rpo = killed - float(newest) if newest is not None else float("nan")
         source = (
             "never archived (archive_timeout did not fire): the last commits came from the stream"

@@ -79,7 +79,7 @@ class RestorePlan:
     newest_wal: datetime | None
 
     def describe(self) -> str:
-        to = f"to {self.target.isoformat()}" if self.target else "to the last archived commit"
+        to = f"to {self.target.isoformat()}" if self.target else "to the last archived or streamed commit"
         end = f" (archive ends at {self.last_segment}" + (
             f", archived {self.newest_wal.isoformat(timespec='seconds')})" if self.newest_wal else ")"
         )
@@ -206,8 +206,8 @@ def restore(
         report = RestoreReport(plan, aside)
         reason = (
             f"restored from base backup {plan.backup.label} to "
-            f"{plan.target.isoformat() if plan.target else 'the last archived commit'}: the exchange may "
-            "hold orders this database lacks; reconcile before trading resumes"
+            f"{plan.target.isoformat() if plan.target else 'the last archived or streamed commit'}: "
+            "the exchange may hold orders this database lacks; reconcile before trading resumes"
         )
         report.halted = _halt_trading(server, password, reason)
     say(f"set trading_halted in {', '.join(report.halted) or 'no database'}; {HALT_NOTE}")

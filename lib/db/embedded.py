@@ -12,8 +12,10 @@ PostgreSQL refuses to start, so the binaries run as a dedicated system user, ``p
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shlex
+import signal
 import socket
 import subprocess
 import tempfile
@@ -67,11 +69,12 @@ def _free_port(preferred: int) -> int:
 
 
 def _die_with_parent() -> None:
-    import ctypes
-    import signal
+    # Runs in the forked child, before exec: only the prctl call, looked up before the fork.
+    _PRCTL(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
 
-    pr_set_pdeathsig = 1
-    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+
+_PR_SET_PDEATHSIG = 1
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,7 +58,7 @@ LOCK_FILE = ".wal-receiver.lock"
 SYSTEM_ID_FILE = "system_identifier"
 ABANDONED_DIR = "abandoned"
 
-Conn = psycopg.Connection[Any]
+Conn = archive.Conn
 
 
 class StreamRefused(Exception):
@@ -82,17 +82,17 @@ def wanted(settings: Settings) -> bool:
 # -- SQL ----------------------------------------------------------------------------------------------
 
 
-def ensure_slot(conn: Conn) -> bool:
-    """Create the physical slot (reserving WAL from now) unless it exists; True if created. A slot the
-    server invalidated (the receiver was down past ``max_slot_wal_keep_size``) is dropped and created
-    again: the WAL it lost is in the archive."""
+def ensure_slot(conn: Conn) -> str:
+    """Create the physical slot (reserving WAL from now) unless it exists: ``"kept"``, ``"created"``, or
+    ``"recreated"`` for a slot the server had invalidated (the receiver was down past
+    ``max_slot_wal_keep_size``), dropped and created again: the WAL it lost is in the archive."""
     row = conn.execute("select wal_status from pg_replication_slots where slot_name = %s", (SLOT,)).fetchone()
     if row is not None and row[0] != "lost":
-        return False
+        return "kept"
     if row is not None:
         conn.execute("select pg_drop_replication_slot(%s)", (SLOT,))
     conn.execute("select pg_create_physical_replication_slot(%s, true)", (SLOT,))
-    return True
+    return "created" if row is None else "recreated"
 
 
 def release_slot(conn: Conn) -> bool:
@@ -175,6 +175,12 @@ def abandoned_segments(folder: Path, timeline: int, history: str) -> list[Path]:
         if switch is None or segment.number >= switch:
             found.append(path)
     return sorted(found)
+
+
+def _segments(folder: Path) -> list[Path]:
+    return sorted(
+        p for p in folder.iterdir() if archive.Segment.parse(p.name.removesuffix(archive.PARTIAL)) is not None
+    )
 
 
 def move_abandoned(folder: Path, paths: list[Path]) -> None:
@@ -260,7 +266,11 @@ class Supervisor:
             move_abandoned(
                 self.folder, abandoned_segments(self.folder, timeline, timeline_history(conn, timeline))
             )
-            ensure_slot(conn)
+            if ensure_slot(conn) == "recreated":
+                # The server no longer has the WAL after the folder's newest segment, so the receiver
+                # could never resume from it: it starts afresh from the new slot (the archive covers
+                # the gap), the old segments kept aside.
+                move_abandoned(self.folder, _segments(self.folder))
             release_slot(conn)
         return None
 
@@ -310,10 +320,7 @@ class Supervisor:
 
 
 def _log_tail(path: Path) -> str:
-    try:
-        lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
-    except OSError:
-        return ""
+    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
     return " ".join(lines[-2:])[-300:]
 
 

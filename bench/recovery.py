@@ -12,6 +12,12 @@ started with trading halted, the reconciliation (which clears the halt), diagnos
 - RTO: the time from the start of the rebuild to a healthy, reconciled stack.
 - RPO: the time between the newest restored commit of the writer and the kill.
 
+Before the writer it also measures what making commits wait for the receiver would cost (the road not
+taken): single-row commit latency as configured (commits do not wait), then with
+``synchronous_standby_names`` naming the receiver, and how long one such commit blocks while the
+receiver is SIGKILLed and restarted by its supervisor (trading would stop for that long, or for good
+when it cannot restart). The setting is reset before the disaster.
+
 Run: .venv/bin/python bench/recovery.py [--orders N] [--write-seconds S].
 """
 
@@ -72,6 +78,43 @@ def _writer(env: dict[str, str], stop: threading.Event) -> None:
         return  # the kill
 
 
+def _commit_ms(conn: psycopg.Connection, n: int) -> tuple[float, float]:
+    """p50 and p95 of ``n`` single-row autocommit inserts, in ms."""
+    conn.execute("create table if not exists bench_latency (id bigserial primary key, t timestamptz)")
+    took = []
+    for _ in range(n):
+        started = time.perf_counter()
+        conn.execute("insert into bench_latency (t) values (clock_timestamp())")
+        took.append((time.perf_counter() - started) * 1000)
+    took.sort()
+    return took[n // 2], took[int(n * 0.95)]
+
+
+def _sync_commit_costs(env: dict[str, str], backup_dir: Path) -> None:
+    with _connect(env) as conn:
+        p50, p95 = _commit_ms(conn, 300)
+        print(
+            f"commit latency as configured (not waiting for the receiver): p50 {p50:.2f} ms, p95 {p95:.2f} ms"
+        )
+        conn.execute(f"alter system set synchronous_standby_names = '{wal_receiver.APPLICATION_NAME}'")
+        conn.execute("select pg_reload_conf()")
+        deadline = time.monotonic() + 30
+        while conn.execute(  # the receiver is the synchronous standby once the reload has reached everyone
+            "select count(*) from pg_stat_replication where sync_state = 'sync'"
+        ).fetchone() != (1,):
+            assert time.monotonic() < deadline, "the receiver did not become the synchronous standby"
+            time.sleep(0.05)
+        p50, p95 = _commit_ms(conn, 300)
+        print(f"the same with synchronous_standby_names = the receiver: p50 {p50:.2f} ms, p95 {p95:.2f} ms")
+        os.kill(int(wal_receiver.read_state(backup_dir)["pid"]), signal.SIGKILL)
+        started = time.monotonic()
+        conn.execute("insert into bench_latency (t) values (clock_timestamp())")
+        blocked = time.monotonic() - started
+        print(f"with it, one commit while the receiver was SIGKILLed and restarted blocked {blocked:.2f} s")
+        conn.execute("alter system reset synchronous_standby_names")
+        conn.execute("select pg_reload_conf()")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=100_000)
@@ -101,6 +144,11 @@ def main() -> None:
         deadline = time.monotonic() + 60
         while not wal_receiver.receiver_status(settings).streaming:
             assert time.monotonic() < deadline, "the stack's WAL receiver did not start streaming"
+            time.sleep(0.1)
+        _sync_commit_costs(env, root / "backups")
+        deadline = time.monotonic() + 60
+        while not wal_receiver.receiver_status(settings).streaming:
+            assert time.monotonic() < deadline, "the stack's WAL receiver did not stream again"
             time.sleep(0.1)
 
         stop = threading.Event()

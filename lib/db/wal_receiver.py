@@ -48,7 +48,7 @@ from lib.db.target import embedded_server
 from lib.db.unreachable import CONNECT_TIMEOUT_S
 
 SLOT = "aitradex_wal"
-APPLICATION_NAME = "aitradex-wal-receiver"
+APPLICATION_NAME = "aitradex_wal_receiver"
 RESTART_DELAY_S = 1.0
 POLL_S = 0.2
 STOP_TIMEOUT_S = 10.0

@@ -1,11 +1,12 @@
-"""The functions server as several worker processes sharing one listening socket.
+"""The functions server as several worker processes on one port.
 
 The server is uvicorn's own supervisor (``uvicorn.supervisors.Multiprocess``), chosen by measuring it
 against gunicorn with uvicorn's worker class and against granian (README, "Functions server"): it
 runs our :class:`lib.http.protocol.DeadlineProtocol` unchanged, restarts a worker that dies, and adds
-no dependency. The parent binds the socket once; each worker is a spawned process that accepts on it,
-with its own event loop, database pool and exchange clients, built from a :class:`WorkerSpec` that
-reaches it by pickle. The kernel spreads connections over the workers; nobody picks a worker.
+no dependency. Each worker is a spawned process with its own event loop, database pool and exchange
+clients, built from a :class:`WorkerSpec` that reaches it by pickle. Each worker listens on a socket
+of its own on the shared port (``SO_REUSEPORT``), and the kernel spreads new connections over them
+(:func:`listen_reuse_port`).
 
 What a worker keeps in memory, and why that stays correct with several of them:
 
@@ -43,7 +44,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
-from uvicorn.supervisors.multiprocess import Multiprocess
+from uvicorn.supervisors import multiprocess
+from uvicorn.supervisors.multiprocess import Multiprocess, Process
 
 from lib.config import Settings
 from lib.errors import AitradexError
@@ -165,11 +167,18 @@ def _die_with_parent() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-class _Supervisor(Multiprocess):
-    """uvicorn's supervisor, which also says when every worker serves."""
+class _WorkerProcess(Process):
+    """A uvicorn worker that listens on a socket of its own, on the shared port (``SO_REUSEPORT``)."""
 
-    def __init__(self, config: ServerConfig, sockets: list[socket.socket], ready: Callable[[], None]) -> None:
-        super().__init__(config, sockets)
+    def target(self, sockets: list[socket.socket] | None = None) -> None:  # pragma: no cover - child
+        super().target([listen_reuse_port(self.config.host, self.config.port, self.config.backlog)])
+
+
+class _Supervisor(Multiprocess):
+    """uvicorn's supervisor, whose workers listen each on their own socket, and which says when all serve."""
+
+    def __init__(self, config: ServerConfig, ready: Callable[[], None]) -> None:
+        super().__init__(config, [])
         self._ready = ready
 
     def init_processes(self) -> None:
@@ -178,39 +187,73 @@ class _Supervisor(Multiprocess):
             self._ready()
 
 
-def worker_config(spec: WorkerSpec, workers: int) -> ServerConfig:
-    """The uvicorn configuration of ``workers`` processes serving ``spec``'s app."""
+def reserve_port(host: str, port: int) -> socket.socket:
+    """A socket bound (not listening) to ``host:port`` with ``SO_REUSEPORT``: the port is ours, and the
+    workers' listening sockets can join it. Keep it open while they serve; it never takes a connection.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def listen_reuse_port(host: str, port: int, backlog: int) -> socket.socket:
+    """One worker's listening socket on the shared port.
+
+    Why not the one socket uvicorn would pass around: its workers all accept from it, and an event loop
+    accepts every pending connection when it wakes, so a burst of connections (a load balancer's pool,
+    a load generator) measured 42 to 6 on two workers. With a socket each, the kernel spreads new
+    connections over the workers by hash.
+    """
+    sock = reserve_port(host, port)
+    sock.listen(backlog)
+    return sock
+
+
+def worker_config(spec: WorkerSpec, workers: int, host: str, port: int) -> ServerConfig:
+    """The uvicorn configuration of ``workers`` processes serving ``spec``'s app on ``host:port``."""
     from lib.http.server import SERVER_OPTIONS
 
     return ServerConfig(
         WorkerApp(spec),
         read_timeout_s=spec.settings.http.read_timeout_s,
+        host=host,
+        port=port,
         workers=workers,
+        backlog=2048,
         timeout_worker_healthcheck=10,
         **SERVER_OPTIONS,
     )
 
 
 def serve_workers(
-    spec: WorkerSpec, sock: socket.socket, workers: int, *, ready: Callable[[], None] = lambda: None
+    spec: WorkerSpec, host: str, port: int, workers: int, *, ready: Callable[[], None] = lambda: None
 ) -> None:
-    """Serve on ``sock`` (bound and listening) with ``workers`` processes until SIGINT or SIGTERM.
+    """Serve on ``host:port`` with ``workers`` processes until SIGINT or SIGTERM.
 
-    Runs in the main thread (it installs the supervisor's signal handlers); ``ready`` is called once
-    every worker serves.
+    The caller holds the port with :func:`reserve_port`. Runs in the main thread (it installs the
+    supervisor's signal handlers); ``ready`` is called once every worker serves.
     """
-    _Supervisor(worker_config(spec, workers), [sock], ready).run()
+    # uvicorn's supervisor makes (and remakes) its workers from its module's ``Process``; this process
+    # is the supervisor and nothing else, so that name is pointed at ours for its lifetime.
+    multiprocess.Process = _WorkerProcess  # type: ignore[misc]
+    _Supervisor(worker_config(spec, workers, host, port), ready).run()
 
 
-def _supervise(spec: WorkerSpec, sock: socket.socket, workers: int, ready: Any) -> None:
+def _supervise(spec: WorkerSpec, host: str, port: int, workers: int, ready: Any) -> None:
     from lib.log import configure_logging
 
     configure_logging()
     _die_with_parent()
     # multiprocessing gave this process a /dev/null stdin whose descriptor its own children would not
     # inherit; uvicorn would try to reopen it in each worker.
-    sys.stdin = None  # type: ignore[assignment]
-    serve_workers(spec, sock, workers, ready=ready.set)
+    sys.stdin = None
+    serve_workers(spec, host, port, workers, ready=ready.set)
 
 
 @contextmanager
@@ -222,22 +265,24 @@ def running_workers(
     Yields the base URL once every worker serves; stops the supervisor (and so its workers) after.
     """
     spawn = multiprocessing.get_context("spawn")
-    sock = socket.create_server((host, port), backlog=2048)
+    reserved = reserve_port(host, port)
+    host, port = reserved.getsockname()[:2]
     ready = spawn.Event()
-    supervisor = spawn.Process(target=_supervise, args=(spec, sock, workers, ready), name="functions-workers")
+    supervisor = spawn.Process(
+        target=_supervise, args=(spec, host, port, workers, ready), name="functions-workers"
+    )
     supervisor.start()
     try:
         if not _wait(ready, supervisor, WORKER_START_TIMEOUT_S + 30):
             raise AitradexError("the functions server's workers did not start")
-        bound = sock.getsockname()
-        yield f"http://{bound[0]}:{bound[1]}"
+        yield f"http://{host}:{port}"
     finally:
         supervisor.terminate()  # SIGTERM: the supervisor stops its workers, then itself
         supervisor.join(timeout=30)
         if supervisor.is_alive():
             supervisor.kill()
             supervisor.join()
-        sock.close()
+        reserved.close()
 
 
 def _wait(ready: Any, process: Any, timeout_s: float) -> bool:

@@ -234,7 +234,13 @@ def _serve(
     from lib.exchange.rate_limit import DEFAULT_SHARE, RateLimiter
     from lib.exchange.trading import PybitExchange
     from lib.http.server import functions_app, serve_in_thread
-    from lib.http.workers import WORKERS_IP_FRACTION, WorkerSpec, serve_workers, worker_ip_share
+    from lib.http.workers import (
+        WORKERS_IP_FRACTION,
+        WorkerSpec,
+        reserve_port,
+        serve_workers,
+        worker_ip_share,
+    )
     from lib.paper_exchange.config import PaperExchangeConfig
     from lib.paper_exchange.server import running_paper_exchange
 
@@ -275,41 +281,46 @@ def _serve(
             urls = StackUrls(
                 api_url=f"http://127.0.0.1:{functions_listener.port}", paper_exchange_url=paper_url
             )
-            write_services(
-                settings.state_dir,
-                settings.database.db_name,
-                {
-                    "pid": os.getpid(),
-                    "api_url": urls.api_url,
-                    "functions_url": urls.functions_url,
-                    "paper_exchange_url": paper_url,
-                    "code_hash": code_hash(),
-                    "started_at": time.time(),
-                    "notes": notes,
-                    "workers": workers,
-                },
-            )
-            # Listening now: connections made from here on wait in the backlog until a worker accepts
-            # them, so the URLs announced below answer (never refused) from the moment they are printed.
-            functions_listener.sock.listen(2048)
-            log_event(
-                logger,
-                "stack_up",
-                api_url=urls.api_url,
-                paper_exchange_url=paper_url,
-                notes=notes,
-                workers=workers,
-            )
-            for note in notes:
-                announce(f"note: {note}")
-            announce(f"functions: {urls.functions_url} ({workers} worker{'s' if workers != 1 else ''})")
-            announce(f"paper exchange: {paper_url}")
-            announce("Ctrl-C stops both")
+
+            def ready() -> None:
+                # Every worker listens now: the URLs announced (and recorded) below answer from here on.
+                write_services(
+                    settings.state_dir,
+                    settings.database.db_name,
+                    {
+                        "pid": os.getpid(),
+                        "api_url": urls.api_url,
+                        "functions_url": urls.functions_url,
+                        "paper_exchange_url": paper_url,
+                        "code_hash": code_hash(),
+                        "started_at": time.time(),
+                        "notes": notes,
+                        "workers": workers,
+                    },
+                )
+                log_event(
+                    logger,
+                    "stack_up",
+                    api_url=urls.api_url,
+                    paper_exchange_url=paper_url,
+                    notes=notes,
+                    workers=workers,
+                )
+                for note in notes:
+                    announce(f"note: {note}")
+                announce(f"functions: {urls.functions_url} ({workers} worker{'s' if workers != 1 else ''})")
+                announce(f"paper exchange: {paper_url}")
+                announce("Ctrl-C stops both")
+
+            # The port stays ours (bound, SO_REUSEPORT) while each worker listens on it with a socket
+            # of its own (lib/http/workers.py says why).
+            functions_listener.sock.close()
+            reserved = reserve_port("127.0.0.1", functions_listener.port)
             try:
                 # uvicorn's supervisor: it returns on SIGINT or SIGTERM, after stopping the workers.
-                serve_workers(spec, functions_listener.sock, workers)
+                serve_workers(spec, "127.0.0.1", functions_listener.port, workers, ready=ready)
             finally:
-                functions_listener.sock.close()
+                reserved.close()
                 write_services(settings.state_dir, settings.database.db_name, None)
                 log_event(logger, "stack_down")
 

@@ -140,8 +140,10 @@ async def _generate(
 
     async def one(due: float) -> None:
         nonlocal errors
-        connection = await idle.get()
+        # The generator's own lateness: how long after its due time the request started (before any
+        # wait for a free connection, which is the server's queue and counts in the latency only).
         lateness.append(time.monotonic() - due)
+        connection = await idle.get()
         try:
             status = await asyncio.wait_for(connection.request(raw), REQUEST_TIMEOUT_S)
         except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError):

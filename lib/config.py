@@ -5,7 +5,7 @@ Sources, in order: the process environment, then (for a local stack only) the ge
 does that, explicitly, when a local stack is built. A missing secret raises :class:`ConfigError`; no
 secret ever defaults to an empty string.
 
-The module is about 420 lines: every environment variable the system reads has its one reader and
+The module is about 440 lines: every environment variable the system reads has its one reader and
 its one validation here, so a setting has exactly one home; splitting it per area would scatter the
 precedence rules (environment first, then the secrets file) across modules.
 

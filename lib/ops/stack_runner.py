@@ -8,6 +8,11 @@ waits until it answers, and records its pid, URLs and a hash of the code it runs
 Ports follow :mod:`lib.ops.ports`: the demo's database (``aitradex``) gets the documented defaults,
 54321 and 54330, falling back to free ports (with a note) when they are taken; any other database
 (the tests' ``aitradex_test``) gets free ports, so it never competes with the demo for them.
+
+With several functions workers (``AITRADEX_HTTP_WORKERS``, :mod:`lib.http.workers`), the scheduler runs
+once, in this parent process, and the workers pass ``/scheduler/*`` on to it.
+The module is about 420 lines: it is the one owner of the stack's process lifecycle (start, record, redeploy, stop), and the
+scheduler's routes and the workers' start belong to that lifecycle.
 """
 
 from __future__ import annotations

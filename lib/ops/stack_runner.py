@@ -11,8 +11,8 @@ Ports follow :mod:`lib.ops.ports`: the demo's database (``aitradex``) gets the d
 
 With several functions workers (``AITRADEX_HTTP_WORKERS``, :mod:`lib.http.workers`), the scheduler runs
 once, in this parent process, and the workers pass ``/scheduler/*`` on to it.
-The module is about 420 lines: it is the one owner of the stack's process lifecycle (start, record, redeploy, stop), and the
-scheduler's routes and the workers' start belong to that lifecycle.
+The module is about 420 lines: it is the one owner of the stack's process lifecycle (start, record,
+redeploy, stop), and the scheduler's routes and the workers' start belong to that lifecycle.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The adapter's cache of verified tokens (lib/http/token_cache.py): it saves work, never changes an answer."""
+"""The adapter's cache of verified tokens (lib/http/token_cache.py): it saves work, changes no answer."""
 
 from __future__ import annotations
 

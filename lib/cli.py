@@ -30,6 +30,7 @@ a traceback: an unexpected error is one line too (``aitradex --traceback ...`` s
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from collections.abc import Sequence
@@ -44,7 +45,7 @@ from lib.cli_secrets import add_secrets_parser
 from lib.cli_settings import add_settings_parser
 from lib.cli_trading import add_trading_parser
 from lib.cli_users import add_users_parser
-from lib.config import load_settings
+from lib.config import load_settings, parse_http_workers
 from lib.core.timeframes import TIMEFRAMES
 from lib.core.vocabulary import ALGORITHMS, ENVIRONMENTS
 from lib.db import migrate
@@ -96,6 +97,14 @@ def cmd_db(args: argparse.Namespace) -> int:
     return 0
 
 
+def _http_workers(text: str) -> int:
+    """``--workers``: as ``AITRADEX_HTTP_WORKERS`` (1 to 64)."""
+    try:
+        return parse_http_workers(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     settings = load_settings()
     if settings.database.embedded:
@@ -104,6 +113,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         check_reachable(database_target(settings))
     if stack_runner.running_facts(settings):
         raise AitradexError("the stack is already running: `aitradex down` stops it")
+    if args.workers is not None:
+        settings = dataclasses.replace(
+            settings, http=dataclasses.replace(settings.http, workers=args.workers)
+        )
     stack_runner.run_foreground(
         settings,
         functions_port=args.functions_port,
@@ -271,6 +284,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="default 54330, or a free port if it is busy; 0: any free port",
     )
     p.add_argument("--speed", type=float, default=0.0, help="paper replay speed (0: advance explicitly)")
+    p.add_argument(
+        "--workers",
+        type=_http_workers,
+        help="functions server worker processes (default AITRADEX_HTTP_WORKERS, else the CPU count)",
+    )
     p.set_defaults(func=cmd_up)
 
     p = sub.add_parser("down", help="stop a stack started in the background")

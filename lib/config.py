@@ -5,7 +5,7 @@ Sources, in order: the process environment, then (for a local stack only) the ge
 does that, explicitly, when a local stack is built. A missing secret raises :class:`ConfigError`; no
 secret ever defaults to an empty string.
 
-The module is about 450 lines: every environment variable the system reads has its one reader and
+The module is about 500 lines: every environment variable the system reads has its one reader and
 its one validation here, so a setting has exactly one home; splitting it per area would scatter the
 precedence rules (environment first, then the secrets file) across modules.
 
@@ -28,6 +28,8 @@ Environment variables:
 ``AITRADEX_HTTP_READ_TIMEOUT_S``
     Seconds a request's headers and body have, from its first byte (or from the connection's
     opening), to arrive in full before the server closes the connection (default 10, at most 300).
+``AITRADEX_HTTP_WORKERS``
+    Worker processes of the functions server (default: the CPU count this process may use; 1 to 64).
 ``SUPABASE_URL``
     A hosted Supabase project: its ``/auth/v1`` signs users in, the local one is not served, and user
     tokens verify through ``$SUPABASE_URL/auth/v1/.well-known/jwks.json``.
@@ -85,6 +87,7 @@ SECRETS_FILE = "secrets.json"
 MIN_JWT_SECRET_LEN = 32
 DEFAULT_HTTP_READ_TIMEOUT_S = 10.0
 MAX_HTTP_READ_TIMEOUT_S = 300.0
+MAX_HTTP_WORKERS = 64
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 DEFAULT_BACKUP_KEEP = 7
 DEFAULT_BACKUP_INTERVAL_HOURS = 24.0
@@ -146,6 +149,13 @@ class HttpConfig:
     trusted_proxies: tuple[IPNetwork, ...] = ()
     # Time a request has to arrive in full (headers and body), from its first byte.
     read_timeout_s: float = DEFAULT_HTTP_READ_TIMEOUT_S
+    # Worker processes of the functions server (lib/http/workers.py).
+    workers: int = field(default_factory=lambda: default_http_workers())
+
+
+def default_http_workers() -> int:
+    """The CPU count this process may use (its affinity), the functions server's default worker count."""
+    return max(1, min(MAX_HTTP_WORKERS, len(os.sched_getaffinity(0))))
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,11 +310,24 @@ def parse_read_timeout(raw: str) -> float:
     return value
 
 
+def parse_http_workers(raw: str) -> int:
+    """Parse ``AITRADEX_HTTP_WORKERS`` (or ``aitradex up --workers``): a whole number from 1 to 64."""
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError("AITRADEX_HTTP_WORKERS must be a whole number of worker processes") from None
+    if not 1 <= value <= MAX_HTTP_WORKERS:
+        raise ConfigError(f"AITRADEX_HTTP_WORKERS must be from 1 to {MAX_HTTP_WORKERS}")
+    return value
+
+
 def _http_config(env: Mapping[str, str]) -> HttpConfig:
     timeout = env.get("AITRADEX_HTTP_READ_TIMEOUT_S", "").strip()
+    workers = env.get("AITRADEX_HTTP_WORKERS", "").strip()
     return HttpConfig(
         trusted_proxies=parse_trusted_proxies(env.get("AITRADEX_TRUSTED_PROXIES", "")),
         read_timeout_s=parse_read_timeout(timeout) if timeout else DEFAULT_HTTP_READ_TIMEOUT_S,
+        workers=parse_http_workers(workers) if workers else default_http_workers(),
     )
 
 

@@ -9,6 +9,7 @@
   Tokens verify through :class:`lib.services.auth.verify.TokenVerifier`: HS256 with the JWT secret,
   ES256/RS256 through the JWK Set :mod:`lib.http.server` wires (the local auth server's, or a hosted
   project's). Verification is stateless: a signed-out session's access token passes until it expires.
+  A token's claims are reused for a few seconds once verified (:mod:`lib.http.token_cache`).
 - Every response carries ``x-request-id``, and every log line carries the same id.
 - This module is the one place that maps errors to HTTP: ``AitradexError.http_status`` and
   ``to_dict()`` for deliberate errors, pydantic validation errors to 422 (in words a person reads,
@@ -55,6 +56,7 @@ from lib.http.body import MAX_BODY_BYTES, read_body
 from lib.http.errors import body_shape, invalid_request
 from lib.http.openapi import build_openapi
 from lib.http.spec import FunctionSpec
+from lib.http.token_cache import VerifiedTokens
 from lib.log import log_event, request_id_var
 from lib.services.auth.verify import TokenVerifier
 
@@ -121,6 +123,9 @@ class FunctionsApp:
         self._jwt_secret = jwt_secret
         # HS256 with the JWT secret, plus ES256/RS256 through a JWK Set when one is wired (lib.http.server).
         self.verifier = verifier or TokenVerifier(jwt_secret, None)
+        # A token seen again within seconds is not verified again (lib/http/token_cache.py says why
+        # that answers the same).
+        self._tokens = VerifiedTokens(self.verifier.verify)
         self.verify_jwt = dict(load_verify_jwt() if verify_jwt is None else verify_jwt)
         self.services: Services | None = None
         self._openapi: dict[str, Any] | None = None
@@ -164,7 +169,7 @@ class FunctionsApp:
             if self.verify_jwt.get(name, True):
                 raise Unauthorized("Invalid JWT", details={"reason": "missing"})
             return Caller.anon()
-        claims = await self.verifier.verify(token)
+        claims = await self._tokens.claims(token)
         if claims["role"] not in ROLES:
             raise Forbidden("this token's role may not use the API")
         ip = client_address.client_ip(

@@ -8,6 +8,9 @@ sockets would lock everyone out.
 So every connection carries one deadline of ``read_timeout_s``. It is armed when the connection
 opens and whenever bytes start a new request after a response, and is disarmed when a request has
 fully arrived. It is never pushed back by more bytes, so dripping one byte a second does not help.
+The timeout is the class's ``read_timeout_s`` (:func:`deadline_protocol`), or the one a
+:class:`ServerConfig` carries: that is how it reaches the worker processes of :mod:`lib.http.workers`,
+which get the configuration by pickle (a class made at run time does not pickle).
 When it fires:
 
 - nothing has arrived (an idle connection, or one kept alive): the connection is closed;
@@ -56,6 +59,14 @@ _HEADERS_TOO_LARGE = _envelope(
 )
 
 
+class ServerConfig(Config):
+    """uvicorn's configuration plus the read timeout, for :class:`DeadlineProtocol` in any process."""
+
+    def __init__(self, app: Any, *, read_timeout_s: float, **kwargs: Any) -> None:
+        super().__init__(app, http=DeadlineProtocol, **kwargs)
+        self.read_timeout_s = read_timeout_s
+
+
 class DeadlineProtocol(HttpToolsProtocol):
     """:class:`HttpToolsProtocol` that closes a connection whose request does not arrive in time."""
 
@@ -69,6 +80,8 @@ class DeadlineProtocol(HttpToolsProtocol):
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
+        if isinstance(config, ServerConfig):
+            self.read_timeout_s = config.read_timeout_s
         self._deadline: asyncio.TimerHandle | None = None
         self._reading_headers = False
         self._header_bytes = 0

@@ -102,6 +102,21 @@ def create_functions_app(
     return functions_app(settings, exchange=exchange, market=market, verify_jwt=verify_jwt).build()
 
 
+#: uvicorn settings shared by every way of running the server (one process, or workers).
+SERVER_OPTIONS: dict[str, Any] = {
+    "log_config": None,  # our JSON logging, configured by the caller
+    "access_log": False,
+    "lifespan": "on",
+    "limit_concurrency": 1000,
+    "timeout_keep_alive": 30,
+    # Idle keep-alive clients must not hold a shutdown hostage.
+    "timeout_graceful_shutdown": 3,
+    # uvicorn would otherwise believe X-Forwarded-For from 127.0.0.1 and rewrite the peer address;
+    # the adapter decides whom to believe (lib/http/client_address.py, AITRADEX_TRUSTED_PROXIES).
+    "proxy_headers": False,
+}
+
+
 def uvicorn_config(
     app: Starlette, host: str, port: int, *, read_timeout_s: float | None = None
 ) -> uvicorn.Config:
@@ -112,22 +127,7 @@ def uvicorn_config(
     """
     if read_timeout_s is None:
         read_timeout_s = float(getattr(app.state, "read_timeout_s", DEFAULT_HTTP_READ_TIMEOUT_S))
-    return uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        http=deadline_protocol(read_timeout_s),
-        log_config=None,  # our JSON logging, configured by the caller
-        access_log=False,
-        lifespan="on",
-        limit_concurrency=1000,
-        timeout_keep_alive=30,
-        # Idle keep-alive clients must not hold a shutdown hostage.
-        timeout_graceful_shutdown=3,
-        # uvicorn would otherwise believe X-Forwarded-For from 127.0.0.1 and rewrite the peer address;
-        # the adapter decides whom to believe (lib/http/client_address.py, AITRADEX_TRUSTED_PROXIES).
-        proxy_headers=False,
-    )
+    return uvicorn.Config(app, host=host, port=port, http=deadline_protocol(read_timeout_s), **SERVER_OPTIONS)
 
 
 @contextmanager

@@ -8,6 +8,11 @@ waits until it answers, and records its pid, URLs and a hash of the code it runs
 Ports follow :mod:`lib.ops.ports`: the demo's database (``aitradex``) gets the documented defaults,
 54321 and 54330, falling back to free ports (with a note) when they are taken; any other database
 (the tests' ``aitradex_test``) gets free ports, so it never competes with the demo for them.
+
+With several functions workers (``AITRADEX_HTTP_WORKERS``, :mod:`lib.http.workers`), the scheduler runs
+once, in this parent process, and the workers pass ``/scheduler/*`` on to it.
+The module is about 420 lines: it is the one owner of the stack's process lifecycle (start, record,
+redeploy, stop), and the scheduler's routes and the workers' start belong to that lifecycle.
 """
 
 from __future__ import annotations
@@ -27,8 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
-import uvloop
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -236,8 +239,16 @@ def _serve(
     announce: Callable[[str], None],
 ) -> None:
     from lib.exchange.access import MarketAccess
+    from lib.exchange.rate_limit import DEFAULT_SHARE, RateLimiter
     from lib.exchange.trading import PybitExchange
-    from lib.http.server import functions_app, uvicorn_config
+    from lib.http.server import functions_app, serve_in_thread
+    from lib.http.workers import (
+        WORKERS_IP_FRACTION,
+        WorkerSpec,
+        reserve_port,
+        serve_workers,
+        worker_ip_share,
+    )
     from lib.paper_exchange.config import PaperExchangeConfig
     from lib.paper_exchange.server import running_paper_exchange
 
@@ -254,45 +265,72 @@ def _serve(
         start_time_ms=replay_start_ms(),
     )
     notes = [n for n in (functions_listener.note, paper_listener.note) if n]
+    workers = settings.http.workers
+    host_share = DEFAULT_SHARE
     with running_paper_exchange(paper, sock=paper_listener.sock) as paper_url:
-        # One IP budget for the process's market and signed calls: Bybit counts both against the IP.
-        market = MarketAccess(paper_url=paper_url)
-        functions = functions_app(
+        # The scheduler (scans, fan-out, tracking) runs here, in the parent, once for the stack; the
+        # workers pass /scheduler/* on to it. Its IP limiter and the workers' divide the host's share of
+        # Bybit's per-IP budget between them (lib/http/workers.py).
+        market = MarketAccess(
+            paper_url=paper_url, limiter=RateLimiter(host_share * (1 - WORKERS_IP_FRACTION))
+        )
+        scheduling = functions_app(
             settings, exchange=PybitExchange(paper_url=paper_url, limiter=market.limiter), market=market
         )
-        attach_scheduler(functions, paper_url=paper_url, tick_driven=speed == 0)
-        app = functions.build()
-        urls = StackUrls(api_url=f"http://127.0.0.1:{functions_listener.port}", paper_exchange_url=paper_url)
-        write_services(
-            settings.state_dir,
-            settings.database.db_name,
-            {
-                "pid": os.getpid(),
-                "api_url": urls.api_url,
-                "functions_url": urls.functions_url,
-                "paper_exchange_url": paper_url,
-                "code_hash": code_hash(),
-                "started_at": time.time(),
-                "notes": notes,
-            },
-        )
-        # Listening now: connections made from here on wait in the backlog until uvicorn accepts them,
-        # so the URLs announced below answer (they are never refused) from the moment they are printed.
-        functions_listener.sock.listen(2048)
-        log_event(logger, "stack_up", api_url=urls.api_url, paper_exchange_url=paper_url, notes=notes)
-        for note in notes:
-            announce(f"note: {note}")
-        announce(f"functions: {urls.functions_url}")
-        announce(f"paper exchange: {paper_url}")
-        announce("Ctrl-C stops both")
-        server = uvicorn.Server(uvicorn_config(app, "127.0.0.1", functions_listener.port))
-        try:
-            # uvloop (and httptools, which uvicorn picks up itself) roughly halve the per-request overhead.
-            uvloop.run(server.serve(sockets=[functions_listener.sock]))
-        finally:
+        attach_scheduler(scheduling, paper_url=paper_url, tick_driven=speed == 0)
+        with serve_in_thread(scheduling.build()) as scheduler_url:
+            spec = WorkerSpec(
+                settings=settings,
+                paper_url=paper_url,
+                ip_share=worker_ip_share(host_share, workers, fraction=WORKERS_IP_FRACTION),
+                forward_url=scheduler_url,
+                forward_paths=(("/scheduler/tick", "POST"), ("/scheduler/status", "GET")),
+            )
+            urls = StackUrls(
+                api_url=f"http://127.0.0.1:{functions_listener.port}", paper_exchange_url=paper_url
+            )
+
+            def ready() -> None:
+                # Every worker listens now: the URLs announced (and recorded) below answer from here on.
+                write_services(
+                    settings.state_dir,
+                    settings.database.db_name,
+                    {
+                        "pid": os.getpid(),
+                        "api_url": urls.api_url,
+                        "functions_url": urls.functions_url,
+                        "paper_exchange_url": paper_url,
+                        "code_hash": code_hash(),
+                        "started_at": time.time(),
+                        "notes": notes,
+                        "workers": workers,
+                    },
+                )
+                log_event(
+                    logger,
+                    "stack_up",
+                    api_url=urls.api_url,
+                    paper_exchange_url=paper_url,
+                    notes=notes,
+                    workers=workers,
+                )
+                for note in notes:
+                    announce(f"note: {note}")
+                announce(f"functions: {urls.functions_url} ({workers} worker{'s' if workers != 1 else ''})")
+                announce(f"paper exchange: {paper_url}")
+                announce("Ctrl-C stops both")
+
+            # The port stays ours (bound, SO_REUSEPORT) while each worker listens on it with a socket
+            # of its own (lib/http/workers.py says why).
             functions_listener.sock.close()
-            write_services(settings.state_dir, settings.database.db_name, None)
-            log_event(logger, "stack_down")
+            reserved = reserve_port("127.0.0.1", functions_listener.port)
+            try:
+                # uvicorn's supervisor: it returns on SIGINT or SIGTERM, after stopping the workers.
+                serve_workers(spec, "127.0.0.1", functions_listener.port, workers, ready=ready)
+            finally:
+                reserved.close()
+                write_services(settings.state_dir, settings.database.db_name, None)
+                log_event(logger, "stack_down")
 
 
 def start_detached(settings: Settings, env: dict[str, str]) -> dict[str, Any]:

@@ -103,6 +103,54 @@ async def test_a_failing_run_fails_its_callers_and_the_next_call_runs_again() ->
     assert calls == 2
 
 
+class FakeClock:
+    """A monotonic clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_an_anonymous_report_is_never_served_ttl_after_its_run_started() -> None:
+    # Issue 12: the age counts from the run's start (what it read, it read after that), so a run
+    # that took long is not served for a whole TTL after it ended.
+    clock, runner = FakeClock(), CountingRunner()
+    cache = HealthCache(ttl_s=5.0, clock=clock)
+    first = asyncio.create_task(cache.get(runner))
+    await _all_waiting([first])
+    clock.now += 4.0  # the run takes 4 s
+    runner.release.set()
+    report = await first
+    clock.now += 1.0  # 5 s after it started, 1 s after it ended: too old
+    runner.release = asyncio.Event()
+    runner.release.set()
+    assert await cache.get(runner) is not report
+    assert runner.runs == 2
+
+
+async def test_late_in_its_ttl_a_report_is_refreshed_ahead_without_making_anyone_wait() -> None:
+    clock, runner = FakeClock(), CountingRunner()
+    cache = HealthCache(ttl_s=5.0, clock=clock)
+    runner.release.set()
+    first = await cache.get(runner)
+    clock.now += 3.9
+    assert await cache.get(runner) is first
+    assert runner.runs == 1  # under 80 % of the TTL: no run
+    clock.now += 0.2  # 4.1 s old: served, and one run starts behind it
+    runner.release = asyncio.Event()
+    served = await asyncio.gather(*(cache.get(runner) for _ in range(5)))
+    assert all(report is first for report in served)
+    await _all_waiting([])
+    assert runner.runs == 2  # one background run for the five callers
+    runner.release.set()
+    await _all_waiting([])
+    newer = await cache.get(runner)
+    assert newer is not first
+    assert runner.runs == 2
+
+
 async def test_concurrent_service_role_calls_over_http_share_one_run(
     http: httpx.AsyncClient, service_key: str
 ) -> None:

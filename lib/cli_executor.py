@@ -1,9 +1,9 @@
 """``aitradex executor [--loop] [--source-address IP]``: run an executor host in this process.
 
 One run (without ``--loop``) or a loop that polls the signal queue every ``--interval-s`` while it is
-empty, until SIGTERM or SIGINT (or ``--max-runs``); prints one JSON summary line at the end. Each host
-has its own source address and IP budget; hosts on one Postgres share large signals through their
-shards. See :mod:`lib.ops.executor_host`.
+empty, until SIGTERM or SIGINT (or ``--max-runs``); prints a JSON line ``{"ready": worker}`` once it
+polls, and one JSON summary line at the end. Each host has its own source address and IP budget;
+hosts on one Postgres share large signals through their shards. See :mod:`lib.ops.executor_host`.
 """
 
 from __future__ import annotations
@@ -63,10 +63,13 @@ def cmd_executor(args: argparse.Namespace) -> int:
         max_runs=args.max_runs,
     )
     settings = load_settings()
+
+    def ready(worker: str) -> None:
+        print(json.dumps({"ready": worker}), flush=True)
+
+    serving = run_host(settings, options, ready=ready)
     # uvloop: the loop the functions server runs the executor on.
-    report = (
-        uvloop.run(run_host(settings, options)) if args.uvloop else asyncio.run(run_host(settings, options))
-    )
+    report = uvloop.run(serving) if args.uvloop else asyncio.run(serving)
     print(json.dumps(report.as_dict()), flush=True)
     return 0
 

@@ -103,8 +103,11 @@ def host_settings(settings: Settings, options: HostOptions) -> Settings:
     return dataclasses.replace(settings, exchange=ExchangeConfig(source_address=options.source_address))
 
 
-async def run_host(settings: Settings, options: HostOptions) -> HostReport:
-    """Open the process's services (bound to the host's source address) and serve until SIGTERM/SIGINT."""
+async def run_host(
+    settings: Settings, options: HostOptions, *, ready: Callable[[str], None] | None = None
+) -> HostReport:
+    """Open the process's services (bound to the host's source address) and serve until SIGTERM/SIGINT;
+    ``ready(worker)`` is called once it is about to poll the queue."""
     settings = host_settings(settings, options)
     address = settings.exchange.source_address
     exchange: PybitExchange | None = None
@@ -126,6 +129,8 @@ async def run_host(settings: Settings, options: HostOptions) -> HostReport:
         if options.shard_min_users is not None:
             deps.shard_min_users = options.shard_min_users
         report = HostReport(worker=deps.worker, source_address=address)
+        if ready is not None:
+            ready(deps.worker)
         return await serve(
             deps,
             stop=stop,

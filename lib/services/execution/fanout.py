@@ -121,9 +121,12 @@ async def execute_pending(
     report.shards = work.shards
     report.claimed += len(work.signals - {s.id for s in signals})
     report.duration_ms = round((time.perf_counter() - started) * 1000, 1)
+    # An idle run (a host polling an empty queue) is logged at debug level only.
+    idle = report.claimed == 0 and expired == 0
     log_event(
         logger,
         "executor_run",
+        level=logging.DEBUG if idle else logging.INFO,
         worker=deps.worker,
         claimed=report.claimed,
         shards=report.shards,

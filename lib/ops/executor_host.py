@@ -19,10 +19,11 @@ import dataclasses
 import os
 import signal
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
 from lib.app.wiring import close_services, executor_deps, open_services
 from lib.config import ExchangeConfig, Settings
@@ -79,12 +80,14 @@ async def serve(
     max_runs: int | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     report: HostReport | None = None,
+    signal_ids: Sequence[UUID] | None = None,
 ) -> HostReport:
     """Run the executor until ``stop`` is set (or ``max_runs`` runs): at once again after a run that
-    found work, after ``interval_s`` (or the stop) after one that found none."""
+    found work, after ``interval_s`` (or the stop) after one that found none. ``signal_ids``: only
+    these signals (a bench that must not claim anyone else's)."""
     report = report or HostReport(worker=deps.worker, source_address=None)
     while not stop.is_set() and (max_runs is None or report.runs < max_runs):
-        run = await execute_pending(deps, now=clock())
+        run = await execute_pending(deps, now=clock(), signal_ids=signal_ids)
         report.runs += 1
         report.claimed += run.claimed
         report.shards += run.shards

@@ -104,6 +104,7 @@ async def _host_main(args: argparse.Namespace, users: dict[str, Any]) -> None:
         filters=filters,
         worker=f"bench-host:{address}:{os.getpid()}",
         wallets=WalletCache(ttl_s=WARM_WALLET_TTL_S),
+        ip_headroom=limiter.headroom,
     )
     if args.concurrency:
         deps.concurrency = args.concurrency
@@ -278,6 +279,8 @@ async def run_hosts(
             {
                 "address": r["address"],
                 "orders": len(r["acks"]),
+                "first_ack_ms": round((min(r["acks"]) - t_insert) * 1000, 1) if r["acks"] else None,
+                "last_ack_ms": round((max(r["acks"]) - t_insert) * 1000, 1) if r["acks"] else None,
                 "shards": r["shards"],
                 "cpu_s": r["cpu_s"],
                 "warm_up_s": w["warm_up_s"],

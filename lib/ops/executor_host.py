@@ -32,6 +32,7 @@ from lib.exchange.rate_limit import DEFAULT_SHARE, RateLimiter
 from lib.exchange.trading import PybitExchange
 from lib.services.execution.deps import ExecutorDeps
 from lib.services.execution.fanout import execute_pending
+from lib.services.execution.targets import unfinished
 
 #: Pause between polls of an empty queue (seconds).
 DEFAULT_INTERVAL_S = 0.5
@@ -93,7 +94,9 @@ async def serve(
         report.shards += run.shards
         for outcome in run.outcomes:
             report.outcomes[outcome.outcome] = report.outcomes.get(outcome.outcome, 0) + 1
-        if run.claimed == 0 and run.expired == 0:
+        # Again at once only after a run that got through its work; one that found none, or was left
+        # unanswered (an IP ban, say: its work went back to the queue), waits first.
+        if (run.claimed == 0 and run.expired == 0) or unfinished(run.outcomes):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=interval_s)
     return report

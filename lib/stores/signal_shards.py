@@ -32,6 +32,8 @@ class ShardClaim:
     signal: SignalRow
     shard: int
     reclaimed: bool
+    #: How many users the shard held when the signal was split.
+    users: int = 0
 
 
 _CREATE_SQL = """
@@ -60,7 +62,7 @@ update signal_shards sh set status = 'processing', claimed_by = %(worker)s,
 from picked, signals s
 where sh.signal_id = picked.signal_id and sh.shard = picked.shard and s.id = sh.signal_id
 returning s.id, s.symbol, s.category, s.timeframe, s.direction, s.algorithm, s.score, s.entry_price,
-  s.stop_loss, s.take_profit, sh.shard, picked.reclaimed
+  s.stop_loss, s.take_profit, sh.shard, sh.users, picked.reclaimed
 """).format(halted=TRADING_HALTED_SQL)
 
 _RENEW_SQL = """
@@ -134,8 +136,8 @@ async def claim(
         rows = await (await conn.execute(_CLAIM_SQL, params)).fetchall()
     claims = []
     for row in rows:
-        shard, reclaimed = int(row.pop("shard")), bool(row.pop("reclaimed"))
-        claims.append(ShardClaim(signal=SignalRow(**row), shard=shard, reclaimed=reclaimed))
+        shard, users, reclaimed = int(row.pop("shard")), int(row.pop("users")), bool(row.pop("reclaimed"))
+        claims.append(ShardClaim(signal=SignalRow(**row), shard=shard, reclaimed=reclaimed, users=users))
     return claims
 
 

@@ -30,8 +30,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from uuid import UUID
 
@@ -50,6 +51,12 @@ logger = logging.getLogger("aitradex.executor")
 
 #: A signal's users fall into this many shards (see the module docstring).
 SHARDS = 64
+#: A run takes another shard while fewer than this many of its pairs wait beyond its free IP budget
+#: (two shards of 1,000 users: half a second of one host's steady budget, so the host never idles).
+LOOKAHEAD_PAIRS = 32
+#: ...or once it has waited this long for budget (no other host took the shard meanwhile).
+BUDGET_WAIT_S = 2.0
+_BUDGET_POLL_S = 0.02
 
 
 def shard_of(user_id: UUID) -> int:
@@ -73,6 +80,8 @@ class ShardWork:
         self.skip: set[UUID] = set()
         self.signals: set[UUID] = set()
         self.shards = 0
+        #: Pairs of the shards this run holds that have not ended yet.
+        self.pending = 0
         self._targets: dict[UUID, list[Target]] = {}
         self._plans: dict[UUID, asyncio.Future[dict[int, Plan]]] = {}
 
@@ -134,9 +143,42 @@ async def _heartbeat(deps: ExecutorDeps) -> None:
             log_event(logger, "executor_lease_renew_failed", level=logging.WARNING, error=exc.code)
 
 
+class _Pending:
+    """A claimed shard's pairs in the run's count of pairs not ended yet (its ``users`` at first)."""
+
+    def __init__(self, work: ShardWork, users: int) -> None:
+        self._work = work
+        self._left = users
+        work.pending += users
+
+    def one(self) -> None:
+        if self._left > 0:
+            self._left -= 1
+            self._work.pending -= 1
+
+    def close(self) -> None:
+        self._work.pending -= self._left
+        self._left = 0
+
+
+async def _budget(work: ShardWork) -> None:
+    """Wait (bounded) until this run's pairs beyond its free IP budget are few: a host that could not
+    send a shard's orders soon leaves the shard to one that can (issue 12: each host its own budget)."""
+    headroom = work.deps.ip_headroom
+    if headroom is None:
+        return
+    deadline = time.monotonic() + BUDGET_WAIT_S
+    while time.monotonic() < deadline:
+        free = headroom()
+        if free is None or work.pending - free < LOOKAHEAD_PAIRS:
+            return
+        await asyncio.sleep(_BUDGET_POLL_S)
+
+
 async def _worker(work: ShardWork, market_now: datetime, outcomes: list[OrderOutcome]) -> None:
     deps = work.deps
     while True:
+        await _budget(work)
         claims = await signal_shards.claim(
             deps.db,
             worker=deps.worker,
@@ -150,8 +192,9 @@ async def _worker(work: ShardWork, market_now: datetime, outcomes: list[OrderOut
         claim = claims[0]
         work.shards += 1
         work.signals.add(claim.signal.id)
+        pending = _Pending(work, claim.users)
         try:
-            done = await _run_shard(work, claim)
+            done = await _run_shard(work, claim, pending.one)
         except AitradexError as exc:
             log_event(
                 logger,
@@ -163,6 +206,8 @@ async def _worker(work: ShardWork, market_now: datetime, outcomes: list[OrderOut
             )
             await _hand_back(work, claim)
             continue
+        finally:
+            pending.close()
         outcomes.extend(done)
         if left := unfinished(done):
             log_event(
@@ -185,7 +230,7 @@ async def _hand_back(work: ShardWork, claim: ShardClaim) -> None:
     await signal_shards.release(work.deps.db, claim.signal.id, claim.shard, worker=work.deps.worker)
 
 
-async def _run_shard(work: ShardWork, claim: ShardClaim) -> list[OrderOutcome]:
+async def _run_shard(work: ShardWork, claim: ShardClaim, pair_done: Callable[[], None]) -> list[OrderOutcome]:
     """Execute the signal for the users of one shard (resuming it first if it was held before)."""
     run = Run(work.deps, work.parent.now())  # its own writes: drained before the shard is marked done
     signal, shard = claim.signal, claim.shard
@@ -202,5 +247,5 @@ async def _run_shard(work: ShardWork, claim: ShardClaim) -> list[OrderOutcome]:
         )
     else:
         plan = await work.plan(signal, shard)
-    outcomes.extend(await execute_targets(run, signal, plan, work.semaphore))
+    outcomes.extend(await execute_targets(run, signal, plan, work.semaphore, pair_done=pair_done))
     return outcomes

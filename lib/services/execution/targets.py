@@ -63,9 +63,15 @@ def unfinished(outcomes: Sequence[OrderOutcome]) -> list[OrderOutcome]:
 
 
 async def execute_targets(
-    run: Run, signal: SignalRow, plan: Plan, semaphore: asyncio.Semaphore
+    run: Run,
+    signal: SignalRow,
+    plan: Plan,
+    semaphore: asyncio.Semaphore,
+    *,
+    pair_done: Callable[[], None] | None = None,
 ) -> list[OrderOutcome]:
-    """Execute ``signal`` for every user of ``plan`` (at most ``semaphore`` at once), then write."""
+    """Execute ``signal`` for every user of ``plan`` (at most ``semaphore`` at once), then write;
+    ``pair_done()`` is called as each pair ends."""
     if not plan.targets:
         return []
     await run.leverage.preload([t.account_id for t in plan.targets], signal.symbol)
@@ -76,16 +82,20 @@ async def execute_targets(
             message = f"{signal.symbol} is not listed on {target.environment}"
             return skip(run, target.user_id, "symbol_unknown", message, "symbol_unknown")
         limit_pct, today_pnl = plan.allowances.get(target.user_id, _NO_LIMIT)
-        async with semaphore:
-            return await execute_for_target(
-                run,
-                signal,
-                target,
-                filters,
-                link_id=order_link_id(signal.id, target.user_id),
-                loss_limit_pct=limit_pct,
-                today_pnl=today_pnl,
-            )
+        try:
+            async with semaphore:
+                return await execute_for_target(
+                    run,
+                    signal,
+                    target,
+                    filters,
+                    link_id=order_link_id(signal.id, target.user_id),
+                    loss_limit_pct=limit_pct,
+                    today_pnl=today_pnl,
+                )
+        finally:
+            if pair_done is not None:
+                pair_done()
 
     # Every pair runs to its end even if another failed, so nothing is left half done; a failure
     # (the database, say) then fails the signal (or shard), which goes back to the queue.

@@ -488,6 +488,11 @@ if __name__ == "__main__":
         type=host_counts,
         help="comma-separated host counts, e.g. 1,2,4: one round each, N executor host processes",
     )
+    parser.add_argument(
+        "--trace",
+        action="store_true",
+        help="--hosts: each host reports the time it spent in a few store calls",
+    )
     parser.add_argument("--round-timeout-s", type=float, default=300, help="--hosts: give up a round after")
     parser.add_argument("--serve-paper-exchange", action="store_true", help=argparse.SUPPRESS)
     # The host child's (--serve-host) arguments.

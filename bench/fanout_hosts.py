@@ -66,6 +66,57 @@ def host_address(index: int) -> str:
     return f"127.0.0.{FIRST_ADDRESS + index}"
 
 
+class Trace:
+    """Bench-only: wall time spent in a few store calls, and when each was first entered (s after t0)."""
+
+    def __init__(self) -> None:
+        self.t0 = time.perf_counter()
+        self.calls: dict[str, list[float]] = {}
+
+    def wrap(self, module: Any, name: str) -> None:
+        inner = getattr(module, name)
+        entry = self.calls.setdefault(name, [0, 0.0, -1.0])
+
+        async def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            if entry[2] < 0:
+                entry[2] = started - self.t0
+            try:
+                return await inner(*args, **kwargs)
+            finally:
+                entry[0] += 1
+                entry[1] += time.perf_counter() - started
+
+        setattr(module, name, timed)
+
+    def report(self) -> dict[str, Any]:
+        return {
+            name: {"n": int(n), "total_s": round(total, 3), "first_at_s": round(first, 3)}
+            for name, (n, total, first) in self.calls.items()
+        }
+
+
+def _trace() -> Trace:
+    from lib.services.execution import budget, fanout, shards, targets
+    from lib.stores import order_batches, signal_queue, signal_shards
+
+    trace = Trace()
+    for module, name in (
+        (signal_queue, "expire_and_claim"),
+        (signal_shards, "claim"),
+        (signal_shards, "create"),
+        (signal_shards, "finish"),
+        (shards, "eligible_targets"),
+        (fanout, "eligible_targets"),
+        (targets, "loss_allowances"),
+        (budget.create_budget, "take"),
+        (order_batches, "reserve"),
+        (order_batches, "record_results"),
+    ):
+        trace.wrap(module, name)
+    return trace
+
+
 def _cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -133,6 +184,7 @@ async def _host_main(args: argparse.Namespace, users: dict[str, Any]) -> None:
         print(json.dumps({"ready": deps.worker, "warm_up_s": round(warm_s, 1)}), flush=True)
         line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
         signal_id = UUID(line.strip())
+        trace = _trace() if args.trace else None
         cpu_before = _cpu_s()
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
@@ -146,6 +198,7 @@ async def _host_main(args: argparse.Namespace, users: dict[str, Any]) -> None:
                     "cpu_s": round(_cpu_s() - cpu_before, 2),
                     "shards": report.shards,
                     "outcomes": report.outcomes,
+                    "trace": trace.report() if trace is not None else None,
                 }
             ),
             flush=True,
@@ -207,6 +260,7 @@ async def run_hosts(
             "--pool",
             str(args.pool),
             *(["--concurrency", str(args.concurrency)] if args.concurrency else []),
+            *(["--trace"] if args.trace else []),
         ]
         children.append(
             await asyncio.create_subprocess_exec(
@@ -284,6 +338,7 @@ async def run_hosts(
                 "shards": r["shards"],
                 "cpu_s": r["cpu_s"],
                 "warm_up_s": w["warm_up_s"],
+                **({"trace": r["trace"]} if r.get("trace") else {}),
             }
             for r, w in zip(reports, ready, strict=True)
         ],

@@ -152,3 +152,20 @@ async def test_a_disabled_limiter_still_honours_a_pause(fake_time: FakeTime) -> 
 def test_a_share_outside_zero_to_one_is_a_configuration_error(share: float) -> None:
     with pytest.raises(ConfigError):
         RateLimiter(share)
+
+
+async def test_headroom_is_the_grants_free_in_the_window_none_when_off_and_zero_while_paused(
+    fake_time: FakeTime,
+) -> None:
+    limiter = RateLimiter(0.5, clock=fake_time.clock, sleep=fake_time.sleep)
+    assert limiter.headroom() == 300
+    for _ in range(120):
+        await limiter.acquire()
+    assert limiter.headroom() == 180
+    fake_time.now += 5.0  # the window slides past every grant
+    assert limiter.headroom() == 300
+    limiter.pause_for(1.0, "banned")
+    assert limiter.headroom() == 0
+    fake_time.now += 1.0
+    assert limiter.headroom() == 300
+    assert RateLimiter(None, clock=fake_time.clock, sleep=fake_time.sleep).headroom() is None

@@ -25,11 +25,20 @@ What it does, in order:
    each process spent; then deletes its users again (cascading to their accounts, preferences, orders,
    logs and leverage memo).
 
+``--hosts 1,2,4`` runs the warm signal instead on N executor host processes per round, each with its
+own source address and IP budget, sharing the signal through its shards; one JSON object per host
+count, with each host's orders, shards, first and last acknowledgement and CPU seconds
+(``bench/fanout_hosts.py``; ``--trace`` adds where each host's time went).
+
 Run: .venv/bin/python bench/fanout.py [--users 1000] [--share 0.5] [--no-limits] [--no-warm]
-[--concurrency N] [--threads 32] [--profile FILE]. The database is the one ``AITRADEX_DB_NAME`` names
-(default: the demo's); the stack's database must be up. It is a benchmark, not a test: it prints
+[--concurrency N] [--threads 32] [--profile FILE] [--hosts 1,2,4 [--trace]]. The database is the one
+``AITRADEX_DB_NAME`` names (default: the demo's); the stack's database must be up. It is a benchmark, not a test: it prints
 figures and asserts nothing. Every load loop is bounded (one signal per run) and all traffic goes to
-127.0.0.1.
+127.0.0.1 (the hosts': 127.0.0.10 and up, loopback addresses that need no setup on Linux).
+
+It is about 530 lines, over the 400 of the layout rule: the seeding, the exchange's counts and the
+figures are shared by the single-host runs and the ``--hosts`` rounds, whose host processes live
+apart in ``bench/fanout_hosts.py``.
 
 Inside the limits, one host's share (300 requests per 5 s) is the ceiling: about 60 calls per second,
 so 20 orders per second cold (three calls each) and 60 warm (one each). Figures: README, "Measured".

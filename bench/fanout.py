@@ -33,8 +33,9 @@ count, with each host's orders, shards, first and last acknowledgement and CPU s
 Run: .venv/bin/python bench/fanout.py [--users 1000] [--share 0.5] [--no-limits] [--no-warm]
 [--concurrency N] [--threads 32] [--profile FILE] [--hosts 1,2,4 [--trace]]. The database is the one
 ``AITRADEX_DB_NAME`` names (default: the demo's); the stack's database must be up. It is a benchmark,
-not a test: it prints figures and asserts nothing. Every load loop is bounded (one signal per run) and all traffic goes to
-127.0.0.1 (the hosts': 127.0.0.10 and up, loopback addresses that need no setup on Linux).
+not a test: it prints figures and asserts nothing. Every load loop is bounded (one signal per run) and
+all traffic goes to 127.0.0.1 (the hosts': 127.0.0.10 and up, loopback addresses that need no setup on
+Linux).
 
 It is about 530 lines, over the 400 of the layout rule: the seeding, the exchange's counts and the
 figures are shared by the single-host runs and the ``--hosts`` rounds, whose host processes live

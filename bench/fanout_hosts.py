@@ -155,7 +155,7 @@ async def _host_main(args: argparse.Namespace, users: dict[str, Any]) -> None:
         filters=filters,
         worker=f"bench-host:{address}:{os.getpid()}",
         wallets=WalletCache(ttl_s=WARM_WALLET_TTL_S),
-        ip_headroom=limiter.headroom,
+        ip_wait=limiter.seconds_until,
     )
     if args.concurrency:
         deps.concurrency = args.concurrency

@@ -102,7 +102,7 @@ def executor_deps(services: Services, *, worker: str) -> ExecutorDeps:
         wallets=services.wallets,
         market_now=market_now(services),
         # The process's one IP budget (market and trading calls): shards are left to hosts with more.
-        ip_headroom=services.market.limiter.headroom,
+        ip_wait=services.market.limiter.seconds_until,
     )
 
 

@@ -119,6 +119,23 @@ class RateLimiter:
             self._grants.popleft()
         return self.capacity - len(self._grants)
 
+    def seconds_until(self, requests: int) -> float | None:
+        """Seconds until ``requests`` more grants could be made, were nobody else to ask (the pause
+        included); None when the window limit is off. A host leaves work another host could send
+        sooner to it (a signal's shard)."""
+        if self.capacity is None:
+            return None
+        now = self._clock()
+        while self._grants and self._grants[0] <= now - self.window_s:
+            self._grants.popleft()
+        paused = max(0.0, self._paused_until - now)
+        over = len(self._grants) + requests - self.capacity
+        if over <= 0:
+            return paused
+        if requests > self.capacity:
+            return math.inf
+        return max(paused, self._grants[over - 1] + self.window_s - now)
+
     async def acquire(self, *, max_pause_s: float | None = None) -> None:
         """Wait until one more request may be sent, then count it.
 

@@ -33,50 +33,56 @@ def test_1000_users_spread_over_the_64_shards_evenly_enough_to_balance_4_hosts()
 
 
 class FakeDeps:
-    """The parts of ExecutorDeps the budget wait reads."""
+    """The parts of ExecutorDeps the budget wait reads: ``wait[0]`` seconds until the budget could send
+    any number of requests; the numbers asked are kept."""
 
-    def __init__(self, headroom: list[int]) -> None:
-        self.free = headroom
+    def __init__(self, wait: list[float]) -> None:
+        self.wait = wait
+        self.asked: list[int] = []
         self.concurrency = 8
 
-    def ip_headroom(self) -> int:
-        return self.free[0]
+    def ip_wait(self, requests: int) -> float:
+        self.asked.append(requests)
+        return self.wait[0]
 
 
-def work_with(free: list[int], pending: int) -> ShardWork:
+def work_with(wait: list[float], pending: int) -> tuple[ShardWork, FakeDeps]:
+    deps = FakeDeps(wait)
+
     class FakeRun:
-        deps: Any = FakeDeps(free)
+        def __init__(self) -> None:
+            self.deps: Any = deps
 
         def now(self) -> datetime:
             return datetime.now(UTC)
 
     work = ShardWork(FakeRun())  # type: ignore[arg-type]
     work.pending = pending
-    return work
+    return work, deps
 
 
-async def test_a_run_with_budget_to_spare_takes_the_next_shard_at_once() -> None:
-    work = work_with([300], pending=200)
+async def test_a_run_whose_pairs_go_out_now_takes_the_next_shard_at_once() -> None:
+    work, deps = work_with([0.0], pending=200)
     await asyncio.wait_for(shards._budget(work), timeout=0.5)
+    # It asks for its pending pairs and a shard more.
+    assert deps.asked == [200 + shards.LOOKAHEAD_PAIRS]
 
 
-async def test_a_run_without_budget_waits_until_its_queue_is_short_then_takes_it(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    free = [0]
-    work = work_with(free, pending=100)
+async def test_a_run_past_its_budget_leaves_the_shard_until_its_pairs_would_go_out_soon() -> None:
+    wait = [4.0]
+    work, _ = work_with(wait, pending=100)
     waiting = asyncio.ensure_future(shards._budget(work))
     await asyncio.sleep(0.1)
-    assert not waiting.done()  # 100 pairs wait beyond a spent budget: left to another host
-    free[0] = 80  # the window slides: 20 pairs beyond it now, under the lookahead
+    assert not waiting.done()  # its window frees in 4 s: left to a host that can send it now
+    wait[0] = 0.1  # the window slides
     await asyncio.wait_for(waiting, timeout=1.0)
 
 
-async def test_a_run_without_budget_takes_the_shard_after_the_bounded_wait(
+async def test_a_run_past_its_budget_takes_the_shard_after_the_bounded_wait(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(shards, "BUDGET_WAIT_S", 0.2)
-    work = work_with([0], pending=500)
+    work, _ = work_with([4.0], pending=500)
     loop = asyncio.get_running_loop()
     started = loop.time()
     await asyncio.wait_for(shards._budget(work), timeout=2.0)

@@ -87,10 +87,10 @@ class ExecutorDeps(ExchangeDeps):
     shard_min_users: int = 100
     shard_workers: int = 8
     shard_lease_s: float = 30.0
-    # The process's IP budget free right now (``RateLimiter.headroom``; None: not known). A run takes
-    # another shard only while its queue of pairs beyond that is short, and leaves the rest to hosts
-    # with budget to spare.
-    ip_headroom: Callable[[], int | None] | None = None
+    # Seconds until the process's IP budget could send N more requests (``RateLimiter.seconds_until``;
+    # None: not known). A run takes another shard only while its pairs would go out soon, and leaves
+    # the rest to hosts with budget to spare.
+    ip_wait: Callable[[int], float | None] | None = None
     # Signals expire in market time: on the paper exchange that is its replay clock (2018), not the
     # wall clock. None: market time is wall time (the ``now`` a run is given).
     market_now: Callable[[], Awaitable[datetime]] | None = None

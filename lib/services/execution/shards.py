@@ -51,10 +51,14 @@ logger = logging.getLogger("aitradex.executor")
 
 #: A signal's users fall into this many shards (see the module docstring).
 SHARDS = 64
-#: A run takes another shard while fewer than this many of its pairs wait beyond its free IP budget
-#: (two shards of 1,000 users: half a second of one host's steady budget, so the host never idles).
+#: A run takes another shard while its pairs, with a shard more (about 16 of 1,000 users; 32 allows
+#: for a larger one), could all be sent within this many seconds at its IP budget: a host that would
+#: have to queue them leaves the shard to one that can send it now. A sliding window frees slots in
+#: bursts, 5 s after they were taken, so a host past its window's budget would otherwise hold a
+#: shard's last orders for seconds while another host sat idle.
 LOOKAHEAD_PAIRS = 32
-#: ...or once it has waited this long for budget (no other host took the shard meanwhile).
+MAX_QUEUE_S = 0.25
+#: ...or once it has waited this long (no other host took the shard meanwhile).
 BUDGET_WAIT_S = 2.0
 _BUDGET_POLL_S = 0.02
 
@@ -162,15 +166,15 @@ class _Pending:
 
 
 async def _budget(work: ShardWork) -> None:
-    """Wait (bounded) until this run's pairs beyond its free IP budget are few: a host that could not
-    send a shard's orders soon leaves the shard to one that can (issue 12: each host its own budget)."""
-    headroom = work.deps.ip_headroom
-    if headroom is None:
+    """Wait (bounded) until this run's pairs and a shard more could go out soon at its IP budget: a host
+    that could not send a shard's orders soon leaves the shard to one that can (each host its budget)."""
+    seconds_until = work.deps.ip_wait
+    if seconds_until is None:
         return
     deadline = time.monotonic() + BUDGET_WAIT_S
     while time.monotonic() < deadline:
-        free = headroom()
-        if free is None or work.pending - free < LOOKAHEAD_PAIRS:
+        wait = seconds_until(work.pending + LOOKAHEAD_PAIRS)
+        if wait is None or wait <= MAX_QUEUE_S:
             return
         await asyncio.sleep(_BUDGET_POLL_S)
 

@@ -25,11 +25,21 @@ What it does, in order:
    each process spent; then deletes its users again (cascading to their accounts, preferences, orders,
    logs and leverage memo).
 
+``--hosts 1,2,4`` runs the warm signal instead on N executor host processes per round, each with its
+own source address and IP budget, sharing the signal through its shards; one JSON object per host
+count, with each host's orders, shards, first and last acknowledgement and CPU seconds
+(``bench/fanout_hosts.py``; ``--trace`` adds where each host's time went).
+
 Run: .venv/bin/python bench/fanout.py [--users 1000] [--share 0.5] [--no-limits] [--no-warm]
-[--concurrency N] [--threads 32] [--profile FILE]. The database is the one ``AITRADEX_DB_NAME`` names
-(default: the demo's); the stack's database must be up. It is a benchmark, not a test: it prints
-figures and asserts nothing. Every load loop is bounded (one signal per run) and all traffic goes to
-127.0.0.1.
+[--concurrency N] [--threads 32] [--profile FILE] [--hosts 1,2,4 [--trace]]. The database is the one
+``AITRADEX_DB_NAME`` names (default: the demo's); the stack's database must be up. It is a benchmark,
+not a test: it prints figures and asserts nothing. Every load loop is bounded (one signal per run) and
+all traffic goes to 127.0.0.1 (the hosts': 127.0.0.10 and up, loopback addresses that need no setup on
+Linux).
+
+It is about 530 lines, over the 400 of the layout rule: the seeding, the exchange's counts and the
+figures are shared by the single-host runs and the ``--hosts`` rounds, whose host processes live
+apart in ``bench/fanout_hosts.py``.
 
 Inside the limits, one host's share (300 requests per 5 s) is the ceiling: about 60 calls per second,
 so 20 orders per second cold (three calls each) and 60 warm (one each). Figures: README, "Measured".
@@ -48,17 +58,21 @@ import json
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import httpx
 import psutil  # type: ignore[import-untyped]
 import uvloop
+from fanout_hosts import HOST_SYMBOLS, run_hosts, serve_host
 
 from lib.config import load_settings
 from lib.core.clock import SystemClock
@@ -88,6 +102,13 @@ TIMEFRAME = "720"
 ENVIRONMENTS = ("mainnet", "testnet", "demo")
 
 
+def host_counts(text: str) -> list[int]:
+    counts = [int(part) for part in text.split(",") if part.strip()]
+    if not counts or any(n < 1 or n > 32 for n in counts) or len(counts) > len(HOST_SYMBOLS):
+        raise argparse.ArgumentTypeError(f"1 to {len(HOST_SYMBOLS)} host counts of 1..32, like 1,2,4")
+    return counts
+
+
 def serve_paper_exchange(limits_on: bool) -> None:
     """Child mode: run a paper exchange (Bybit's limits on unless told), print its URL, serve until stdin
     closes."""
@@ -100,13 +121,19 @@ def serve_paper_exchange(limits_on: bool) -> None:
         sys.stdin.read()
 
 
+def environments_at(paper_url: str) -> dict[str, str]:
+    """Every live environment's endpoint pointed at the paper exchange."""
+    return dict.fromkeys(ENVIRONMENTS, paper_url)
+
+
 @dataclass
 class TimedExchange:
-    """The real exchange, noting when each order create was acknowledged (perf_counter seconds)."""
+    """The real exchange, noting when each order create was acknowledged (``clock`` seconds)."""
 
     inner: TradingExchange
     acks: list[float] = field(default_factory=list)
     calls: dict[str, int] = field(default_factory=dict)
+    clock: Callable[[], float] = time.perf_counter
 
     def _count(self, name: str) -> None:
         self.calls[name] = self.calls.get(name, 0) + 1
@@ -122,7 +149,7 @@ class TimedExchange:
     async def place_order(self, creds: Credentials, order: OrderRequest) -> str:
         self._count("place_order")
         order_id = await self.inner.place_order(creds, order)
-        self.acks.append(time.perf_counter())
+        self.acks.append(self.clock())
         return order_id
 
     async def cancel_order(self, creds: Credentials, category: str, symbol: str, order_link_id: str) -> None:
@@ -211,6 +238,13 @@ async def insert_signal(db: Database, paper_url: str, now: datetime, symbol: str
     return UUID(str(row["id"]))
 
 
+async def signal_status(db: Database, signal_id: UUID) -> str:
+    async with db.read(Caller.service()) as conn:
+        row = await (await conn.execute("select status from signals where id = %s", (signal_id,))).fetchone()
+    assert row is not None
+    return str(row["status"])
+
+
 async def account_ids(db: Database, user_ids: list[str]) -> dict[str, UUID]:
     """Each user's trading account id."""
     async with db.read(Caller.service()) as conn:
@@ -242,13 +276,28 @@ async def warm_caches(deps: ExecutorDeps, keys: dict[str, Credentials], accounts
     await asyncio.gather(*(wallet(u) for u in sorted(keys)))
 
 
+def _postgres_processes() -> list[psutil.Process]:
+    """This stack's PostgreSQL: the postmaster of ``<state_dir>/pgdata`` (its pid file) and its children.
+    Other servers on the machine (other checkouts' test servers) are not counted; with an external
+    ``DATABASE_URL`` nothing is."""
+    pid_file = load_settings().state_dir / "pgdata" / "postmaster.pid"
+    try:
+        postmaster = psutil.Process(int(pid_file.read_text().split()[0]))
+        return [postmaster, *postmaster.children(recursive=True)]
+    except (OSError, ValueError, IndexError, psutil.Error):
+        return []
+
+
 def cpu_seconds(paper_pid: int) -> dict[str, float]:
-    """CPU time so far of this process, the paper exchange, and every PostgreSQL process."""
+    """CPU time so far of this process, the paper exchange, and the stack's PostgreSQL processes (a
+    backend that exits between two readings takes its time with it: the database's figure is a floor)."""
     postgres = 0.0
-    for proc in psutil.process_iter(["name", "cpu_times"]):
-        if proc.info["name"] == "postgres" and proc.info["cpu_times"] is not None:
-            times = proc.info["cpu_times"]
-            postgres += times.user + times.system
+    for proc in _postgres_processes():
+        try:
+            times = proc.cpu_times()
+        except psutil.Error:
+            continue
+        postgres += times.user + times.system
     own = psutil.Process().cpu_times()
     paper = psutil.Process(paper_pid).cpu_times()
     return {
@@ -341,6 +390,34 @@ async def timed_run(
     }
 
 
+async def host_rounds(
+    args: argparse.Namespace,
+    db: Database,
+    controls: AsyncPaperControls,
+    paper_pid: int,
+    keys: dict[str, Credentials],
+    accounts: dict[str, UUID],
+    seeding_s: float,
+) -> None:
+    """``--hosts``: one round per host count (``bench/fanout_hosts.py``), one JSON object each."""
+    users = {
+        "keys": {u: {"api_key": c.api_key, "api_secret": c.api_secret} for u, c in keys.items()},
+        "accounts": {u: str(a) for u, a in accounts.items()},
+    }
+    with tempfile.TemporaryDirectory(prefix="bench-fanout-") as tmp:
+        users_file = Path(tmp) / "users.json"
+        users_file.write_text(json.dumps(users))
+        users_file.chmod(0o600)
+        for hosts, symbol in zip(args.hosts, HOST_SYMBOLS, strict=False):
+            figures = await run_hosts(args, db, controls, paper_pid, users_file, hosts, symbol)
+            common = {
+                "share": args.share,
+                "exchange_limits": not args.no_limits,
+                "seeding_s": round(seeding_s, 2),
+            }
+            print(json.dumps({**figures, **common}, indent=2), flush=True)
+
+
 async def main(args: argparse.Namespace, paper_url: str, paper_pid: int) -> None:
     settings = load_settings()
     target = database_target(settings)
@@ -348,7 +425,7 @@ async def main(args: argparse.Namespace, paper_url: str, paper_pid: int) -> None
     await db.open()
     admin = admin_connection(target)
     vault = KeyVault(settings.master_keys)
-    everywhere = dict.fromkeys(ENVIRONMENTS, paper_url)
+    everywhere = environments_at(paper_url)
     # One host: one IP budget for every client of the process, at the deployment's share.
     limiter = RateLimiter(share=args.share)
     exchange = PybitExchange(paper_url=paper_url, endpoints=everywhere, threads=args.threads, limiter=limiter)
@@ -369,6 +446,9 @@ async def main(args: argparse.Namespace, paper_url: str, paper_pid: int) -> None
             return await get_filters(db, market, category, SystemClock(), environment=environment)
 
         await filters("linear", "paper")  # warm: every run after a deployment's first reads the cache
+        if args.hosts:
+            await host_rounds(args, db, controls, paper_pid, keys, accounts, seeding_s)
+            return
         # A fresh exchange client: seeding's wallet checks must not have warmed its sessions.
         timed = TimedExchange(
             PybitExchange(paper_url=paper_url, endpoints=everywhere, threads=args.threads, limiter=limiter)
@@ -428,9 +508,31 @@ if __name__ == "__main__":
     parser.add_argument(
         "--no-warm", action="store_true", help="only the cold run (no warm-cache run after it)"
     )
+    parser.add_argument(
+        "--hosts",
+        type=host_counts,
+        help="comma-separated host counts, e.g. 1,2,4: one round each, N executor host processes",
+    )
+    parser.add_argument(
+        "--trace",
+        action="store_true",
+        help="--hosts: each host reports the time it spent in a few store calls",
+    )
+    parser.add_argument("--round-timeout-s", type=float, default=300, help="--hosts: give up a round after")
     parser.add_argument("--serve-paper-exchange", action="store_true", help=argparse.SUPPRESS)
+    # The host child's (--serve-host) arguments.
+    parser.add_argument("--serve-host", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--paper-url", help=argparse.SUPPRESS)
+    parser.add_argument("--source-address", help=argparse.SUPPRESS)
+    parser.add_argument("--users-file", help=argparse.SUPPRESS)
+    parser.add_argument("--symbol", help=argparse.SUPPRESS)
+    parser.add_argument("--slice-index", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--slice-count", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--interval-s", type=float, default=0.05, help=argparse.SUPPRESS)
     parsed = parser.parse_args()
-    if parsed.serve_paper_exchange:
+    if parsed.serve_host:
+        serve_host(parsed)
+    elif parsed.serve_paper_exchange:
         serve_paper_exchange(not parsed.no_limits)
     else:
         child = subprocess.Popen(

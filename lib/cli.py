@@ -40,6 +40,7 @@ from lib import cli_support
 from lib.cli_backtest import add_backtest_parser
 from lib.cli_backup import add_backup_parser
 from lib.cli_demo import add_demo_parsers
+from lib.cli_executor import add_executor_parser
 from lib.cli_reconcile import add_reconcile_parser
 from lib.cli_secrets import add_secrets_parser
 from lib.cli_settings import add_settings_parser
@@ -347,6 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_trading_parser(sub)
     add_backup_parser(sub)
     add_reconcile_parser(sub)
+    add_executor_parser(sub)
     return parser
 
 

@@ -100,6 +100,8 @@ def executor_deps(services: Services, *, worker: str) -> ExecutorDeps:
         worker=worker,
         wallets=services.wallets,
         market_now=market_now(services),
+        # The process's one IP budget (market and trading calls): shards are left to hosts with more.
+        ip_wait=services.market.limiter.seconds_until,
     )
 
 

@@ -107,6 +107,35 @@ class RateLimiter:
         """Why the latest pause was set (meaningful only while :meth:`pause_remaining` > 0)."""
         return self._pause_reason
 
+    def headroom(self) -> int | None:
+        """Grants free right now (0 while paused); None when the window limit is off. Work that can
+        be taken by another host (a signal's shard) is left to it when this one has none to spare."""
+        if self.capacity is None:
+            return None
+        if self.pause_remaining() > 0:
+            return 0
+        now = self._clock()
+        while self._grants and self._grants[0] <= now - self.window_s:
+            self._grants.popleft()
+        return self.capacity - len(self._grants)
+
+    def seconds_until(self, requests: int) -> float | None:
+        """Seconds until ``requests`` more grants could be made, were nobody else to ask (the pause
+        included); None when the window limit is off. A host leaves work another host could send
+        sooner to it (a signal's shard)."""
+        if self.capacity is None:
+            return None
+        now = self._clock()
+        while self._grants and self._grants[0] <= now - self.window_s:
+            self._grants.popleft()
+        paused = max(0.0, self._paused_until - now)
+        over = len(self._grants) + requests - self.capacity
+        if over <= 0:
+            return paused
+        if requests > self.capacity:
+            return math.inf
+        return max(paused, self._grants[over - 1] + self.window_s - now)
+
     async def acquire(self, *, max_pause_s: float | None = None) -> None:
         """Wait until one more request may be sent, then count it.
 

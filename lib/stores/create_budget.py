@@ -49,3 +49,42 @@ async def take(
     async with db.write(_SERVICE) as conn:
         row = await (await conn.execute(_TAKE, params)).fetchone()
     return None if row is None else float(row["wait_s"])
+
+
+# The same bucket for many accounts in one statement (distinct accounts: a row is updated once per
+# statement). Rows are taken in account order, so two such statements lock shared rows in one order.
+_TAKE_MANY = """
+with c as (select clock_timestamp() as now),
+req as (
+  select r.account_id, r.max_debt
+  from unnest(%(ids)s::uuid[], %(max_debt)s::float8[]) as r(account_id, max_debt)
+)
+insert into exchange_create_budget as b (account_id, tokens, refilled_at)
+select req.account_id, %(burst)s::float8 - 1, c.now from req, c
+order by req.account_id
+on conflict (account_id) do update set
+  tokens = least(%(burst)s::float8, b.tokens + %(rate)s::float8
+    * greatest(0, extract(epoch from excluded.refilled_at - b.refilled_at)::float8)) - 1,
+  refilled_at = greatest(excluded.refilled_at, b.refilled_at)
+where least(%(burst)s::float8, b.tokens + %(rate)s::float8
+    * greatest(0, extract(epoch from excluded.refilled_at - b.refilled_at)::float8)) - 1
+  >= -(select max_debt from req where req.account_id = b.account_id)
+returning b.account_id, greatest(0, -b.tokens) / %(rate)s::float8 as wait_s
+"""
+
+
+async def take_many(
+    db: Database, requests: list[tuple[UUID, float]], *, burst: float, rate: float
+) -> list[float | None]:
+    """:func:`take` for several distinct accounts at once: ``(account_id, max_wait_s)`` each; the
+    waits in the same order (None: nothing booked for that account)."""
+    params = {
+        "ids": [account_id for account_id, _ in requests],
+        "max_debt": [max_wait_s * rate for _, max_wait_s in requests],
+        "burst": burst,
+        "rate": rate,
+    }
+    async with db.write(_SERVICE) as conn:
+        rows = await (await conn.execute(_TAKE_MANY, params)).fetchall()
+    waits = {row["account_id"]: float(row["wait_s"]) for row in rows}
+    return [waits.get(account_id) for account_id, _ in requests]

@@ -152,3 +152,41 @@ async def test_a_disabled_limiter_still_honours_a_pause(fake_time: FakeTime) -> 
 def test_a_share_outside_zero_to_one_is_a_configuration_error(share: float) -> None:
     with pytest.raises(ConfigError):
         RateLimiter(share)
+
+
+async def test_headroom_is_the_grants_free_in_the_window_none_when_off_and_zero_while_paused(
+    fake_time: FakeTime,
+) -> None:
+    limiter = RateLimiter(0.5, clock=fake_time.clock, sleep=fake_time.sleep)
+    assert limiter.headroom() == 300
+    for _ in range(120):
+        await limiter.acquire()
+    assert limiter.headroom() == 180
+    fake_time.now += 5.0  # the window slides past every grant
+    assert limiter.headroom() == 300
+    limiter.pause_for(1.0, "banned")
+    assert limiter.headroom() == 0
+    fake_time.now += 1.0
+    assert limiter.headroom() == 300
+    assert RateLimiter(None, clock=fake_time.clock, sleep=fake_time.sleep).headroom() is None
+
+
+async def test_seconds_until_n_more_grants_is_when_the_oldest_ones_leave_the_window(
+    fake_time: FakeTime,
+) -> None:
+    limiter = RateLimiter(0.5, clock=fake_time.clock, sleep=fake_time.sleep)
+    assert limiter.seconds_until(300) == 0.0
+    for _ in range(200):
+        await limiter.acquire()
+    fake_time.now += 1.0
+    for _ in range(100):
+        await limiter.acquire()
+    assert limiter.seconds_until(0) == 0.0
+    # 10 more need the 10 oldest grants gone: 5 s after they were made, 4 s from now.
+    assert limiter.seconds_until(10) == pytest.approx(4.0)
+    # 250 more need 50 of the grants made a second later gone too: 5 s from now.
+    assert limiter.seconds_until(250) == pytest.approx(5.0)
+    assert limiter.seconds_until(301) == float("inf")
+    limiter.pause_for(6.0, "banned")
+    assert limiter.seconds_until(0) == pytest.approx(6.0)
+    assert RateLimiter(None, clock=fake_time.clock, sleep=fake_time.sleep).seconds_until(10) is None

@@ -12,6 +12,10 @@ seconds, so rate 10 with burst 10 lets 19 creates into one second and earns 1000
 the exchange up to 250 ms more bunched than they were booked (scheduling, the HTTP round trip) still keep
 to N per rolling second there. The cost is a steady 8 creates per second per account instead of 10; one
 order per account per signal, the common case, never waits.
+
+The takes of concurrent orders (a fan-out's, for different accounts) share one statement, a batch per
+:data:`BATCH_WAIT_S`: one round trip per order would hold a pool connection for every order in flight
+(``bench/fanout.py --trace`` measured 250 ms per take at 128 orders in flight on a 10-connection pool).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from uuid import UUID
 
 from lib.db.session import Database
 from lib.log import log_event
+from lib.services.execution.batching import Batcher
 from lib.stores import create_budget
 from lib.stores import settings as settings_store
 
@@ -42,6 +47,9 @@ RATE_SHARE = 0.8
 MAX_WAIT_S = 30.0
 #: How long a read of the setting stands (seconds).
 SETTING_TTL_S = 30.0
+#: How long the first take of a batch waits for company (seconds), and the most a batch holds.
+BATCH_WAIT_S = 0.005
+BATCH_MAX = 128
 
 
 def parse_per_second(value: Any) -> int:
@@ -76,6 +84,7 @@ class CreateBudget:
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     _setting: tuple[float, int] | None = field(default=None, repr=False)
+    _batches: Batcher[tuple[UUID, float], float | None] | None = field(default=None, repr=False)
 
     async def limit(self) -> int:
         """Creates per account per second (the setting, re-read every :data:`SETTING_TTL_S`)."""
@@ -95,10 +104,18 @@ class CreateBudget:
         max_wait = MAX_WAIT_S if deadline is None else min(MAX_WAIT_S, deadline - self.clock())
         if max_wait < 0:
             return False
-        burst, rate = bucket_for(await self.limit())
-        wait = await create_budget.take(self.db, account_id, burst=burst, rate=rate, max_wait_s=max_wait)
+        if self._batches is None:
+            # One account at most once per batch: a statement updates a row once.
+            self._batches = Batcher(
+                self._take_batch, max_items=BATCH_MAX, max_wait_s=BATCH_WAIT_S, key=lambda r: r[0]
+            )
+        wait = await self._batches.submit((account_id, max_wait))
         if wait is None:
             return False
         if wait > 0:
             await self.sleep(wait)
         return True
+
+    async def _take_batch(self, requests: list[tuple[UUID, float]]) -> list[float | None]:
+        burst, rate = bucket_for(await self.limit())
+        return await create_budget.take_many(self.db, requests, burst=burst, rate=rate)

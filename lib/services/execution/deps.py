@@ -81,6 +81,16 @@ class ExecutorDeps(ExchangeDeps):
     batch_max: int = 128
     batch_wait_s: float = 0.02
     behind_wait_s: float = 0.05
+    # A signal for this many eligible users or more is split into shards that executors on every host
+    # share; ``shard_workers`` shards at a time per run, each held under a lease of ``shard_lease_s``
+    # (renewed every third of it; one that runs out is taken over). See lib.services.execution.shards.
+    shard_min_users: int = 100
+    shard_workers: int = 8
+    shard_lease_s: float = 30.0
+    # Seconds until the process's IP budget could send N more requests (``RateLimiter.seconds_until``;
+    # None: not known). A run takes another shard only while its pairs would go out soon, and leaves
+    # the rest to hosts with budget to spare.
+    ip_wait: Callable[[int], float | None] | None = None
     # Signals expire in market time: on the paper exchange that is its replay clock (2018), not the
     # wall clock. None: market time is wall time (the ``now`` a run is given).
     market_now: Callable[[], Awaitable[datetime]] | None = None
@@ -106,10 +116,11 @@ class OrderOutcome:
 
 @dataclass
 class ExecutionReport:
-    """One executor run."""
+    """One executor run: ``claimed`` counts the signals it claimed or worked on shards of."""
 
     claimed: int = 0
     expired: int = 0
+    shards: int = 0
     outcomes: list[OrderOutcome] = field(default_factory=list)
     duration_ms: float = 0.0
 

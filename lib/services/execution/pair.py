@@ -28,7 +28,7 @@ from uuid import UUID
 from lib.core.instruments import InstrumentFilters, fmt
 from lib.core.sizing import out_of_range_message, size_order, within_magnitude
 from lib.crypto import KeyVault
-from lib.errors import AitradexError, ExchangeError, ExchangeRejected
+from lib.errors import AitradexError, ExchangeError, ExchangeRejected, IpBanned
 from lib.exchange.bybit import SET_LEVERAGE, already_done
 from lib.exchange.ports import Credentials, OrderRequest
 from lib.failpoints import failpoint
@@ -38,6 +38,7 @@ from lib.services.execution.deps import CATEGORY, OrderOutcome
 from lib.services.execution.eligibility import within_daily_loss_limit
 from lib.services.execution.placement import (
     ORDER_WINDOW,
+    deferrable,
     exchange_status,
     place_with_retries,
     retrying,
@@ -79,7 +80,7 @@ async def execute_for_target(
         creds = target_credentials(run.deps.vault, target)
         wallet = await run.wallet(target.account_id, creds)
     except ExchangeError as exc:
-        reason = "exchange_unavailable" if exc.retryable else "account_unusable"
+        reason = "exchange_unavailable" if deferrable(exc) else "account_unusable"
         return skip(run, target.user_id, reason, exc.message, reason, code=exc.code, **facts)
     except AitradexError as exc:  # keys that cannot be decrypted, an environment nobody configured
         return skip(run, target.user_id, "account_unusable", exc.message, exc.code, code=exc.code, **facts)
@@ -231,7 +232,7 @@ async def send(
     try:
         await ensure_leverage(run, account_id, creds, symbol, leverage)
     except ExchangeError as exc:
-        if not exc.retryable:
+        if not deferrable(exc):
             reason = f"leverage not set: {exc.message}"
             return _failed(run, user_id, order_id, link_id, "failed", reason, exc, 0)
         # Nothing was sent; the row stays requested and the signal's next run sends it (see fanout).
@@ -284,6 +285,19 @@ async def send(
         return _failed(
             run, user_id, order_id, link_id, "rejected", sent.error.message, sent.error, sent.attempts
         )
+    if isinstance(sent.error, IpBanned):
+        # Refused at the door: nothing was sent. The row stays requested; a run after the ban sends it.
+        run.writer.log(
+            LogLine(
+                user_id,
+                "order_deferred",
+                "the exchange is refusing this host's IP for now; the order is sent on a run after the ban",
+                order_id=order_id,
+                level="warning",
+                context={"error": sent.error.code, "attempts": sent.attempts},
+            )
+        )
+        return OrderOutcome(user_id, "unknown", link_id, reason=sent.error.code)
     run.writer.log(
         LogLine(
             user_id,

@@ -3,7 +3,9 @@
 A timeout, a 5xx or a 10006 is retried with the *same* ``orderLinkId``. If an earlier attempt had in
 fact been accepted, the exchange answers 110072 and the order is looked up, not sent again. If the
 outcome is still unknown when retries run out (or the order window has passed), the caller leaves the
-row ``requested`` for the next run and the tracker.
+row ``requested`` for the next run and the tracker. An IP ban (403, or the process's limiter paused for
+one) is not retried at once, and is not a rejection either: nothing reached the exchange, so the order
+is deferred the same way (:func:`deferrable`) and sent by a run after the ban.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Literal, TypeVar
 from uuid import UUID
 
 from lib.db.session import Database
-from lib.errors import ExchangeError, ExchangeRejected, RateLimited
+from lib.errors import ExchangeError, ExchangeRejected, IpBanned, RateLimited
 from lib.exchange.bybit import DUPLICATE_ORDER_LINK_ID
 from lib.exchange.ports import Credentials, OrderRequest, OrderState
 from lib.failpoints import failpoint
@@ -45,6 +47,12 @@ EXCHANGE_STATUS: Mapping[str, str] = {
     "Rejected": "rejected",
 }
 _NO_REASON = ("", "EC_NoError")
+
+
+def deferrable(error: ExchangeError) -> bool:
+    """Whether a later run may succeed where this call failed: a retryable failure, or an IP ban (the
+    request was refused at the door: wait the ban out, do not give the pair up)."""
+    return error.retryable or isinstance(error, IpBanned)
 
 
 async def retrying(call: Callable[[], Awaitable[T]], backoff: Backoff, attempts: int = CALL_ATTEMPTS) -> T:
@@ -103,6 +111,9 @@ async def place_with_retries(
                 state = await _lookup(deps, creds, request)
                 return PlaceResult("placed", attempt, order_id=state.order_id if state else None, state=state)
             return PlaceResult("rejected", attempt, error=exc)
+        except IpBanned as exc:
+            # Not sent (refused at the door), and not worth retrying before the ban lifts: deferred.
+            return PlaceResult("unknown", attempt, error=exc)
         except ExchangeError as exc:
             if not exc.retryable:
                 return PlaceResult("rejected", attempt, error=exc)

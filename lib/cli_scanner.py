@@ -40,7 +40,9 @@ def cmd_scanner(args: argparse.Namespace) -> int:
     settings = load_settings()
     check_reachable(database_target(settings))
     address = args.source_address or settings.exchange.source_address
-    options: dict[str, Any] = {"lease_s": args.lease_s or DEFAULT_LEASE_S, "source_address": address}
+    # An empty scope is the configured market's (the environment, or this paper exchange).
+    options: dict[str, Any] = {"scope": args.scope or "", "lease_s": args.lease_s or DEFAULT_LEASE_S}
+    options["source_address"] = address
     if args.host_id:
         options["host_id"] = args.host_id
     host = ShardHost(**options)
@@ -66,6 +68,7 @@ def add_scanner_parser(sub: Any) -> None:
     p.add_argument("--source-address", type=_address, help="default: AITRADEX_SOURCE_ADDRESS")
     p.add_argument("--paper-url", help="default: the paper exchange the local stack runs")
     p.add_argument("--host-id", help="default: machine name, pid and a random suffix")
+    p.add_argument("--scope", help="the market the hosts share (default: the environment, or paper:<url>)")
     p.add_argument("--lease-s", type=_positive, help="lease length in seconds (default 10)")
     p.add_argument("--poll-s", type=_positive, default=0.5, help="market clock poll (default 0.5 s)")
     p.add_argument("--max-seconds", type=_positive, help="stop after this long (default: never)")

@@ -35,7 +35,7 @@ from lib.exchange.market_clock import MarketClock, market_clock_for
 from lib.log import log_event
 from lib.services.execution.fanout import execute_pending
 from lib.services.scanning.settings import load_scan_settings
-from lib.services.scanning.sharded import ShardHost, keep_lease, scan_bar
+from lib.services.scanning.sharded import ShardHost, keep_lease, market_scope, scan_bar
 from lib.services.tracking import track_orders
 from lib.stores import scan_shards
 
@@ -50,7 +50,7 @@ class Pipeline:
     timeframes: Sequence[str]
     algorithms: Sequence[str]
     market_clock: MarketClock
-    host: ShardHost = field(default_factory=ShardHost)
+    host: ShardHost
     #: Who leads the once-per-tick steps (None: this pipeline is alone).
     election: TickElection | None = None
     last_market_ms: int | None = None
@@ -69,8 +69,9 @@ class Pipeline:
 
     async def renew_lease(self) -> None:
         """Keep this host's scanner lease between scans, so the others count it in their shares."""
+        host = self.host
         await scan_shards.renew_lease(
-            self.services.db, self.host.host_id, self.host.source_address, self.host.lease_s
+            self.services.db, host.host_id, host.scope, host.source_address, host.lease_s
         )
 
     async def leads(self, job: str, tick: str) -> bool:
@@ -127,7 +128,8 @@ def build_scheduler(
     schedulers on one database run each once-per-tick job once per tick.
     """
     clock = market_clock_for(environment, paper_url=paper_url)
-    host = host or ShardHost(source_address=services.settings.exchange.source_address)
+    source_address = services.settings.exchange.source_address
+    host = host or ShardHost(market_scope(environment, paper_url), source_address=source_address)
     election = election or DatabaseElection(services.db, host.host_id)
     pipeline = Pipeline(services, timeframes, algorithms, clock, host=host, election=election)
     if environment == "paper":

@@ -22,7 +22,7 @@ import logging
 import signal
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from lib.config import Settings
 from lib.db.session import Database
@@ -35,7 +35,14 @@ from lib.exchange.rate_limit import RateLimiter
 from lib.local_state import read_services
 from lib.log import log_event
 from lib.services.scanning.settings import ScanSettings, load_scan_settings
-from lib.services.scanning.sharded import PassResult, ShardHost, closed_bar_ms, keep_lease, scan_pass
+from lib.services.scanning.sharded import (
+    PassResult,
+    ShardHost,
+    closed_bar_ms,
+    keep_lease,
+    market_scope,
+    scan_pass,
+)
 
 logger = logging.getLogger("aitradex.scanner_host")
 
@@ -92,6 +99,8 @@ async def run_host(
             source_address=host.source_address,
         )
         clock = market_clock_for(env, paper_url=paper_url)
+        if not host.scope:
+            host = replace(host, scope=market_scope(env, paper_url))
         # (timeframe, bar open ms) -> the market time the bar was first seen at (its passes judge by it).
         pending: dict[tuple[str, int], int] = {}
         done: set[tuple[str, int]] = set()

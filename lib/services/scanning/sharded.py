@@ -4,9 +4,9 @@ A scanner host is a process (group) with its own source address and IP budget. I
 ``scanner_hosts`` (:func:`keep_lease`) and, for the newest closed bar of a timeframe, runs passes
 (:func:`scan_pass`):
 
-1. the bar's universe: the one recorded in ``scan_universes`` for (timeframe, bar); if none is, the host
-   that owns the universe (rendezvous owner of bucket -1 among the live hosts) reads the tickers and
-   records it, first insert wins. Every host then splits the same list;
+1. the bar's universe: the one recorded in ``scan_universes`` for (scope, timeframe, bar); if none
+   is, the host that owns the universe (rendezvous owner of bucket -1 among the live hosts) reads the
+   tickers and records it, first insert wins. Every host then splits the same list;
 2. its share: the non-empty buckets it owns among the live hosts (:mod:`.sharding`);
 3. claims: an ``insert ... on conflict do nothing`` per bucket, plus a takeover of any unfinished claim,
    among those buckets, whose host's lease has expired (:func:`lib.stores.scan_shards.claim`). Only the
@@ -54,7 +54,7 @@ from lib.services.scanning.settings import ScanSettings
 from lib.services.scanning.sharding import BUCKETS, by_bucket, owner, share_of
 from lib.services.scanning.snapshot import DEFAULT_CONCURRENCY, universe
 from lib.stores import scan_shards
-from lib.stores.scan_shards import BarUniverse
+from lib.stores.scan_shards import Bar, BarUniverse
 
 logger = logging.getLogger("aitradex.scanner")
 
@@ -69,10 +69,18 @@ def default_host_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
+def market_scope(environment: str, paper_url: str | None) -> str:
+    """The market a deployment's hosts share: the exchange environment, or ``paper:<url>`` on paper
+    (each paper exchange is a market of its own, though several may replay the same bars)."""
+    return f"paper:{paper_url}" if environment == "paper" else environment
+
+
 @dataclass(frozen=True, slots=True)
 class ShardHost:
-    """One scanner host: its id, the source address its exchange calls leave from, its lease length."""
+    """One scanner host: its id, the market it scans (``scope``, see :func:`market_scope`), the source
+    address its exchange calls leave from, and its lease length."""
 
+    scope: str
     host_id: str = field(default_factory=default_host_id)
     source_address: str | None = None
     lease_s: float = DEFAULT_LEASE_S
@@ -121,17 +129,16 @@ async def bar_universe(
     db: Database,
     market: MarketDataClient,
     settings: ScanSettings,
-    timeframe: str,
-    bar_time: datetime,
+    bar: Bar,
     host_id: str,
     hosts: Sequence[str],
 ) -> BarUniverse | None:
     """The bar's recorded universe; recorded now when this host owns the universe and none is yet."""
-    recorded = await scan_shards.shared_universe(db, timeframe, bar_time)
+    recorded = await scan_shards.shared_universe(db, bar)
     if recorded is not None or owner(UNIVERSE_BUCKET, hosts) != host_id:
         return recorded
-    symbols = await universe(market, settings, ScanRequest(timeframe=timeframe))
-    return await scan_shards.put_universe(db, timeframe, bar_time, BarUniverse(BUCKETS, symbols), host_id)
+    symbols = await universe(market, settings, ScanRequest(timeframe=bar.timeframe))
+    return await scan_shards.put_universe(db, bar, BarUniverse(BUCKETS, symbols), host_id)
 
 
 async def scan_pass(
@@ -152,16 +159,17 @@ async def scan_pass(
     releasing the claims it took.
     """
     bar_time = utc(closed_bar_ms(timeframe, now_ms))
-    hosts = await scan_shards.live_hosts(db)
+    bar = Bar(host.scope, timeframe, bar_time)
+    hosts = await scan_shards.live_hosts(db, host.scope)
     if host.host_id not in hosts:
         # A lapsed lease owns nothing: claiming now could take work a live host is about to take over.
         hosts = []
-    recorded = await bar_universe(db, market, settings, timeframe, bar_time, host.host_id, hosts)
+    recorded = await bar_universe(db, market, settings, bar, host.host_id, hosts)
     if recorded is None:
         return PassResult(timeframe, bar_time, False, 0, (), 0, (), 0, 0)
     buckets = len(by_bucket(recorded.symbols, recorded.buckets))
     mine = share_of(host.host_id, hosts, recorded.symbols, recorded.buckets) if hosts else {}
-    won = await scan_shards.claim(db, timeframe, bar_time, host.host_id, mine)
+    won = await scan_shards.claim(db, bar, host.host_id, mine)
     results: list[ScanResult] = []
     symbols = [s for b in won for s in mine[b]]
     if won:
@@ -176,11 +184,12 @@ async def scan_pass(
                 settings=settings,
                 scorer=scorer,
                 concurrency=concurrency,
+                host_id=host.host_id,
             )
         except BaseException:
-            await asyncio.shield(scan_shards.release(db, timeframe, bar_time, won, host.host_id))
+            await asyncio.shield(scan_shards.release(db, bar, won, host.host_id))
             raise
-        kept = await scan_shards.finish(db, timeframe, bar_time, won, host.host_id)
+        kept = await scan_shards.finish(db, bar, won, host.host_id)
         if kept != won:
             log_event(
                 logger,
@@ -191,7 +200,7 @@ async def scan_pass(
                 bar_time=bar_time,
                 buckets=sorted(set(won) - set(kept)),
             )
-    claimed, finished = await scan_shards.progress(db, timeframe, bar_time)
+    claimed, finished = await scan_shards.progress(db, bar)
     result = PassResult(
         timeframe, bar_time, True, buckets, tuple(won), len(symbols), tuple(results), claimed, finished
     )
@@ -217,13 +226,15 @@ async def keep_lease(db: Database, host: ShardHost, *, drop: bool = False) -> As
     With ``drop``, the lease ends when the block does (a clean stop), so the other hosts take its share
     at once instead of after ``lease_s``.
     """
-    await scan_shards.renew_lease(db, host.host_id, host.source_address, host.lease_s)
+    await scan_shards.renew_lease(db, host.host_id, host.scope, host.source_address, host.lease_s)
 
     async def renew() -> None:
         while True:
             await asyncio.sleep(host.lease_s / 3)
             try:
-                kept = await scan_shards.renew_lease(db, host.host_id, host.source_address, host.lease_s)
+                kept = await scan_shards.renew_lease(
+                    db, host.host_id, host.scope, host.source_address, host.lease_s
+                )
             except Exception as exc:  # a database hiccup: the next renewal may succeed in time
                 log_event(logger, "lease_not_renewed", level=logging.WARNING, error_type=type(exc).__name__)
                 continue

@@ -48,14 +48,19 @@ ROOT = Path(__file__).resolve().parents[2]
 KLINE = "/v5/market/kline"
 TIMEFRAMES = ("5", "15", "60")
 ALGORITHMS = ("unirail_core", "quantum_ai")
+DAY_MS = 86_400_000
 
 
 @pytest.fixture(scope="module")
 def paper_url() -> Iterator[str]:
-    """A paper exchange of this module's own, with Bybit's limits on (600 requests / 5 s per address)."""
-    config = PaperExchangeConfig(
-        symbols=stack_symbols(), state_path=None, port=0, start_time_ms=replay_start_ms()
-    )
+    """A paper exchange of this module's own, with Bybit's limits on (600 requests / 5 s per address).
+
+    Its replay starts three days before the stack's, so the bars scanned here (recorded in scan_runs,
+    which other tests count) are never bars the stack's own replay scans; eleven days of history
+    still give hourly bars the 200 that scoring needs.
+    """
+    start_ms = replay_start_ms() - 3 * DAY_MS
+    config = PaperExchangeConfig(symbols=stack_symbols(), state_path=None, port=0, start_time_ms=start_ms)
     with running_paper_exchange(config) as url:
         yield url
 

@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 import scan as base
+
 from lib.config import load_settings
 from lib.core.timeframes import FIVE_MINUTES_MS
 from lib.db.session import Caller, Database
@@ -181,7 +181,8 @@ async def run(host_counts: list[int], symbols: int, repeats: int) -> None:
                     print(json.dumps(result), flush=True)
                 async with db.write(Caller.service()) as conn:
                     await conn.execute(
-                        "update signals set status = 'skipped' where status = 'new' and symbol like 'D___USDT'"
+                        "update signals set status = 'skipped' "
+                        "where status = 'new' and symbol like 'D___USDT'"
                     )
         finally:
             process.terminate()

@@ -104,7 +104,8 @@ class Pipeline:
                 for timeframe in closed:
                     await self.scan(timeframe)
         await self.execute()
-        tracked = await self.leads("track", f"candle:5:{candle_open_ms('5', now_ms)}")
+        # The tick is named by the market too: several paper exchanges may replay the same candle.
+        tracked = await self.leads("track", f"{self.host.scope}|candle:5:{candle_open_ms('5', now_ms)}")
         if tracked:
             await self.track()
         self.runs.append({"market_ms": now_ms, "scanned": closed, "tracked": tracked})

@@ -30,6 +30,7 @@ from typing import Any
 import pytest
 
 from lib.app.scheduler import CandleClose, DatabaseElection, Every, Job, Scheduler
+from lib.config import Settings
 from lib.core.candles import Candidate, CandlePanel
 from lib.db.session import Caller, Database
 from lib.errors import Forbidden
@@ -436,3 +437,34 @@ async def test_the_shard_tables_are_the_services_alone(db: Database, who: str) -
         with pytest.raises(Forbidden):
             async with db.read(caller) as conn:
                 await conn.execute(f"select * from {table} limit 1")
+
+
+async def test_the_stacks_schedulers_run_the_tracker_on_the_tick_leader_only_and_the_rest_everywhere(
+    settings: Settings,
+) -> None:
+    from lib.app.pipeline import build_scheduler
+    from lib.app.wiring import close_services, open_services
+
+    services = await open_services(settings, pool_size=2)
+    try:
+        options: dict[str, Any] = {"timeframes": ("5", "60"), "algorithms": ("unirail_core",)}
+        live, _ = build_scheduler(services, environment="mainnet", paper_url=None, **options)
+        assert {j.name: j.once_per_tick for j in live.jobs} == {
+            "scan:5": False,
+            "scan:60": False,
+            "lease": False,
+            "execute": False,
+            "track": True,
+        }
+        paper = f"http://127.0.0.1:9/{uuid.uuid4().hex}"  # never contacted: only names the scope
+        pipelines = [
+            build_scheduler(services, environment="paper", paper_url=paper, **options)[1] for _ in "ab"
+        ]
+        assert pipelines[0].host.host_id != pipelines[1].host.host_id
+        assert pipelines[0].host.scope == pipelines[1].host.scope == f"paper:{paper}"
+        for candle in range(3):
+            tick = f"{pipelines[0].host.scope}|candle:5:{candle}"
+            won = await asyncio.gather(*(p.leads("track", tick) for p in pipelines))
+            assert sorted(won) == [False, True]
+    finally:
+        await close_services(services)

@@ -150,9 +150,19 @@ async def _pass(
             now_ms=at_ms,
             settings=settings,
         )
-    except AitradexError as exc:
-        # This pass failed (its claims were released); the next poll tries the bar again.
-        log_event(logger, "scan_pass_failed", level=logging.WARNING, timeframe=key[0], code=exc.code)
+    except Exception as exc:
+        # This pass failed (its claims were released); the next poll tries the bar again. A host must
+        # outlive a database or exchange hiccup; a bug is logged with its traceback.
+        known = isinstance(exc, AitradexError)
+        log_event(
+            logger,
+            "scan_pass_failed",
+            level=logging.WARNING if known else logging.ERROR,
+            exc_info=None if known else exc,
+            timeframe=key[0],
+            error_type=type(exc).__name__,
+            code=exc.code if isinstance(exc, AitradexError) else None,
+        )
         return False
     if result.scanned_buckets:
         report.passes.append(result)

@@ -94,7 +94,9 @@ class Host:
     access: MarketAccess
 
 
-def make_host(url: str, scope: str, address: str, lease_s: float = 2.0) -> Host:
+def make_host(url: str, scope: str, address: str, lease_s: float = 10.0) -> Host:
+    # A lease far longer than any stall of a loaded machine: these hosts never die, so no lease of
+    # theirs may lapse mid-test and move buckets between them.
     host_id = f"test-host-{address}-{uuid.uuid4().hex[:6]}"
     shard = ShardHost(scope, host_id=host_id, source_address=address, lease_s=lease_s)
     return Host(shard, MarketAccess(paper_url=url, limiter=RateLimiter(0.5), source_address=address))
@@ -243,7 +245,10 @@ async def test_three_hosts_scan_every_bar_of_every_timeframe_exactly_once(
 async def start_killed_host(
     test_env: dict[str, str], url: str, scope: str, host_id: str
 ) -> asyncio.subprocess.Process:
-    """A scanner host in its own process, armed to die (SIGKILL) right after it claims its share."""
+    """A scanner host in its own process, armed to die (SIGKILL) right after it claims its share.
+
+    Its lease (5 s) is what the survivors wait out before they take its claims over.
+    """
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -259,7 +264,7 @@ async def start_killed_host(
         "--host-id",
         host_id,
         "--lease-s",
-        "2",
+        "5",
         "--poll-s",
         "0.1",
         "--max-seconds",

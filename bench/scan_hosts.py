@@ -57,7 +57,7 @@ def start_hosts(
     for i in range(n):
         command = [sys.executable, "-m", "lib.cli", "scanner", "--loop"]
         command += ["--source-address", f"127.0.0.{FIRST_ADDRESS + i}", "--paper-url", url, "--scope", scope]
-        command += ["--host-id", f"bench-{n}-{i}", "-t", "5", "-a", "unirail_core", "--poll-s", "0.02"]
+        command += ["--host-id", f"bench-{n}-{i}", "-t", "5", "-a", "unirail_core", "--poll-s", "0.05"]
         command += ["--max-seconds", "1800"]
         log = (logs / f"host-{n}-{i}.log").open("wb")
         processes.append(subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log))
@@ -73,7 +73,7 @@ async def wait_live(db: Database, scope: str, n: int, processes: list[subprocess
 
 
 async def wait_complete(db: Database, bar: Bar, timeout_s: float = 300.0) -> None:
-    """Poll until every non-empty bucket of ``bar`` is finished (10 ms polls)."""
+    """Poll until every non-empty bucket of ``bar`` is finished (20 ms polls)."""
     deadline = time.monotonic() + timeout_s
     buckets: int | None = None
     while True:
@@ -85,7 +85,7 @@ async def wait_complete(db: Database, bar: Bar, timeout_s: float = 300.0) -> Non
             return
         if time.monotonic() > deadline:
             raise SystemExit(f"bar {bar.bar_time} was not scanned within {timeout_s:.0f} s")
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.02)
 
 
 async def shares(db: Database, bar: Bar) -> dict[str, int]:

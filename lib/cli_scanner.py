@@ -54,6 +54,7 @@ def cmd_scanner(args: argparse.Namespace) -> int:
         algorithms=args.algorithm,
         loop=args.loop,
         poll_s=args.poll_s,
+        sweep_s=args.sweep_s,
         max_seconds=args.max_seconds,
     )
     summary = {"host": report.host_id, "bars_completed": report.completed, "symbols_scanned": report.symbols}
@@ -71,6 +72,9 @@ def add_scanner_parser(sub: Any) -> None:
     p.add_argument("--scope", help="the market the hosts share (default: the environment, or paper:<url>)")
     p.add_argument("--lease-s", type=_positive, help="lease length in seconds (default 10)")
     p.add_argument("--poll-s", type=_positive, default=0.5, help="market clock poll (default 0.5 s)")
+    p.add_argument(
+        "--sweep-s", type=_positive, default=1.0, help="passes over a bar others still scan (default 1 s)"
+    )
     p.add_argument("--max-seconds", type=_positive, help="stop after this long (default: never)")
     p.add_argument(
         "-t", "--timeframe", action="append", choices=TIMEFRAMES, help="default: scanner.timeframes"

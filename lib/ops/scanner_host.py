@@ -3,9 +3,11 @@
 The process holds a lease in ``scanner_hosts`` for as long as it runs, sends every exchange request from
 its source address through its own IP rate limiter (``exchange.rate_limit_share`` of Bybit's 600 per
 5 s), and polls the market clock every ``poll_s`` seconds. Each newest closed bar of each configured
-timeframe stays pending until every bucket of it is scanned (by this host or another): each poll runs a
-pass over each pending bar (:func:`lib.services.scanning.sharded.scan_pass`), which claims and scans
-this host's share and, once a host's lease has expired, what that host left unfinished. At most
+timeframe stays pending until every bucket of it is scanned (by this host or another). A new bar gets a
+pass at once (:func:`lib.services.scanning.sharded.scan_pass`: it claims and scans this host's share),
+and then, while other hosts' buckets are unfinished, a pass every ``sweep_s`` seconds, which takes over
+what a host whose lease has expired left unfinished. (Sweeping faster gains nothing before a lease can
+have expired, and every pass is a few queries.) At most
 ``PENDING_PER_TIMEFRAME`` bars per timeframe are followed: a bar left incomplete that long is logged and
 dropped.
 
@@ -79,6 +81,7 @@ async def run_host(
     algorithms: Sequence[str] | None = None,
     loop: bool = True,
     poll_s: float = 0.5,
+    sweep_s: float = 1.0,
     max_seconds: float | None = None,
 ) -> HostReport:
     """Run one scanner host until ``stop`` (or ``max_seconds``; without ``loop``, until the current bars
@@ -103,6 +106,7 @@ async def run_host(
             host = replace(host, scope=market_scope(env, paper_url))
         # (timeframe, bar open ms) -> the market time the bar was first seen at (its passes judge by it).
         pending: dict[tuple[str, int], int] = {}
+        next_pass: dict[tuple[str, int], float] = {}  # monotonic time of a pending bar's next pass
         done: set[tuple[str, int]] = set()
         async with keep_lease(db, host, drop=True), access.client(env) as market:
             log_event(logger, "scanner_host_started", host=host.host_id, source_address=host.source_address)
@@ -117,11 +121,15 @@ async def run_host(
                     scan_settings = await load_scan_settings(db)
                     _trim(pending, done)
                 for key, at_ms in sorted(pending.items()):
+                    if time.monotonic() < next_pass.get(key, 0.0):
+                        continue
                     finished = await _pass(db, market, host, key, at_ms, scan_settings, algorithms, report)
+                    next_pass[key] = time.monotonic() + sweep_s
                     if finished:
                         del pending[key]
                         done.add(key)
                         report.completed += 1
+                next_pass = {k: t for k, t in next_pass.items() if k in pending}
                 if not loop and not pending:
                     break
                 with contextlib.suppress(TimeoutError):
@@ -189,6 +197,7 @@ def run_host_process(
     algorithms: Sequence[str] | None = None,
     loop: bool = True,
     poll_s: float = 0.5,
+    sweep_s: float = 1.0,
     max_seconds: float | None = None,
 ) -> HostReport:
     """:func:`run_host` in this process until SIGTERM or SIGINT (the ``aitradex scanner`` command)."""
@@ -207,6 +216,7 @@ def run_host_process(
             algorithms=algorithms,
             loop=loop,
             poll_s=poll_s,
+            sweep_s=sweep_s,
             max_seconds=max_seconds,
         )
 

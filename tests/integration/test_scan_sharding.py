@@ -17,6 +17,7 @@ earlier run's, whatever bars the exchanges replay.
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import sys
 import threading
@@ -473,3 +474,59 @@ async def test_the_stacks_schedulers_run_the_tracker_on_the_tick_leader_only_and
             assert sorted(won) == [False, True]
     finally:
         await close_services(services)
+
+
+async def test_a_scanner_host_process_stops_on_sigterm_and_drops_its_lease(
+    db: Database, paper_url: str, test_env: dict[str, str]
+) -> None:
+    scope = f"test:{uuid.uuid4()}"
+    host_id = f"test-sigterm-{uuid.uuid4().hex[:6]}"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "lib.cli",
+        "scanner",
+        "--loop",
+        "--source-address",
+        "127.0.0.27",
+        "--paper-url",
+        paper_url,
+        "--scope",
+        scope,
+        "--host-id",
+        host_id,
+        "--max-seconds",
+        "120",
+        "-t",
+        "5",
+        "-a",
+        "unirail_core",
+        cwd=ROOT,
+        env=test_env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        await wait_live(db, scope, host_id, process)
+        # Alone in its scope, it scans the whole bar it finds at start.
+        for _ in range(600):
+            claims = await claims_of(db, scope)
+            if claims and all(c["finished_at"] is not None for c in claims):
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the host never finished its bar")
+        assert {c["host_id"] for c in claims} == {host_id}
+        process.send_signal(signal.SIGTERM)
+        out, _ = await asyncio.wait_for(process.communicate(), timeout=60)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 0
+    assert json.loads(out.decode().strip().splitlines()[-1])["host"] == host_id
+    async with db.read(Caller.service()) as conn:
+        row = await (
+            await conn.execute("select 1 from scanner_hosts where host_id = %s", (host_id,))
+        ).fetchone()
+    assert row is None  # dropped at once, not left to expire

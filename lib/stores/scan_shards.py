@@ -49,6 +49,8 @@ _LIVE = (
 )
 
 _PRUNE = "delete from scan_universes where created_at < clock_timestamp() - %s * interval '1 day'"
+# Leases of hosts that died long ago (a clean stop deletes its own): they own nothing, only take room.
+_PRUNE_HOSTS = "delete from scanner_hosts where expires_at < clock_timestamp() - %s * interval '1 day'"
 
 _PUT_UNIVERSE = """
 insert into scan_universes (scope, timeframe, bar_time, buckets, symbols, created_by)
@@ -156,11 +158,13 @@ async def shared_universe(db: Database, bar: Bar) -> BarUniverse | None:
 async def put_universe(db: Database, bar: Bar, universe: BarUniverse, host_id: str) -> BarUniverse:
     """Record ``universe`` for ``bar`` unless a host did first; answers the one recorded (first wins).
 
-    Writing a new bar's universe also deletes those older than ``RETENTION_DAYS`` (claims go with them).
+    Writing a new bar's universe also deletes those older than ``RETENTION_DAYS`` (claims go with them),
+    and the leases that expired that long ago.
     """
     params = (*bar.key(), universe.buckets, list(universe.symbols), host_id)
     async with db.write(_SERVICE) as conn:
         await conn.execute(_PRUNE, (RETENTION_DAYS,))
+        await conn.execute(_PRUNE_HOSTS, (RETENTION_DAYS,))
         await conn.execute(_PUT_UNIVERSE, params)
         row = await (await conn.execute(_GET_UNIVERSE, bar.key())).fetchone()
     assert row is not None  # inserted above, or there before

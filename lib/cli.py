@@ -135,7 +135,6 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from lib.crypto import KeyVault
-    from lib.db.session import Database
     from lib.ops.rotate_keys import add_local_master_key, rotate_all
 
     settings = load_settings()
@@ -150,7 +149,7 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
     print(f"re-encrypting every stored API key under master key version {vault.current_version}")
 
     async def run() -> int:
-        async with Database(target.app_url) as db:
+        async with target.database() as db:
             with tqdm(unit="account", disable=None) as bar:
                 progress = cli_support.bar_progress(bar)
                 report = await rotate_all(db, vault, batch_size=args.batch_size, progress=progress)

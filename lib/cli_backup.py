@@ -43,6 +43,7 @@ def cmd_backup_list(args: argparse.Namespace) -> int:
     entries = catalogue(config)
     if not entries:
         print(f"no base backup in {config.dir / 'base'}")
+        print(f"WAL receiver: {_receiver_line()}")
         return 0
     newest = newest_wal_time(config)
     print(f"{'label':<24} {'started':<25} {'ended (earliest target)':<32} {'size':>10}  WAL")
@@ -50,8 +51,24 @@ def cmd_backup_list(args: argparse.Namespace) -> int:
         size = _size(info.size_bytes)
         print(f"{info.label:<24} {info.start_time:<25} {info.end_time:<32} {size:>10}  {info.start_lsn}")
     end = newest.isoformat(timespec="seconds") if newest else "nothing archived yet"
-    print(f"restorable from {entries[0].end_time} to {end} (the newest archived WAL); keeping {config.keep}")
+    print(f"restorable from {entries[0].end_time} to {end} (the newest WAL); keeping {config.keep}")
+    print(f"WAL receiver: {_receiver_line()}")
     return 0
+
+
+def _receiver_line() -> str:
+    from lib.db import wal_receiver
+
+    settings = load_settings()
+    if not wal_receiver.wanted(settings):
+        return "off (no WAL archiving for this database)"
+    status = wal_receiver.receiver_status(settings)
+    line = status.describe()
+    if status.restarts:
+        line += f", restarted {status.restarts} time(s)"
+    if not status.streaming:
+        line += "; until it streams again, commits reach the backup only with their segment (60 s)"
+    return line
 
 
 def cmd_backup_verify(args: argparse.Namespace) -> int:

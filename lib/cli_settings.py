@@ -27,7 +27,7 @@ def _with_db(work: Callable[[Database], Awaitable[T]]) -> T:
     check_reachable(target)
 
     async def run() -> T:
-        async with Database(target.app_url, min_size=1, max_size=2) as db:
+        async with target.database(min_size=1, max_size=2) as db:
             return await work(db)
 
     return asyncio.run(run())

@@ -35,7 +35,7 @@ def _operator() -> str:
 def cmd_trading(args: argparse.Namespace) -> int:
     """Halt, resume or show trading, against the configured database."""
     from lib.config import load_settings
-    from lib.db.session import Caller, Database
+    from lib.db.session import Caller
     from lib.db.target import check_reachable, database_target
     from lib.services.execution.halt import set_trading_halted, trading_state
 
@@ -48,7 +48,7 @@ def cmd_trading(args: argparse.Namespace) -> int:
     )
 
     async def run() -> HaltState:
-        async with Database(target.app_url) as db:
+        async with target.database() as db:
             if args.trading_command == "status":
                 return await trading_state(db)
             halted = args.trading_command == "halt"

@@ -51,6 +51,14 @@ Environment variables:
 ``AITRADEX_WAL_ARCHIVE``
     ``on`` (default) or ``off``: whether the embedded server archives its WAL into the backup folder.
     ``off`` is for throwaway servers (the test suite's), whose WAL would only pile up.
+``AITRADEX_DB_PREPARED_STATEMENTS``
+    ``on`` (default) or ``off``: whether the application's connections let psycopg prepare statements
+    it runs often (``prepare_threshold``). ``off`` is required behind a transaction-mode pooler (Supabase's
+    Supavisor on port 6543, PgBouncer in transaction mode), where a statement prepared in one
+    transaction's server connection does not exist in the next one's.
+``AITRADEX_DB_POOL_SIZE``
+    The most connections one process's application pool opens (default 10, 1 to 200). A host's total is
+    this times its processes (functions workers, executor, scanner); see the README's hosted notes.
 ``AITRADEX_SOURCE_ADDRESS``
     The local IP address this host's exchange calls (market data and signed trading calls alike) are
     sent from (default: the operating system's choice). Bybit budgets requests per source IP, so a
@@ -108,6 +116,10 @@ class Secret:
         return hash(self._value)
 
 
+DEFAULT_DB_POOL_SIZE = 10
+MAX_DB_POOL_SIZE = 200
+
+
 @dataclass(frozen=True, slots=True)
 class DatabaseConfig:
     """Where the database is and how each kind of caller reaches it."""
@@ -120,6 +132,10 @@ class DatabaseConfig:
     authenticator_password: Secret
     # The embedded server's superuser; None when an external database is used.
     embedded_superuser_password: Secret | None
+    # False behind a transaction-mode pooler: psycopg then never prepares (prepare_threshold=None).
+    prepared_statements: bool = True
+    # The most connections one process's application pool opens.
+    pool_size: int = DEFAULT_DB_POOL_SIZE
 
 
 @dataclass(frozen=True, slots=True)
@@ -423,6 +439,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     superuser_password = None
     if admin_url is None:
         superuser_password = _required("POSTGRES_SUPERUSER_PASSWORD", env, local, hint)
+    prepared_text = env.get("AITRADEX_DB_PREPARED_STATEMENTS", "").strip().lower() or "on"
+    if prepared_text not in ("on", "off"):
+        raise ConfigError("AITRADEX_DB_PREPARED_STATEMENTS must be on or off")
+    pool_text = env.get("AITRADEX_DB_POOL_SIZE", "").strip() or str(DEFAULT_DB_POOL_SIZE)
+    if not pool_text.isdigit() or not 1 <= int(pool_text) <= MAX_DB_POOL_SIZE:
+        raise ConfigError(
+            f"AITRADEX_DB_POOL_SIZE must be a whole number of connections from 1 to {MAX_DB_POOL_SIZE}"
+        )
     if not db_name.replace("_", "").isalnum():
         raise ConfigError("AITRADEX_DB_NAME may contain only letters, digits and underscores")
 
@@ -435,6 +459,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             external_app_url=Secret(app_url) if app_url else None,
             authenticator_password=authenticator_password,
             embedded_superuser_password=superuser_password,
+            prepared_statements=prepared_text == "on",
+            pool_size=int(pool_text),
         ),
         jwt_secret=jwt_secret,
         master_keys=master_keys,

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from lib.config import Settings
-from lib.db.session import Database
 from lib.db.target import database_target
 from lib.errors import ConfigError
 from lib.exchange.access import MarketAccess
@@ -30,7 +29,7 @@ async def scan_local(
     limiter keeps to ``exchange.rate_limit_share``.
     """
     paper_url = read_services(app_settings.state_dir, app_settings.database.db_name).get("paper_exchange_url")
-    async with Database(database_target(app_settings).app_url, max_size=4) as db:
+    async with database_target(app_settings).database(max_size=4) as db:
         settings = await load_scan_settings(db)
         env = environment or settings.environment
         if env == "paper" and not paper_url:

@@ -14,7 +14,6 @@ from lib.config import Settings
 from lib.core.clock import Clock, SystemClock
 from lib.core.instruments import InstrumentFilters
 from lib.crypto import KeyVault
-from lib.db.session import Database
 from lib.db.target import database_target
 from lib.exchange.access import MarketAccess
 from lib.exchange.market_clock import market_clock_for
@@ -40,14 +39,14 @@ async def open_services(
     exchange: TradingExchange | None = None,
     market: MarketAccess | None = None,
     vault: KeyVault | None = None,
-    pool_size: int = 10,
+    pool_size: int | None = None,
 ) -> Services:
     """Open the database pool and build the services; any collaborator given replaces the default.
 
     The defaults reach the exchange the local stack's paper exchange runs at (``stack.json``), or Bybit.
     Close them with :func:`close_services`.
     """
-    db = Database(database_target(settings).app_url, max_size=pool_size)
+    db = database_target(settings).database(max_size=pool_size or settings.database.pool_size)
     await db.open()
     paper_url = _paper_url(settings) if exchange is None or market is None else None
     source_address = settings.exchange.source_address

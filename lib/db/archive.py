@@ -1,8 +1,12 @@
 """Continuous WAL archiving of the embedded server, and the WAL archive's facts.
 
-The server archives each completed 16 MiB WAL segment with ``archive_command`` into
-``<backup_dir>/wal``, and ``archive_timeout`` forces a segment switch after 60 s without one, so at most
-the last :data:`ARCHIVE_TIMEOUT_S` seconds of commits exist only in the data folder (the loss window).
+Two copies of the WAL leave the data folder. ``pg_receivewal`` (:mod:`lib.db.wal_receiver`) streams
+every record into ``<backup_dir>/wal-stream`` as the server writes it, flushing each one: that bounds the
+loss window to what was committed but not yet received (milliseconds). Behind it, as a safety net for
+when no receiver runs, the server archives each completed 16 MiB WAL segment with ``archive_command``
+into ``<backup_dir>/wal``, and ``archive_timeout`` forces a segment switch after 60 s without one, so
+without a receiver at most the last :data:`ARCHIVE_TIMEOUT_S` seconds of commits exist only in the data
+folder. A restore reads both folders, including the receiver's last, unfinished ``.partial`` segment.
 The copy command is the one PostgreSQL's documentation asks for: it never overwrites an archived
 segment (an identical one, archived again after a crash, counts as done; a different one is an error
 the server retries and logs), and it writes a temporary file, flushes it and renames it, so a crash
@@ -26,6 +30,12 @@ from psycopg import sql
 
 ARCHIVE_TIMEOUT_S = 60
 WAL_DIR = "wal"
+STREAM_DIR = "wal-stream"
+PARTIAL = ".partial"
+#: The most WAL the receiver's replication slot may hold back in ``pg_wal`` while no receiver runs. Past
+#: it the server drops the slot's claim (a receiver dead for long must not fill the disk and stop the
+#: database); the archive still has every segment.
+MAX_SLOT_WAL_KEEP = "4GB"
 SEGMENT_BYTES = 16 * 1024 * 1024
 SEGMENTS_PER_ID = 0x1_0000_0000 // SEGMENT_BYTES
 SEGMENT = re.compile(r"^([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})$")
@@ -41,9 +51,20 @@ def archive_command(wal_dir: Path) -> str:
     )
 
 
-def restore_command(wal_dir: Path) -> str:
-    """The command recovery runs to fetch a segment or history file from the archive."""
-    return f'cp {shlex.quote(str(wal_dir))}/"%f" "%p"'
+def restore_command(wal_dir: Path, stream_dir: Path | None = None) -> str:
+    """The command recovery runs to fetch a segment or history file: from the archive, else from the
+    receiver's stream, else the stream's unfinished ``<segment>.partial`` copied under the segment's name
+    (what PostgreSQL's documentation of ``pg_receivewal`` asks for: the partial segment is renamed for
+    recovery; replay stops at its last complete record)."""
+    archived = shlex.quote(str(wal_dir)) + '/"%f"'
+    if stream_dir is None:
+        return f'cp {archived} "%p"'
+    streamed = shlex.quote(str(stream_dir)) + '/"%f"'
+    return (
+        f'if [ -f {archived} ]; then cp {archived} "%p"; '
+        f'elif [ -f {streamed} ]; then cp {streamed} "%p"; '
+        f'else cp {streamed}{PARTIAL} "%p"; fi'
+    )
 
 
 def server_options(wal_dir: Path) -> list[str]:
@@ -51,6 +72,7 @@ def server_options(wal_dir: Path) -> list[str]:
     folder, so a restored data folder archives where this machine says)."""
     return [
         "wal_level=replica",
+        f"max_slot_wal_keep_size={MAX_SLOT_WAL_KEEP}",
         "archive_mode=on",
         f"archive_timeout={ARCHIVE_TIMEOUT_S}",
         f"archive_command={archive_command(wal_dir)}",
@@ -92,30 +114,44 @@ def lsn_value(lsn: str) -> int:
     return (int(high, 16) << 32) | int(low, 16)
 
 
-def archived_segments(wal_dir: Path) -> dict[int, set[int]]:
-    """``{timeline: {segment numbers}}`` of the complete segments in the archive."""
+def _folders(wal_dir: Path, stream_dir: Path | None) -> list[Path]:
+    return [d for d in (wal_dir, stream_dir) if d is not None and d.is_dir()]
+
+
+def archived_segments(wal_dir: Path, stream_dir: Path | None = None) -> dict[int, set[int]]:
+    """``{timeline: {segment numbers}}`` of the segments a recovery can fetch: the archive's, and the
+    stream's, complete or ``.partial`` (the receiver's last one, replayed up to its last record)."""
     found: dict[int, set[int]] = {}
-    if wal_dir.is_dir():
-        for path in wal_dir.iterdir():
-            segment = Segment.parse(path.name)
+    for folder in _folders(wal_dir, stream_dir):
+        for path in folder.iterdir():
+            name = path.name.removesuffix(PARTIAL) if folder == stream_dir else path.name
+            segment = Segment.parse(name)
             if segment is not None:
                 found.setdefault(segment.timeline, set()).add(segment.number)
     return found
 
 
-def latest_timeline(wal_dir: Path, at_least: int) -> int:
-    """The newest timeline the archive knows (its highest history file, or ``at_least``)."""
-    timelines = [int(m.group(1), 16) for p in wal_dir.glob("*.history") if (m := HISTORY.match(p.name))]
+def latest_timeline(wal_dir: Path, at_least: int, stream_dir: Path | None = None) -> int:
+    """The newest timeline the archive (or the stream) knows: its highest history file, or ``at_least``."""
+    timelines = [
+        int(m.group(1), 16)
+        for folder in _folders(wal_dir, stream_dir)
+        for p in folder.glob("*.history")
+        if (m := HISTORY.match(p.name))
+    ]
     return max([at_least, *timelines])
 
 
-def timeline_path(wal_dir: Path, timeline: int) -> list[tuple[int, int | None]]:
+def timeline_path(
+    wal_dir: Path, timeline: int, stream_dir: Path | None = None
+) -> list[tuple[int, int | None]]:
     """``[(timeline, first segment number on the next one or None)]`` from timeline 1 to ``timeline``.
 
     Read from ``<timeline>.history``: each line is ``parent switchpoint reason``. The segment holding a
     switch point is read from the new timeline (it starts with a copy of the old one up to there).
     """
-    history = wal_dir / f"{timeline:08X}.history"
+    histories = [f / f"{timeline:08X}.history" for f in _folders(wal_dir, stream_dir)]
+    history = next((h for h in histories if h.exists()), wal_dir / f"{timeline:08X}.history")
     path: list[tuple[int, int | None]] = []
     if timeline > 1 and history.exists():
         for line in history.read_text().splitlines():
@@ -127,23 +163,25 @@ def timeline_path(wal_dir: Path, timeline: int) -> list[tuple[int, int | None]]:
 
 
 def missing_segments(
-    wal_dir: Path, start: Segment, also: Sequence[str] = ()
+    wal_dir: Path, start: Segment, also: Sequence[str] = (), stream_dir: Path | None = None
 ) -> tuple[list[str], Segment | None]:
     """Segments a recovery from ``start`` to the archive's end lacks, and the archive's last segment.
 
-    ``also`` names segments available besides the archive (those inside the base backup). It follows
+    ``also`` names segments available besides the archive and the stream (those inside the base
+    backup). It follows
     the newest timeline's history from ``start``'s timeline; a hole anywhere on that path is missing
     (the first one named is where replay would stop). ``(["<start>"], None)`` when nothing from
     ``start`` on is available.
     """
-    archived = archived_segments(wal_dir)
+    archived = archived_segments(wal_dir, stream_dir)
     for name in also:
         if (extra := Segment.parse(name)) is not None:
             archived.setdefault(extra.timeline, set()).add(extra.number)
     wanted: list[Segment] = []
     number = start.number
     last: Segment | None = None
-    for tli, switch in timeline_path(wal_dir, latest_timeline(wal_dir, start.timeline)):
+    newest = latest_timeline(wal_dir, start.timeline, stream_dir)
+    for tli, switch in timeline_path(wal_dir, newest, stream_dir):
         if tli < start.timeline:
             continue
         have = archived.get(tli, set())

@@ -12,8 +12,10 @@ PostgreSQL refuses to start, so the binaries run as a dedicated system user, ``p
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shlex
+import signal
 import socket
 import subprocess
 import tempfile
@@ -64,6 +66,15 @@ def _free_port(preferred: int) -> int:
                 continue
             return int(sock.getsockname()[1])
     raise ConfigError("no free TCP port on 127.0.0.1 for the embedded database")
+
+
+def _die_with_parent() -> None:
+    # Runs in the forked child, before exec: only the prctl call, looked up before the fork.
+    _PRCTL(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+
+
+_PR_SET_PDEATHSIG = 1
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +174,23 @@ class EmbeddedPostgres:
                 f"{Path(args[0]).name} failed (exit {result.returncode}): {reason[:800]}"
             )
         return result
+
+    def spawn_as_owner(self, args: list[str], *, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+        """Start a long-running bundled tool (``pg_receivewal``) as the data folder's owner, its output
+        appended to ``log``. It gets SIGTERM when the thread that started it ends (its supervisor, or the
+        whole process, even SIGKILLed), so no receiver outlives the stack that supervised it."""
+        user = SYSTEM_USER if os.geteuid() == 0 else None
+        with log.open("ab") as out:
+            return subprocess.Popen(  # noqa: S603 - argv built by the caller from bundled binaries
+                args,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                user=user,
+                env=env,
+                # Runs after the switch to ``user`` (a change of user would clear it otherwise).
+                preexec_fn=_die_with_parent,
+            )
 
     def give_to_owner(self, path: Path, *, recursive: bool = True) -> None:
         """Under root, hand ``path`` (and, ``recursive``, what it holds) to the server's user, and let

@@ -109,9 +109,10 @@ def _map_error(exc: psycopg.Error) -> AitradexError:
 class Database:
     """A pool of ``authenticator`` connections. Construct it freely: it connects in :meth:`open`.
 
-    Every connection attempt gives up after ``CONNECT_TIMEOUT_S``, and :meth:`open` fails at once (one
-    ``DatabaseUnavailable`` sentence) when the database refuses the first connection, instead of
-    letting the pool retry for ``open_timeout_s``.
+    ``prepared_statements=False`` is for a transaction-mode pooler (Supavisor's port 6543): psycopg's
+    ``prepare_threshold=None``. Every connection attempt gives up after ``CONNECT_TIMEOUT_S``, and
+    :meth:`open` fails at once (one ``DatabaseUnavailable`` sentence) when the database refuses the
+    first connection, instead of letting the pool retry for ``open_timeout_s``.
     """
 
     def __init__(
@@ -122,16 +123,26 @@ class Database:
         max_size: int = 10,
         timeout_s: float = 10.0,
         open_timeout_s: float = 10.0,
+        prepared_statements: bool = True,
     ) -> None:
         self._url = app_url
         self._open_timeout_s = open_timeout_s
+        kwargs: dict[str, Any] = {
+            "row_factory": dict_row,
+            "autocommit": False,
+            "connect_timeout": CONNECT_TIMEOUT_S,
+        }
+        if not prepared_statements:
+            # Behind a transaction-mode pooler each transaction may get another server connection, where
+            # a statement psycopg prepared earlier does not exist: never prepare (psycopg's own switch).
+            kwargs["prepare_threshold"] = None
         self._pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
             app_url,
             min_size=min_size,
             max_size=max_size,
             timeout=timeout_s,
             open=False,
-            kwargs={"row_factory": dict_row, "autocommit": False, "connect_timeout": CONNECT_TIMEOUT_S},
+            kwargs=kwargs,
             name="aitradex",
         )
         self._timeouts: dict[str, str] = {}

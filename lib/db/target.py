@@ -16,6 +16,7 @@ from psycopg import sql
 from lib.config import Settings
 from lib.db.archive import WAL_DIR
 from lib.db.embedded import DEFAULT_PORT, EmbeddedPostgres
+from lib.db.session import Database
 from lib.db.unreachable import CONNECT_TIMEOUT_S, unreachable
 from lib.errors import ConfigError
 from lib.local_state import read_stack, update_stack
@@ -34,6 +35,12 @@ class DatabaseTarget:
     admin_url: str
     app_url: str
     embedded: EmbeddedPostgres | None
+    # False when the application's URL is a transaction-mode pooler (``AITRADEX_DB_PREPARED_STATEMENTS``).
+    prepared_statements: bool = True
+
+    def database(self, **pool: Any) -> Database:
+        """The application's pool on this database (``pool``: :class:`Database`'s sizes and timeouts)."""
+        return Database(self.app_url, prepared_statements=self.prepared_statements, **pool)
 
     @property
     def name(self) -> str:
@@ -59,7 +66,12 @@ def database_target(settings: Settings) -> DatabaseTarget:
     if not db.embedded:
         assert db.external_admin_url is not None
         assert db.external_app_url is not None
-        return DatabaseTarget(db.external_admin_url.reveal(), db.external_app_url.reveal(), None)
+        return DatabaseTarget(
+            db.external_admin_url.reveal(),
+            db.external_app_url.reveal(),
+            None,
+            prepared_statements=db.prepared_statements,
+        )
     if db.embedded_superuser_password is None:
         raise ConfigError("POSTGRES_SUPERUSER_PASSWORD is not set for the embedded database")
     server = embedded_server(settings)
@@ -67,6 +79,7 @@ def database_target(settings: Settings) -> DatabaseTarget:
         admin_url=server.admin_url(db.embedded_superuser_password.reveal(), db.db_name),
         app_url=server.app_url(db.authenticator_password.reveal(), db.db_name),
         embedded=server,
+        prepared_statements=db.prepared_statements,
     )
 
 

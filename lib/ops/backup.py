@@ -2,7 +2,9 @@
 
 Layout of the backup folder (``AITRADEX_BACKUP_DIR``, default ``<state_dir>-backups``):
 
-- ``wal/``: the WAL archive the server fills continuously (:mod:`lib.db.archive`);
+- ``wal-stream/``: the WAL ``pg_receivewal`` streams, record by record, its newest segment still
+  ``<segment>.partial`` (:mod:`lib.db.wal_receiver`);
+- ``wal/``: the WAL archive the server fills segment by segment (:mod:`lib.db.archive`);
 - ``base/<label>/``: a plain-format ``pg_basebackup`` (with its WAL streamed in and a
   ``backup_manifest``), checked by ``pg_verifybackup`` before it counts;
 - ``base/<label>.json``: its catalogue entry (label, start and end LSN and time, timeline, size). It is
@@ -71,6 +73,10 @@ def base_dir(config: BackupConfig) -> Path:
 
 def wal_dir(config: BackupConfig) -> Path:
     return config.dir / archive.WAL_DIR
+
+
+def stream_dir(config: BackupConfig) -> Path:
+    return config.dir / archive.STREAM_DIR
 
 
 def catalogue(config: BackupConfig) -> list[BackupInfo]:
@@ -259,23 +265,27 @@ def prune(config: BackupConfig) -> list[str]:
         return removed
     oldest = min(info.start_segment.number for info in kept)
     gone = 0
-    for path in wal_dir(config).iterdir() if wal_dir(config).is_dir() else []:
-        segment = archive.Segment.parse(path.name[:24])
-        if segment is not None and segment.number < oldest:
-            path.unlink(missing_ok=True)
-            gone += 1
+    for folder in (wal_dir(config), stream_dir(config), stream_dir(config) / "abandoned"):
+        for path in folder.iterdir() if folder.is_dir() else []:
+            segment = archive.Segment.parse(path.name[:24])
+            if segment is not None and segment.number < oldest and path.is_file():
+                path.unlink(missing_ok=True)
+                gone += 1
     if gone:
         removed.append(f"removed {gone} archived WAL file(s) older than the oldest kept backup")
     return removed
 
 
 def newest_wal_time(config: BackupConfig) -> datetime | None:
-    """When the archive's newest segment was archived (its commits are all at or before this)."""
-    times = (
-        [p.stat().st_mtime for p in wal_dir(config).iterdir() if archive.Segment.parse(p.name) is not None]
-        if wal_dir(config).is_dir()
-        else []
-    )
+    """When the newest archived or streamed WAL was written (its commits are all at or before this):
+    the receiver writes its ``.partial`` segment as records arrive, so that is the last one received."""
+    times = [
+        p.stat().st_mtime
+        for folder in (wal_dir(config), stream_dir(config))
+        if folder.is_dir()
+        for p in folder.iterdir()
+        if archive.Segment.parse(p.name.removesuffix(archive.PARTIAL)) is not None
+    ]
     return datetime.fromtimestamp(max(times), UTC) if times else None
 
 

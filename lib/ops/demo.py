@@ -31,7 +31,6 @@ import httpx
 from tqdm import tqdm
 
 from lib.config import Settings, load_settings
-from lib.db.session import Database
 from lib.db.target import admin_connection, database_target
 from lib.errors import AitradexError
 from lib.ops import stack_runner
@@ -190,7 +189,7 @@ def _bucket_label(bucket: int) -> str:
 async def summary(settings: Settings, since: datetime) -> str:
     """The demo's closing report, read as the service role."""
     lines: list[str] = []
-    async with Database(database_target(settings).app_url, max_size=2) as db:
+    async with database_target(settings).database(max_size=2) as db:
         signals = await reports.signals_by_bucket(db, since)
     # auth.users is not readable by API roles; the per-user lines go through the owner connection.
     with admin_connection(database_target(settings)) as owner:

@@ -13,7 +13,6 @@ from datetime import datetime
 
 from lib.config import Settings
 from lib.crypto import KeyVault
-from lib.db.session import Database
 from lib.db.target import check_reachable, database_target
 from lib.exchange.trading import PybitExchange
 from lib.ops import stack_runner
@@ -35,7 +34,7 @@ def run_reconcile(
     exchange = PybitExchange(paper_url=paper_url or paper_url_of(settings))
 
     async def run() -> ReconcileReport:
-        async with Database(target.app_url) as db:
+        async with target.database() as db:
             deps = ReconcileDeps(db=db, exchange=exchange, vault=KeyVault(settings.master_keys))
             return await reconcile(deps, since=since, dry_run=dry_run)
 

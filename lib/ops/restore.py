@@ -2,13 +2,16 @@
 
 ``restore`` (``aitradex restore [--to-time T | --latest] --yes``) checks everything it needs before it
 stops anything: a base backup that ended at or before the target, no hole in the WAL from that backup
-to the archive's end, and a target no later than the newest archived WAL. Then it:
+to the end of what the archive and the receiver's stream hold (the stream's unfinished ``.partial``
+segment included), and a target no later than the newest WAL there. Then it:
 
 1. closes the live server's current WAL segment and waits for it to be archived (when the server
    still runs), so a planned restore loses no commit;
 2. stops every stack the state folder runs, then the server;
 3. moves the data folder aside to ``pgdata.before-restore-<time>`` (never deleted by this code);
-4. copies the base backup in, with ``recovery.signal``, a ``restore_command`` reading the archive, the
+4. copies the base backup in, with ``recovery.signal``, a ``restore_command`` reading the archive, then
+   the stream (a ``.partial`` segment under its segment's name, as PostgreSQL's documentation of
+   ``pg_receivewal`` says: replay stops at its last complete record, the last one streamed), the
    target time (or none: replay to the archive's end) and ``recovery_target_action=promote``;
 5. starts the server and waits until it has promoted (a new timeline; archiving goes on);
 6. sets ``trading_halted`` in every database of the cluster: the restored database is older than the
@@ -49,6 +52,7 @@ from lib.ops.backup import (
     connect,
     newest_wal_time,
     require_embedded,
+    stream_dir,
     superuser_password,
     wal_dir,
 )
@@ -75,7 +79,7 @@ class RestorePlan:
     newest_wal: datetime | None
 
     def describe(self) -> str:
-        to = f"to {self.target.isoformat()}" if self.target else "to the last archived commit"
+        to = f"to {self.target.isoformat()}" if self.target else "to the last archived or streamed commit"
         end = f" (archive ends at {self.last_segment}" + (
             f", archived {self.newest_wal.isoformat(timespec='seconds')})" if self.newest_wal else ")"
         )
@@ -118,18 +122,23 @@ def plan_restore(settings: Settings, target: datetime | None) -> RestorePlan:
         if (Path(chosen.path) / "pg_wal").is_dir()
         else []
     )
-    missing, last = archive.missing_segments(wal_dir(config), chosen.start_segment, own)
+    missing, last = archive.missing_segments(wal_dir(config), chosen.start_segment, own, stream_dir(config))
     if missing:
         raise ConfigError(
             f"WAL gap: segment {missing[0]} is missing from {wal_dir(config)} ({len(missing)} missing after "
             f"base backup {chosen.label}); replay would stop there"
         )
-    last_file = wal_dir(config) / last.name if last else None
-    newest = (
-        datetime.fromtimestamp(last_file.stat().st_mtime, UTC)
-        if last_file is not None and last_file.exists()
-        else newest_wal_time(config)
+    candidates = (
+        [
+            wal_dir(config) / last.name,
+            stream_dir(config) / last.name,
+            stream_dir(config) / f"{last.name}.partial",
+        ]
+        if last
+        else []
     )
+    newest_file = max((p.stat().st_mtime for p in candidates if p.exists()), default=None)
+    newest = datetime.fromtimestamp(newest_file, UTC) if newest_file is not None else newest_wal_time(config)
     if target is not None and (newest is None or target > newest):
         end = newest.isoformat(timespec="seconds") if newest else "nothing archived yet"
         raise ConfigError(
@@ -197,8 +206,8 @@ def restore(
         report = RestoreReport(plan, aside)
         reason = (
             f"restored from base backup {plan.backup.label} to "
-            f"{plan.target.isoformat() if plan.target else 'the last archived commit'}: the exchange may "
-            "hold orders this database lacks; reconcile before trading resumes"
+            f"{plan.target.isoformat() if plan.target else 'the last archived or streamed commit'}: "
+            "the exchange may hold orders this database lacks; reconcile before trading resumes"
         )
         report.halted = _halt_trading(server, password, reason)
     say(f"set trading_halted in {', '.join(report.halted) or 'no database'}; {HALT_NOTE}")
@@ -248,8 +257,9 @@ def _recover(
     data.chmod(0o700)
     (data / "recovery.signal").touch()
     server.give_to_owner(data)
+    command = archive.restore_command(backup_dir / archive.WAL_DIR, backup_dir / archive.STREAM_DIR)
     options = [
-        f"restore_command={archive.restore_command(backup_dir / archive.WAL_DIR)}",
+        f"restore_command={command}",
         "recovery_target_action=promote",
         "recovery_target_timeline=latest",
     ]

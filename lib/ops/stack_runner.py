@@ -35,6 +35,7 @@ from starlette.routing import Route
 
 from lib.app.context import Services
 from lib.config import REPO_ROOT, Settings
+from lib.db import wal_receiver
 from lib.errors import AitradexError
 from lib.http.app import FunctionsApp, error_response
 from lib.local_state import read_services, write_services
@@ -222,7 +223,9 @@ def run_foreground(
     except BaseException:
         functions.sock.close()
         raise
-    _serve(settings, functions, paper_listener, speed, announce or (lambda line: None))
+    # The WAL receiver runs as long as the stack does (lib.db.wal_receiver): streamed WAL, RPO < 1 s.
+    with wal_receiver.supervised(settings):
+        _serve(settings, functions, paper_listener, speed, announce or (lambda line: None))
 
 
 def _serve(

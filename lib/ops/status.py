@@ -8,6 +8,11 @@ they are minted again only when they no longer verify against the JWT secret (a 
 The database and the stack's processes are checked separately, so a stopped database is reported as
 exactly that, never as "the stack is not running". Anything down is a problem: the command then
 exits non-zero, so ``eval "$(aitradex status -o env)"`` in a ``set -e`` script stops there.
+
+With the embedded server and WAL archiving on, the WAL receiver (:mod:`lib.db.wal_receiver`, part of
+the stack) is reported too: ``WAL_RECEIVER`` (``streaming`` or ``down``), the last LSN it flushed and
+its lag in bytes. While the stack runs, a receiver that does not stream is a problem: commits are then
+safe from a lost disk only once their segment is archived (up to 60 s later).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lib.config import Settings
+from lib.db import wal_receiver
 from lib.db.target import check_reachable, database_target
 from lib.errors import DatabaseUnavailable, Unauthorized
 from lib.local_state import read_local_secret, write_local_secret
@@ -25,6 +31,11 @@ from lib.services.auth import tokens
 API_KEY_NAMES = {"anon": "ANON_KEY", "service_role": "SERVICE_ROLE_KEY"}
 NOT_RUNNING = (
     "the functions server and paper exchange are not running: `aitradex up` or `make demo` starts them"
+)
+
+RECEIVER_DOWN = (
+    "commits are safe from a lost disk only once archive_timeout (60 s) archives their segment; "
+    "the stack restarts it within seconds, see <backup folder>/wal-receiver.log"
 )
 
 
@@ -69,6 +80,15 @@ def stack_status(settings: Settings) -> StackStatus:
         }
     else:
         problems.append(NOT_RUNNING)
+    if wal_receiver.wanted(settings) and not problems:
+        receiver = wal_receiver.receiver_status(settings)
+        values |= {
+            "WAL_RECEIVER": "streaming" if receiver.streaming else "down",
+            "WAL_FLUSHED_LSN": receiver.flushed_lsn or "",
+            "WAL_LAG_BYTES": "" if receiver.lag_bytes is None else str(receiver.lag_bytes),
+        }
+        if not receiver.streaming:
+            problems.append(f"the WAL receiver is {receiver.describe()}: {RECEIVER_DOWN}")
     secret = settings.jwt_secret.reveal()
     values |= {
         "ANON_KEY": stable_api_key(settings.state_dir, "anon", secret),

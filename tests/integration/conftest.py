@@ -11,9 +11,11 @@ import pytest
 from lib.config import Settings
 from lib.crypto import KeyVault
 from lib.db.session import Database
+from lib.db.target import DatabaseTarget
 from lib.ops.stack_replay import stack_symbols
 from lib.paper_exchange import PaperExchangeConfig, running_paper_exchange
 from tests.integration.execution_helpers import Seeder, Signals
+from tests.integration.pooler_proxy import RunningProxy, transaction_pooler
 
 
 @pytest.fixture(scope="module")
@@ -50,3 +52,20 @@ async def signals(db: Database, paper_url: str) -> AsyncIterator[Signals]:
     book = Signals(db, paper_url)
     yield book
     await book.close()
+
+
+@pytest.fixture(scope="session")
+def pooler_proxy(stack: DatabaseTarget) -> Iterator[RunningProxy]:
+    """A transaction-mode pooler's trap in front of the test database (:mod:`.pooler_proxy`)."""
+    with transaction_pooler(stack.app_url) as proxy:
+        yield proxy
+
+
+@pytest.fixture(scope="session")
+async def pooled_db(pooler_proxy: RunningProxy) -> AsyncIterator[Database]:
+    """The application's pool through the pooler, configured as a hosted deployment behind Supavisor's
+    transaction mode must be (``AITRADEX_DB_PREPARED_STATEMENTS=off``)."""
+    database = Database(pooler_proxy.url, max_size=4, prepared_statements=False)
+    await database.open()
+    yield database
+    await database.close()

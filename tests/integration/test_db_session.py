@@ -10,6 +10,13 @@ import pytest
 from lib.db.session import Caller, Database
 from lib.errors import Conflict, DatabaseError, Forbidden
 from lib.services.auth.users import LocalUser
+from tests.integration.pooler_proxy import POOLS, pool_for
+
+
+@pytest.fixture(params=POOLS)
+def db(request: pytest.FixtureRequest, db: Database) -> Database:
+    """Every test twice: directly, and through a transaction-mode pooler (prepared statements off)."""
+    return pool_for(request, db)
 
 
 async def test_each_transaction_runs_as_the_callers_role_with_its_claims(

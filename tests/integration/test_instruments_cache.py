@@ -32,9 +32,16 @@ from lib.exchange.market import MarketDataClient, RetryPolicy
 from lib.exchange.models import Instrument
 from lib.services.instruments.cache import get_filters, get_snapshot
 from lib.services.instruments.memo import LocalMemo
+from tests.integration.pooler_proxy import POOLS, pool_for
 
 CATEGORY = "spot"  # the RLS matrix owns the 'inverse' row; 'linear' is what the functions use most
 TTL = timedelta(seconds=300)  # app_settings instruments_cache.ttl_seconds, as seeded
+
+
+@pytest.fixture(params=POOLS)
+def db(request: pytest.FixtureRequest, db: Database) -> Database:
+    """Every test twice: directly, and through a transaction-mode pooler (prepared statements off)."""
+    return pool_for(request, db)
 
 
 class _CountingClient:

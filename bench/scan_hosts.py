@@ -173,7 +173,7 @@ async def run(host_counts: list[int], symbols: int, repeats: int) -> None:
         process, url = base.start_paper(data, first_ms + base.START_CANDLE * FIVE_MINUTES_MS, limits=True)
         print(f"# {len(names)} derived symbols; paper exchange {url} with Bybit's limits on", file=sys.stderr)
         try:
-            async with Database(database_target(settings).app_url, max_size=4) as db:
+            async with database_target(settings).database(max_size=4) as db:
                 async with db.write(Caller.service()) as conn:
                     await conn.execute("delete from signals where symbol like 'D___USDT'")
                 for n in host_counts:

@@ -88,7 +88,7 @@ async def run_host(
     of every timeframe are complete). ``timeframes`` and ``algorithms`` default to the settings'."""
     report = HostReport(host.host_id)
     deadline = None if max_seconds is None else time.monotonic() + max_seconds
-    async with Database(database_target(settings).app_url, max_size=4) as db:
+    async with database_target(settings).database(max_size=4) as db:
         scan_settings = await load_scan_settings(db)
         env = scan_settings.environment
         paper_url = paper_url or paper_url_of(settings)

@@ -21,7 +21,14 @@ Figures printed:
    ``--limited-seconds``; the grants in each 5-second window as a share of 300, the worst window, and
    the overall request rate as a share of 60 req/s.
 
-Run: .venv/bin/python bench/scan.py [--symbols 500] [--repeats 3] [--limited-seconds 60]
+Those four run on a paper exchange with its IP limit off (``--ip-limit 0``): they measure the scanner
+and its limiter, not the exchange's bans.
+
+With ``--hosts 1,4`` it measures the sharded scan instead (``bench/scan_hosts.py``): the same 500
+symbols split over N scanner host processes, each with its own source address and its own limiter at
+50 %, against a paper exchange with Bybit's limits ON; one JSON object per host count.
+
+Run: .venv/bin/python bench/scan.py [--symbols 500] [--repeats 3] [--limited-seconds 60] [--hosts 1,4]
 It is a benchmark, not a test: it prints figures and asserts nothing.
 """
 
@@ -123,10 +130,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_paper(folder: Path, start_ms: int) -> tuple[subprocess.Popen[bytes], str]:
+def start_paper(folder: Path, start_ms: int, *, limits: bool = False) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     command = [sys.executable, "-m", "lib.paper_exchange", "--data", str(folder), "--port", str(port)]
     command += ["--no-state", "--start-time-ms", str(start_ms)]
+    if not limits:
+        command += ["--ip-limit", "0"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     wait_until_up(process, url)
@@ -426,6 +435,10 @@ if __name__ == "__main__":
     parser.add_argument("--repeats", type=int, default=3, help="runs of each limiter-OFF full scan")
     parser.add_argument("--limited-seconds", type=float, default=60.0)
     parser.add_argument("--paper-limited-seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--hosts",
+        help="comma-separated host counts (e.g. 1,4): the sharded scan instead (bench/scan_hosts.py)",
+    )
     parser.add_argument("--serve-canned", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
@@ -433,5 +446,15 @@ if __name__ == "__main__":
         parser.error("--repeats must be at least 1")
     if arguments.serve_canned:
         serve_canned(arguments.serve_canned, arguments.port)
+    elif arguments.hosts:
+        from scan_hosts import run as run_hosts
+
+        try:
+            counts = [int(n) for n in arguments.hosts.split(",")]
+        except ValueError:
+            parser.error("--hosts takes comma-separated integers, e.g. 1,4")
+        if not counts or min(counts) < 1 or max(counts) > 200:
+            parser.error("--hosts counts must be 1..200")
+        asyncio.run(run_hosts(counts, arguments.symbols, arguments.repeats))
     else:
         asyncio.run(main(arguments))

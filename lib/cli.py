@@ -16,6 +16,7 @@ Subcommands:
   backtest --algorithm NAME    replay the data; per score bucket: signals, TP-first, SL-first, neither, mean R
   migrate                      apply pending migrations only
   scan -t TF [--dry-run ...]   scan a timeframe now, in this process (not over HTTP), and print a summary
+  scanner [--loop] [--source-address IP]  a scanner host: its share of every bar, agreed through Postgres
   data download --symbols ...  closed candles from Bybit (or the paper exchange) into CSV files, resumable
   secrets export|import        the local secrets, backed up encrypted with a passphrase, and restored
   settings get|set|diff|export app_settings: read, change (validated, audited), compare, version
@@ -42,6 +43,7 @@ from lib.cli_backup import add_backup_parser
 from lib.cli_demo import add_demo_parsers
 from lib.cli_executor import add_executor_parser
 from lib.cli_reconcile import add_reconcile_parser
+from lib.cli_scanner import add_scanner_parser
 from lib.cli_secrets import add_secrets_parser
 from lib.cli_settings import add_settings_parser
 from lib.cli_trading import add_trading_parser
@@ -349,6 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_backup_parser(sub)
     add_reconcile_parser(sub)
     add_executor_parser(sub)
+    add_scanner_parser(sub)
     return parser
 
 

@@ -17,6 +17,20 @@ takes the baseline for candle jobs (a restart does not rescan the bar that close
 Jobs never overlap themselves: a job still running when it is due again is skipped (and logged). A
 failing job is logged as JSON (``lib.log.log_event``) at ERROR, with its traceback when the error is a
 bug (not an ``AitradexError``), and changes nothing for the other jobs.
+
+**One leader per tick across hosts.** A job marked ``once_per_tick`` (the order tracker, backups: work
+that must happen once per tick deployment-wide) runs only on the scheduler that wins that tick's claim
+in the :class:`TickElection`; the others report it as ``led_elsewhere``. The tick is named the same on
+every host: a candle job's tick is the candle's open time, an ``Every`` job's tick is wall time divided
+by its period (``every:<period>:<n>``). :class:`DatabaseElection` claims a ``scheduler_ticks`` row per
+(job, tick) with ``insert ... on conflict do nothing`` (:mod:`lib.stores.leader_ticks`). Chosen over an
+advisory lock because the row outlives the job: a lock only keeps two schedulers from running the job at
+the *same time*, and one that reaches the tick after the first has finished would run it again; a row
+also works through a transaction-mode pooler, where session advisory locks do not. So any number of
+schedulers on one database (several functions workers, several hosts) stay correct: every scheduler
+runs the jobs that are meant to run everywhere (the scanner's share, the executor), and each
+``once_per_tick`` job runs once per tick, on whichever scheduler claimed it first. Without an election
+(one scheduler alone) every job runs.
 """
 
 from __future__ import annotations
@@ -27,17 +41,20 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 from lib.core.timeframes import TIMEFRAMES, candle_open_ms
+from lib.db.session import Database
 from lib.errors import AitradexError, ConfigError
 from lib.exchange.market_clock import MarketClock
 from lib.log import log_event
+from lib.stores import leader_ticks
 
 logger = logging.getLogger("aitradex.scheduler")
 
 JobOutcome = Literal["ok", "failed"]
 Monotonic = Callable[[], float]
+WallTime = Callable[[], float]
 
 
 # -- schedules and jobs ----------------------------------------------------------------------------
@@ -80,6 +97,28 @@ class Job:
     name: str
     schedule: Schedule
     run: Callable[[], Awaitable[object]]
+    #: Run on one scheduler per tick across every host (the tick's leader), not on each.
+    once_per_tick: bool = False
+
+
+class TickElection(Protocol):
+    """Decides which scheduler leads one tick of one job."""
+
+    async def claim(self, job: str, tick: str) -> bool:
+        """True for exactly one caller per (job, tick), whatever process or host it runs in."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseElection:
+    """A ``scheduler_ticks`` row per (job, tick): the first insert leads (see the module docstring)."""
+
+    db: Database
+    host_id: str
+
+    async def claim(self, job: str, tick: str) -> bool:
+        """Whether this host leads ``tick`` of ``job``."""
+        return await leader_ticks.claim(self.db, job, tick, self.host_id)
 
 
 @dataclass(slots=True)
@@ -100,13 +139,17 @@ class TickReport:
     started: tuple[str, ...] = ()
     skipped: tuple[str, ...] = ()
     outcomes: dict[str, JobOutcome] = field(default_factory=dict)
+    #: ``once_per_tick`` jobs that were due but whose tick another scheduler leads.
+    led_elsewhere: tuple[str, ...] = ()
 
 
 class Scheduler:
     """Runs :class:`Job` s on their schedules; see the module docstring.
 
-    ``monotonic`` is the wall clock of ``Every`` schedules (injectable: tests pass a fake). The market
-    clock is only read when at least one candle job exists.
+    ``monotonic`` is the clock of ``Every`` schedules and ``wall`` names their ticks across hosts (both
+    injectable: tests pass fakes). The market clock is only read when at least one candle job exists.
+    ``election`` decides the leader of each tick of the ``once_per_tick`` jobs (None: this scheduler
+    is alone and leads every tick).
     """
 
     def __init__(
@@ -115,9 +158,13 @@ class Scheduler:
         *,
         market_clock: MarketClock,
         monotonic: Monotonic = time.monotonic,
+        wall: WallTime = time.time,
+        election: TickElection | None = None,
     ) -> None:
         self._market_clock = market_clock
         self._monotonic = monotonic
+        self._wall = wall
+        self._election = election
         self._jobs: dict[str, Job] = {}
         self._state: dict[str, _State] = {}
         for job in jobs:
@@ -159,12 +206,16 @@ class Scheduler:
                 due.append(name)
         started: list[str] = []
         skipped: list[str] = []
+        elsewhere: list[str] = []
         for name in due:
             state = self._state[name]
             if state.task is not None and not state.task.done():
                 state.skips += 1
                 skipped.append(name)
                 log_event(logger, "job_skipped", level=logging.WARNING, job=name, reason="still running")
+                continue
+            if not await self._leads(self._jobs[name], market_ms):
+                elsewhere.append(name)
                 continue
             state.runs += 1
             state.task = asyncio.create_task(self._run(self._jobs[name], state), name=f"job:{name}")
@@ -174,7 +225,31 @@ class Scheduler:
             tasks = [task for n in started if (task := self._state[n].task) is not None]
             results = await asyncio.gather(*tasks)
             outcomes = dict(zip(started, results, strict=True))
-        return TickReport(market_ms, tuple(started), tuple(skipped), outcomes)
+        return TickReport(market_ms, tuple(started), tuple(skipped), outcomes, tuple(elsewhere))
+
+    def tick_name(self, job: Job, market_ms: int | None) -> str:
+        """The name every host gives the tick of ``job`` now: the candle's open, or the wall period."""
+        schedule = job.schedule
+        if isinstance(schedule, CandleClose):
+            assert market_ms is not None  # a candle job is due only with a market time
+            return f"candle:{schedule.timeframe}:{candle_open_ms(schedule.timeframe, market_ms)}"
+        return f"every:{schedule.seconds:g}:{int(self._wall() // schedule.seconds)}"
+
+    async def _leads(self, job: Job, market_ms: int | None) -> bool:
+        if not job.once_per_tick or self._election is None:
+            return True
+        tick = self.tick_name(job, market_ms)
+        try:
+            won = await self._election.claim(job.name, tick)
+        except Exception as exc:
+            # No verdict, no run: running it anyway could run it twice; the next tick asks again.
+            log_event(
+                logger, "election_failed", level=logging.ERROR, job=job.name, error_type=type(exc).__name__
+            )
+            return False
+        if not won:
+            log_event(logger, "job_led_elsewhere", job=job.name, tick=tick)
+        return won
 
     async def _read_market_clock(self) -> int | None:
         if not any(isinstance(job.schedule, CandleClose) for job in self._jobs.values()):

@@ -14,6 +14,8 @@ Base backups (embedded database only): :func:`backup_scheduler` is a scheduler o
 pipeline's, polling by wall time even when the paper replay is tick-driven, so a backup never delays a
 replayed candle. Its one job looks every 10 minutes and takes a backup when the catalogue's newest is
 older than ``AITRADEX_BACKUP_INTERVAL_HOURS`` (default 24), in a thread, so the functions keep serving.
+It is ``once_per_tick``: with an ``election`` (several functions workers on one database), only the
+tick's leader looks, so two workers never take the same backup side by side.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from lib.app.scheduler import Every, Job, Scheduler
+from lib.app.scheduler import Every, Job, Scheduler, TickElection
 from lib.config import Settings
 from lib.db import cron
 from lib.db.target import OwnerConnection
@@ -122,11 +124,15 @@ def backup_job(settings: Settings) -> Job:
         await asyncio.to_thread(backup_if_due, settings)
 
     period = min(BACKUP_CHECK_S, settings.backups.interval_hours * 3600)
-    return Job("backup", Every(period), run)
+    return Job("backup", Every(period), run, once_per_tick=True)
 
 
-def backup_scheduler(settings: Settings) -> Scheduler | None:
-    """The backup job's own scheduler, or None (an external database, or the interval set to 0)."""
+def backup_scheduler(settings: Settings, *, election: TickElection | None = None) -> Scheduler | None:
+    """The backup job's own scheduler, or None (an external database, or the interval set to 0).
+
+    ``election`` (a :class:`~lib.app.scheduler.DatabaseElection`) makes one scheduler per tick take it
+    when several run on the database; without one, this scheduler always does.
+    """
     if not settings.database.embedded or settings.backups.interval_hours <= 0:
         return None
-    return Scheduler([backup_job(settings)], market_clock=WallClock())
+    return Scheduler([backup_job(settings)], market_clock=WallClock(), election=election)

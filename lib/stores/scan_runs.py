@@ -1,5 +1,8 @@
 """``scan_runs``: one row per scan of one (timeframe, algorithm). Service only (RLS).
 
+A sharded scan (``lib.services.scanning.sharded``) records one row per algorithm per pass of a host
+that scanned something, with its ``host_id`` and its share as ``symbols_requested``.
+
 A run is inserted as ``running`` before any market data is read, so a crash leaves a trace, and closed
 once as ``succeeded``, ``partial`` or ``failed`` with its counts and errors. ``diagnostics`` judges scan
 freshness from the newest bar of the finished runs that were not dry runs.
@@ -18,8 +21,8 @@ from lib.db.session import Caller, Database
 RunStatus = Literal["succeeded", "partial", "failed"]
 
 _OPEN = (
-    "insert into scan_runs (timeframe, algorithm, dry_run, status) "
-    "values (%s, %s, %s, 'running') returning id"
+    "insert into scan_runs (timeframe, algorithm, dry_run, status, host_id) "
+    "values (%s, %s, %s, 'running', %s) returning id"
 )
 
 _CLOSE = (
@@ -34,12 +37,17 @@ _NEWEST_BARS = (
 )
 
 
-async def open_runs(db: Database, timeframe: str, algorithms: Sequence[str], dry_run: bool) -> list[str]:
-    """One ``running`` row per algorithm, in one transaction; their ids in the algorithms' order."""
+async def open_runs(
+    db: Database, timeframe: str, algorithms: Sequence[str], dry_run: bool, host_id: str | None = None
+) -> list[str]:
+    """One ``running`` row per algorithm, in one transaction; their ids in the algorithms' order.
+
+    ``host_id``: the scanner host whose share the runs scan (None outside the shards).
+    """
     ids: list[str] = []
     async with db.write(Caller.service()) as conn:
         for algorithm in algorithms:
-            row = await (await conn.execute(_OPEN, (timeframe, algorithm, dry_run))).fetchone()
+            row = await (await conn.execute(_OPEN, (timeframe, algorithm, dry_run, host_id))).fetchone()
             assert row is not None  # insert ... returning answers the row it inserted
             ids.append(str(row["id"]))
     return ids

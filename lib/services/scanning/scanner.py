@@ -132,12 +132,13 @@ async def run_scans(
     scorer: Scorer | None = None,
     progress: ScanProgress | None = None,
     concurrency: int = DEFAULT_CONCURRENCY,
+    host_id: str | None = None,
 ) -> list[ScanResult]:
     """Scan one timeframe for one or more algorithms, fetching the market data once.
 
     ``requests`` must agree on everything but ``algorithm`` (one ``scan_runs`` row each). ``scorer``
-    defaults to ``lib.scoring.score``; tests may pass their own. Raises what fails the whole run, after
-    recording it as ``failed``.
+    defaults to ``lib.scoring.score``; tests may pass their own. ``host_id`` is recorded on the runs
+    (a scanner host's share). Raises what fails the whole run, after recording it as ``failed``.
     """
     if not requests:
         return []
@@ -156,7 +157,8 @@ async def run_scans(
         return first.min_score if first.min_score is not None else settings.threshold_for(request.algorithm)
 
     started = time.perf_counter()
-    run_ids = await scan_runs.open_runs(db, first.timeframe, [r.algorithm for r in requests], first.dry_run)
+    algorithms = [r.algorithm for r in requests]
+    run_ids = await scan_runs.open_runs(db, first.timeframe, algorithms, first.dry_run, host_id)
 
     def result(request: ScanRequest, run_id: str, **counts: Any) -> ScanResult:
         values: dict[str, Any] = {

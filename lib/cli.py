@@ -17,12 +17,14 @@ Subcommands:
   migrate                      apply pending migrations only
   scan -t TF [--dry-run ...]   scan a timeframe now, in this process (not over HTTP), and print a summary
   scanner [--loop] [--source-address IP]  a scanner host: its share of every bar, agreed through Postgres
+  executor [--loop] [--source-address IP] an executor host: claims signals and shards of their users
   data download --symbols ...  closed candles from Bybit (or the paper exchange) into CSV files, resumable
   secrets export|import        the local secrets, backed up encrypted with a passphrase, and restored
   settings get|set|diff|export app_settings: read, change (validated, audited), compare, version
   trading halt|resume|status   the kill switch: no executor places a new order while halted
   backup [list|verify]         a verified base backup now; the catalogue; a scratch restore that checks one
   restore --to-time T|--latest stop the stack, restore a base backup, replay WAL to T, start again
+  reconcile [--since T]        import the orders and fills the exchange has and the database lacks
 
 Exit codes: 0 success, 1 failure (the reason on stderr, one line), 2 bad usage. A failure never shows
 a traceback: an unexpected error is one line too (``aitradex --traceback ...`` shows it in full).

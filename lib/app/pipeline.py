@@ -74,6 +74,10 @@ class Pipeline:
             self.services.db, host.host_id, host.scope, host.source_address, host.lease_s
         )
 
+    async def drop_lease(self) -> None:
+        """End this host's scanner lease (a clean stop): the other hosts take its share at once."""
+        await scan_shards.drop_lease(self.services.db, self.host.host_id)
+
     async def leads(self, job: str, tick: str) -> bool:
         """Whether this pipeline leads ``tick`` of the once-per-tick step ``job``."""
         return self.election is None or await self.election.claim(job, tick)

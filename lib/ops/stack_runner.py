@@ -11,13 +11,14 @@ Ports follow :mod:`lib.ops.ports`: the demo's database (``aitradex``) gets the d
 
 With several functions workers (``AITRADEX_HTTP_WORKERS``, :mod:`lib.http.workers`), the scheduler runs
 once, in this parent process, and the workers pass ``/scheduler/*`` on to it.
-The module is about 420 lines: it is the one owner of the stack's process lifecycle (start, record,
+The module is about 430 lines: it is the one owner of the stack's process lifecycle (start, record,
 redeploy, stop), and the scheduler's routes and the workers' start belong to that lifecycle.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
@@ -138,6 +139,7 @@ def attach_scheduler(app: FunctionsApp, *, paper_url: str, tick_driven: bool) ->
     scheduler polls its clock every second by itself.
     """
     from lib.app.pipeline import build_scheduler
+    from lib.app.scheduler import DatabaseElection
 
     holder: dict[str, Any] = {}
 
@@ -155,7 +157,10 @@ def attach_scheduler(app: FunctionsApp, *, paper_url: str, tick_driven: bool) ->
         holder.update(scheduler=scheduler, pipeline=pipeline, environment=environment)
         stop = asyncio.Event()
         task = None if tick_driven else asyncio.create_task(scheduler.run_forever(stop))
-        backups = schedules.backup_scheduler(services.settings)
+        # One scheduler per tick takes the backup, however many stacks run on the database.
+        backups = schedules.backup_scheduler(
+            services.settings, election=DatabaseElection(services.db, pipeline.host.host_id)
+        )
         backup_task = asyncio.create_task(backups.run_forever(stop, poll_s=30.0)) if backups else None
         log_event(
             logger,
@@ -172,6 +177,9 @@ def attach_scheduler(app: FunctionsApp, *, paper_url: str, tick_driven: bool) ->
                 await task
             if backup_task is not None:
                 await backup_task
+            # A clean stop hands this host's scan share to the others now, not when its lease ends.
+            with contextlib.suppress(AitradexError):
+                await pipeline.drop_lease()
 
     async def tick(request: Request) -> Response:
         try:
@@ -184,6 +192,7 @@ def attach_scheduler(app: FunctionsApp, *, paper_url: str, tick_driven: bool) ->
                 "market_ms": report.market_ms,
                 "started": list(report.started),
                 "skipped": list(report.skipped),
+                "led_elsewhere": list(report.led_elsewhere),
                 "outcomes": report.outcomes,
             }
         )

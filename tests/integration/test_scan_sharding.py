@@ -472,6 +472,16 @@ async def test_the_stacks_schedulers_run_the_tracker_on_the_tick_leader_only_and
             tick = f"{pipelines[0].host.scope}|candle:5:{candle}"
             won = await asyncio.gather(*(p.leads("track", tick) for p in pipelines))
             assert sorted(won) == [False, True]
+        # A stopping stack drops its pipeline's lease (lib/ops/stack_runner.py): its share moves at once.
+        for pipeline in pipelines:
+            await pipeline.renew_lease()
+        scope = pipelines[0].host.scope
+        assert sorted(await scan_shards.live_hosts(services.db, scope)) == sorted(
+            p.host.host_id for p in pipelines
+        )
+        await pipelines[0].drop_lease()
+        assert await scan_shards.live_hosts(services.db, scope) == [pipelines[1].host.host_id]
+        await pipelines[1].drop_lease()
     finally:
         await close_services(services)
 

@@ -9,36 +9,13 @@ hosts on one Postgres share large signals through their shards. See :mod:`lib.op
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 from typing import Any
 
+from lib import cli_support
 
-def _address(text: str) -> str:
-    try:
-        return str(ipaddress.ip_address(text.strip()))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an IP address") from None
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 < value <= 3600:
-        raise argparse.ArgumentTypeError("must be above 0 and at most 3600 seconds")
-    return value
-
-
-def _share(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError("must be in (0, 1]")
-    return value
+_positive = cli_support.bounded_float(0, 3600, low_inclusive=False)
+_share = cli_support.bounded_float(0, 1, low_inclusive=False)
 
 
 def cmd_executor(args: argparse.Namespace) -> int:
@@ -80,7 +57,7 @@ def add_executor_parser(sub: Any) -> None:
     p.add_argument("--loop", action="store_true", help="poll the queue until SIGTERM (default: one run)")
     p.add_argument(
         "--source-address",
-        type=_address,
+        type=cli_support.ip_address,
         help="the local IP every exchange call leaves from (default: AITRADEX_SOURCE_ADDRESS, or the OS's)",
     )
     p.add_argument("--paper-url", help="trade on this paper exchange (default: the local stack's, or Bybit)")

@@ -8,26 +8,14 @@ address through its own rate limiter. SIGTERM stops it cleanly (its lease is dro
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 from typing import Any
 
+from lib import cli_support
 from lib.core.timeframes import TIMEFRAMES
 from lib.core.vocabulary import ALGORITHMS
 
-
-def _address(text: str) -> str:
-    try:
-        return str(ipaddress.ip_address(text))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an IP address") from None
-
-
-def _positive(text: str) -> float:
-    value = float(text)
-    if not 0 < value <= 86_400:
-        raise argparse.ArgumentTypeError("must be above 0 and at most 86400")
-    return value
+_positive = cli_support.bounded_float(0, 86_400, low_inclusive=False)
 
 
 def cmd_scanner(args: argparse.Namespace) -> int:
@@ -66,7 +54,7 @@ def add_scanner_parser(sub: Any) -> None:
     """Register ``aitradex scanner``."""
     p = sub.add_parser("scanner", help="run a scanner host: its share of every bar, agreed with the others")
     p.add_argument("--loop", action="store_true", help="keep scanning each new bar until SIGTERM")
-    p.add_argument("--source-address", type=_address, help="default: AITRADEX_SOURCE_ADDRESS")
+    p.add_argument("--source-address", type=cli_support.ip_address, help="default: AITRADEX_SOURCE_ADDRESS")
     p.add_argument("--paper-url", help="default: the paper exchange the local stack runs")
     p.add_argument("--host-id", help="default: machine name, pid and a random suffix")
     p.add_argument("--scope", help="the market the hosts share (default: the environment, or paper:<url>)")

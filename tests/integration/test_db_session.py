@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from datetime import UTC
 
 import pytest
 
@@ -107,3 +108,13 @@ async def test_a_failed_transaction_is_rolled_back(db: Database) -> None:
             await conn.execute("select count(*) as n from app_settings where key = %s", (key,))
         ).fetchone()
     assert row == {"n": 0}
+
+
+async def test_times_come_back_in_utc_as_timezone_utc(db: Database) -> None:
+    """The embedded server runs with timezone=UTC (as hosted Supabase does), so psycopg hands out
+    ``timezone.utc`` datetimes: the ones pydantic-core encodes fastest."""
+    async with db.read(Caller.anon()) as conn:
+        row = await (await conn.execute("select current_setting('TimeZone') as tz, now() as now")).fetchone()
+    assert row is not None
+    assert row["tz"] == "UTC"
+    assert row["now"].tzinfo is UTC

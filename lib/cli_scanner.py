@@ -22,7 +22,7 @@ def cmd_scanner(args: argparse.Namespace) -> int:
     """Run the scanner host until SIGTERM (``--loop``), or until the current bars are scanned."""
     from lib.config import load_settings
     from lib.db.target import check_reachable, database_target
-    from lib.ops.scanner_host import run_host_process
+    from lib.ops.scanner_host import run_host, run_host_process
     from lib.services.scanning.sharded import DEFAULT_LEASE_S, ShardHost
 
     settings = load_settings()
@@ -35,15 +35,18 @@ def cmd_scanner(args: argparse.Namespace) -> int:
         options["host_id"] = args.host_id
     host = ShardHost(**options)
     report = run_host_process(
-        settings,
-        host,
-        paper_url=args.paper_url,
-        timeframes=args.timeframe,
-        algorithms=args.algorithm,
-        loop=args.loop,
-        poll_s=args.poll_s,
-        sweep_s=args.sweep_s,
-        max_seconds=args.max_seconds,
+        lambda stop: run_host(
+            settings,
+            host,
+            stop=stop,
+            paper_url=args.paper_url,
+            timeframes=args.timeframe,
+            algorithms=args.algorithm,
+            loop=args.loop,
+            poll_s=args.poll_s,
+            sweep_s=args.sweep_s,
+            max_seconds=args.max_seconds,
+        )
     )
     summary = {"host": report.host_id, "bars_completed": report.completed, "symbols_scanned": report.symbols}
     print(json.dumps(summary), flush=True)

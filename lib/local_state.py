@@ -100,6 +100,12 @@ def read_services(state_dir: Path, db_name: str) -> dict[str, Any]:
     return dict(entry) if isinstance(entry, dict) else {}
 
 
+def recorded_paper_url(state_dir: Path, db_name: str) -> str | None:
+    """The paper exchange the local stack runs for database ``db_name``, if it records one."""
+    url = read_services(state_dir, db_name).get("paper_exchange_url")
+    return str(url) if url else None
+
+
 def write_services(state_dir: Path, db_name: str, facts: dict[str, Any] | None) -> None:
     """Record (or, with None, forget) the processes serving ``db_name``."""
     current = read_stack(state_dir)

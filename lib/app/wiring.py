@@ -6,7 +6,7 @@ passes its own collaborator (a fake exchange, a paper-exchange client) to :func:
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 
 from lib.app.context import Services
@@ -18,8 +18,9 @@ from lib.db.target import database_target
 from lib.exchange.access import MarketAccess
 from lib.exchange.market_clock import market_clock_for
 from lib.exchange.ports import TradingExchange
+from lib.exchange.rate_limit import RateLimiter
 from lib.exchange.trading import PybitExchange
-from lib.local_state import read_services
+from lib.local_state import recorded_paper_url
 from lib.services.diagnostics import HealthCache
 from lib.services.execution.deps import ExecutorDeps
 from lib.services.instruments.cache import deployment_environment, get_filters
@@ -27,9 +28,22 @@ from lib.services.key_health import master_key_source
 from lib.services.tracking import TrackerDeps
 
 
-def _paper_url(settings: Settings) -> str | None:
-    url = read_services(settings.state_dir, settings.database.db_name).get("paper_exchange_url")
-    return str(url) if url else None
+def exchange_clients(
+    settings: Settings,
+    *,
+    paper_url: str | None,
+    limiter: RateLimiter | None = None,
+    endpoints: Mapping[str, str] | None = None,
+) -> tuple[MarketAccess, PybitExchange]:
+    """This process's market-data access and trading client: one IP budget (``limiter``, default the
+    deployment's share) for both, since Bybit counts market and signed calls against the same IP, and
+    both sent from the host's own address (``AITRADEX_SOURCE_ADDRESS``)."""
+    address = settings.exchange.source_address
+    market = MarketAccess(paper_url=paper_url, limiter=limiter or RateLimiter(), source_address=address)
+    exchange = PybitExchange(
+        paper_url=paper_url, endpoints=endpoints, limiter=market.limiter, source_address=address
+    )
+    return market, exchange
 
 
 async def open_services(
@@ -48,18 +62,18 @@ async def open_services(
     """
     db = database_target(settings).database(max_size=pool_size or settings.database.pool_size)
     await db.open()
-    paper_url = _paper_url(settings) if exchange is None or market is None else None
-    source_address = settings.exchange.source_address
-    market = market or MarketAccess(paper_url=paper_url, source_address=source_address)
+    paper_url = None
+    if exchange is None or market is None:
+        paper_url = recorded_paper_url(settings.state_dir, settings.database.db_name)
+    default_market, default_exchange = exchange_clients(settings, paper_url=paper_url)
+    market = market or default_market
     return Services(
         db=db,
         settings=settings,
         clock=clock or SystemClock(),
         # Reads the keys again on a version it does not hold: `aitradex keys rotate` needs no restart.
         vault=vault or KeyVault(settings.master_keys, reload=master_key_source(settings.state_dir)),
-        # One IP budget for the process: Bybit counts signed and market calls against the same IP.
-        exchange=exchange
-        or PybitExchange(paper_url=paper_url, limiter=market.limiter, source_address=source_address),
+        exchange=exchange or default_exchange,
         market=market,
         health_cache=HealthCache(ttl_s=5.0),
     )

@@ -22,7 +22,7 @@ call, against 1.2-1.5 ms through a shared ``requests.Session`` (cookie jars, hoo
 look-ups on every call) and 1.9 ms with one session per account (``bench/fanout.py``). It also never
 reads proxies or credentials from the environment.
 
-The module is about 510 lines: every signed call of the port, the history paging the reconciliation
+The module is about 520 lines: every signed call of the port, the history paging the reconciliation
 adds (``order_history``, ``executions``: 7-day windows, every cursor page), the one mapping of pybit's
 errors and the transport pybit needs belong to one adapter and change together; split, each part
 would import the others' private shapes.

@@ -103,12 +103,12 @@ class WorkerSpec:
 
 def build_worker_app(spec: WorkerSpec) -> ASGIApp:
     """The functions app of one worker process, wired as :attr:`WorkerSpec` says."""
-    from lib.exchange.access import MarketAccess
-    from lib.exchange.trading import PybitExchange
+    from lib.app.wiring import exchange_clients
     from lib.http.server import functions_app
 
-    market = MarketAccess(paper_url=spec.paper_url, limiter=spec.limiter())
-    exchange = PybitExchange(paper_url=spec.paper_url, endpoints=spec.endpoints, limiter=market.limiter)
+    market, exchange = exchange_clients(
+        spec.settings, paper_url=spec.paper_url, limiter=spec.limiter(), endpoints=spec.endpoints
+    )
     app = functions_app(spec.settings, exchange=exchange, market=market, verify_jwt=spec.verify_jwt)
     if spec.forward_url is not None:
         for path, method in spec.forward_paths:

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from lib.app.wiring import close_services, executor_deps, open_services
+from lib.app.wiring import close_services, exchange_clients, executor_deps, open_services
 from lib.config import ExchangeConfig, Settings
 from lib.exchange.access import MarketAccess
 from lib.exchange.rate_limit import DEFAULT_SHARE, RateLimiter
@@ -119,10 +119,8 @@ async def run_host(
     exchange: PybitExchange | None = None
     market: MarketAccess | None = None
     if options.paper_url is not None:
-        # One IP budget for the process: market and signed calls count against the same address.
         limiter = RateLimiter(share=options.share)
-        market = MarketAccess(paper_url=options.paper_url, limiter=limiter, source_address=address)
-        exchange = PybitExchange(paper_url=options.paper_url, limiter=limiter, source_address=address)
+        market, exchange = exchange_clients(settings, paper_url=options.paper_url, limiter=limiter)
     services = await open_services(settings, exchange=exchange, market=market)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -23,7 +23,7 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from lib.config import Settings
@@ -34,7 +34,7 @@ from lib.exchange.access import MarketAccess
 from lib.exchange.market import MarketDataClient
 from lib.exchange.market_clock import market_clock_for
 from lib.exchange.rate_limit import RateLimiter
-from lib.local_state import read_services
+from lib.local_state import recorded_paper_url
 from lib.log import log_event
 from lib.services.scanning.settings import ScanSettings, load_scan_settings
 from lib.services.scanning.sharded import (
@@ -65,12 +65,6 @@ class HostReport:
         return sum(p.symbols for p in self.passes)
 
 
-def paper_url_of(settings: Settings) -> str | None:
-    """The paper exchange the local stack runs for the configured database, if any."""
-    url = read_services(settings.state_dir, settings.database.db_name).get("paper_exchange_url")
-    return str(url) if url else None
-
-
 async def run_host(
     settings: Settings,
     host: ShardHost,
@@ -91,7 +85,7 @@ async def run_host(
     async with database_target(settings).database(max_size=4) as db:
         scan_settings = await load_scan_settings(db)
         env = scan_settings.environment
-        paper_url = paper_url or paper_url_of(settings)
+        paper_url = paper_url or recorded_paper_url(settings.state_dir, settings.database.db_name)
         if env == "paper" and not paper_url:
             raise ConfigError(
                 "no paper exchange is running for this database: give --paper-url or start the stack"
@@ -188,36 +182,15 @@ def _trim(pending: dict[tuple[str, int], int], done: set[tuple[str, int]]) -> No
             done.discard(key)
 
 
-def run_host_process(
-    settings: Settings,
-    host: ShardHost,
-    *,
-    paper_url: str | None = None,
-    timeframes: Sequence[str] | None = None,
-    algorithms: Sequence[str] | None = None,
-    loop: bool = True,
-    poll_s: float = 0.5,
-    sweep_s: float = 1.0,
-    max_seconds: float | None = None,
-) -> HostReport:
-    """:func:`run_host` in this process until SIGTERM or SIGINT (the ``aitradex scanner`` command)."""
+def run_host_process(run: Callable[[asyncio.Event], Awaitable[HostReport]]) -> HostReport:
+    """``run(stop)`` (a :func:`run_host` call) in this process until SIGTERM or SIGINT sets ``stop``
+    (the ``aitradex scanner`` command)."""
 
     async def main() -> HostReport:
         stop = asyncio.Event()
         running = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             running.add_signal_handler(signum, stop.set)
-        return await run_host(
-            settings,
-            host,
-            stop=stop,
-            paper_url=paper_url,
-            timeframes=timeframes,
-            algorithms=algorithms,
-            loop=loop,
-            poll_s=poll_s,
-            sweep_s=sweep_s,
-            max_seconds=max_seconds,
-        )
+        return await run(stop)
 
     return asyncio.run(main())

@@ -247,9 +247,8 @@ def _serve(
     speed: float,
     announce: Callable[[str], None],
 ) -> None:
-    from lib.exchange.access import MarketAccess
+    from lib.app.wiring import exchange_clients
     from lib.exchange.rate_limit import DEFAULT_SHARE, RateLimiter
-    from lib.exchange.trading import PybitExchange
     from lib.http.server import functions_app, serve_in_thread
     from lib.http.workers import (
         WORKERS_IP_FRACTION,
@@ -280,12 +279,9 @@ def _serve(
         # The scheduler (scans, fan-out, tracking) runs here, in the parent, once for the stack; the
         # workers pass /scheduler/* on to it. Its IP limiter and the workers' divide the host's share of
         # Bybit's per-IP budget between them (lib/http/workers.py).
-        market = MarketAccess(
-            paper_url=paper_url, limiter=RateLimiter(host_share * (1 - WORKERS_IP_FRACTION))
-        )
-        scheduling = functions_app(
-            settings, exchange=PybitExchange(paper_url=paper_url, limiter=market.limiter), market=market
-        )
+        limiter = RateLimiter(host_share * (1 - WORKERS_IP_FRACTION))
+        market, exchange = exchange_clients(settings, paper_url=paper_url, limiter=limiter)
+        scheduling = functions_app(settings, exchange=exchange, market=market)
         attach_scheduler(scheduling, paper_url=paper_url, tick_driven=speed == 0)
         with serve_in_thread(scheduling.build()) as scheduler_url:
             spec = WorkerSpec(

@@ -23,11 +23,11 @@ from typing import Any
 import httpx
 import pytest
 
-from lib.config import exchange_config
+from lib.app.wiring import exchange_clients
+from lib.config import exchange_config, load_settings
 from lib.crypto import KeyVault
 from lib.db.session import Caller, Database
 from lib.errors import ConfigError, IpBanned
-from lib.exchange.access import MarketAccess
 from lib.exchange.ports import Credentials
 from lib.exchange.rate_limit import RateLimiter
 from lib.exchange.signing import signed_headers
@@ -201,16 +201,19 @@ async def test_a_403_pauses_every_signed_call_of_the_process_instead_of_retrying
         assert (await _stats(url))["requests"] == sent
 
 
-async def test_a_hosts_source_address_carries_its_market_and_signed_calls_and_is_counted_apart() -> None:
-    """``AITRADEX_SOURCE_ADDRESS`` binds both clients of a host: the exchange counts them per address."""
-    host = exchange_config({"AITRADEX_SOURCE_ADDRESS": "127.0.0.7"}).source_address
-    assert host == "127.0.0.7"
+async def test_a_hosts_source_address_carries_its_market_and_signed_calls_and_is_counted_apart(
+    test_env: dict[str, str],
+) -> None:
+    """``AITRADEX_SOURCE_ADDRESS`` binds both clients of a host (as every process wires them,
+    ``exchange_clients``), on one IP budget: the exchange counts them per address."""
+    settings = load_settings({**test_env, "AITRADEX_SOURCE_ADDRESS": "127.0.0.7"})
+    assert settings.exchange.source_address == "127.0.0.7"
     config = PaperExchangeConfig(symbols=stack_symbols(), state_path=None, port=0)
     with running_paper_exchange(config) as url:
         account = await asyncio.to_thread(create_paper_account, url)
         creds = Credentials("paper", account.api_key, account.api_secret)
-        market = MarketAccess(paper_url=url, source_address=host)
-        exchange = PybitExchange(paper_url=url, limiter=market.limiter, source_address=host)
+        market, exchange = exchange_clients(settings, paper_url=url)
+        assert exchange.limiter is market.limiter
         async with market.client("paper") as client:
             await client.server_time()
             await client.server_time()

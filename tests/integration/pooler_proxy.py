@@ -149,6 +149,11 @@ def transaction_pooler(database_url: str) -> Iterator[RunningProxy]:
         async def stop() -> None:
             holder["server"].close()
             await holder["server"].wait_closed()
+            # Connections still open (a pool not closed yet) end here, not as pending tasks at exit.
+            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in others:
+                task.cancel()
+            await asyncio.gather(*others, return_exceptions=True)
 
         asyncio.run_coroutine_threadsafe(stop(), loop).result(timeout=10)
         loop.call_soon_threadsafe(loop.stop)
